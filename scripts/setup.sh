@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs everything anygpt needs on a fresh Debian machine: system packages (apt),
+# the emoji pictures (npm), and the Python package with all its extras (pip).
+# Safe to re-run: each step skips what is already there.
+#
+#   bash scripts/setup.sh            # everything
+#   ANYGPT_SKIP_APT=1 bash scripts/setup.sh   # Python only (no root)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng  # TTS voices
+  fluidsynth fluid-soundfont-gm                                                  # music rendering
+  fonts-noto-color-emoji                                                         # emoji, 2nd style
+  wordnet-base dict-gcide fortunes                                               # text
+  default-jre-headless                                                           # pycocoevalcap (METEOR, PTB tokenizer)
+  sox libsndfile1
+)
+EMOJI_NPM="emoji-datasource-google@16.0.0"
+ANYGPT_HOME="${ANYGPT_HOME:-$HOME/.cache/anygpt}"
+
+if [ -z "${ANYGPT_SKIP_APT:-}" ]; then
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: apt-get install ${missing[*]}"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+if [ ! -f "$ANYGPT_HOME/npm/node_modules/emoji-datasource-google/emoji.json" ]; then
+  if command -v npm >/dev/null; then
+    echo "setup: npm install $EMOJI_NPM into $ANYGPT_HOME/npm"
+    mkdir -p "$ANYGPT_HOME/npm"
+    npm install --silent --no-audit --no-fund --prefix "$ANYGPT_HOME/npm" "$EMOJI_NPM" >/dev/null 2>&1 \
+      || echo "setup: warning: npm install of $EMOJI_NPM failed; emoji corpus will use the Noto font only"
+  else
+    echo "setup: warning: npm not found; emoji corpus will use the Noto font only"
+  fi
+fi
+
+# torch first and pinned, so nothing else can pull another build.
+python3 -m pip install -q "torch==2.13.0"
+python3 -m pip install -q -e ".[all]"
+# These two declare dependencies we must not take (torch ranges, tensorflow); their real
+# needs are in the [all] extra above.
+python3 -m pip install -q --no-deps "resemblyzer==0.1.4" "basic-pitch==0.4.0"
+python3 -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+echo "setup: done"
