@@ -1,0 +1,103 @@
+"""Model folders: the released AnyGPT (fnlp/AnyGPT-chat / -base layout) and our own.
+
+Released folder: HF LLaMA (config.json, generation_config.json, pytorch_model*.bin or
+*.safetensors with an index when sharded), LLaMA tokenizer files (tokenizer.model,
+tokenizer_config.json, special_tokens_map.json) and added_tokens.json holding the modality
+tokens. Our folders add `anygpt.json`: the layout's token specs, the chat template and which
+modality tokenizers go with the model. Nothing is ever downloaded: everything is read with
+local_files_only=True.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from anygpt.errors import CheckpointError
+from anygpt.layout import TokenLayout
+from anygpt.modalities import released_specs
+from anygpt.modalities.base import TokenSpec
+from anygpt.media_io import atomic_path
+
+ANYGPT_CONFIG = "anygpt.json"
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
+
+
+@dataclass
+class FolderConfig:
+    """Contents of anygpt.json (defaults describe a released folder, which has none)."""
+
+    specs: list[TokenSpec] = field(default_factory=released_specs)
+    chat_template: str = "MMGPT"
+    # modality -> {"loader": registered tokenizer name, "path": folder relative to the model}
+    tokenizers: dict[str, dict] = field(default_factory=dict)
+    released: bool = True
+
+    def to_json(self) -> dict:
+        return {"format": "anygpt/1", "specs": [s.to_dict() for s in self.specs],
+                "chat_template": self.chat_template, "tokenizers": self.tokenizers}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "FolderConfig":
+        return cls([TokenSpec.from_dict(s) for s in d["specs"]], d.get("chat_template", "MMGPT"),
+                   d.get("tokenizers", {}), released=False)
+
+
+def read_folder_config(path: Path) -> FolderConfig:
+    cfg = path / ANYGPT_CONFIG
+    if not cfg.exists():
+        return FolderConfig()
+    try:
+        return FolderConfig.from_json(json.loads(cfg.read_text()))
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{cfg}: not a valid anygpt config ({e})") from None
+
+
+def check_folder(path: Path) -> None:
+    """Raise CheckpointError naming what is missing from a model folder."""
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: model folder not found")
+    if not (path / "config.json").exists():
+        raise CheckpointError(f"{path}: no config.json; expected a HF causal-LM folder (e.g. fnlp/AnyGPT-chat)")
+    if not any((path / f).exists() for f in WEIGHT_FILES):
+        raise CheckpointError(f"{path}: no weights; expected one of {', '.join(WEIGHT_FILES)}")
+    if not any((path / f).exists() for f in TOKENIZER_FILES):
+        raise CheckpointError(f"{path}: no tokenizer; expected {' or '.join(TOKENIZER_FILES)}")
+
+
+def load_lm(path: str | Path, *, dtype: torch.dtype = torch.float32, device: str = "cpu"):
+    """-> (model, tokenizer, layout, FolderConfig). The released folder uses LLaMA's slow
+    sentencepiece tokenizer, as the release does; pad id 0 and left padding for generation."""
+    path = Path(path)
+    check_folder(path)
+    cfg = read_folder_config(path)
+    use_fast = not (cfg.released and (path / "tokenizer.model").exists())
+    tokenizer = AutoTokenizer.from_pretrained(path, use_fast=use_fast, local_files_only=True)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token_id = 0
+    tokenizer.padding_side = "left"
+    layout = TokenLayout.from_tokenizer(tokenizer, cfg.specs)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True).to(device).eval()
+    rows = model.get_input_embeddings().weight.shape[0]
+    if rows < len(tokenizer):
+        raise CheckpointError(
+            f"{path}: the model has {rows} embedding rows but the tokenizer has {len(tokenizer)} tokens; "
+            "the vocabulary was expanded without resizing the model"
+        )
+    return model, tokenizer, layout, cfg
+
+
+def save_lm(path: str | Path, model, tokenizer, cfg: FolderConfig) -> Path:
+    """Write an anygpt folder (safetensors weights, tokenizer, anygpt.json)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    with atomic_path(path / ANYGPT_CONFIG) as tmp:
+        tmp.write_text(json.dumps(cfg.to_json(), indent=1, ensure_ascii=False))
+    return path

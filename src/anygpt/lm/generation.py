@@ -1,0 +1,88 @@
+"""Generation settings (the release's presets and the paper's evaluation settings) and the call
+into HF `generate` with the segment constraint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+from transformers import GenerationConfig, LogitsProcessorList
+
+from anygpt.layout import TokenLayout
+from anygpt.lm.constraints import SegmentConstraint
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    max_new_tokens: int = 500
+    do_sample: bool = True
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    num_beams: int = 1
+    # False reproduces the release: no constraint, malformed segments are possible
+    constrained: bool = True
+    max_frames: dict[str, int] = field(default_factory=dict)
+
+    def with_(self, **changes) -> "GenerationSettings":
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+# The release's config/*_generate_config.json values, and the paper's evaluation settings.
+PRESETS: dict[str, GenerationSettings] = {
+    "text": GenerationSettings(max_new_tokens=500),
+    "image": GenerationSettings(max_new_tokens=200),
+    "speech": GenerationSettings(max_new_tokens=1500, repetition_penalty=1.05),
+    "music": GenerationSettings(max_new_tokens=2000, top_k=200, repetition_penalty=1.15),
+    "paper-text": GenerationSettings(max_new_tokens=500, do_sample=False, num_beams=5),
+    "paper-image": GenerationSettings(max_new_tokens=200, top_p=0.7),
+    "paper-speech": GenerationSettings(max_new_tokens=1500, top_p=0.7),
+}
+
+
+def get_preset(name: str) -> GenerationSettings:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown generation preset {name!r}; choose from {', '.join(PRESETS)}") from None
+
+
+def generate_ids(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    layout: TokenLayout,
+    settings: GenerationSettings,
+    *,
+    stop_ids: list[int],
+    pad_id: int,
+    seed: int | None = None,
+) -> torch.Tensor:
+    """input_ids, attention_mask: LongTensor [B, L], left-padded -> new ids LongTensor [B, N]
+    (padded with pad_id after a sequence stops)."""
+    processors = LogitsProcessorList()
+    if settings.constrained:
+        processors.append(SegmentConstraint(
+            layout, max_length=input_ids.shape[1] + settings.max_new_tokens, max_frames=settings.max_frames,
+        ))
+    config = GenerationConfig(
+        max_new_tokens=settings.max_new_tokens,
+        do_sample=settings.do_sample,
+        temperature=settings.temperature if settings.do_sample else None,
+        top_p=settings.top_p if settings.do_sample else None,
+        top_k=settings.top_k if settings.do_sample else None,
+        repetition_penalty=settings.repetition_penalty,
+        num_beams=settings.num_beams,
+        eos_token_id=stop_ids,
+        pad_token_id=pad_id,
+        bos_token_id=model.config.bos_token_id,
+    )
+    if seed is not None:
+        torch.manual_seed(seed)
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
+            logits_processor=processors,
+        )
+    return out[:, input_ids.shape[1]:]

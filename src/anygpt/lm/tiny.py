@@ -1,0 +1,43 @@
+"""Random-weight tiny models in our layout and in the release's: for tests and for trying the
+whole pipeline before trained weights exist (`anygpt chat --model tiny-random`)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from anygpt.instructions import POOLS
+from anygpt.layout import TokenLayout
+from anygpt.lm.expand import expand_vocabulary
+from anygpt.lm.text_tokenizer import train_text_tokenizer
+from anygpt.modalities import released_specs
+from anygpt.modalities.base import TokenSpec
+from anygpt.templates import SYSTEM_ANYGPT, SYSTEM_MMGPT
+
+
+def builtin_texts() -> list[str]:
+    """A small deterministic text sample (instruction pools, system prompts) to train a BPE on."""
+    return [SYSTEM_MMGPT, SYSTEM_ANYGPT] + [s for pool in POOLS.values() for s in pool]
+
+
+def tiny_llama(vocab_size: int, *, hidden: int = 64, layers: int = 2, heads: int = 4, seed: int = 0,
+               max_positions: int = 4096) -> LlamaForCausalLM:
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=max_positions,
+        bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config).eval()
+
+
+def random_tiny(specs: Sequence[TokenSpec] | None = None, *, seed: int = 0, text_vocab: int = 600,
+                **llama_kwargs) -> tuple[LlamaForCausalLM, object, TokenLayout]:
+    """-> (model, tokenizer, layout): our BPE text tokenizer + random LLaMA, vocabulary expanded
+    with `specs` (default: the release's image, speech and music)."""
+    tokenizer = train_text_tokenizer(builtin_texts(), vocab_size=text_vocab)
+    model = tiny_llama(len(tokenizer), seed=seed, **llama_kwargs)
+    layout = expand_vocabulary(model, tokenizer, list(specs or released_specs()), seed=seed)
+    return model, tokenizer, layout

@@ -1,0 +1,156 @@
+"""AnyGPT: the LM, its text tokenizer, the token layout and the modality tokenizers, together.
+
+    model = AnyGPT.from_pretrained("path/to/AnyGPT-chat")        # released or ours
+    conv = Conversation()
+    conv.add_user("Describe this picture.", image=["cat.png"])
+    reply = model.generate(conv)                                  # appended to conv
+    files = model.save_media(reply, "out/")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from anygpt.conversation import Conversation, Reply
+from anygpt.errors import AnyGPTError, LayoutError
+from anygpt.layout import TokenLayout
+from anygpt.lm.checkpoint import FolderConfig, load_lm, save_lm
+from anygpt.lm.generation import GenerationSettings, generate_ids, get_preset
+from anygpt.lm.sequence import SequenceCodec
+from anygpt.media_io import atomic_path
+from anygpt.modalities import get_modality, load_tokenizer
+from anygpt.modalities.base import ModalityTokenizer
+from anygpt.parts import CodesPart, MediaFilePart
+from anygpt.templates import get_chat_template
+
+
+class AnyGPT:
+    def __init__(self, lm, tokenizer, layout: TokenLayout, *,
+                 tokenizers: Mapping[str, ModalityTokenizer] | None = None, template: str = "MMGPT"):
+        self.lm = lm
+        self.tokenizer = tokenizer
+        self.layout = layout
+        self.template = get_chat_template(template)
+        self.tokenizers: dict[str, ModalityTokenizer] = {}
+        for name, tok in (tokenizers or {}).items():
+            self.set_tokenizer(name, tok)
+        self.codec = SequenceCodec(tokenizer, layout, self.encode_media)
+        self._codes_cache: dict[tuple, CodesPart] = {}
+
+    # ----------------------------------------------------------------- loading
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, tokenizers: Mapping[str, ModalityTokenizer] | None = None,
+                        template: str | None = None, dtype: torch.dtype = torch.float32,
+                        device: str = "cpu") -> "AnyGPT":
+        """Load a released AnyGPT folder (e.g. fnlp/AnyGPT-chat downloaded by the user) or one of
+        ours. Modality tokenizers named in the folder's anygpt.json are loaded from beside it;
+        `tokenizers` adds or overrides them (the released tokenizers live in other folders)."""
+        path = Path(path)
+        lm, tok, layout, cfg = load_lm(path, dtype=dtype, device=device)
+        loaded = {m: load_tokenizer(m, t["loader"], path=path / t["path"]) for m, t in cfg.tokenizers.items()}
+        loaded.update(tokenizers or {})
+        model = cls(lm, tok, layout, tokenizers=loaded, template=template or cfg.chat_template)
+        model._folder_tokenizers = dict(cfg.tokenizers)
+        return model
+
+    def save_pretrained(self, path: str | Path, tokenizer_entries: dict[str, dict] | None = None) -> Path:
+        """Write our folder format. tokenizer_entries: modality -> {"loader", "path"} (see checkpoint)."""
+        entries = tokenizer_entries if tokenizer_entries is not None else getattr(self, "_folder_tokenizers", {})
+        cfg = FolderConfig(self.layout.specs, self.template.name, entries, released=False)
+        return save_lm(path, self.lm, self.tokenizer, cfg)
+
+    def set_tokenizer(self, modality: str, tok: ModalityTokenizer) -> None:
+        """Attach a modality tokenizer; its LM-facing codes must match the model's layout."""
+        spec = self.layout[modality].spec
+        got = tok.token_spec
+        if (got.codebook_size, got.num_codebooks, got.frames_per_item) != (
+                spec.codebook_size, spec.num_codebooks, spec.frames_per_item):
+            raise LayoutError(
+                f"{modality} tokenizer writes {got.num_codebooks} x {got.codebook_size} codes "
+                f"({got.frames_per_item or 'variable'} frames) but the model's layout expects "
+                f"{spec.num_codebooks} x {spec.codebook_size} ({spec.frames_per_item or 'variable'})"
+            )
+        self.tokenizers[modality] = tok
+
+    # ----------------------------------------------------------------- media
+    def _tokenizer_for(self, modality: str) -> ModalityTokenizer:
+        self.layout[modality]  # unknown modality -> clear error
+        if modality not in self.tokenizers:
+            raise AnyGPTError(
+                f"no {modality} tokenizer is loaded with this model; pass one to "
+                f"AnyGPT.from_pretrained(..., tokenizers={{'{modality}': ...}})"
+            )
+        return self.tokenizers[modality]
+
+    def encode_media(self, part: MediaFilePart) -> CodesPart:
+        """File -> LM-facing codes, cached by (path, size, mtime) across turns."""
+        st = part.path.stat()
+        key = (part.modality, str(part.path.resolve()), st.st_size, st.st_mtime_ns)
+        if key not in self._codes_cache:
+            codes = self._tokenizer_for(part.modality).encode_file(part.path)
+            self._codes_cache[key] = CodesPart(part.modality, codes)
+        return self._codes_cache[key]
+
+    def decode_media(self, part: CodesPart, **context) -> torch.Tensor:
+        """Codes -> one media item ([C, S] audio or [3, H, W] image). context: e.g. the voice
+        prompt for speech's second stage."""
+        with torch.inference_mode():
+            return self._tokenizer_for(part.modality).decode(part.codes.unsqueeze(0), **context)[0]
+
+    def save_media(self, reply: Reply, out_dir: str | Path, stem: str = "reply", **context) -> list[Path]:
+        """Write each media part of a reply into out_dir. Without a tokenizer for its modality
+        the codes are written in the release's text form (`.codes.txt`) instead."""
+        out_dir = Path(out_dir)
+        files = []
+        for i, part in enumerate(reply.media()):
+            base = out_dir / f"{stem}-{i}-{part.modality}"
+            if part.modality in self.tokenizers:
+                tok = self.tokenizers[part.modality]
+                ext = tok.file_extensions[0] if tok.file_extensions else (
+                    ".png" if get_modality(part.modality).kind == "image" else ".wav")
+                files.append(tok.save(self.decode_media(part, **context), base.with_suffix(ext)))
+            else:
+                path = base.with_suffix(".codes.txt")
+                with atomic_path(path) as tmp:
+                    tmp.write_text(self.layout.codes_to_text(part.modality, part.codes) + "\n", encoding="utf-8")
+                files.append(path)
+        reply.files.extend(files)
+        return files
+
+    # ----------------------------------------------------------------- generation
+    @property
+    def stop_ids(self) -> list[int]:
+        ids = [self.tokenizer.eos_token_id]
+        end = self.tokenizer.convert_tokens_to_ids(self.template.bot_end)
+        if end is not None and end != self.tokenizer.unk_token_id:
+            ids.append(end)
+        return [i for i in ids if i is not None]
+
+    def generate(self, conversation: Conversation, *, preset: str = "text",
+                 settings: GenerationSettings | None = None, force_modality: str | None = None,
+                 seed: int | None = None) -> Reply:
+        """Write the assistant's next turn, append it to `conversation`, and return it.
+
+        force_modality: start the reply with that modality's start marker (as the release's
+        force_image_generation etc.). Constrained settings parse the reply strictly; the
+        unconstrained (release) mode parses leniently and marks repaired segments.
+        """
+        if not conversation.turns or conversation.turns[-1].role != "user":
+            raise AnyGPTError("the conversation must end with a user turn before generate()")
+        settings = settings or get_preset(preset)
+        start = [self.layout[force_modality].start_id] if force_modality else []
+        marker = self.layout[force_modality].spec.start if force_modality else None
+        ids = self.codec.encode(self.template.prompt(conversation.turns, force_modality_start=marker), bos=True)
+        device = self.lm.device
+        new = generate_ids(
+            self.lm, ids[None].to(device), torch.ones(1, ids.numel(), dtype=torch.long, device=device),
+            self.layout, settings, stop_ids=self.stop_ids, pad_id=self.tokenizer.pad_token_id, seed=seed,
+        )[0].cpu().tolist()
+        stops = set(self.stop_ids)
+        cut = next((i for i, t in enumerate(new) if t in stops), len(new))
+        parts = self.codec.decode(start + new[:cut], strict=settings.constrained)
+        conversation.add_assistant(parts)
+        return Reply(parts)
