@@ -135,3 +135,23 @@ def test_from_tokenizer_checks_contiguity():
     tok.add_tokens(codes[:4] + ["<other>"] + codes[4:] + [spec.start, spec.end])
     with pytest.raises(LayoutError, match="not contiguous"):
         TokenLayout.from_tokenizer(tok, [spec])
+
+
+def test_data_file_errors_name_file_and_line(layout, tmp_path):
+    from anygpt.sequence_files import read_sequences
+
+    good = layout.codes_to_text("speech", torch.tensor([[1, 2, 3]]))
+    f = tmp_path / "pairs.jsonl"
+    f.write_text('{"text": "say ' + good + '"}\n\n{"text": "cut <sosp><\U0001F5E3\uFE0F1>"}\n', encoding="utf-8")
+    it = read_sequences(f, layout)
+    n, parts = next(it)
+    assert n == 1 and parts[1] == CodesPart("speech", torch.tensor([[1, 2, 3]]))
+    with pytest.raises(LayoutError, match=r"pairs.jsonl:3: speech segment has no <eosp> \(truncated\)"):
+        next(it)
+    plain = tmp_path / "seq.txt"
+    plain.write_text("{bad json}\n", encoding="utf-8")
+    assert next(read_sequences(plain, layout))[1] == [TextPart("{bad json}")]
+    bad_json = tmp_path / "b.jsonl"
+    bad_json.write_text("{bad json}\n", encoding="utf-8")
+    with pytest.raises(LayoutError, match="b.jsonl:1: not a JSON object"):
+        list(read_sequences(bad_json, layout))
