@@ -39,6 +39,8 @@ class AnyGPT:
             self.set_tokenizer(name, tok)
         self.codec = SequenceCodec(tokenizer, layout, self.encode_media)
         self._codes_cache: dict[tuple, CodesPart] = {}
+        # modality -> {"loader", "path"}: the tokenizers a saved folder names (see lm.checkpoint)
+        self.tokenizer_entries: dict[str, dict] = {}
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -53,13 +55,12 @@ class AnyGPT:
         loaded = {m: load_tokenizer(m, t["loader"], path=path / t["path"]) for m, t in cfg.tokenizers.items()}
         loaded.update(tokenizers or {})
         model = cls(lm, tok, layout, tokenizers=loaded, template=template or cfg.chat_template)
-        model._folder_tokenizers = dict(cfg.tokenizers)
+        model.tokenizer_entries = dict(cfg.tokenizers)
         return model
 
-    def save_pretrained(self, path: str | Path, tokenizer_entries: dict[str, dict] | None = None) -> Path:
-        """Write our folder format. tokenizer_entries: modality -> {"loader", "path"} (see checkpoint)."""
-        entries = tokenizer_entries if tokenizer_entries is not None else getattr(self, "_folder_tokenizers", {})
-        cfg = FolderConfig(self.layout.specs, self.template.name, entries, released=False)
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write our folder format (safetensors weights, tokenizer, anygpt.json)."""
+        cfg = FolderConfig(self.layout.specs, self.template.name, self.tokenizer_entries, released=False)
         return save_lm(path, self.lm, self.tokenizer, cfg)
 
     def set_tokenizer(self, modality: str, tok: ModalityTokenizer) -> None:
