@@ -11,6 +11,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("anygpt.chat_cli", "talk to a model; attach images, speech, music by path"),
     "data": ("anygpt.data.cli", "build and inspect the offline corpora (data build, data stats)"),
     "eval": ("anygpt.eval.cli", "score tokenizers and models (asr, tts, caption, ...)"),
+    "train": ("anygpt.train.cli", "train the compact tokenizers and models from the corpora"),
 }
 
 USAGE = """usage: anygpt COMMAND [ARGS] ...

@@ -1,0 +1,1 @@
+"""Building blocks of our compact models (quantizers, codecs, query transformers, ...)."""

@@ -1,0 +1,32 @@
+"""`anygpt train NAME ...`: dispatch to one trainer module (imported only when it runs)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> (module with main(argv), one-line summary)
+TRAINERS: dict[str, tuple[str, str]] = {
+    "music-codec": ("anygpt.train.music_codec", "the compact music codec (4 codebooks)"),
+    "image-tokenizer": ("anygpt.train.image_tokenizer", "the compact SEED-style image tokenizer and decoder"),
+}
+
+USAGE = """usage: anygpt train NAME [ARGS] ...
+
+trainers:
+{listing}
+
+Run `anygpt train NAME --help` for its options and an example.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    listing = "\n".join(f"  {n:<16} {s}" for n, (_, s) in TRAINERS.items())
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE.format(listing=listing))
+        return 0
+    if argv[0] not in TRAINERS:
+        print(f"anygpt train: unknown trainer {argv[0]!r}\n\n" + USAGE.format(listing=listing), file=sys.stderr)
+        return 2
+    return int(importlib.import_module(TRAINERS[argv[0]][0]).main(argv[1:]) or 0)
