@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
 from anygpt.errors import AnyGPTError
+from anygpt.modalities import modality_names
 
 EXAMPLE = """examples:
   anygpt chat --model tiny-random --message "Draw a red circle." --force-modality image
@@ -18,10 +20,13 @@ message; /clear forgets the history; /quit leaves. Generated media go to --outpu
 (as media files where the model has a de-tokenizer for them, else as code files).
 """
 
-HELP = "commands: /image PATH  /speech PATH  /music PATH  /clear  /quit  (anything else is a message)"
+def help_line() -> str:
+    attach = "  ".join(f"/{m} PATH" for m in modality_names())
+    return f"commands: {attach}  /clear  /quit  (anything else is a message)"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Options for every registered modality (import a plugin module first to add one)."""
     p = argparse.ArgumentParser(prog="anygpt chat", description=__doc__, epilog=EXAMPLE,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="tiny-random",
@@ -29,9 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", choices=["MMGPT", "AnyGPT"], default=None, help="chat template (default: the model's)")
     p.add_argument("--output-dir", type=Path, default=Path("anygpt-output"), help="where generated media are written")
     p.add_argument("--message", help="send this message and exit (no interactive loop)")
-    for m in ("image", "speech", "music"):
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first (it may register more modalities and tokenizers)")
+    for m in modality_names():
         p.add_argument(f"--{m}", action="append", default=[], metavar="PATH", help=f"attach a {m} file to the first message")
-    p.add_argument("--force-modality", choices=["image", "speech", "music"], help="start the reply with this modality")
+    p.add_argument("--force-modality", choices=modality_names(), help="start the reply with this modality")
     p.add_argument("--preset", default="text", help="generation preset: text, image, speech, music, paper-*")
     p.add_argument("--max-new-tokens", type=int, help="override the preset's max new tokens")
     p.add_argument("--unconstrained", action="store_true", help="the release's behaviour: no segment constraints")
@@ -52,6 +59,10 @@ def load_model(name: str, template: str | None):
 
 
 def main(argv: list[str] | None = None) -> int:
+    plugins = argparse.ArgumentParser(add_help=False)
+    plugins.add_argument("--plugin", action="append", default=[])
+    for module in plugins.parse_known_args(argv)[0].plugin:
+        importlib.import_module(module)
     args = build_parser().parse_args(argv)
     from anygpt.conversation import Conversation
     from anygpt.lm.generation import get_preset
@@ -65,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"anygpt chat: {e}", file=sys.stderr)
         return 1
     conv = Conversation(template=model.template.name)
-    pending = {"image": list(args.image), "speech": list(args.speech), "music": list(args.music)}
+    pending = {m: list(getattr(args, m)) for m in modality_names()}
     context = {"voice_prompt": args.voice_prompt} if args.voice_prompt else {}
     turn = 0
 
@@ -96,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
 
-    print(f"anygpt chat ({args.model}). {HELP}")
+    print(f"anygpt chat ({args.model}). {help_line()}")
     for line in sys.stdin:
         line = line.strip()
         if not line:
@@ -106,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             if cmd in ("/quit", "/exit"):
                 break
             if cmd == "/help":
-                print(HELP)
+                print(help_line())
             elif cmd == "/clear":
                 conv.clear()
                 print("(history cleared)")
@@ -117,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 pending[cmd[1:]].append(arg.strip())
                 print(f"(attached {arg.strip()})")
             elif cmd.startswith("/"):
-                print(f"unknown command {cmd}. {HELP}")
+                print(f"unknown command {cmd}. {help_line()}")
             else:
                 send(line)
         except (AnyGPTError, ValueError) as e:

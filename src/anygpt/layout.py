@@ -165,9 +165,10 @@ class TokenLayout:
         return "text", None
 
     # ----------------------------------------------------------------- codes <-> ids
-    def codes_to_ids(self, modality: str, codes: torch.Tensor) -> torch.Tensor:
+    def codes_to_ids(self, modality: str, codes: torch.Tensor, *, exact_count: bool = True) -> torch.Tensor:
         """codes LongTensor [K, T] (K = the modality's LM codebooks) -> ids LongTensor [T*K],
-        frame by frame, codebook l shifted by l * codebook_size."""
+        frame by frame, codebook l shifted by l * codebook_size. exact_count=False accepts a
+        fixed-length modality with another count (a leniently repaired model output)."""
         r = self[modality]
         codes = torch.as_tensor(codes, dtype=torch.long)
         if codes.dim() == 1 and r.spec.num_codebooks == 1:
@@ -179,7 +180,7 @@ class TokenLayout:
             bad = codes[(codes < 0) | (codes >= c)][0].item()
             raise LayoutError(f"{modality} code {bad} out of range: codes must be in 0..{c - 1}")
         n = r.spec.frames_per_item
-        if n is not None and codes.shape[1] != n:
+        if exact_count and n is not None and codes.shape[1] != n:
             raise LayoutError(f"{modality} items have exactly {n} codes per codebook, got {codes.shape[1]}")
         shift = (torch.arange(k) * c).unsqueeze(1)
         return (codes + shift + r.code_offset).t().reshape(-1)
@@ -213,10 +214,10 @@ class TokenLayout:
         return (frames % c).t().contiguous()
 
     # ----------------------------------------------------------------- codes <-> text
-    def codes_to_text(self, modality: str, codes: torch.Tensor) -> str:
+    def codes_to_text(self, modality: str, codes: torch.Tensor, *, exact_count: bool = True) -> str:
         """codes [K, T] -> '<start><p i0><p i1>...<end>' exactly as the release writes it."""
         r = self[modality]
-        rel = self.codes_to_ids(modality, codes) - r.code_offset
+        rel = self.codes_to_ids(modality, codes, exact_count=exact_count) - r.code_offset
         p = r.spec.prefix
         return r.spec.start + "".join(f"<{p}{i}>" for i in rel.tolist()) + r.spec.end
 
@@ -295,27 +296,23 @@ class TokenLayout:
                 parts.append(TextPart(s))
 
         def close(r: ModalityRange, terminated: bool) -> None:
-            problem = None if terminated else f"{r.name} segment has no {r.spec.end} (truncated)"
+            problems = [] if terminated else [f"{r.name} segment has no {r.spec.end} (truncated)"]
             k = r.spec.num_codebooks
             ids = torch.tensor(seg, dtype=torch.long)
             try:
                 codes = self.ids_to_codes(r.name, ids)
             except LayoutError as e:
-                if strict:
-                    raise ModelOutputError(str(e)) from None
-                problem = str(e)
+                problems.append(str(e))
                 rel = ids - r.code_offset
                 whole = rel[: (rel.numel() // k) * k]  # the release: id mod C, whole frames only
                 codes = (whole % r.spec.codebook_size).reshape(-1, k).t().contiguous()
             n = r.spec.frames_per_item
             if n is not None and codes.shape[1] != n:
-                msg = f"{r.name} segment has {codes.shape[1]} codes, expected exactly {n}"
-                if strict:
-                    raise ModelOutputError(msg)
-                problem = problem or msg
-            if problem and strict:
-                raise ModelOutputError(problem)
-            parts.append(CodesPart(r.name, codes, repaired=problem))
+                problems.append(f"{r.name} segment has {codes.shape[1]} codes, expected exactly {n}")
+            if problems and strict:
+                raise ModelOutputError(problems[0])
+            if codes.shape[1]:  # lenient: a segment without one whole frame is dropped
+                parts.append(CodesPart(r.name, codes, repaired="; ".join(problems) or None))
 
         for it in items:
             if isinstance(it, str):

@@ -32,6 +32,9 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -48,7 +51,10 @@ def _check_exists(path: Path) -> None:
 
 
 def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
-    """Read an audio file as mono float32 at `sample_rate`: FloatTensor [1, S] in [-1, 1]."""
+    """Read an audio file as mono float32 at `sample_rate`: FloatTensor [1, S] in [-1, 1].
+
+    Repairs: channels are averaged, another rate is resampled (soxr), samples are clipped to
+    [-1, 1]."""
     path = Path(path)
     _check_exists(path)
     try:
@@ -64,6 +70,7 @@ def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
     mono = data.mean(axis=1)
     if sr != sample_rate:
         mono = soxr.resample(mono, sr, sample_rate, quality="HQ").astype(np.float32)
+    mono = np.clip(mono, -1.0, 1.0)  # float files may exceed full scale; resampling can overshoot
     return torch.from_numpy(np.ascontiguousarray(mono)).unsqueeze(0)
 
 
@@ -103,9 +110,16 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None) -> torch.T
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
-    """Any Pillow mode -> RGB; alpha (RGBA, LA, palette transparency) composited on white."""
+    """Any Pillow mode -> RGB; alpha (RGBA, LA, palette transparency) composited on white;
+    16-bit and float greyscale scaled to 8 bits (Pillow's convert would clip them)."""
     if im.mode == "RGB":
         return im.copy()
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode != "F" else max(float(arr.max()), 1e-12)
+        if im.mode == "I" and arr.max() <= 255:
+            top = 255.0
+        return Image.fromarray(np.clip(arr / top * 255.0, 0, 255).round().astype(np.uint8), "L").convert("RGB")
     if im.mode == "P" and "transparency" in im.info:
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "LA", "PA"):

@@ -23,7 +23,7 @@ from anygpt.lm.sequence import SequenceCodec
 from anygpt.media_io import atomic_path
 from anygpt.modalities import get_modality, load_tokenizer
 from anygpt.modalities.base import ModalityTokenizer
-from anygpt.parts import CodesPart, MediaFilePart
+from anygpt.parts import CodesPart, MediaFilePart, TextPart
 from anygpt.templates import get_chat_template
 
 
@@ -102,33 +102,37 @@ class AnyGPT:
             return self._tokenizer_for(part.modality).decode(part.codes.unsqueeze(0), **context)[0]
 
     def save_media(self, reply: Reply, out_dir: str | Path, stem: str = "reply", **context) -> list[Path]:
-        """Write each media part of a reply into out_dir. Without a tokenizer for its modality
-        the codes are written in the release's text form (`.codes.txt`) instead."""
+        """Write each media part of a reply into out_dir. Without a tokenizer for its modality,
+        or for a segment the lenient parse had to repair, the codes are written in the release's
+        text form (`.codes.txt`) instead."""
         out_dir = Path(out_dir)
         files = []
         for i, part in enumerate(reply.media()):
             base = out_dir / f"{stem}-{i}-{part.modality}"
-            if part.modality in self.tokenizers:
-                tok = self.tokenizers[part.modality]
+            tok = self.tokenizers.get(part.modality)
+            if tok is not None and not part.repaired:
                 ext = tok.file_extensions[0] if tok.file_extensions else (
                     ".png" if get_modality(part.modality).kind == "image" else ".wav")
                 files.append(tok.save(self.decode_media(part, **context), base.with_suffix(ext)))
             else:
                 path = base.with_suffix(".codes.txt")
+                text = self.layout.codes_to_text(part.modality, part.codes, exact_count=not part.repaired)
                 with atomic_path(path) as tmp:
-                    tmp.write_text(self.layout.codes_to_text(part.modality, part.codes) + "\n", encoding="utf-8")
+                    tmp.write_text(text + "\n", encoding="utf-8")
                 files.append(path)
         reply.files.extend(files)
         return files
 
     # ----------------------------------------------------------------- generation
     @property
-    def stop_ids(self) -> list[int]:
-        ids = [self.tokenizer.eos_token_id]
+    def turn_end_id(self) -> int | None:
+        """Id of the template's turn end if it is one token ('<eos>' in the released vocabulary)."""
         end = self.tokenizer.convert_tokens_to_ids(self.template.bot_end)
-        if end is not None and end != self.tokenizer.unk_token_id:
-            ids.append(end)
-        return [i for i in ids if i is not None]
+        return None if end is None or end == self.tokenizer.unk_token_id else end
+
+    @property
+    def stop_ids(self) -> list[int]:
+        return [i for i in (self.tokenizer.eos_token_id, self.turn_end_id) if i is not None]
 
     def generate(self, conversation: Conversation, *, preset: str = "text",
                  settings: GenerationSettings | None = None, force_modality: str | None = None,
@@ -142,16 +146,39 @@ class AnyGPT:
         if not conversation.turns or conversation.turns[-1].role != "user":
             raise AnyGPTError("the conversation must end with a user turn before generate()")
         settings = settings or get_preset(preset)
-        start = [self.layout[force_modality].start_id] if force_modality else []
-        marker = self.layout[force_modality].spec.start if force_modality else None
+        start, marker = [], None
+        if force_modality:
+            spec = self.layout[force_modality].spec
+            start, marker = [self.layout[force_modality].start_id], spec.start
+            need = (spec.frames_per_item or 1) * spec.num_codebooks + 1
+            if settings.constrained and settings.max_new_tokens < need:
+                raise AnyGPTError(
+                    f"max_new_tokens={settings.max_new_tokens} is too small for a forced {force_modality} "
+                    f"segment: it needs at least {need} tokens (its codes and end marker)"
+                )
         ids = self.codec.encode(self.template.prompt(conversation.turns, force_modality_start=marker), bos=True)
         device = self.lm.device
+        end_string = [] if self.turn_end_id is not None else [self.template.bot_end]
         new = generate_ids(
             self.lm, ids[None].to(device), torch.ones(1, ids.numel(), dtype=torch.long, device=device),
             self.layout, settings, stop_ids=self.stop_ids, pad_id=self.tokenizer.pad_token_id, seed=seed,
+            stop_strings=end_string, tokenizer=self.tokenizer,
         )[0].cpu().tolist()
         stops = set(self.stop_ids)
         cut = next((i for i, t in enumerate(new) if t in stops), len(new))
-        parts = self.codec.decode(start + new[:cut], strict=settings.constrained)
+        parts = _until(self.codec.decode(start + new[:cut], strict=settings.constrained), self.template.bot_end)
         conversation.add_assistant(parts)
         return Reply(parts)
+
+
+def _until(parts: list[TextPart | CodesPart], end: str) -> list[TextPart | CodesPart]:
+    """The parts before the first occurrence of the turn-end string."""
+    out: list[TextPart | CodesPart] = []
+    for p in parts:
+        if isinstance(p, TextPart) and end in p.text:
+            head = p.text.split(end, 1)[0]
+            if head:
+                out.append(TextPart(head))
+            break
+        out.append(p)
+    return out

@@ -58,9 +58,12 @@ def generate_ids(
     stop_ids: list[int],
     pad_id: int,
     seed: int | None = None,
+    stop_strings: list[str] | None = None,
+    tokenizer=None,
 ) -> torch.Tensor:
     """input_ids, attention_mask: LongTensor [B, L], left-padded -> new ids LongTensor [B, N]
-    (padded with pad_id after a sequence stops)."""
+    (padded with pad_id after a sequence stops). stop_strings (with tokenizer) end generation
+    on text that is no single token (the AnyGPT template's '<eom>')."""
     processors = LogitsProcessorList()
     if settings.constrained:
         processors.append(SegmentConstraint(
@@ -77,12 +80,13 @@ def generate_ids(
         eos_token_id=stop_ids,
         pad_token_id=pad_id,
         bos_token_id=model.config.bos_token_id,
+        stop_strings=stop_strings or None,
     )
     if seed is not None:
         torch.manual_seed(seed)
     with torch.inference_mode():
         out = model.generate(
             input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
-            logits_processor=processors,
+            logits_processor=processors, tokenizer=tokenizer if stop_strings else None,
         )
     return out[:, input_ids.shape[1]:]
