@@ -11,6 +11,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("anygpt.chat_cli", "talk to a model; attach images, speech, music by path"),
     "data": ("anygpt.data.cli", "build and inspect the offline corpora (data build, data stats)"),
     "eval": ("anygpt.eval.cli", "score tokenizers and models (asr, tts, caption, ...)"),
+    "tokenize": ("anygpt.data.codes_store", "encode a corpus's media into code shards, once"),
+    "blocks": ("anygpt.data.blocks", "build packed, balanced training blocks from corpora and codes"),
     "train": ("anygpt.train.cli", "train the compact tokenizers and models from the corpora"),
 }
 

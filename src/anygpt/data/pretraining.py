@@ -1,0 +1,70 @@
+"""Pretraining samples as in the paper: text-centric pairs with the direction drawn per sample,
+interleaved documents (text with media in place), and pure text. Loss on every token.
+
+Each sample is a list of parts (anygpt.templates), encoded with the LM's SequenceCodec into
+ids with the LM's bos and eos around it.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Iterable, Iterator
+
+from anygpt.data.packing import Sample
+from anygpt.lm.sequence import SequenceCodec
+from anygpt.parts import CodesPart, Part, TextPart
+from anygpt.templates import pretraining_pair
+
+CONNECTORS = {
+    "image": ["Here is {text}.", "The next picture shows {text}.", "This one is {text}.", "Look: {text}.",
+              "Another image: {text}.", "Below, {text}."],
+    "music": ["The next piece is {text}.", "Listen to this: {text}.", "Here, {text}.", "Then comes {text}.",
+              "This excerpt is {text}."],
+    "speech": ["Someone says: {text}", "The next speaker says: {text}", "Then we hear: {text}"],
+}
+
+
+def full_loss(ids) -> Sample:
+    return Sample(ids.numpy(), ids.numpy())
+
+
+def pair_samples(items: Iterable[tuple[str, CodesPart]], codec: SequenceCodec, rng: random.Random,
+                 x2text_prob: float = 0.5) -> Iterator[tuple[Sample, str]]:
+    """items: (text, media codes) -> (sample, direction) with direction 'to_text' with
+    probability x2text_prob, else 'from_text' (the release's x2text_prob)."""
+    for text, media in items:
+        direction = "to_text" if rng.random() < x2text_prob else "from_text"
+        yield full_loss(codec.encode(pretraining_pair(media, text, direction, rng), bos=True, eos=True)), direction
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text[:1].lower() + text[1:].rstrip(".") if text else text
+
+
+def interleaved_samples(items: Iterable[tuple[str, CodesPart]], codec: SequenceCodec, rng: random.Random,
+                        per_document: tuple[int, int] = (2, 4)) -> Iterator[Sample]:
+    """Documents of a few media items, each introduced by its description:
+    'Here is a red circle. <soim>...<eoim> The next picture shows ...'."""
+    buf: list[tuple[str, CodesPart]] = []
+    want = rng.randint(*per_document)
+    for item in items:
+        buf.append(item)
+        if len(buf) == want:
+            yield _document(buf, codec, rng)
+            buf, want = [], rng.randint(*per_document)
+    if buf:
+        yield _document(buf, codec, rng)
+
+
+def _document(items: list[tuple[str, CodesPart]], codec: SequenceCodec, rng: random.Random) -> Sample:
+    parts: list[Part] = []
+    for i, (text, media) in enumerate(items):
+        intro = rng.choice(CONNECTORS.get(media.modality, ["{text}:"])).format(text=_sentence(text))
+        parts += [TextPart((" " if i else "") + intro + " "), media]
+    return full_loss(codec.encode(parts, bos=True, eos=True))
+
+
+def text_samples(texts: Iterable[str], codec: SequenceCodec) -> Iterator[Sample]:
+    for t in texts:
+        yield full_loss(codec.encode([TextPart(t)], bos=True, eos=True))
