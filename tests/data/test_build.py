@@ -1,0 +1,200 @@
+"""The micro build: manifests, files, honest splits, resume, determinism, stats, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from anygpt.data import build_corpora, corpus_stats, format_stats, get_preset
+from anygpt.data import cli as data_cli
+from anygpt.data.corpora import common
+from anygpt.data.corpora.common import MissingDependencyError, read_jsonl, sha256_file
+from anygpt.data.corpora.presets import Voice
+from anygpt.data.scenes import HELDOUT_PAIRS
+
+CORPORA = ("text", "speech", "music", "images")
+
+
+def manifest(root: Path, corpus: str) -> list[dict]:
+    return read_jsonl(root / corpus / "manifest.jsonl")
+
+
+def test_manifests_are_complete_and_files_match(micro_dir):
+    index = json.loads((micro_dir / "index.json").read_text())
+    assert index["preset"] == "micro" and index["seed"] == 0
+    for corpus in CORPORA:
+        recs = manifest(micro_dir, corpus)
+        assert recs, corpus
+        assert index["corpora"][corpus]["count"] == len(recs)
+        ids = [r["id"] for r in recs]
+        assert len(ids) == len(set(ids))
+        for r in recs:
+            assert {"id", "path", "split", "sha256"} <= r.keys()
+            assert r.get("text") or r.get("caption")
+            if corpus != "text":
+                assert isinstance(r["attributes"], dict)
+                assert sha256_file(micro_dir / corpus / r["path"]) == r["sha256"]
+    for r in manifest(micro_dir, "speech"):
+        info = sf.info(str(micro_dir / "speech" / r["path"]))
+        assert info.samplerate == 16000 and info.channels == 1
+        assert abs(info.duration - r["duration"]) < 1e-3 and r["duration"] > 0.5
+        assert isinstance(r["augmented"], bool) and r["speaker"]
+    for r in manifest(micro_dir, "music"):
+        assert sf.info(str(micro_dir / "music" / r["path"])).samplerate == 32000
+        assert sf.info(str(micro_dir / "music" / r["path_16k"])).samplerate == 16000
+        assert {"instrument", "tempo_bpm", "key", "metre", "register"} <= r["attributes"].keys()
+        assert r["attributes"]["instrument"] in r["caption"]
+    kinds = set()
+    for r in manifest(micro_dir, "images"):
+        with Image.open(micro_dir / "images" / r["path"]) as im:
+            assert im.size == (64, 64) and im.mode == "RGB"
+        assert (micro_dir / "images" / r["original_path"]).is_file()
+        kinds.add(r["kind"])
+    assert kinds == {"emoji_google", "emoji_noto", "digit", "scene"}
+    text = manifest(micro_dir, "text")
+    lines = {s: (micro_dir / "text" / f"{s}.txt").read_text().splitlines() for s in ("train", "val", "test")}
+    for r in text:
+        assert lines[r["split"]][r["line"]] == r["text"]
+    keys = [r["text"].lower() for r in text]
+    assert len(keys) == len(set(keys))
+
+
+def test_speech_splits_are_disjoint_by_speaker_and_sentence(micro_dir):
+    recs = manifest(micro_dir, "speech")
+    speakers = {s: {r["speaker"] for r in recs if r["split"] == s} for s in {r["split"] for r in recs}}
+    sentences = {s: {r["text"] for r in recs if r["split"] == s} for s in speakers}
+    assert set(speakers) == {"train", "val", "test", "heldout_sentences", "heldout_speakers"}
+    seen = speakers["train"] | speakers["val"] | speakers["test"] | speakers["heldout_sentences"]
+    assert speakers["heldout_speakers"] and not speakers["heldout_speakers"] & seen
+    for split in ("val", "test", "heldout_sentences", "heldout_speakers"):
+        assert not sentences[split] & sentences["train"], split
+    assert not sentences["heldout_sentences"] & (sentences["val"] | sentences["test"])
+    assert any(r["augmented"] for r in recs if r["split"] == "train")
+    assert any(r["augmented"] for r in recs if r["split"] == "heldout_speakers")
+
+
+def test_music_heldout_pieces_never_in_other_splits(micro_dir):
+    recs = manifest(micro_dir, "music")
+    held = {r["piece_id"] for r in recs if r["split"] == "heldout_pieces"}
+    rest = {r["piece_id"] for r in recs if r["split"] != "heldout_pieces"}
+    assert held and rest and not held & rest
+
+
+def test_image_heldout_combinations_and_emoji_splits(micro_dir):
+    recs = manifest(micro_dir, "images")
+    for r in recs:
+        if r["kind"] != "scene":
+            continue
+        pairs = {tuple(p.split("/")) for p in r["attributes"]["pairs"]}
+        assert bool(pairs & HELDOUT_PAIRS) == (r["split"] == "heldout_combos"), r
+    by_char: dict[str, set] = {}
+    for r in recs:
+        if r["kind"].startswith("emoji"):
+            by_char.setdefault(r["attributes"]["unified"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in by_char.values())
+
+
+def test_stats_command_prints_counts_per_split(micro_dir, capsys):
+    assert data_cli.main(["stats", str(micro_dir)]) == 0
+    out = capsys.readouterr().out
+    for word in ("speech", "music", "image", "text", "heldout_speakers", "heldout_pieces", "heldout_combos",
+                 "hours", "skipped"):
+        assert word in out
+    stats = corpus_stats(micro_dir)
+    n_speech = len(manifest(micro_dir, "speech"))
+    assert stats["corpora"]["speech"]["all"]["items"] == n_speech
+    assert stats["corpora"]["speech"]["all"]["hours"] > 0
+    assert data_cli.main(["stats", str(micro_dir / "nothing")]) == 2
+
+
+def test_help_shows_examples(capsys):
+    for sub in ("build", "stats"):
+        with pytest.raises(SystemExit):
+            data_cli.main([sub, "--help"])
+        assert "example:" in capsys.readouterr().out
+
+
+def test_resume_after_kill_gives_the_same_manifest(micro_dir, tmp_path):
+    work = tmp_path / "resume"
+    shutil.copytree(micro_dir, work)
+    before = {c: manifest(work, c) for c in ("speech", "images")}
+    for corpus in ("speech", "images"):
+        log_path = work / corpus / ".done.jsonl"
+        lines = log_path.read_text().splitlines(keepends=True)
+        # a kill: the last entries never logged, the one before cut mid-line,
+        # a half-written temporary file, and a logged file that was deleted
+        log_path.write_text("".join(lines[:-4]) + lines[-4][: len(lines[-4]) // 2])
+        (work / corpus / "wavs" if corpus == "speech" else work / corpus / "images").mkdir(exist_ok=True)
+        (work / corpus / ".partial.tmp.wav").write_bytes(b"RIFF")
+        first = before[corpus][0]
+        (work / corpus / first["path"]).unlink()
+        (work / corpus / "manifest.jsonl").unlink()
+    build_corpora("micro", work, seed=0, corpora=("speech", "images"), progress=False)
+    for corpus in ("speech", "images"):
+        assert manifest(work, corpus) == before[corpus]
+        assert not (work / corpus / ".partial.tmp.wav").exists()
+
+
+def test_same_seed_same_bytes(micro_dir, tmp_path):
+    again = tmp_path / "again"
+    build_corpora("micro", again, seed=0, progress=False, workers=1)
+    for corpus in CORPORA:
+        assert manifest(again, corpus) == manifest(micro_dir, corpus), corpus
+
+
+def test_other_seed_other_items(micro_dir, tmp_path):
+    other = tmp_path / "seed1"
+    build_corpora("micro", other, seed=1, corpora=("text", "images"), progress=False)
+    a = {r["sha256"] for r in manifest(micro_dir, "images")}
+    b = {r["sha256"] for r in manifest(other, "images")}
+    assert a != b
+    with pytest.raises(ValueError, match="seed"):
+        build_corpora("micro", other, seed=2, corpora=("text",), progress=False)
+
+
+def test_corrupt_asset_and_failing_voice_are_skipped_and_counted(tmp_path):
+    src = common.Path.home() / ".cache/anygpt/npm/node_modules/emoji-datasource-google"
+    emoji = tmp_path / "emoji"
+    (emoji / "img/google/64").mkdir(parents=True)
+    entries = [e for e in json.loads((src / "emoji.json").read_text()) if e.get("has_img_google")][:6]
+    (emoji / "emoji.json").write_text(json.dumps(entries))
+    for i, e in enumerate(entries):
+        target = emoji / "img/google/64" / e["image"]
+        if i == 0:
+            target.write_bytes(b"\x89PNG\r\n\x1a\n this is not a picture")
+        elif i != 1:  # entry 1: picture missing
+            shutil.copy(src / "img/google/64" / e["image"], target)
+    base = get_preset("micro")
+    preset = replace(base,
+                     images=replace(base.images, n_emoji_google=6, n_emoji_noto=0, n_digits=0, n_scenes=2,
+                                    n_heldout_scenes=0),
+                     speech=replace(base.speech, train_voices=(Voice("flite", "kal"), Voice("espeak", "xx-no-such-voice"),
+                                                               Voice("festival", "no_such_voice")), heldout_voices=()))
+    index = build_corpora(preset, tmp_path / "bad", corpora=("text", "speech", "images"), progress=False,
+                          emoji_dir=emoji)
+    img = index["corpora"]["images"]
+    assert img["count"] == 6 and img["skipped"] == 2
+    assert any("corrupt" in e for e in img["skipped_examples"]) and any("missing" in e for e in img["skipped_examples"])
+    sp = index["corpora"]["speech"]
+    reasons = " ".join(sp["skipped_by_reason"])
+    assert "espeak-xx-no-such-voice" in reasons and "festival-no_such_voice" in reasons
+    assert sp["count"] > 0 and sp["skipped"] == sp["planned"] - sp["count"] > 0
+    assert {r["speaker"] for r in manifest(tmp_path / "bad", "speech")} == {"flite-kal"}
+    out = format_stats(corpus_stats(tmp_path / "bad"))
+    assert "corrupt" in out and "no-such-voice" in out
+
+
+def test_missing_tool_names_the_package_and_setup(monkeypatch, tmp_path, capsys):
+    real_which = shutil.which
+    monkeypatch.setattr(common.shutil, "which", lambda b: None if b == "flite" else real_which(b))
+    with pytest.raises(MissingDependencyError, match=r"apt-get install flite") as e:
+        build_corpora("micro", tmp_path / "x", progress=False)
+    assert "scripts/setup.sh" in str(e.value)
+    assert data_cli.main(["build", "--preset", "micro", "--out", str(tmp_path / "y")]) == 2
+    assert "flite" in capsys.readouterr().err
