@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("anygpt.eval.cli", "score tokenizers and models (asr, tts, caption, ...)"),
     "tokenize": ("anygpt.data.codes_store", "encode a corpus's media into code shards, once"),
     "blocks": ("anygpt.data.blocks", "build packed, balanced training blocks from corpora and codes"),
+    "instruct": ("anygpt.data.instruct.cli", "write any-to-any conversations (stage 1) and realise their media (stage 2)"),
     "train": ("anygpt.train.cli", "train the compact tokenizers and models from the corpora"),
 }
 

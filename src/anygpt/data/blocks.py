@@ -8,7 +8,8 @@ The config (JSON) names the datasets, the text tokenizer, the block length and t
        {"name": "speech-pairs", "kind": "pair", "modality": "speech", "corpus": "data/tiny/speech",
         "codes": "data/tiny-codes/speech", "text_field": "text", "x2text_prob": 0.5},
        {"name": "image-docs", "kind": "interleaved", "modality": "image", ...},
-       {"name": "text", "kind": "text", "corpus": "data/tiny/text"}],
+       {"name": "text", "kind": "text", "corpus": "data/tiny/text"},
+       {"name": "chat", "kind": "chat", "corpus": "data/tiny-chat", "template": "MMGPT"}],
      "shares": {"speech-pairs": 0.4, "image-docs": 0.2, "text": 0.4}}
 
 The output folder is self-describing: the expanded text tokenizer and anygpt.json (the token
@@ -30,6 +31,7 @@ from tqdm import tqdm
 
 from anygpt.data.balance import realised_shares, repeats_for_shares
 from anygpt.data.codes_store import CodesStore
+from anygpt.data.instruct.realise import chat_sample
 from anygpt.data.packing import BlockPacker, Sample
 from anygpt.data.pretraining import interleaved_samples, pair_samples, text_samples
 from anygpt.data.shards import ShardWriter
@@ -42,8 +44,9 @@ from anygpt.media_io import atomic_path
 from anygpt.modalities import modality_names
 from anygpt.modalities.base import TokenSpec
 from anygpt.parts import CodesPart
+from anygpt.templates import Turn, get_chat_template
 
-KINDS = ("pair", "interleaved", "text")
+KINDS = ("pair", "interleaved", "text", "chat")
 
 
 @dataclass
@@ -56,11 +59,12 @@ class DatasetConfig:
     text_field: str = "text"
     x2text_prob: float = 0.5
     splits: list[str] = field(default_factory=lambda: ["train"])
+    template: str = "MMGPT"  # chat datasets: the chat template they are rendered with
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"dataset {self.name!r}: kind must be one of {KINDS}, not {self.kind!r}")
-        if self.kind != "text" and not (self.modality and self.codes):
+        if self.kind in ("pair", "interleaved") and not (self.modality and self.codes):
             raise ValueError(f"dataset {self.name!r}: a {self.kind} dataset needs 'modality' and 'codes'")
 
 
@@ -85,11 +89,11 @@ class BlocksConfig:
 
 
 def _records(ds: DatasetConfig) -> list[dict]:
-    manifest = Path(ds.corpus) / "manifest.jsonl"
+    manifest = Path(ds.corpus) / ("conversations.jsonl" if ds.kind == "chat" else "manifest.jsonl")
     if not manifest.exists():
         raise AnyGPTError(f"{manifest}: no manifest for dataset {ds.name!r}; build the corpus first")
     rows = [json.loads(l) for l in manifest.read_text(encoding="utf-8").splitlines() if l.strip()]
-    return [r for r in rows if r.get("split", "train") in ds.splits]
+    return rows if ds.kind == "chat" else [r for r in rows if r.get("split", "train") in ds.splits]
 
 
 def _text_tokenizer(cfg: BlocksConfig, datasets: dict[str, list[dict]]):
@@ -98,7 +102,8 @@ def _text_tokenizer(cfg: BlocksConfig, datasets: dict[str, list[dict]]):
         from transformers import AutoTokenizer
 
         return AutoTokenizer.from_pretrained(tt["path"], local_files_only=True)
-    texts = [r[ds.text_field] for ds in cfg.datasets for r in datasets[ds.name] if r.get(ds.text_field)]
+    texts = [r[ds.text_field] for ds in cfg.datasets if ds.kind != "chat"
+             for r in datasets[ds.name] if r.get(ds.text_field)]
     if not texts:
         raise AnyGPTError("no text found in the datasets to train the text tokenizer on")
     return train_text_tokenizer(texts, vocab_size=int(tt.get("train_vocab", 4000)))
@@ -109,13 +114,18 @@ def build_blocks(cfg: BlocksConfig, out_dir: str | Path, *, progress: bool = Tru
     t0 = time.perf_counter()
     out = Path(out_dir)
     records = {ds.name: _records(ds) for ds in cfg.datasets}
-    stores = {ds.name: CodesStore(Path(ds.codes)) for ds in cfg.datasets if ds.kind != "text"}
+    stores = {ds.name: CodesStore(Path(ds.codes)) for ds in cfg.datasets if ds.kind in ("pair", "interleaved")}
     specs_by_modality: dict[str, TokenSpec] = {}
     for ds in cfg.datasets:
-        if ds.kind != "text":
-            spec = TokenSpec.from_dict(stores[ds.name].meta["token_spec"])
-            if specs_by_modality.setdefault(ds.modality, spec) != spec:
-                raise AnyGPTError(f"dataset {ds.name!r}: {ds.modality} codes from two different tokenizers")
+        if ds.kind in ("pair", "interleaved"):
+            used = [TokenSpec.from_dict(stores[ds.name].meta["token_spec"])]
+        elif ds.kind == "chat":
+            used = [TokenSpec.from_dict(d) for d in json.loads((Path(ds.corpus) / "meta.json").read_text())["specs"]]
+        else:
+            used = []
+        for spec in used:
+            if specs_by_modality.setdefault(spec.name, spec) != spec:
+                raise AnyGPTError(f"dataset {ds.name!r}: {spec.name} codes from two different tokenizers")
     specs = [specs_by_modality[m] for m in modality_names() if m in specs_by_modality]
     tokenizer = _text_tokenizer(cfg, records)
     layout = add_modality_tokens(tokenizer, specs)
@@ -178,6 +188,12 @@ def build_blocks(cfg: BlocksConfig, out_dir: str | Path, *, progress: bool = Tru
 
 def _samples(ds: DatasetConfig, rows: list[dict], store: CodesStore | None, codec: SequenceCodec,
              rng: random.Random) -> Iterator[tuple[Sample, str]]:
+    if ds.kind == "chat":
+        template = get_chat_template(ds.template)
+        for r in rows:
+            turns = [Turn(t["role"], codec.layout.parse_text(t["content"])) for t in r["turns"]]
+            yield chat_sample(turns, template, codec), "spoken_instruction" if r.get("spoken") else "conversation"
+        return
     if ds.kind == "text":
         texts = [r[ds.text_field] for r in rows if r.get(ds.text_field)]
         yield from ((s, "text") for s in text_samples(texts, codec))

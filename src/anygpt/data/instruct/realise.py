@@ -1,0 +1,170 @@
+"""Stage 2: descriptions -> media codes, conversations -> `conversations.jsonl`.
+
+Images and music are taken from the corpora: by the item a script references, else the item
+whose caption shares the most words with the description. Speech is synthesised with a TTS
+voice (a different voice for the user and the assistant of one conversation) and encoded with
+the speech tokenizer. Output lines hold each turn's content in the release's text form
+(`<sosp><🗣️12>...<eosp>`), so the file is readable, and `meta.json` the token specs used.
+A killed run continues: finished conversations are skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import subprocess
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from tqdm import tqdm
+
+from anygpt.data.codes_store import CodesStore
+from anygpt.data.instruct.script import Element, Script
+from anygpt.errors import AnyGPTError
+from anygpt.layout import INSTRUCTION_SEP, RESPONSE_SEP, TokenLayout
+from anygpt.media_io import atomic_path
+from anygpt.modalities.base import ModalityTokenizer
+from anygpt.parts import CodesPart, Part, TextPart
+from anygpt.templates import SPOKEN_INSTRUCTION_PROMPT, Turn
+
+Speaker = Callable[[str, str, Path], None]  # (text, voice, wav path)
+FLITE_VOICES = ("kal", "rms", "slt")
+
+
+def flite_speaker(text: str, voice: str, wav: Path) -> None:
+    """Synthesise with Debian's flite (16 kHz WAV)."""
+    try:
+        subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(wav)], check=True,
+                       capture_output=True, timeout=60)
+    except FileNotFoundError:
+        raise AnyGPTError("flite not found: install it with `bash scripts/setup.sh` (Debian package flite)") from None
+
+
+def _words(s: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", s.lower()))
+
+
+class CaptionIndex:
+    """Nearest corpus item by word overlap (Jaccard) of captions."""
+
+    def __init__(self, records: Sequence[dict], field: str = "caption"):
+        self.ids = [r["id"] for r in records]
+        self.words = [_words(r[field]) for r in records]
+
+    def nearest(self, description: str) -> str:
+        q = _words(description)
+        scores = [len(q & w) / (len(q | w) or 1) for w in self.words]
+        return self.ids[max(range(len(scores)), key=scores.__getitem__)]
+
+
+class Realiser:
+    def __init__(self, layout: TokenLayout, stores: dict[str, CodesStore], *,
+                 indexes: dict[str, CaptionIndex] | None = None,
+                 speech_tokenizer: ModalityTokenizer | None = None, speaker: Speaker = flite_speaker,
+                 voices: Sequence[str] = FLITE_VOICES, cache_dir: str | Path = ".cache/tts"):
+        self.layout, self.stores, self.indexes = layout, stores, indexes or {}
+        self.speech_tokenizer, self.speaker, self.voices = speech_tokenizer, speaker, list(voices)
+        self.cache = Path(cache_dir)
+
+    def media(self, el: Element, voice: str) -> CodesPart:
+        if el.kind == "speech":
+            if self.speech_tokenizer is None:
+                raise AnyGPTError("speech in a conversation needs a speech tokenizer")
+            key = hashlib.sha256(f"{voice}\n{el.text}".encode()).hexdigest()[:24]
+            wav = self.cache / f"{key}.wav"
+            if not wav.exists():
+                self.cache.mkdir(parents=True, exist_ok=True)
+                with atomic_path(wav) as tmp:
+                    self.speaker(el.text, voice, tmp)
+            return CodesPart("speech", self.speech_tokenizer.encode_file(wav))
+        store = self.stores.get(el.kind)
+        if store is None:
+            raise AnyGPTError(f"no {el.kind} codes were given to realise {el.kind} elements")
+        ref = el.ref if el.ref in store else self.indexes[el.kind].nearest(el.text) if el.kind in self.indexes else None
+        if ref is None:
+            raise AnyGPTError(f"{el.kind} element {el.text[:40]!r} has no corpus item and no caption index")
+        return CodesPart(el.kind, store.get(ref))
+
+    def turns(self, script: Script) -> list[Turn]:
+        rng = random.Random(script.id)
+        user_voice, bot_voice = rng.sample(self.voices, 2) if len(self.voices) > 1 else self.voices * 2
+        out = []
+        for t in script.turns:
+            voice = user_voice if t.role == "user" else bot_voice
+            if script.spoken and t.role == "assistant":
+                transcript, reply, speech = t.elements
+                parts: list[Part] = [TextPart(f"{INSTRUCTION_SEP} {transcript.text}\n {RESPONSE_SEP} {reply.text} "),
+                                     self.media(speech, voice)]
+            else:
+                parts = [TextPart(e.text) if e.kind == "text" else self.media(e, voice) for e in t.elements]
+                if script.spoken and t.role == "user":
+                    parts.append(TextPart(SPOKEN_INSTRUCTION_PROMPT))
+            out.append(Turn(t.role, parts))
+        return out
+
+    def content(self, turn: Turn) -> str:
+        return " ".join(p.text if isinstance(p, TextPart) else self.layout.codes_to_text(p.modality, p.codes)
+                        for p in turn.parts)
+
+    def run(self, scripts: Sequence[Script], out_dir: str | Path, *, progress: bool = True) -> dict:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / "meta.json") as tmp:
+            tmp.write_text(json.dumps({"specs": [s.to_dict() for s in self.layout.specs]}, ensure_ascii=False))
+        path = out / "conversations.jsonl"
+        done = set()
+        if path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    done.add(json.loads(line)["id"])
+                except (json.JSONDecodeError, KeyError):
+                    pass  # a line cut by a kill: that conversation is made again
+        counts = {"written": 0, "skipped": len(done), "failed": 0}
+        with open(path, "a", encoding="utf-8") as f:
+            for s in tqdm(scripts, desc="conversations", disable=not progress):
+                if s.id in done:
+                    continue
+                try:
+                    turns = self.turns(s)
+                except (AnyGPTError, subprocess.SubprocessError, KeyError) as e:
+                    counts["failed"] += 1
+                    with open(out / "failed.jsonl", "a", encoding="utf-8") as log:
+                        log.write(json.dumps({"id": s.id, "reason": str(e)}) + "\n")
+                    continue
+                record = {"id": s.id, "scenario": s.scenario, "spoken": s.spoken,
+                          "turns": [{"role": t.role, "content": self.content(t)} for t in turns]}
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+                f.flush()
+                counts["written"] += 1
+        return counts
+
+
+def read_conversations(path: str | Path, layout: TokenLayout) -> list[tuple[str, list[Turn]]]:
+    """conversations.jsonl -> [(id, turns)], media parsed strictly (errors name file and line)."""
+    path = Path(path)
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            turns = [Turn(t["role"], layout.parse_text(t["content"])) for t in rec["turns"]]
+        except (json.JSONDecodeError, KeyError) as e:
+            raise AnyGPTError(f"{path}:{n}: not a conversation record ({e})") from None
+        except AnyGPTError as e:
+            raise AnyGPTError(f"{path}:{n}: {e}") from None
+        out.append((rec["id"], turns))
+    return out
+
+
+def chat_sample(turns: Sequence[Turn], template, codec):
+    """Render with a chat template; labels only on assistant content and its turn end."""
+    from anygpt.data.packing import IGNORE, Sample
+
+    segments = codec.encode_segments(template.render(turns, add_generation_prompt=False), bos=True, eos=True)
+    ids = torch.cat([s for s, _ in segments])
+    labels = torch.cat([s if flag else torch.full_like(s, IGNORE) for s, flag in segments])
+    return Sample(ids.numpy(), labels.numpy())
