@@ -20,7 +20,9 @@ def _parser() -> argparse.ArgumentParser:
     from anygpt.data.corpora.build import CORPORA
     from anygpt.data.corpora.presets import PRESETS
 
-    p = argparse.ArgumentParser(prog="anygpt data", description="Build and inspect the offline corpora.")
+    p = argparse.ArgumentParser(prog="anygpt data", description="Build and inspect the offline corpora.",
+                                epilog=BUILD_EXAMPLE + "\n" + STATS_EXAMPLE,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="action", required=True, metavar="{build,stats}")
     b = sub.add_parser("build", help="build (or resume) the corpora of a preset",
                        description="Build speech, music, image and text corpora from packaged assets, "
