@@ -1,0 +1,291 @@
+"""Music tokenizers: the released Encodec 32 kHz (from a local folder) and our compact codec.
+
+Both write 4 codebooks per frame, flattened frame by frame by anygpt.layout (codebook l of a
+frame shifted by l * codebook_size). Constants sit beside their loaders (the moshi habit).
+
+- "released": facebook/encodec_32khz through transformers' EncodecModel, loaded from a local
+  folder (config.json + model.safetensors or pytorch_model.bin); never downloads.
+  32 kHz mono, hop 640 -> 50 Hz, 4 codebooks x 2048 (2.2 kbps). The release encodes 5 s
+  segments; longer input is cut into 5 s windows (with overlapping context, see
+  `chunked_encode`).
+- "tiny": our CompactMusicCodec (anygpt.nn.music_codec), weights shipped in
+  anygpt/assets/music-codec-tiny. 16 kHz mono, 25 Hz, 4 codebooks x 512 (0.9 kbps):
+  100 LM tokens per second of music instead of the release's 200, and a 2048-token music
+  vocabulary instead of 8192, which is what a small LM trained on CPU can afford.
+
+Bad input, for both: stereo (or any C) is mixed down, other sample rates are resampled
+(`load`), input of any length is padded to whole frames and cut into windows, silence
+encodes and decodes to (near) silence, an unreadable file raises MediaError naming it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from anygpt.errors import CheckpointError, MediaError
+from anygpt.media_io import load_audio, save_audio
+from anygpt.modalities.base import ModalityTokenizer, TokenSpec
+from anygpt.modalities.music import RELEASED_MUSIC_SPEC
+from anygpt.modalities.speech import AUDIO_EXTENSIONS
+
+# ---------------------------------------------------------------- released: Encodec 32 kHz
+RELEASED_REPO = "facebook/encodec_32khz"
+RELEASED_SAMPLE_RATE = 32000
+RELEASED_HOP = 640  # 8 * 5 * 4 * 4
+RELEASED_FRAME_RATE = 50.0
+RELEASED_NUM_CODEBOOKS = 4
+RELEASED_CODEBOOK_SIZE = 2048
+RELEASED_BANDWIDTH = 2.2  # kbps: 50 Hz * 11 bits * 4 codebooks
+RELEASED_SEGMENT_SECONDS = 5.0  # AnyGPT encodes 5 s clips (250 frames, 1000 tokens)
+# The public config.json of facebook/encodec_32khz (transformers EncodecConfig kwargs).
+RELEASED_CONFIG: dict[str, Any] = dict(
+    target_bandwidths=[2.2], sampling_rate=32000, audio_channels=1, normalize=False,
+    chunk_length_s=None, overlap=None, hidden_size=128, num_filters=64, num_residual_layers=1,
+    upsampling_ratios=[8, 5, 4, 4], norm_type="weight_norm", kernel_size=7, last_kernel_size=7,
+    residual_kernel_size=3, dilation_growth_rate=2, use_causal_conv=False, pad_mode="reflect",
+    compress=2, num_lstm_layers=2, trim_right_ratio=1.0, codebook_size=2048, codebook_dim=128,
+    use_conv_shortcut=False,
+)
+
+# ---------------------------------------------------------------- tiny: ours
+TINY_ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "music-codec-tiny"
+TINY_WINDOW_SECONDS = 30.0  # longest piece encoded in one call; longer input is chunked
+CONTEXT_SECONDS = 1.0  # audio on each side of a window that is encoded but not kept
+
+
+def released_encodec_config():
+    """transformers.EncodecConfig of facebook/encodec_32khz (no download)."""
+    from transformers import EncodecConfig
+
+    return EncodecConfig(**RELEASED_CONFIG)
+
+
+def to_mono(media: torch.Tensor) -> torch.Tensor:
+    """[B, C, S] or [B, S] or [S] -> FloatTensor [B, 1, S] (channels averaged)."""
+    if not torch.is_tensor(media):
+        media = torch.as_tensor(media)
+    x = media.float()
+    if x.dim() == 1:
+        x = x[None, None]
+    elif x.dim() == 2:
+        x = x[:, None]
+    if x.dim() != 3:
+        raise MediaError(f"audio batch must be [B, C, S], got shape {tuple(media.shape)}")
+    if x.shape[-1] == 0:
+        raise MediaError("audio has no samples")
+    if not torch.isfinite(x).all():
+        raise MediaError("audio contains NaN or infinite samples")
+    return x.mean(dim=1, keepdim=True) if x.shape[1] != 1 else x
+
+
+def chunked_encode(encode: Callable[[torch.Tensor], torch.Tensor], wav: torch.Tensor, hop: int,
+                   window: int, context: int) -> torch.Tensor:
+    """Encode wav [B, 1, S] with `encode` ([B, 1, n*hop] -> [B, K, n]) in windows.
+
+    S is padded with zeros to whole frames of `hop`. Input up to `window` samples is one call.
+    Longer input: each call sees at most `window` samples, of which `context` samples on each
+    side (where the input has them) are there only so the kept frames see their neighbours;
+    the codes of the kept middle parts are concatenated. Returns LongTensor [B, K, ceil(S/hop)].
+    """
+    n_frames = -(-wav.shape[-1] // hop)
+    wav = torch.nn.functional.pad(wav, (0, n_frames * hop - wav.shape[-1]))
+    win_f, ctx_f = window // hop, context // hop
+    if n_frames <= win_f:
+        return encode(wav)
+    keep_f = win_f - 2 * ctx_f
+    if keep_f < 1:
+        raise ValueError("window must be longer than twice the context")
+    out = []
+    for start in range(0, n_frames, keep_f):
+        end = min(start + keep_f, n_frames)
+        lo, hi = max(0, start - ctx_f), min(n_frames, end + ctx_f)
+        codes = encode(wav[..., lo * hop: hi * hop])
+        out.append(codes[..., start - lo: start - lo + (end - start)])
+    return torch.cat(out, dim=-1)
+
+
+def chunked_decode(decode: Callable[[torch.Tensor], torch.Tensor], codes: torch.Tensor, hop: int,
+                   window_frames: int, context_frames: int) -> torch.Tensor:
+    """Decode codes [B, K, T] with `decode` ([B, K, n] -> [B, 1, n*hop]) in windows of frames,
+    overlapping by `context_frames` on each side as in `chunked_encode`. -> [B, 1, T*hop]."""
+    t = codes.shape[-1]
+    if t <= window_frames:
+        return decode(codes)
+    keep = window_frames - 2 * context_frames
+    out = []
+    for start in range(0, t, keep):
+        end = min(start + keep, t)
+        lo, hi = max(0, start - context_frames), min(t, end + context_frames)
+        wav = decode(codes[..., lo:hi])
+        out.append(wav[..., (start - lo) * hop: (end - lo) * hop])
+    return torch.cat(out, dim=-1)
+
+
+def _check_codes(codes: torch.Tensor, k: int, size: int) -> torch.Tensor:
+    codes = torch.as_tensor(codes, dtype=torch.long)
+    if codes.dim() == 2:
+        codes = codes.unsqueeze(0)
+    if codes.dim() != 3 or codes.shape[1] != k:
+        raise ValueError(f"music codes must be [B, {k}, T], got {tuple(codes.shape)}")
+    if codes.numel() and (codes.min() < 0 or codes.max() >= size):
+        raise ValueError(f"music codes must be in 0..{size - 1}")
+    return codes
+
+
+class _MusicTokenizerBase(ModalityTokenizer):
+    name = "music"
+    lm_codebooks = (0, 1, 2, 3)
+    file_extensions = AUDIO_EXTENSIONS
+
+    @property
+    def token_spec(self) -> TokenSpec:
+        return TokenSpec(
+            name="music", prefix=RELEASED_MUSIC_SPEC.prefix, start=RELEASED_MUSIC_SPEC.start,
+            end=RELEASED_MUSIC_SPEC.end, codebook_size=self.codebook_size,
+            num_codebooks=len(self.lm_codebooks),
+        )
+
+    def load(self, path: str | Path) -> torch.Tensor:
+        """One audio file -> FloatTensor [1, S] mono at sample_rate (MediaError if unreadable)."""
+        return load_audio(path, self.sample_rate)
+
+    def save(self, media: torch.Tensor, path: str | Path) -> Path:
+        return save_audio(media, path, self.sample_rate)
+
+    def prepare(self, media: torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
+        """Any batch [B, C, S] (or [B, S], [S]) at `sample_rate` (default ours) ->
+        [B, 1, S'] mono at self.sample_rate."""
+        x = to_mono(media)
+        if sample_rate is not None and sample_rate != self.sample_rate:
+            import numpy as np
+            import soxr
+
+            x = torch.from_numpy(np.stack([
+                soxr.resample(row[0].numpy(), sample_rate, self.sample_rate, quality="HQ") for row in x
+            ]).astype("float32")).unsqueeze(1)
+        return x
+
+
+class ReleasedMusicTokenizer(_MusicTokenizerBase):
+    """facebook/encodec_32khz via transformers' EncodecModel. model: an EncodecModel."""
+
+    sample_rate = RELEASED_SAMPLE_RATE
+    frame_rate = RELEASED_FRAME_RATE
+    num_codebooks = RELEASED_NUM_CODEBOOKS
+    codebook_size = RELEASED_CODEBOOK_SIZE
+    hop = RELEASED_HOP
+
+    def __init__(self, model, *, context_seconds: float = 0.5):
+        cfg = model.config
+        got = (cfg.sampling_rate, cfg.codebook_size, cfg.audio_channels, int(cfg.hop_length))
+        want = (RELEASED_SAMPLE_RATE, RELEASED_CODEBOOK_SIZE, 1, RELEASED_HOP)
+        if got != want or cfg.num_quantizers < RELEASED_NUM_CODEBOOKS:
+            raise CheckpointError(
+                f"Encodec model is not {RELEASED_REPO}: (sample rate, codebook size, channels, hop) = "
+                f"{got}, {cfg.num_quantizers} codebooks; expected {want}, 4 codebooks"
+            )
+        self.model = model.eval()
+        self.window = int(RELEASED_SEGMENT_SECONDS * RELEASED_SAMPLE_RATE)
+        self.context = int(context_seconds * RELEASED_FRAME_RATE) * RELEASED_HOP
+
+    def _encode_window(self, wav: torch.Tensor) -> torch.Tensor:
+        out = self.model.encode(wav, bandwidth=RELEASED_BANDWIDTH)
+        return out.audio_codes[0][:, :RELEASED_NUM_CODEBOOKS]  # [chunks=1, B, K, T] -> [B, K, T]
+
+    def encode(self, media: torch.Tensor) -> torch.Tensor:
+        """media FloatTensor [B, C, S] at 32 kHz -> codes LongTensor [B, 4, ceil(S / 640)]."""
+        wav = to_mono(media)
+        with torch.inference_mode():
+            return chunked_encode(self._encode_window, wav, self.hop, self.window, self.context).long()
+
+    def decode(self, codes: torch.Tensor, **context: Any) -> torch.Tensor:
+        """codes LongTensor [B, 4, T] -> FloatTensor [B, 1, T * 640] at 32 kHz."""
+        codes = _check_codes(codes, RELEASED_NUM_CODEBOOKS, RELEASED_CODEBOOK_SIZE)
+
+        def dec(c):
+            return self.model.decode(c[None], [None]).audio_values[..., : c.shape[-1] * self.hop]
+
+        with torch.inference_mode():
+            win = int(RELEASED_SEGMENT_SECONDS * RELEASED_FRAME_RATE)
+            return chunked_decode(dec, codes, self.hop, win, self.context // self.hop)
+
+
+def load_released_music_tokenizer(path: str | Path | None = None, *, device: str = "cpu",
+                                  **_: Any) -> ReleasedMusicTokenizer:
+    """A local copy of facebook/encodec_32khz (a folder with config.json and model.safetensors or
+    pytorch_model.bin) -> ReleasedMusicTokenizer. Never downloads."""
+    if path is None:
+        raise CheckpointError(
+            f"music tokenizer 'released' needs path=<a local folder with {RELEASED_REPO}>: anygpt never "
+            f"downloads; fetch it once with `huggingface-cli download {RELEASED_REPO} --local-dir DIR`"
+        )
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        raise CheckpointError(f"{folder}: no config.json; expected a local copy of {RELEASED_REPO}")
+    if not any((folder / n).is_file() for n in ("model.safetensors", "pytorch_model.bin")):
+        raise CheckpointError(f"{folder}: no model.safetensors or pytorch_model.bin ({RELEASED_REPO} weights)")
+    from transformers import EncodecModel
+
+    model = EncodecModel.from_pretrained(str(folder), local_files_only=True).to(device)
+    return ReleasedMusicTokenizer(model)
+
+
+# ---------------------------------------------------------------- tiny (ours)
+class TinyMusicTokenizer(_MusicTokenizerBase):
+    """Our CompactMusicCodec: 16 kHz mono, 25 Hz, 4 codebooks x 512."""
+
+    def __init__(self, codec):
+        cfg = codec.cfg
+        self.codec = codec.eval()
+        self.sample_rate = cfg.sample_rate
+        self.frame_rate = cfg.frame_rate
+        self.num_codebooks = cfg.num_codebooks
+        self.codebook_size = cfg.codebook_size
+        self.lm_codebooks = tuple(range(cfg.num_codebooks))
+        self.hop = cfg.frame_hop
+        self.window = int(TINY_WINDOW_SECONDS * cfg.sample_rate) // self.hop * self.hop
+        self.context = int(CONTEXT_SECONDS * cfg.frame_rate) * self.hop
+
+    def encode(self, media: torch.Tensor) -> torch.Tensor:
+        """media FloatTensor [B, C, S] at 16 kHz -> codes LongTensor [B, 4, ceil(S / hop)]."""
+        wav = to_mono(media)
+        with torch.inference_mode():
+            return chunked_encode(self.codec.encode, wav, self.hop, self.window, self.context)
+
+    def decode(self, codes: torch.Tensor, **context: Any) -> torch.Tensor:
+        """codes LongTensor [B, 4, T] -> FloatTensor [B, 1, T * hop] at 16 kHz, in [-1, 1]."""
+        codes = _check_codes(codes, self.num_codebooks, self.codebook_size)
+        with torch.inference_mode():
+            wav = chunked_decode(self.codec.decode, codes, self.hop, self.window // self.hop,
+                                 self.context // self.hop)
+        return wav.clamp(-1.0, 1.0)
+
+
+def load_tiny_music_tokenizer(path: str | Path | None = None, *, device: str = "cpu",
+                              **_: Any) -> TinyMusicTokenizer:
+    """Folder with config.json + model.safetensors (default: the shipped assets) -> tokenizer."""
+    from safetensors.torch import load_file
+
+    from anygpt.nn.music_codec import CompactMusicCodec, MusicCodecConfig
+
+    folder = Path(path) if path is not None else TINY_ASSET_DIR
+    cfg_path, w_path = folder / "config.json", folder / "model.safetensors"
+    if not cfg_path.is_file() or not w_path.is_file():
+        raise CheckpointError(
+            f"{folder}: expected config.json and model.safetensors of the compact music codec; "
+            "train and export them with `anygpt train music-codec --data data/tiny --out runs/music-codec "
+            "--export src/anygpt/assets/music-codec-tiny`"
+        )
+    meta = json.loads(cfg_path.read_text())
+    cfg = MusicCodecConfig.from_dict(meta.get("codec", meta))
+    codec = CompactMusicCodec(cfg)
+    state = load_file(str(w_path))
+    missing, unexpected = codec.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith(("cluster_size", "embed_sum"))]  # training-only
+    if missing or unexpected:
+        raise CheckpointError(f"{w_path}: weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return TinyMusicTokenizer(codec.to(device))
