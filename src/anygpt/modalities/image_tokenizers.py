@@ -1,0 +1,245 @@
+"""Image tokenizers: the released SEED-2 (+ SD 2.1 unCLIP de-tokenizer) and our compact one.
+
+Both write a fixed number of codes per image, one codebook, with the release's image markers:
+
+| name     | input            | codes per image | codebook | decoder                                  |
+|----------|------------------|-----------------|----------|------------------------------------------|
+| released | 224x224, CLIP    | 32              | 8192     | 1024-d embedding -> SD 2.1 unCLIP (diffusers) |
+| tiny     | 64x64            | 32              | 1024     | transformer + conv, pixels directly      |
+
+Media are FloatTensor [B, 3, H, W] in [0, 1]; any other size is padded to a square on white
+and resized (the image corpus does the same). Codes are LongTensor [B, 1, 32].
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from anygpt.errors import CheckpointError, MediaError
+from anygpt.media_io import load_image, save_image
+from anygpt.modalities.base import ModalityTokenizer, TokenSpec
+
+TINY_ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "image-tokenizer-tiny"
+SEED2_WEIGHTS = "seed_quantizer.pt"
+EVA_WEIGHTS = "eva_vit_g.pth"
+DIFFUSION_FOLDER = "diffusion_model"
+
+
+def fit_square(images: torch.Tensor, size: int) -> torch.Tensor:
+    """[B, 3, H, W] in [0, 1] -> [B, 3, size, size]: pad the short side with white, then resize
+    (area-averaging bicubic when shrinking)."""
+    if images.dim() == 3:
+        images = images.unsqueeze(0)
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise MediaError(f"expected images [B, 3, H, W], got shape {tuple(images.shape)}")
+    _, _, h, w = images.shape
+    if h != w:
+        side = max(h, w)
+        top, left = (side - h) // 2, (side - w) // 2
+        images = F.pad(images, (left, side - w - left, top, side - h - top), value=1.0)
+    if images.shape[-1] != size:
+        images = F.interpolate(images.float(), size=(size, size), mode="bicubic", align_corners=False,
+                               antialias=True).clamp(0, 1)
+    return images
+
+
+class _ImageTokenizer(ModalityTokenizer):
+    name = "image"
+    num_codebooks = 1
+    file_extensions = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+    _prefix, _start, _end = "\U0001F440", "<soim>", "<eoim>"
+
+    @property
+    def token_spec(self) -> TokenSpec:
+        from anygpt.modalities.image import RELEASED_IMAGE_SPEC
+
+        return replace(RELEASED_IMAGE_SPEC, codebook_size=self.codebook_size, frames_per_item=int(self.frame_rate))
+
+    def load(self, path: str | Path) -> torch.Tensor:
+        """Any image file (any size; RGBA, grayscale, palette...) -> [3, S, S] in [0, 1]."""
+        img = load_image(path)  # clear MediaError for missing / corrupt files
+        return fit_square(img, self.image_size[0])[0]
+
+    def save(self, media: torch.Tensor, path: str | Path) -> Path:
+        return save_image(media, path)
+
+    def _prepare(self, media: torch.Tensor) -> torch.Tensor:
+        if not torch.is_tensor(media) or not media.is_floating_point():
+            raise MediaError("images must be a float tensor [B, 3, H, W] in [0, 1]")
+        if not torch.isfinite(media).all():
+            raise MediaError("images contain NaN or infinite values")
+        return fit_square(media, self.image_size[0]).clamp(0, 1)
+
+    def _check_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        if codes.dim() == 2:
+            codes = codes.unsqueeze(1)
+        n = int(self.frame_rate)
+        if codes.dim() != 3 or codes.shape[1] != 1 or codes.shape[2] != n:
+            raise ValueError(f"image codes must be [B, 1, {n}], got {tuple(codes.shape)}")
+        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
+            raise ValueError(f"image codes must be in 0..{self.codebook_size - 1}")
+        return codes.long()
+
+
+# ---------------------------------------------------------------- ours
+class TinyImageTokenizer(_ImageTokenizer):
+    """Compact SEED-style tokenizer (anygpt.nn.query_former): 64x64, 32 codes of 1024."""
+
+    def __init__(self, model, *, bf16: bool = True) -> None:
+        self.model = model.eval()
+        cfg = model.cfg
+        self.image_size = (cfg.image_size, cfg.image_size)
+        self.frame_rate = float(cfg.num_queries)
+        self.codebook_size = cfg.codebook_size
+        self.bf16 = bf16
+
+    @classmethod
+    def from_folder(cls, path: str | Path = TINY_ASSET_DIR, **kw) -> "TinyImageTokenizer":
+        """Load model.safetensors + config.json from `path` (default: the shipped weights)."""
+        from safetensors.torch import load_file
+
+        from anygpt.nn.query_former import QueryTokenizer, QueryTokenizerConfig
+
+        path = Path(path)
+        cfg_file, weights = path / "config.json", path / "model.safetensors"
+        for f in (cfg_file, weights):
+            if not f.is_file():
+                raise CheckpointError(
+                    f"{f} not found: train and export the tiny image tokenizer with "
+                    f"`anygpt train image-tokenizer --data data/tiny --out runs/image-tokenizer --ship`")
+        cfg = QueryTokenizerConfig.from_dict(json.loads(cfg_file.read_text(encoding="utf-8")))
+        model = QueryTokenizer(cfg)
+        state = load_file(str(weights))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if k != "quantizer.embed_sum"]  # EMA training state, not shipped
+        if missing or unexpected:
+            raise CheckpointError(f"{weights}: does not match {cfg_file} (missing {missing[:5]}, unexpected {unexpected[:5]})")
+        return cls(model, **kw)
+
+    def _autocast(self):
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16)
+
+    def encode(self, media: torch.Tensor) -> torch.Tensor:
+        """images [B, 3, H, W] in [0, 1] -> codes LongTensor [B, 1, 32]."""
+        x = self._prepare(media)
+        with torch.inference_mode(), self._autocast():
+            return self.model.encode(x).unsqueeze(1)
+
+    def decode(self, codes: torch.Tensor, **context: Any) -> torch.Tensor:
+        """codes LongTensor [B, 1, 32] (or [B, 32]) -> images FloatTensor [B, 3, 64, 64] in [0, 1]."""
+        codes = self._check_codes(codes)
+        with torch.inference_mode(), self._autocast():
+            return self.model.decode(codes[:, 0]).float().clamp(0, 1)
+
+    def semantic_embedding(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [B, 1, 32] -> unit vectors [B, 384] in the MiniLM caption space."""
+        codes = self._check_codes(codes)
+        with torch.inference_mode():
+            return self.model.semantic_embedding(self.model.code_vectors(codes[:, 0]))
+
+
+# ---------------------------------------------------------------- released
+class Seed2ImageTokenizer(_ImageTokenizer):
+    """SEED-2 as in the release: 224x224 -> 32 codes of 8192; codes -> 1024-d -> SD 2.1 unCLIP.
+
+    folder: holds seed_quantizer.pt (and eva_vit_g.pth if the former lacks the ViT weights).
+    diffusion_path: a diffusers folder of stabilityai/stable-diffusion-2-1-unclip
+        (default: folder/diffusion_model if present); needed only by `decode`.
+    """
+
+    def __init__(self, model, *, diffusion_path: str | Path | None = None, pipeline=None,
+                 num_inference_steps: int = 20, guidance_scale: float = 10.0, seed: int = 0) -> None:
+        self.model = model.eval()
+        self.image_size = (model.cfg.image_size, model.cfg.image_size)
+        self.frame_rate = float(model.cfg.num_query_tokens)
+        self.codebook_size = model.cfg.codebook_size
+        self.diffusion_path = Path(diffusion_path) if diffusion_path is not None else None
+        self._pipeline = pipeline
+        self.num_inference_steps = num_inference_steps
+        self.guidance_scale = guidance_scale
+        self.seed = seed
+
+    @classmethod
+    def from_folder(cls, path: str | Path, *, diffusion_path: str | Path | None = None,
+                    vit_path: str | Path | None = None, config=None, dtype: torch.dtype = torch.float32,
+                    **kw) -> "Seed2ImageTokenizer":
+        from anygpt.nn.seed2 import Seed2Config, Seed2Quantizer, load_seed2_state, read_checkpoint
+
+        path = Path(path)
+        weights = path / SEED2_WEIGHTS if path.is_dir() else path
+        folder = weights.parent
+        if not weights.is_file():
+            raise CheckpointError(f"{weights} not found: put SEED-2's {SEED2_WEIGHTS} (AILab-CVC/seed-tokenizer-2) there")
+        state = read_checkpoint(weights)
+        vit_state = None
+        if not any(k.startswith("visual_encoder.") for k in state):
+            vit_file = Path(vit_path) if vit_path else folder / EVA_WEIGHTS
+            if not vit_file.is_file():
+                raise CheckpointError(
+                    f"{weights} has no EVA-ViT weights and {vit_file} is missing: put BLIP-2's {EVA_WEIGHTS} beside it "
+                    f"or pass vit_path")
+            vit_state = read_checkpoint(vit_file)
+        with torch.device("meta"):
+            model = Seed2Quantizer(config or Seed2Config())
+        model = model.to_empty(device="cpu")
+        load_seed2_state(model, state, source=str(weights), vit_state=vit_state)
+        model = model.to(dtype)
+        if diffusion_path is None and (folder / DIFFUSION_FOLDER).is_dir():
+            diffusion_path = folder / DIFFUSION_FOLDER
+        return cls(model, diffusion_path=diffusion_path, **kw)
+
+    def encode(self, media: torch.Tensor) -> torch.Tensor:
+        """images [B, 3, H, W] in [0, 1] -> codes LongTensor [B, 1, 32] in 0..8191."""
+        from anygpt.nn.seed2 import preprocess
+
+        x = preprocess(self._prepare(media), self.image_size[0])
+        with torch.inference_mode():
+            return self.model.encode(x).unsqueeze(1)
+
+    def decode_embedding(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [B, 1, 32] -> unCLIP image embeddings FloatTensor [B, 1024]."""
+        codes = self._check_codes(codes)
+        with torch.inference_mode():
+            return self.model.decode_embedding(codes[:, 0]).float()
+
+    @property
+    def pipeline(self):
+        if self._pipeline is None:
+            if self.diffusion_path is None:
+                raise CheckpointError(
+                    "SEED-2 decoding needs the Stable Diffusion 2.1 unCLIP folder (diffusers format of "
+                    "stabilityai/stable-diffusion-2-1-unclip): pass diffusion_path or put it in "
+                    f"<folder>/{DIFFUSION_FOLDER}; decode_embedding() gives the 1024-d embedding without it")
+            try:
+                from diffusers import StableUnCLIPImg2ImgPipeline
+            except ImportError:
+                raise CheckpointError("SEED-2 decoding needs diffusers: pip install 'diffusers>=0.30,<0.36'") from None
+            if not Path(self.diffusion_path).is_dir():
+                raise CheckpointError(f"{self.diffusion_path}: diffusion folder not found")
+            self._pipeline = StableUnCLIPImg2ImgPipeline.from_pretrained(str(self.diffusion_path), local_files_only=True)
+            self._pipeline.set_progress_bar_config(disable=True)
+        return self._pipeline
+
+    def decode(self, codes: torch.Tensor, **context: Any) -> torch.Tensor:
+        """codes [B, 1, 32] -> images FloatTensor [B, 3, H, W] in [0, 1] (768x768 for SD 2.1 unCLIP).
+
+        As in the release: the embedding is the unCLIP image embedding, noise level 0, empty
+        prompt, classifier-free guidance against a zero embedding. context: num_inference_steps
+        (20), guidance_scale (10), seed, height, width.
+        """
+        emb = self.decode_embedding(codes)
+        pipe = self.pipeline
+        dtype = next(pipe.unet.parameters()).dtype
+        gen = torch.Generator().manual_seed(int(context.get("seed", self.seed)))
+        out = pipe(prompt=[""] * len(emb), image_embeds=emb.to(dtype),
+                   num_inference_steps=int(context.get("num_inference_steps", self.num_inference_steps)),
+                   guidance_scale=float(context.get("guidance_scale", self.guidance_scale)),
+                   noise_level=0, generator=gen, output_type="pt",
+                   height=context.get("height"), width=context.get("width"))
+        return out.images.float().clamp(0, 1)

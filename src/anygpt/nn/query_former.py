@@ -1,0 +1,294 @@
+"""A compact SEED-style image tokenizer: a fixed number of semantic codes per image.
+
+SEED (arXiv 2307.08041) reads ViT patch features with a causal Q-Former (learned queries,
+each seeing only the queries before it), projects each query output to a small vector and
+quantizes it, so an image becomes N codes read left to right like text. This module is the
+CPU-sized version trained here on 64x64 images:
+
+    image [B, 3, 64, 64]
+      -> patch encoder: conv patchify (8x8 patches) + transformer blocks   -> [B, 64, D]
+      -> causal query former: N learned queries; each layer = causal self-attention among the
+         queries, cross-attention to the patch features, MLP               -> [B, N, D]
+      -> VQ (anygpt.nn.quantize.VectorQuantizer, factorised: D -> codebook_dim lookup,
+         cosine distance, EMA codebook, dead-code restarts)                 -> codes [B, N]
+      -> decoder: code vectors + positions -> transformer over the N codes; a grid of
+         (H/8)*(W/8) learned pixel-patch queries cross-attends to them; linear to 8x8x3
+         pixels; a small conv refinement at full resolution                -> [B, 3, 64, 64]
+
+Semantics: the mean of the N quantized code vectors is projected to the text-embedding space
+and trained with a symmetric InfoNCE loss against frozen all-MiniLM-L6-v2 caption embeddings
+(SEED aligns its causal embeddings with CLIP text features the same way).
+
+Shapes: images FloatTensor [B, 3, H, W] in [0, 1]; codes LongTensor [B, N].
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from anygpt.nn.quantize import VectorQuantizer
+
+
+@dataclass
+class QueryTokenizerConfig:
+    """Sizes of the compact tokenizer (defaults: the shipped image-tokenizer-tiny)."""
+
+    image_size: int = 64
+    patch_size: int = 8
+    dim: int = 128
+    heads: int = 4
+    mlp_ratio: float = 2.0
+    encoder_layers: int = 1
+    query_layers: int = 2
+    num_queries: int = 32
+    codebook_size: int = 1024
+    codebook_dim: int = 32
+    decoder_code_layers: int = 1
+    decoder_layers: int = 2
+    refine_channels: int = 16
+    text_dim: int = 384  # all-MiniLM-L6-v2
+    commitment_weight: float = 0.25
+    seed: int = 0
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.patch_size
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "QueryTokenizerConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}")
+        return cls(**d)
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> "QueryTokenizerConfig":
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+class Attention(nn.Module):
+    """Multi-head attention, self or cross (kv from `context`), optional causal mask."""
+
+    def __init__(self, dim: int, heads: int, kv_dim: int | None = None) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(kv_dim or dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
+        b, n, d = x.shape
+        ctx = x if context is None else context
+        q = self.q(x).view(b, n, self.heads, -1).transpose(1, 2)
+        k, v = self.kv(ctx).view(b, ctx.shape[1], 2, self.heads, -1).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, ratio: float) -> None:
+        super().__init__()
+        hidden = int(dim * ratio)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: [causal] self-attention, optional cross-attention, MLP."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, cross: bool = False, causal: bool = False) -> None:
+        super().__init__()
+        self.causal = causal
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        self.cross = cross
+        if cross:
+            self.norm_x = nn.LayerNorm(dim)
+            self.norm_ctx = nn.LayerNorm(dim)
+            self.cross_attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, mlp_ratio)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), causal=self.causal)
+        if self.cross:
+            x = x + self.cross_attn(self.norm_x(x), self.norm_ctx(context))
+        return x + self.mlp(self.norm2(x))
+
+
+class QueryTokenizer(nn.Module):
+    """Encoder + causal query former + VQ + decoder (see the module docstring)."""
+
+    def __init__(self, cfg: QueryTokenizerConfig) -> None:
+        super().__init__()
+        if cfg.image_size % cfg.patch_size:
+            raise ValueError("image_size must be a multiple of patch_size")
+        self.cfg = cfg
+        g = torch.Generator().manual_seed(cfg.seed)
+        d, p, n_patch = cfg.dim, cfg.patch_size, cfg.grid ** 2
+        # encoder: two-stage conv patchify (p/2 then 2) keeps a little more local detail than one linear patch
+        self.patch_embed = nn.Sequential(
+            nn.Conv2d(3, d // 2, kernel_size=p // 2, stride=p // 2), nn.GELU(),
+            nn.Conv2d(d // 2, d, kernel_size=2, stride=2),
+        )
+        self.patch_pos = nn.Parameter(torch.randn(1, n_patch, d, generator=g) * 0.02)
+        self.encoder = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.encoder_layers))
+        self.encoder_norm = nn.LayerNorm(d)
+        # causal query former
+        self.query_tokens = nn.Parameter(torch.randn(1, cfg.num_queries, d, generator=g) * 0.02)
+        self.query_layers = nn.ModuleList(
+            Block(d, cfg.heads, cfg.mlp_ratio, cross=True, causal=True) for _ in range(cfg.query_layers))
+        self.query_norm = nn.LayerNorm(d)
+        self.quantizer = VectorQuantizer(
+            cfg.codebook_size, d, codebook_dim=cfg.codebook_dim, distance="cosine",
+            commitment_weight=cfg.commitment_weight, ema=True, dead_code_threshold=0.1,
+            kmeans_init=True, seed=cfg.seed)
+        # decoder
+        self.code_pos = nn.Parameter(torch.randn(1, cfg.num_queries, d, generator=g) * 0.02)
+        self.code_layers = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.decoder_code_layers))
+        self.code_norm = nn.LayerNorm(d)
+        self.pixel_queries = nn.Parameter(torch.randn(1, n_patch, d, generator=g) * 0.02)
+        self.decoder = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio, cross=True) for _ in range(cfg.decoder_layers))
+        self.decoder_norm = nn.LayerNorm(d)
+        self.to_pixels = nn.Linear(d, p * p * 3)
+        c = cfg.refine_channels
+        self.refine = nn.Sequential(
+            nn.Conv2d(3, c, 3, padding=1), nn.GELU(), nn.Conv2d(c, 3, 3, padding=1)) if c else None
+        # semantic head: mean code vector -> text space
+        self.text_proj = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, cfg.text_dim))
+        self.logit_scale = nn.Parameter(torch.tensor(2.659))  # log(1/0.07), CLIP's start
+
+    # ------------------------------------------------------------------ stages
+    def patch_features(self, images: torch.Tensor) -> torch.Tensor:
+        """images [B, 3, S, S] in [0, 1] -> patch features [B, (S/p)^2, D]."""
+        x = self.patch_embed(images * 2 - 1).flatten(2).transpose(1, 2) + self.patch_pos
+        for blk in self.encoder:
+            x = blk(x)
+        return self.encoder_norm(x)
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        """images -> causal query outputs [B, N, D] (before quantization)."""
+        feats = self.patch_features(images)
+        q = self.query_tokens.expand(images.shape[0], -1, -1)
+        for blk in self.query_layers:
+            q = blk(q, feats)
+        return self.query_norm(q)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """images FloatTensor [B, 3, S, S] in [0, 1] -> codes LongTensor [B, N]."""
+        return self.quantizer.encode(self.query(images).transpose(1, 2))
+
+    def code_vectors(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes LongTensor [B, N] -> code vectors [B, N, D]."""
+        return self.quantizer.decode(codes).transpose(1, 2)
+
+    def decode_vectors(self, z: torch.Tensor) -> torch.Tensor:
+        """quantized code vectors [B, N, D] -> images [B, 3, S, S] in [0, 1]."""
+        cfg = self.cfg
+        h = z + self.code_pos
+        for blk in self.code_layers:
+            h = blk(h)
+        h = self.code_norm(h)
+        x = self.pixel_queries.expand(z.shape[0], -1, -1)
+        for blk in self.decoder:
+            x = blk(x, h)
+        x = self.to_pixels(self.decoder_norm(x))  # [B, g*g, p*p*3]
+        b, g, p = z.shape[0], cfg.grid, cfg.patch_size
+        img = x.view(b, g, g, p, p, 3).permute(0, 5, 1, 3, 2, 4).reshape(b, 3, g * p, g * p)
+        if self.refine is not None:
+            img = img + self.refine(img)
+        return torch.sigmoid(img * 4.0)  # logits scaled so a zero-init output is mid-grey
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes LongTensor [B, N] -> images FloatTensor [B, 3, S, S] in [0, 1]."""
+        return self.decode_vectors(self.code_vectors(codes)).float()
+
+    def semantic_embedding(self, z: torch.Tensor) -> torch.Tensor:
+        """code vectors [B, N, D] -> unit vectors [B, text_dim] in the caption-embedding space."""
+        return F.normalize(self.text_proj(z.mean(dim=1)).float(), dim=-1)
+
+    # ------------------------------------------------------------------ training
+    def continuous(self, q: torch.Tensor) -> torch.Tensor:
+        """query outputs [B, N, D] -> the same path as quantization without the codebook lookup
+        (project to codebook_dim, unit-normalise, project back): [B, N, D]. Used while the
+        quantizer warms up."""
+        vq = self.quantizer
+        with torch.autocast(device_type=q.device.type, enabled=False):
+            rows = vq._prep(q.reshape(-1, q.shape[-1]))
+            out = vq.project_out(rows) if vq.project_out is not None else rows
+        return out.view(q.shape[0], q.shape[1], -1)
+
+    @torch.no_grad()
+    def init_codebook(self, images: torch.Tensor) -> None:
+        """k-means initialisation of the codebook on the query outputs of `images` [B, 3, S, S]."""
+        vq = self.quantizer
+        q = self.query(images).float()
+        with torch.autocast(device_type=q.device.type, enabled=False):
+            vq._kmeans_init(vq._prep(q.reshape(-1, q.shape[-1])))
+        if vq.ema:
+            vq.cluster_size.fill_(1.0)
+            vq.embed_sum.copy_(vq.codebook.data)
+
+    def forward(self, images: torch.Tensor, text_emb: torch.Tensor | None = None,
+                contrastive_weight: float = 0.1, grad_weight: float = 0.5,
+                quantize: bool = True, object_weight: float = 0.0) -> dict[str, torch.Tensor]:
+        """One training pass. images [B, 3, S, S]; text_emb [B, text_dim] (MiniLM) or None.
+        quantize=False bypasses the codebook (warm-up: the encoder first learns diverse features,
+        then the codebook is initialised on them by k-means; this avoids codebook collapse).
+
+        object_weight: pixels that differ from the image's background (median border colour)
+        weigh 1 + object_weight in the L1 term, so small objects are not traded for background.
+
+        Returns the losses (key `loss` is the total), the reconstruction `recon` [B, 3, S, S],
+        the codes [B, N] (quantize=True) and the code-usage perplexity.
+        """
+        q = self.query(images)
+        if quantize:
+            vq = self.quantizer(q.transpose(1, 2))
+            z = vq.quantized.transpose(1, 2)
+            vq_loss, ppl, codes = vq.loss, vq.perplexity, vq.codes
+        else:
+            z = self.continuous(q)
+            vq_loss, ppl, codes = q.new_zeros((), dtype=torch.float32), q.new_zeros((), dtype=torch.float32), None
+        recon = self.decode_vectors(z).float()
+        target = images.float()
+        if object_weight > 0:
+            border = torch.cat([target[..., 0, :], target[..., -1, :], target[..., :, 0], target[..., :, -1]], dim=-1)
+            bg = border.median(dim=-1).values[..., None, None]  # [B, 3, 1, 1]
+            fg = ((target - bg).abs().sum(1, keepdim=True) > 0.1).float()
+            w = 1 + object_weight * fg
+            l1 = ((recon - target).abs() * w).mean() / w.mean()
+        else:
+            l1 = (recon - target).abs().mean()
+        l2 = F.mse_loss(recon, target)
+        # image-gradient loss: keeps edges (shape outlines) sharp
+        gx = lambda t: t[..., :, 1:] - t[..., :, :-1]  # noqa: E731
+        gy = lambda t: t[..., 1:, :] - t[..., :-1, :]  # noqa: E731
+        grad = (gx(recon) - gx(target)).abs().mean() + (gy(recon) - gy(target)).abs().mean()
+        loss = l1 + l2 + grad_weight * grad + vq_loss
+        out = {"l1": l1.detach(), "l2": l2.detach(), "grad": grad.detach(), "vq": vq_loss.detach(),
+               "perplexity": ppl.detach(), "codes": codes, "recon": recon.detach()}
+        if text_emb is not None and contrastive_weight > 0:
+            img = self.semantic_embedding(z)
+            txt = F.normalize(text_emb.float(), dim=-1)
+            logits = self.logit_scale.clamp(max=4.6052).exp() * img @ txt.t()
+            labels = torch.arange(len(img), device=img.device)
+            clip = 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels))
+            loss = loss + contrastive_weight * clip
+            out["contrastive"] = clip.detach()
+        out["loss"] = loss
+        return out

@@ -1,0 +1,162 @@
+"""Our compact SEED-style image tokenizer: shapes, loading, bad input, a short training run."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from anygpt.errors import CheckpointError, MediaError
+from anygpt.modalities import load_tokenizer
+from anygpt.modalities.image import RELEASED_IMAGE_SPEC
+from anygpt.modalities.image_tokenizers import TINY_ASSET_DIR, TinyImageTokenizer, fit_square
+from anygpt.nn.query_former import QueryTokenizer, QueryTokenizerConfig
+from anygpt.train.image_tokenizer import _batch_indices, export, render_scenes, train
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small models on a shared CPU: one torch thread is faster and steadier than two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+SMALL = QueryTokenizerConfig(image_size=16, patch_size=4, dim=32, heads=2, encoder_layers=1, query_layers=1,
+                             num_queries=8, codebook_size=32, codebook_dim=8, decoder_layers=1, refine_channels=4,
+                             text_dim=12)
+
+
+@pytest.fixture(scope="module")
+def small_tok(tmp_path_factory) -> TinyImageTokenizer:
+    torch.manual_seed(0)
+    folder = export(QueryTokenizer(SMALL), tmp_path_factory.mktemp("tiny") / "image-tokenizer-tiny")
+    return load_tokenizer("image", "tiny", path=folder)
+
+
+def test_shapes_and_spec(small_tok):
+    x = torch.rand(3, 3, 16, 16)
+    codes = small_tok.encode(x)
+    assert codes.shape == (3, 1, 8) and codes.dtype == torch.long
+    assert 0 <= int(codes.min()) and int(codes.max()) < 32
+    assert torch.equal(codes, small_tok.encode(x))
+    img = small_tok.decode(codes)
+    assert img.shape == (3, 3, 16, 16) and 0 <= float(img.min()) and float(img.max()) <= 1
+    assert torch.equal(small_tok.decode(codes[:, 0]), img)  # [B, T] accepted too
+    spec = small_tok.token_spec
+    assert (spec.codebook_size, spec.num_codebooks, spec.frames_per_item) == (32, 1, 8)
+    assert (spec.prefix, spec.start, spec.end) == (RELEASED_IMAGE_SPEC.prefix, "<soim>", "<eoim>")
+    emb = small_tok.semantic_embedding(codes)
+    assert emb.shape == (3, 12) and torch.allclose(emb.norm(dim=-1), torch.ones(3), atol=1e-5)
+
+
+def test_query_former_is_causal():
+    torch.manual_seed(0)
+    m = QueryTokenizer(SMALL).eval()
+    feats = torch.randn(1, 16, 32)
+    q = torch.randn(1, 8, 32)
+    def run(q):
+        for blk in m.query_layers:
+            q = blk(q, feats)
+        return q
+    a, q2 = run(q), q.clone()
+    q2[:, 5:] += torch.randn(1, 3, 32)
+    b = run(q2)
+    assert torch.allclose(a[:, :5], b[:, :5], atol=1e-6) and not torch.allclose(a[:, 5:], b[:, 5:])
+
+
+def test_any_size_and_mode(small_tok, tmp_path):
+    rgb = (np.random.default_rng(0).random((30, 50, 3)) * 255).astype(np.uint8)
+    cases = {
+        "rgba.png": Image.fromarray(np.dstack([rgb, np.full((30, 50), 128, np.uint8)]), "RGBA"),
+        "gray.png": Image.fromarray(rgb[..., 0], "L"),
+        "palette.gif": Image.fromarray(rgb, "RGB").convert("P"),
+        "odd.jpg": Image.fromarray(rgb[:17, :9], "RGB"),
+        "big.bmp": Image.fromarray(np.repeat(np.repeat(rgb, 7, 0), 7, 1), "RGB"),
+    }
+    for name, im in cases.items():
+        im.save(tmp_path / name)
+        x = small_tok.load(tmp_path / name)
+        assert x.shape == (3, 16, 16) and x.dtype == torch.float32, name
+        assert 0 <= float(x.min()) and float(x.max()) <= 1, name
+        assert small_tok.encode_file(tmp_path / name).shape == (1, 8), name
+    # transparent pixels become white; a non-square image is padded with white
+    Image.new("RGBA", (8, 4), (255, 0, 0, 0)).save(tmp_path / "clear.png")
+    assert torch.allclose(small_tok.load(tmp_path / "clear.png"), torch.ones(3, 16, 16))
+    wide = fit_square(torch.zeros(1, 3, 4, 16), 16)
+    assert float(wide[0, :, 0].mean()) == 1.0 and float(wide[0, :, 8].mean()) == 0.0
+    # any tensor size is accepted by encode
+    assert small_tok.encode(torch.rand(2, 3, 37, 21)).shape == (2, 1, 8)
+
+
+def test_bad_input(small_tok, tmp_path):
+    bad = tmp_path / "corrupt.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    with pytest.raises(MediaError, match="corrupt.png: cannot read image"):
+        small_tok.load(bad)
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(MediaError, match="empty"):
+        small_tok.load(tmp_path / "empty.jpg")
+    with pytest.raises(MediaError, match="not found"):
+        small_tok.load(tmp_path / "missing.png")
+    with pytest.raises(MediaError, match="NaN"):
+        small_tok.encode(torch.full((1, 3, 16, 16), float("nan")))
+    with pytest.raises(MediaError, match=r"\[B, 3, H, W\]"):
+        small_tok.encode(torch.rand(1, 4, 16, 16))
+    with pytest.raises(ValueError, match=r"\[B, 1, 8\]"):
+        small_tok.decode(torch.zeros(1, 1, 7, dtype=torch.long))
+    with pytest.raises(ValueError, match="0..31"):
+        small_tok.decode(torch.full((1, 1, 8), 32))
+
+
+def test_missing_weights_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="anygpt train image-tokenizer"):
+        TinyImageTokenizer.from_folder(tmp_path)
+
+
+def test_batches_deterministic_and_cover_epoch():
+    a = torch.cat([_batch_indices(s, 4, 10, seed=3) for s in range(5)])
+    assert torch.equal(a, torch.cat([_batch_indices(s, 4, 10, seed=3) for s in range(5)]))
+    assert sorted(a[:10].tolist()) == list(range(10)) and sorted(a[10:20].tolist()) == list(range(10))
+
+
+def test_short_training_lowers_loss(tmp_path):
+    torch.manual_seed(0)
+    _short_training(tmp_path)
+
+
+def _short_training(tmp_path):
+    data = render_scenes(64, seed=0, size=16)
+    text = torch.nn.functional.normalize(torch.randn(64, 12), dim=-1)
+    model = QueryTokenizer(SMALL)
+    log = train(model, data["images"], text, steps=60, batch=8, lr=5e-3, warmup=5, seed=0, bf16=False,
+                out=tmp_path, save_every=30, progress=False, log_every=10, vq_warmup=20)
+    assert log[-1]["l1"] < 0.85 * log[0]["l1"]
+    assert log[-1]["loss"] < log[2]["loss"]  # quantized phase (from step 20) goes down too
+    assert log[0]["perplexity"] == 0 and log[-1]["perplexity"] > 1  # codebook on after the warm-up
+    assert (tmp_path / "checkpoint.pt").is_file()
+    # resuming a finished run does no more steps and keeps the weights
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model2 = QueryTokenizer(SMALL)
+    log2 = train(model2, data["images"], text, steps=60, batch=8, lr=5e-3, warmup=5, seed=0, bf16=False,
+                 out=tmp_path, progress=False, log_every=10, vq_warmup=20)
+    assert len(log2) == len(log)
+    assert all(torch.equal(before[k], v) for k, v in model2.state_dict().items())
+
+
+def test_shipped_weights_load_and_match_layout():
+    if not (TINY_ASSET_DIR / "model.safetensors").is_file():
+        pytest.skip("shipped weights not exported yet")
+    tok = load_tokenizer("image", "tiny")
+    assert tok.image_size == (64, 64) and tok.token_spec.frames_per_item == 32
+    from anygpt.data import scenes
+    spec = scenes.sample_scene(random.Random(0), heldout=False)
+    x = torch.from_numpy(np.asarray(scenes.render_scene(spec, 64), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    codes = tok.encode(x)
+    assert codes.shape == (1, 1, 32) and int(codes.max()) < tok.codebook_size
+    rec = tok.decode(codes)
+    assert float((rec - x).abs().mean()) < 0.15  # a trained decoder, not noise
