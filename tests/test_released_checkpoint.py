@@ -10,7 +10,7 @@ from anygpt.layout import TokenLayout
 from anygpt.lm.generation import get_preset
 from anygpt.model import AnyGPT
 from anygpt.modalities import released_specs
-from conftest import SP_VOCAB, write_released_folder
+from released_folder import SP_VOCAB, write_released_folder
 
 
 def test_folder_has_the_released_files(released_folder):
