@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from anygpt.eval.arrays import as_float64
+
 
 def _mono(x) -> np.ndarray:
-    try:
-        import torch
-        if isinstance(x, torch.Tensor):
-            x = x.detach().float().cpu().numpy()
-    except ImportError:  # pragma: no cover
-        pass
-    x = np.asarray(x, dtype=np.float64)
+    x = as_float64(x)
     if x.ndim == 2:
         if x.shape[0] != 1:
             raise ValueError(f"expected mono audio [S] or [1, S], got shape {x.shape}")

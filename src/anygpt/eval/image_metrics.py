@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from anygpt.eval.arrays import as_float64
+
 
 def _hwc(x) -> np.ndarray:
-    try:
-        import torch
-        if isinstance(x, torch.Tensor):
-            x = x.detach().float().cpu().numpy()
-    except ImportError:  # pragma: no cover
-        pass
-    x = np.asarray(x, dtype=np.float64)
+    x = as_float64(x)
     if x.ndim == 3 and x.shape[0] in (1, 3) and x.shape[-1] not in (1, 3):
         x = np.transpose(x, (1, 2, 0))
     if x.ndim != 3:
