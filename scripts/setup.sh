@@ -46,8 +46,8 @@ fi
 # torch first and pinned, so nothing else can pull another build.
 python3 -m pip install -q "torch==2.13.0"
 python3 -m pip install -q -e ".[all]"
-# These two declare dependencies we must not take (torch ranges, tensorflow); their real
-# needs are in the [all] extra above.
-python3 -m pip install -q --no-deps "resemblyzer==0.1.4" "basic-pitch==0.4.0"
+# These declare dependencies we must not take (torch ranges, tensorflow, torchaudio); their real
+# needs are in the [all] extra above (speechtokenizer's model code: torch, numpy, einops).
+python3 -m pip install -q --no-deps "resemblyzer==0.1.4" "basic-pitch==0.4.0" "speechtokenizer==0.1.2"
 python3 -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 echo "setup: done"

@@ -8,6 +8,8 @@ import sys
 # name -> (module with main(argv), one-line summary)
 TRAINERS: dict[str, tuple[str, str]] = {
     "music-codec": ("anygpt.train.music_codec", "the compact music codec (4 codebooks)"),
+    "speech-tokenizer": ("anygpt.train.speech_tokenizer", "the compact speech tokenizer (content-bearing layer 1)"),
+    "soundstorm": ("anygpt.train.soundstorm", "the compact SoundStorm acoustic model (voice cloning)"),
     "image-tokenizer": ("anygpt.train.image_tokenizer", "the compact SEED-style image tokenizer and decoder"),
 }
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from anygpt.train.common import atomic_torch_save, lr_at
 from anygpt.nn.music_codec import CompactMusicCodec, LossWeights, MultiScaleMelLoss, MusicCodecConfig, codec_losses
 
 
@@ -93,47 +93,26 @@ def draw_batch(clips: list[torch.Tensor], batch: int, length: int, seed: int, st
 
 # ---------------------------------------------------------------- checkpoints
 def save_checkpoint(path: Path, model, opt, step: int, elapsed: float, args: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                "elapsed": elapsed, "config": model.cfg.to_dict(), "args": args}, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                       "elapsed": elapsed, "config": model.cfg.to_dict(), "args": args}, path)
 
 
 def export(ckpt: Path, out_dir: Path) -> Path:
     """OUT/last.pt -> out_dir/config.json + out_dir/model.safetensors (fp16 weights,
     float32 codebooks). Returns out_dir."""
-    from safetensors.torch import save_file
-
-    from anygpt.media_io import atomic_path
+    from anygpt.nn.weights import inference_state, save_weights
 
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     cfg = MusicCodecConfig.from_dict(state["config"])
     model = CompactMusicCodec(cfg)
     model.load_state_dict(state["model"])
-    keep = {}
-    for k, v in model.state_dict().items():
-        if k.endswith(("embed_sum", "cluster_size")):
-            continue  # training-only statistics
-        keep[k] = v.half() if v.is_floating_point() and "codebook" not in k else v.contiguous()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / "model.safetensors") as tmp:
-        save_file(keep, str(tmp))
     meta = {"codec": cfg.to_dict(), "frame_rate": cfg.frame_rate, "bitrate_bps": cfg.bitrate,
             "training": {"steps": state["step"], "wall_seconds": round(state["elapsed"], 1),
                          "command": state["args"].get("command")}}
-    with atomic_path(out_dir / "config.json") as tmp:
-        tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    return out_dir
+    return save_weights(out_dir, inference_state(model), meta)
 
 
 # ---------------------------------------------------------------- training
-def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    p = min(1.0, (step - warmup) / max(1, total - warmup))
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
-
-
 def train(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     out = Path(args.out)

@@ -1,0 +1,155 @@
+"""Issue-5 figures for a speech tokenizer on held-out speakers and sentences; prints markdown.
+
+    python benchmarks/eval_speech_tokenizer.py --data data/tiny [--per-split 24] [--codec DIR] [--soundstorm DIR]
+
+1. Resynthesis from all layers: Whisper tiny.en WER of the reconstruction beside the WER of
+   the source itself (target: at most 1.5x), Resemblyzer similarity reconstruction vs source
+   (target >= 0.80).
+2. Voice cloning: layer 1 of the clip + the acoustic model prompted with 3 s of ANOTHER clip of
+   the same speaker. WER (target: at most 2x the source's); similarity to that speaker (the
+   centroid of its other clips; target >= 0.75) and, beside it, the mean similarity to the
+   centroids of the other held-out speakers (must be clearly lower).
+3. Voice in layer 1: logistic regression on bag-of-codes histograms predicts the speaker of
+   test-split clips (16 training voices, fit on the train split): layer 1 only vs all layers.
+4. Speed at batch 1 on --threads threads: encode and decode (all layers; layer 1 + acoustic
+   model) as multiples of real time.
+Clips are drawn from splits heldout_speakers (4 unseen voices) and heldout_sentences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+SPLITS = ("heldout_speakers", "heldout_sentences")
+
+
+def bag_of_codes(codes: np.ndarray, sizes: list[int]) -> np.ndarray:
+    """codes [K, T] -> concatenated normalised histograms [sum(sizes)]."""
+    return np.concatenate([np.bincount(c, minlength=s)[:s] / max(1, len(c)) for c, s in zip(codes, sizes)])
+
+
+def speaker_probe(tok, clips_train, clips_test, layers: int) -> float:
+    from sklearn.linear_model import LogisticRegression
+
+    sizes = [tok.codec.cfg.semantic_codebook_size] + [tok.codebook_size] * (tok.num_codebooks - 1)
+
+    def feats(clips):
+        return np.stack([bag_of_codes(tok.encode(tok.load(c.path)[None])[0, :layers].numpy(), sizes[:layers])
+                         for c in clips])
+
+    clf = LogisticRegression(max_iter=2000, C=10.0).fit(feats(clips_train), [c.speaker for c in clips_train])
+    return float(np.mean(clf.predict(feats(clips_test)) == np.array([c.speaker for c in clips_test])))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="data/tiny")
+    ap.add_argument("--codec", default=None, help="speech codec folder (default: shipped)")
+    ap.add_argument("--soundstorm", default=None, help="acoustic model folder (default: shipped)")
+    ap.add_argument("--per-split", type=int, default=24, help="clips per held-out split")
+    ap.add_argument("--probe-clips", type=int, default=40, help="training clips per speaker for the probe")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from anygpt.eval.asr import error_rates, transcribe
+    from anygpt.eval.speaker import centroid_similarity, embed_speaker, speaker_similarity
+    from anygpt.modalities.speech_tiny import load_tiny_speech_tokenizer
+    from anygpt.nn.speech_data import read_manifest
+
+    tok = load_tiny_speech_tokenizer(args.codec, acoustic_path=args.soundstorm)
+    sr = tok.sample_rate
+    rng = np.random.default_rng(args.seed)
+    all_clips = read_manifest(args.data)
+    held = [c for c in all_clips if c.split in SPLITS]
+    by_speaker = defaultdict(list)
+    for c in held:
+        by_speaker[c.speaker].append(c)
+    picked = []
+    for split in SPLITS:
+        pool = [c for c in held if c.split == split and len(by_speaker[c.speaker]) > 3]
+        picked += [pool[i] for i in rng.choice(len(pool), min(args.per_split, len(pool)), replace=False)]
+
+    # speaker centroids from clips that are neither the target nor its prompt
+    centroid_cache: dict[tuple[str, str], np.ndarray] = {}
+
+    def centroid(speaker: str, exclude: set[str]) -> np.ndarray:
+        key = (speaker, ",".join(sorted(exclude)))
+        if key not in centroid_cache:
+            embs = [embed_speaker(c.path) for c in by_speaker[speaker] if c.id not in exclude][:8]
+            m = np.mean(embs, 0)
+            centroid_cache[key] = m / np.linalg.norm(m)
+        return centroid_cache[key]
+
+    refs, src_hyp, rec_hyp, clone_hyp = [], [], [], []
+    rec_sim, clone_sim, clone_other = [], [], []
+    t_enc = t_dec = t_clone = audio_s = 0.0
+    for c in picked:
+        wav = tok.load(c.path)
+        audio_s += wav.shape[-1] / sr
+        t0 = time.perf_counter()
+        codes = tok.encode(wav[None])
+        t_enc += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        rec = tok.decode(codes)[0, 0].numpy()
+        t_dec += time.perf_counter() - t0
+        prompt_clip = next(o for o in rng.permutation(by_speaker[c.speaker]) if o.id != c.id)
+        prompt = tok.load(prompt_clip.path)[:, : 3 * sr]
+        t0 = time.perf_counter()
+        clone = tok.decode(codes[:, :1], voice_prompt=prompt)[0, 0].numpy()
+        t_clone += time.perf_counter() - t0
+        src = wav[0].numpy()
+        refs.append(c.text)
+        src_hyp.append(transcribe(src))
+        rec_hyp.append(transcribe(rec))
+        clone_hyp.append(transcribe(clone))
+        rec_sim.append(speaker_similarity(src, rec))
+        excl = {c.id, prompt_clip.id}
+        clone_sim.append(centroid_similarity(clone, centroid(c.speaker, excl)))
+        clone_other.append(np.mean([centroid_similarity(clone, centroid(s, set())) for s in by_speaker
+                                    if s != c.speaker]))
+    wer = {k: error_rates(refs, h)["wer"] for k, h in (("source", src_hyp), ("resynthesis", rec_hyp),
+                                                          ("clone", clone_hyp))}
+    train = [c for c in all_clips if c.split == "train"]
+    test = [c for c in all_clips if c.split == "test"]
+    per_spk = defaultdict(list)
+    for c in train:
+        per_spk[c.speaker].append(c)
+    probe_train = [c for cs in per_spk.values() for c in cs[: args.probe_clips]]
+    probe = {f"layers 1..{k}": speaker_probe(tok, probe_train, test, k) for k in (1, tok.num_codebooks)}
+    result = {
+        "clips": len(picked), "audio_seconds": round(audio_s, 1), "wer": wer,
+        "resynthesis_similarity": float(np.mean(rec_sim)),
+        "clone_similarity_same_speaker": float(np.mean(clone_sim)),
+        "clone_similarity_other_speakers": float(np.mean(clone_other)),
+        "speaker_probe_accuracy": probe, "probe_chance": 1 / len(per_spk),
+        "x_realtime": {"encode": audio_s / t_enc, "decode_all_layers": audio_s / t_dec,
+                       "decode_layer1_plus_acoustic": audio_s / t_clone},
+        "threads": args.threads,
+    }
+    print(f"| measure ({len(picked)} held-out clips, {audio_s:.0f} s) | value | target |\n|---|---|---|")
+    print(f"| WER source | {wer['source']:.3f} | |")
+    print(f"| WER resynthesis, all layers | {wer['resynthesis']:.3f} | <= {1.5 * wer['source']:.3f} |")
+    print(f"| similarity resynthesis vs source | {result['resynthesis_similarity']:.3f} | >= 0.80 |")
+    print(f"| WER layer 1 + acoustic model, 3 s prompt | {wer['clone']:.3f} | <= {2 * wer['source']:.3f} |")
+    print(f"| similarity clone vs same speaker | {result['clone_similarity_same_speaker']:.3f} | >= 0.75 |")
+    print(f"| similarity clone vs other speakers | {result['clone_similarity_other_speakers']:.3f} | clearly lower |")
+    for k, v in probe.items():
+        print(f"| speaker probe, {k} (chance {result['probe_chance']:.3f}) | {v:.3f} | |")
+    for k, v in result["x_realtime"].items():
+        print(f"| {k} speed, batch 1, {args.threads} threads | {v:.0f}x real time | |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

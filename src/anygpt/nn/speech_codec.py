@@ -1,0 +1,271 @@
+"""Our compact speech tokenizer: an STFT-frame RVQ autoencoder whose first codebook carries
+content (distilled from Whisper tiny.en's encoder), small enough to train on 2 CPU cores.
+
+SpeechTokenizer (arXiv 2308.16692) distils HuBERT into RVQ layer 1 so that layer 1 holds
+content and layers 2..K hold voice and detail. Here there is no HuBERT; layer 1 is distilled
+from the shipped Whisper tiny.en encoder (computed offline, anygpt.nn.speech_data), and a
+speaker classifier behind a gradient-reversal layer (DANN, arXiv 1409.7495) reads layer 1's
+quantized vectors during training so that the encoder keeps voice out of layer 1's lookup
+space (the residual layers still receive it).
+
+    wav [B, 1, S] (16 kHz)
+      -> log-magnitude STFT (n_fft 640, hop 160: 100 frames/s)          [B, 321, S/160]
+      -> `downsample` frames stacked per code frame, linear, ConvNeXt     latent e [B, D, T]
+      -> layer 1: VectorQuantizer (content; distilled, speaker-adversarial)   codes[:, 0]
+      -> layers 2..K: ResidualVectorQuantizer on e - q1                        codes[:, 1:]
+      -> ConvNeXt decoder -> log-magnitude + phase of `downsample` STFT frames -> iSTFT
+
+As in the music codec (anygpt.nn.music_codec, whose ConvNeXt block and losses this reuses),
+every layer runs at the code rate, so encode and decode cost a fraction of a GFLOP per second
+of audio; codes [B, K, T] with T = S / frame_hop.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from anygpt.nn.music_codec import ConvNeXtBlock
+from anygpt.nn.quantize import ResidualVectorQuantizer, VectorQuantizer, VQOutput
+
+
+@dataclass
+class SpeechCodecConfig:
+    """Hyper-parameters of CompactSpeechCodec (serialised as JSON beside the weights)."""
+
+    sample_rate: int = 16000
+    n_fft: int = 640
+    hop: int = 160  # STFT hop: 100 frames/s at 16 kHz
+    downsample: int = 4  # STFT frames per code frame: 4 -> 25 Hz codes, 2 -> 50 Hz
+    enc_dim: int = 192
+    enc_blocks: int = 4
+    dec_dim: int = 256
+    dec_blocks: int = 6
+    latent_dim: int = 64
+    codebook_dim: int = 8  # lookup dimension of each codebook (factorised codes)
+    num_codebooks: int = 6  # layer 1 (content) + num_codebooks - 1 acoustic layers
+    codebook_size: int = 512  # acoustic layers
+    semantic_codebook_size: int = 512  # layer 1 (the LM's codes)
+    semantic_dim: int = 384  # width of the distillation target (Whisper tiny encoder)
+    commitment_weight: float = 0.25
+    seed: int = 0
+    # "griffin_lim": the decoder predicts log-magnitudes only and inference recovers the phase by
+    # Griffin-Lim (`decode_phase_iters` iterations); trains several times faster on CPU than
+    # "predicted" (log-magnitude + phase through an iSTFT, trained on waveform losses), whose
+    # output was unintelligible after 45 min here (Whisper WER ~1.0 vs 0.32 on the source).
+    phase: str = "griffin_lim"
+    decode_phase_iters: int = 32
+
+    @property
+    def frame_hop(self) -> int:
+        return self.hop * self.downsample
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.frame_hop
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SpeechCodecConfig":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def _vq_kwargs(cfg: SpeechCodecConfig) -> dict:
+    # the music codec's measured choice: 8-d factorised cosine lookup learned by gradient,
+    # k-means init, fast dead-code restarts (EMA L2 codebooks collapsed in its smoke runs)
+    return dict(codebook_dim=cfg.codebook_dim, distance="cosine", ema=False, kmeans_init=True,
+                decay=0.9, dead_code_threshold=0.1, commitment_weight=cfg.commitment_weight)
+
+
+class _GradReverse(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, scale):
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return -ctx.scale * g, None
+
+
+def grad_reverse(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """Identity forward, gradient multiplied by -scale backward (DANN)."""
+    return _GradReverse.apply(x, scale)
+
+
+@dataclass
+class CodecOutput:
+    """What CompactSpeechCodec.forward returns (training)."""
+
+    logmag: torch.Tensor  # [B, bins, S / hop]: predicted log magnitude from all layers
+    wav: torch.Tensor | None  # [B, 1, S] reconstruction (phase "predicted" only)
+    codes: torch.Tensor  # [B, K, T]
+    vq_loss: torch.Tensor  # scalar, summed over layers
+    commit_loss: torch.Tensor
+    semantic: torch.Tensor  # [B, T, semantic_dim]: layer-1 prediction of the distillation target
+    q1: torch.Tensor  # [B, latent_dim, T]: layer-1 quantized vectors (straight-through)
+    perplexities: torch.Tensor  # [K]
+
+
+class CompactSpeechCodec(nn.Module):
+    """wav FloatTensor [B, 1, S] at 16 kHz <-> codes LongTensor [B, K, S / frame_hop]."""
+
+    def __init__(self, cfg: SpeechCodecConfig):
+        super().__init__()
+        self.cfg = cfg
+        torch.manual_seed(cfg.seed)
+        bins = cfg.n_fft // 2 + 1
+        self.bins = bins
+        self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
+        d, e, k = cfg.enc_dim, cfg.dec_dim, cfg.downsample
+        self.enc_in = nn.Linear(bins * k, d)
+        self.enc_blocks = nn.Sequential(*[ConvNeXtBlock(d) for _ in range(cfg.enc_blocks)])
+        self.enc_norm = nn.LayerNorm(d)
+        self.enc_out = nn.Linear(d, cfg.latent_dim)
+        self.semantic_vq = VectorQuantizer(cfg.semantic_codebook_size, cfg.latent_dim, seed=cfg.seed,
+                                           **_vq_kwargs(cfg))
+        self.acoustic_rvq = ResidualVectorQuantizer(cfg.num_codebooks - 1, cfg.codebook_size, cfg.latent_dim,
+                                                    seed=cfg.seed + 100, **_vq_kwargs(cfg))
+        self.semantic_head = nn.Linear(cfg.latent_dim, cfg.semantic_dim)
+        self.dec_in = nn.Conv1d(cfg.latent_dim, e, 3, padding=1)
+        self.dec_blocks = nn.Sequential(*[ConvNeXtBlock(e) for _ in range(cfg.dec_blocks)])
+        self.dec_norm = nn.LayerNorm(e)
+        if cfg.phase not in ("griffin_lim", "predicted"):
+            raise ValueError(f"phase must be 'griffin_lim' or 'predicted', got {cfg.phase!r}")
+        self.dec_out = nn.Linear(e, bins * (1 if cfg.phase == "griffin_lim" else 2) * k)
+
+    # ------------------------------------------------------------------ pieces
+    def _check_wav(self, wav: torch.Tensor) -> torch.Tensor:
+        if wav.dim() == 2:
+            wav = wav.unsqueeze(1)
+        if wav.dim() != 3 or wav.shape[1] != 1:
+            raise ValueError(f"expected mono wav [B, 1, S], got {tuple(wav.shape)}")
+        if wav.shape[-1] % self.cfg.frame_hop or wav.shape[-1] == 0:
+            raise ValueError(f"wav length {wav.shape[-1]} is not a positive multiple of the frame hop {self.cfg.frame_hop}")
+        return wav
+
+    def spectrogram(self, wav: torch.Tensor) -> torch.Tensor:
+        """wav [B, 1, S] -> log magnitude [B, bins, S / hop]."""
+        spec = torch.stft(wav[:, 0].float(), self.cfg.n_fft, self.cfg.hop, window=self.window,
+                          center=True, return_complex=True)
+        return torch.log(spec.abs() + 1e-5)[..., : wav.shape[-1] // self.cfg.hop]
+
+    def encode_latent(self, wav: torch.Tensor) -> torch.Tensor:
+        """wav [B, 1, S] -> latent [B, latent_dim, S / frame_hop]."""
+        wav = self._check_wav(wav)
+        spec = self.spectrogram(wav)
+        b, f, n = spec.shape
+        k = self.cfg.downsample
+        x = spec.reshape(b, f, n // k, k).permute(0, 2, 3, 1).reshape(b, n // k, k * f)
+        x = self.enc_blocks(self.enc_in(x).transpose(1, 2))
+        return self.enc_out(self.enc_norm(x.transpose(1, 2))).transpose(1, 2)
+
+    def decode_spectrum(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """latent [B, latent_dim, T] -> (log magnitude [B, bins, T * downsample], phase of the same
+        shape, or None when the phase is left to Griffin-Lim)."""
+        b, _, t = z.shape
+        x = self.dec_blocks(self.dec_in(z))
+        x = self.dec_out(self.dec_norm(x.transpose(1, 2))).float()
+        x = x.reshape(b, t * self.cfg.downsample, -1).transpose(1, 2)
+        if self.cfg.phase == "griffin_lim":
+            return x, None
+        logmag, phase = x.chunk(2, dim=1)
+        return logmag, phase
+
+    def _istft(self, spec: torch.Tensor, n: int) -> torch.Tensor:
+        spec = torch.cat([spec, spec[..., -1:]], dim=-1)  # center=True wants one frame more
+        return torch.istft(spec, self.cfg.n_fft, self.cfg.hop, window=self.window, center=True, length=n)
+
+    def decode_latent(self, z: torch.Tensor, phase_iters: int | None = None) -> torch.Tensor:
+        """latent [B, latent_dim, T] -> wav [B, 1, T * frame_hop]."""
+        logmag, phase = self.decode_spectrum(z)
+        mag = torch.exp(logmag.clamp(max=6.0))
+        n = z.shape[-1] * self.cfg.frame_hop
+        if phase_iters is None:
+            phase_iters = self.cfg.decode_phase_iters
+        if phase is None:  # Griffin-Lim from a fixed pseudo-random start, so decoding is deterministic
+            g = torch.Generator().manual_seed(0)
+            phase = torch.rand(mag.shape, generator=g) * (2 * math.pi)
+        spec = torch.polar(mag, phase)
+        previous = torch.zeros_like(spec)
+        for _ in range(phase_iters):  # fast Griffin-Lim (Perraudin et al. 2013), momentum 0.99
+            rebuilt = torch.stft(self._istft(spec, n), self.cfg.n_fft, self.cfg.hop, window=self.window,
+                                 center=True, return_complex=True)[..., : mag.shape[-1]]
+            accelerated = rebuilt - previous * (0.99 / 1.99)
+            spec = mag * accelerated / (accelerated.abs() + 1e-16)
+            previous = rebuilt
+        wav = self._istft(spec, n)
+        return wav.unsqueeze(1)
+
+    # ------------------------------------------------------------------ training
+    def forward(self, wav: torch.Tensor) -> CodecOutput:
+        e = self.encode_latent(wav)
+        o1: VQOutput = self.semantic_vq(e)
+        rest: VQOutput = self.acoustic_rvq(e - o1.quantized.detach())
+        q = o1.quantized + rest.quantized
+        semantic = self.semantic_head(o1.quantized.transpose(1, 2))
+        codes = torch.cat([o1.codes[:, None], rest.codes], dim=1)
+        logmag, phase = self.decode_spectrum(q)
+        wav = None
+        if phase is not None:
+            wav = self._istft(torch.polar(torch.exp(logmag.clamp(max=6.0)), phase), q.shape[-1] * self.cfg.frame_hop)
+            wav = wav.unsqueeze(1)
+        return CodecOutput(logmag, wav, codes, o1.loss + rest.loss, o1.commit_loss + rest.commit_loss,
+                           semantic, o1.quantized, torch.cat([o1.perplexities, rest.perplexities]))
+
+    # ------------------------------------------------------------------ API
+    @torch.no_grad()
+    def encode(self, wav: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
+        """wav [B, 1, S] (S a multiple of frame_hop) -> codes LongTensor [B, n_q or K, S / frame_hop]."""
+        e = self.encode_latent(wav).float()
+        c1 = self.semantic_vq.encode(e)
+        n_q = self.cfg.num_codebooks if n_q is None else n_q
+        if n_q == 1:
+            return c1[:, None]
+        rest = self.acoustic_rvq.encode(e - self.semantic_vq.decode(c1), n_q - 1)
+        return torch.cat([c1[:, None], rest], dim=1)
+
+    @torch.no_grad()
+    def quantized(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [B, K', T] (the first K' layers) -> summed code vectors [B, latent_dim, T]."""
+        q = self.semantic_vq.decode(codes[:, 0])
+        if codes.shape[1] > 1:
+            q = q + self.acoustic_rvq.decode(codes[:, 1:])
+        return q
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor, phase_iters: int | None = None) -> torch.Tensor:
+        """codes LongTensor [B, K', T] -> wav [B, 1, T * frame_hop] (K' < K: missing layers are 0)."""
+        return self.decode_latent(self.quantized(codes), phase_iters)
+
+
+def save_codec(codec: CompactSpeechCodec, folder: str | Path, extra: dict | None = None) -> Path:
+    """Write config.json + model.safetensors (inference weights, float16) into folder."""
+    from anygpt.nn.weights import inference_state, save_weights
+
+    return save_weights(folder, inference_state(codec), {"codec": codec.cfg.to_dict(), **(extra or {})})
+
+
+def load_codec(folder: str | Path) -> CompactSpeechCodec:
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    meta = json.loads((folder / "config.json").read_text())
+    codec = CompactSpeechCodec(SpeechCodecConfig.from_dict(meta.get("codec", meta)))
+    state = load_file(str(folder / "model.safetensors"))
+    missing, unexpected = codec.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith(("cluster_size", "embed_sum", "initted"))]
+    if missing or unexpected:
+        raise ValueError(f"{folder}: weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for m in codec.modules():  # k-means init is a training-time step; loaded codebooks are ready
+        if isinstance(m, VectorQuantizer):
+            m.initted.fill_(True)
+    return codec.eval()
+

@@ -1,0 +1,38 @@
+"""Writing shipped weights: float16 safetensors + config.json, both written atomically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+TRAINING_ONLY = ("embed_sum", "cluster_size")  # EMA statistics of the quantizers
+
+
+def inference_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """module.state_dict() without training-only buffers; float tensors in float16 except
+    codebooks (their nearest-neighbour search keeps float32 so encoding stays exact).
+    load_state_dict casts float16 back to the module's float32."""
+    out = {}
+    for k, v in module.state_dict().items():
+        if k.endswith(TRAINING_ONLY):
+            continue
+        v = v.detach().contiguous().clone()
+        out[k] = v.half() if v.is_floating_point() and "codebook" not in k else v
+    return out
+
+
+def save_weights(folder: str | Path, state: dict[str, torch.Tensor], meta: dict) -> Path:
+    """folder/model.safetensors (state) + folder/config.json (meta); -> folder."""
+    from safetensors.torch import save_file
+
+    from anygpt.media_io import atomic_path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "model.safetensors") as tmp:
+        save_file(state, str(tmp))
+    with atomic_path(folder / "config.json") as tmp:
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    return folder
