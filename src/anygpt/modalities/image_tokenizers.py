@@ -115,11 +115,17 @@ class TinyImageTokenizer(_ImageTokenizer):
                     f"`anygpt train image-tokenizer --data data/tiny --out runs/image-tokenizer --ship`")
         cfg = QueryTokenizerConfig.from_dict(json.loads(cfg_file.read_text(encoding="utf-8")))
         model = QueryTokenizer(cfg)
-        state = load_file(str(weights))
+        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(weights)).items()}  # fp16 files too
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if k != "quantizer.embed_sum"]  # EMA training state, not shipped
         if missing or unexpected:
             raise CheckpointError(f"{weights}: does not match {cfg_file} (missing {missing[:5]}, unexpected {unexpected[:5]})")
+        vq = model.quantizer
+        if "quantizer.embed_sum" not in state and vq.ema:
+            # rebuild the EMA sums from the codebook (codebook = embed_sum / cluster_size), so that
+            # training on from here (`--init`) keeps the codebook instead of pulling it to random rows
+            with torch.no_grad():
+                vq.embed_sum.copy_(vq.codebook.float() * vq.cluster_size.float()[:, None])
         return cls(model, **kw)
 
     def _autocast(self):

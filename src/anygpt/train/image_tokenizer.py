@@ -1,8 +1,15 @@
 """`anygpt train image-tokenizer`: train the compact SEED-style image tokenizer and decoder.
 
-Example (the shipped weights; about 35 minutes on 2 CPU cores):
+Example (the shipped weights: two chained runs of 26 + 24 minutes with one thread on a 2-core CPU
+shared with another training job; the second continues from the first's float32 export and
+adds the object-outline edge loss and the cell-attribute head):
 
-    anygpt train image-tokenizer --data data/tiny --out runs/image-tokenizer --ship
+    anygpt train image-tokenizer --data data/tiny --out runs/image-tokenizer-v2 \\
+        --config '{"encoder_layers": 2, "locality": [64, 32, 16, 0], "upsample_channels": [96, 48, 24], "refine_channels": 0}' \\
+        --steps 2800 --vq-warmup 400 --object-weight 10 --l2-weight 10 --threads 1 --max-minutes 34
+    anygpt train image-tokenizer --data data/tiny --out runs/image-tokenizer-v3 \\
+        --init runs/image-tokenizer-v2/image-tokenizer-tiny --steps 2400 --warmup 100 --lr 1e-3 \\
+        --object-weight 10 --l2-weight 10 --edge-weight 2 --attr-weight 0.5 --threads 1 --fp16 --ship --max-minutes 23
 
 Reads DATA/images/manifest.jsonl (split "train"), embeds every caption once with
 all-MiniLM-L6-v2 (cached in OUT/captions.pt), optionally adds scenes rendered with
@@ -21,6 +28,7 @@ import json
 import math
 import os
 import random
+import shlex
 import shutil
 import sys
 import time
@@ -91,6 +99,51 @@ def embed_captions(captions: list[str], cache: Path | None = None) -> torch.Tens
     return out
 
 
+# ---------------------------------------------------------------- attribute head
+def scene_cell_labels(records: list[dict]) -> torch.Tensor:
+    """Per-cell object attributes of scene records -> LongTensor [N, 9, 3]: for each cell of the
+    3x3 scene grid (reading order) the class of (shape, colour, size), 0 = empty cell, k = the
+    k-th entry of anygpt.data.scenes.SHAPES / PALETTE / SIZES plus one; -100 (ignored) for every
+    record that is not a scene (digits, emoji)."""
+    from anygpt.data import scenes
+
+    vocab = (scenes.SHAPES, tuple(scenes.PALETTE), scenes.SIZES)
+    out = torch.full((len(records), scenes.GRID ** 2, 3), -100, dtype=torch.long)
+    for i, r in enumerate(records):
+        attrs = r.get("attributes") or {}
+        if r.get("kind") != "scene" or "objects" not in attrs:
+            continue
+        out[i] = 0
+        for o in attrs["objects"]:
+            out[i, o["row"] * scenes.GRID + o["col"]] = torch.tensor(
+                [v.index(o[k]) + 1 for v, k in zip(vocab, ("shape", "color", "size"))])
+    return out
+
+
+class CellAttributeHead(torch.nn.Module):
+    """Training-only linear read-out: all N code vectors [B, N, D] (flattened) -> logits of each
+    scene cell's shape / colour / size (scene_cell_labels). Its cross-entropy, back through the
+    straight-through quantizer, makes the codes carry the object attributes that pixel losses
+    barely see (a star and a circle of 10 px differ in a handful of pixels). Not exported."""
+
+    def __init__(self, num_codes: int, dim: int, cells: int = 9) -> None:
+        super().__init__()
+        from anygpt.data import scenes
+
+        self.classes = (len(scenes.SHAPES) + 1, len(scenes.PALETTE) + 1, len(scenes.SIZES) + 1)
+        self.cells = cells
+        self.proj = torch.nn.Linear(num_codes * dim, cells * sum(self.classes))
+
+    def loss(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """z [B, N, D]; labels LongTensor [B, cells, 3] -> mean cross-entropy over the 3 attributes."""
+        logits = self.proj(z.flatten(1).float()).view(len(z), self.cells, sum(self.classes))
+        if bool((labels[..., 0] < 0).all()):
+            return logits.sum() * 0.0
+        parts = logits.split(self.classes, dim=-1)
+        return sum(torch.nn.functional.cross_entropy(p.reshape(-1, p.shape[-1]), labels[..., j].reshape(-1),
+                                                     ignore_index=-100) for j, p in enumerate(parts)) / 3
+
+
 # ---------------------------------------------------------------- training
 def _batch_indices(step: int, batch: int, n: int, seed: int) -> torch.Tensor:
     """Deterministic epoch-shuffled batch for `step` (so a resumed run sees the same batches)."""
@@ -115,7 +168,9 @@ def train(model: QueryTokenizer, images: torch.Tensor, text_emb: torch.Tensor | 
           batch: int = 32, lr: float = 2e-3, warmup: int = 100, seed: int = 0, bf16: bool = True,
           contrastive_weight: float = 0.1, out: Path | None = None, save_every: int = 200,
           progress: bool = True, log_every: int = 25, max_minutes: float | None = None,
-          vq_warmup: int = 0, trainable: str = "all", object_weight: float = 0.0) -> list[dict]:
+          vq_warmup: int = 0, trainable: str = "all", object_weight: float = 0.0,
+          l2_weight: float = 1.0, edge_weight: float = 0.0, attr_weight: float = 0.0,
+          cell_labels: torch.Tensor | None = None) -> list[dict]:
     """Train in place; returns the log (one dict every log_every steps).
 
     images: uint8 [N, 3, S, S]; text_emb: [N, 384] or None. With `out`, checkpoints to
@@ -123,19 +178,28 @@ def train(model: QueryTokenizer, images: torch.Tensor, text_emb: torch.Tensor | 
     a checkpoint) once this much training time has passed in total. vq_warmup: steps trained
     without the codebook (continuous codes); then the codebook is k-means initialised on the
     query outputs of 16 batches and quantization starts. trainable="decoder": encoder, query
-    former and codebook frozen (codes fixed), only the decoder learns. object_weight: see
-    QueryTokenizer.forward.
+    former and codebook frozen (codes fixed), only the decoder learns. object_weight, l2_weight:
+    edge_weight: see QueryTokenizer.forward. attr_weight: weight of the CellAttributeHead loss
+    on the code vectors (needs cell_labels [N, 9, 3] from scene_cell_labels; the head is trained
+    with the model, checkpointed, and not exported).
     """
     if trainable == "decoder":
-        dec = ("code_pos", "code_layers", "code_norm", "pixel_queries", "decoder", "decoder_norm", "to_pixels", "refine")
+        dec = ("code_pos", "code_layers", "code_norm", "pixel_queries", "decoder", "decoder_norm", "to_pixels", "upsampler",
+               "refine")
         for name, p in model.named_parameters():
             p.requires_grad_(name.split(".")[0] in dec)
         contrastive_weight = 0.0
     elif trainable != "all":
         raise ValueError(f"trainable must be 'all' or 'decoder', not {trainable!r}")
     torch.manual_seed(seed)
+    head = None
+    if attr_weight > 0:
+        if cell_labels is None:
+            raise ValueError("attr_weight > 0 needs cell_labels (scene_cell_labels of the training records)")
+        head = CellAttributeHead(model.cfg.num_queries, model.cfg.dim)
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    params = list(model.named_parameters()) + ([("attr_head." + k, p) for k, p in head.named_parameters()] if head else [])
+    for name, p in params:
         if not p.requires_grad:
             continue
         (no_decay if p.dim() < 2 or name.endswith(("pos", "tokens", "queries")) else decay).append(p)
@@ -146,6 +210,8 @@ def train(model: QueryTokenizer, images: torch.Tensor, text_emb: torch.Tensor | 
     if ckpt is not None and ckpt.is_file():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
+        if head is not None:
+            head.load_state_dict(state["attr_head"])
         opt.load_state_dict(state["opt"])
         model.quantizer._gen.set_state(state["vq_gen"])
         step, elapsed = int(state["step"]), float(state.get("elapsed", 0.0))
@@ -173,13 +239,16 @@ def train(model: QueryTokenizer, images: torch.Tensor, text_emb: torch.Tensor | 
             g["lr"] = lr_at(step, steps, lr, warmup)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             res = model(x, t, contrastive_weight=contrastive_weight, quantize=step >= vq_warmup,
-                        object_weight=object_weight)
+                        object_weight=object_weight, l2_weight=l2_weight, edge_weight=edge_weight)
+            if head is not None:
+                res["attr"] = head.loss(res["z"], cell_labels[idx])
+                res["loss"] = res["loss"] + attr_weight * res["attr"]
         opt.zero_grad(set_to_none=True)
         res["loss"].backward()
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+        torch.nn.utils.clip_grad_norm_([p for _, p in params if p.requires_grad], 1.0)
         opt.step()
         step += 1
-        for k in ("loss", "l1", "l2", "grad", "vq", "perplexity", "contrastive"):
+        for k in ("loss", "l1", "l2", "grad", "edge", "attr", "vq", "perplexity", "contrastive"):
             if k in res and res[k] is not None:
                 acc[k] = acc.get(k, 0.0) + float(res[k].detach())
         acc["_n"] = acc.get("_n", 0) + 1
@@ -194,7 +263,7 @@ def train(model: QueryTokenizer, images: torch.Tensor, text_emb: torch.Tensor | 
             bar.update(1)
         over = max_minutes is not None and elapsed + time.time() - t0 > 60 * max_minutes
         if ckpt is not None and (step % save_every == 0 or step == steps or over):
-            _save_checkpoint(ckpt, model, opt, step, elapsed + time.time() - t0, log)
+            _save_checkpoint(ckpt, model, opt, step, elapsed + time.time() - t0, log, head)
         if over:
             print(f"stopping at step {step}: --max-minutes {max_minutes} reached", file=sys.stderr)
             break
@@ -204,20 +273,25 @@ def train(model: QueryTokenizer, images: torch.Tensor, text_emb: torch.Tensor | 
     return log
 
 
-def _save_checkpoint(path: Path, model, opt, step: int, elapsed: float, log: list) -> None:
+def _save_checkpoint(path: Path, model, opt, step: int, elapsed: float, log: list, head=None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed,
-                "vq_gen": model.quantizer._gen.get_state(), "log": json.dumps(log)}, tmp)
+    state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed,
+             "vq_gen": model.quantizer._gen.get_state(), "log": json.dumps(log)}
+    if head is not None:
+        state["attr_head"] = head.state_dict()
+    torch.save(state, tmp)
     os.replace(tmp, path)
 
 
-def export(model: QueryTokenizer, folder: Path, meta: dict | None = None) -> Path:
-    """Write folder/model.safetensors (fp32) + config.json (+ training.json)."""
+def export(model: QueryTokenizer, folder: Path, meta: dict | None = None, half: bool = False) -> Path:
+    """Write folder/model.safetensors (fp32, or fp16 with half=True: the loader casts back to
+    fp32) + config.json (+ training.json)."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().float().contiguous() if v.is_floating_point() else v.contiguous()
+    dtype = torch.float16 if half else torch.float32
+    state = {k: v.detach().to(dtype).contiguous() if v.is_floating_point() else v.contiguous()
              for k, v in model.state_dict().items() if k not in ("quantizer.embed_sum",)}
     save_file(state, str(folder / "model.safetensors"))
     (folder / "config.json").write_text(model.cfg.to_json() + "\n", encoding="utf-8")
@@ -251,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="anygpt train image-tokenizer",
         description="Train the compact SEED-style image tokenizer (32 semantic codes per 64x64 image) "
                     "and its decoder on the image corpus.",
-        epilog="example: anygpt train image-tokenizer --data data/tiny --out runs/image-tokenizer --ship")
+        epilog="the shipped recipe (its --config, loss weights and steps): the module docstring, or "
+               "'command' in anygpt/assets/image-tokenizer-tiny/training.json")
     ap.add_argument("--data", required=True, help="corpus folder (with images/manifest.jsonl)")
     ap.add_argument("--out", required=True, help="run folder (checkpoint, caption cache, export)")
     ap.add_argument("--steps", type=int, default=2400)
@@ -267,13 +342,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train", choices=("all", "decoder"), default="all",
                     help="decoder: fine-tune only the decoder on fixed codes")
     ap.add_argument("--object-weight", type=float, default=0.0,
-                    help="extra L1 weight on pixels that differ from the background")
-    ap.add_argument("--config", default=None, help="JSON file of QueryTokenizerConfig overrides")
+                    help="extra L1/L2 weight on pixels that differ from the background")
+    ap.add_argument("--l2-weight", type=float, default=1.0,
+                    help="weight of the squared-error term (L1 alone settles on the background median)")
+    ap.add_argument("--edge-weight", type=float, default=0.0,
+                    help="weight of an image-gradient L1 term on the objects and their outline")
+    ap.add_argument("--attr-weight", type=float, default=0.0,
+                    help="weight of a training-only head reading each scene cell's shape/colour/size from the codes")
+    ap.add_argument("--config", default=None,
+                    help="QueryTokenizerConfig overrides: a JSON file, or inline JSON starting with '{'")
     ap.add_argument("--no-bf16", action="store_true", help="train in float32 (bf16 autocast by default)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1 by default: on a shared 2-core machine a second thread made steps 5x slower)")
     ap.add_argument("--save-every", type=int, default=100)
     ap.add_argument("--max-minutes", type=float, default=None, help="stop early after this much training time")
+    ap.add_argument("--fp16", action="store_true", help="export the weights in float16 (half the size)")
     ap.add_argument("--ship", action="store_true", help=f"also export to {ASSET_DIR}")
     args = ap.parse_args(argv)
 
@@ -281,14 +364,17 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
-    overrides = json.loads(Path(args.config).read_text()) if args.config else {}
+    overrides = {}
+    if args.config:
+        overrides = json.loads(args.config if args.config.lstrip().startswith("{") else Path(args.config).read_text())
     cfg = QueryTokenizerConfig.from_dict({**overrides, "seed": args.seed})
     data = load_split(args.data, ("train",), size=cfg.image_size)
-    images, captions = data["images"], data["captions"]
+    images, captions, records = data["images"], data["captions"], data["records"]
     if args.extra_scenes:
         extra = render_scenes(args.extra_scenes, args.seed, cfg.image_size)
         images = torch.cat([images, extra["images"]])
         captions = captions + extra["captions"]
+        records = records + extra["records"]
     print(f"training images: {len(images)}", file=sys.stderr)
     text_emb = embed_captions(captions, out / "captions.pt") if args.contrastive_weight > 0 else None
     if args.init:
@@ -301,17 +387,20 @@ def main(argv: list[str] | None = None) -> int:
     log = train(model, images, text_emb, steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup,
                 seed=args.seed, bf16=not args.no_bf16, contrastive_weight=args.contrastive_weight, out=out,
                 save_every=args.save_every, max_minutes=args.max_minutes, vq_warmup=0 if args.init else args.vq_warmup,
-                trainable=args.train, object_weight=args.object_weight)
+                trainable=args.train, object_weight=args.object_weight, l2_weight=args.l2_weight,
+                edge_weight=args.edge_weight, attr_weight=args.attr_weight,
+                cell_labels=scene_cell_labels(records) if args.attr_weight > 0 else None)
     val = load_split(args.data, ("val",), size=cfg.image_size)
     metrics = evaluate_recon(model, val["images"]) if len(val["images"]) else {}
-    meta = {"command": "anygpt train image-tokenizer " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "steps": args.steps, "vq_warmup": args.vq_warmup, "init": args.init, "train": args.train,
-            "object_weight": args.object_weight, "steps_done": log[-1]["step"] if log else 0, "batch": args.batch, "lr": args.lr, "seed": args.seed,
+    meta = {"command": "anygpt train image-tokenizer " + shlex.join(argv if argv is not None else sys.argv[1:]),
+            "steps": args.steps, "vq_warmup": 0 if args.init else args.vq_warmup, "init": args.init, "train": args.train,
+            "object_weight": args.object_weight, "l2_weight": args.l2_weight,
+            "edge_weight": args.edge_weight, "attr_weight": args.attr_weight, "steps_done": log[-1]["step"] if log else 0, "batch": args.batch, "lr": args.lr, "seed": args.seed,
             "train_images": len(images), "extra_scenes": args.extra_scenes,
             "train_seconds": log[-1]["elapsed_s"] if log else None,
             "wall_seconds_this_invocation": time.time() - t_start,
             "final": log[-1] if log else None, "val": metrics}
-    folder = export(model, out / "image-tokenizer-tiny", meta)
+    folder = export(model, out / "image-tokenizer-tiny", meta, half=args.fp16)
     (out / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log), encoding="utf-8")
     print(f"exported {folder}; val {metrics}", file=sys.stderr)
     if args.ship:
