@@ -124,22 +124,69 @@ def _stack(dim: int, n: int) -> nn.Sequential:
     return nn.Sequential(*[ConvNeXtBlock(dim) for _ in range(n)])
 
 
-class CompactMusicCodec(nn.Module):
-    """wav FloatTensor [B, 1, S] at cfg.sample_rate <-> codes LongTensor [B, K, S / frame_hop]."""
+class SpectralCodecTrunk(nn.Module):
+    """What the compact music and speech codecs share: STFT frames stacked `downsample` per code
+    frame, a ConvNeXt encoder to a latent at the code rate, and a ConvNeXt decoder trunk.
+    cfg needs n_fft, hop, downsample, frame_hop, enc_dim, enc_blocks, dec_dim, dec_blocks,
+    latent_dim, seed. Subclasses add the quantizers and `dec_out`."""
 
-    def __init__(self, cfg: MusicCodecConfig):
+    def __init__(self, cfg):
         super().__init__()
         self.cfg = cfg
         torch.manual_seed(cfg.seed)
-        bins = cfg.n_fft // 2 + 1
-        self.bins = bins
+        self.bins = cfg.n_fft // 2 + 1
         self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
-        d, e, k = cfg.enc_dim, cfg.dec_dim, cfg.downsample
+        d = cfg.enc_dim
         # encoder: k stacked STFT frames -> one code frame
-        self.enc_in = nn.Linear(bins * k, d)
+        self.enc_in = nn.Linear(self.bins * cfg.downsample, d)
         self.enc_blocks = _stack(d, cfg.enc_blocks)
         self.enc_norm = nn.LayerNorm(d)
         self.enc_out = nn.Linear(d, cfg.latent_dim)
+
+    def _build_decoder_trunk(self) -> None:
+        # after the quantizers, so that parameter creation order (and seeded init) is unchanged
+        e = self.cfg.dec_dim
+        self.dec_in = nn.Conv1d(self.cfg.latent_dim, e, 3, padding=1)
+        self.dec_blocks = _stack(e, self.cfg.dec_blocks)
+        self.dec_norm = nn.LayerNorm(e)
+
+    def _check_wav(self, wav: torch.Tensor) -> torch.Tensor:
+        if wav.dim() == 2:
+            wav = wav.unsqueeze(1)
+        if wav.dim() != 3 or wav.shape[1] != 1:
+            raise ValueError(f"expected mono wav [B, 1, S], got {tuple(wav.shape)}")
+        if wav.shape[-1] % self.cfg.frame_hop or wav.shape[-1] == 0:
+            raise ValueError(f"wav length {wav.shape[-1]} is not a positive multiple of the frame hop {self.cfg.frame_hop}")
+        return wav
+
+    def spectrogram(self, wav: torch.Tensor) -> torch.Tensor:
+        """wav [B, 1, S] -> log magnitude [B, bins, S / hop] (the last centred frame dropped)."""
+        spec = torch.stft(wav[:, 0].float(), self.cfg.n_fft, self.cfg.hop, window=self.window,
+                          center=True, return_complex=True)
+        return torch.log(spec.abs() + 1e-5)[..., : wav.shape[-1] // self.cfg.hop]
+
+    def encode_latent(self, wav: torch.Tensor) -> torch.Tensor:
+        """wav [B, 1, S] -> continuous latent [B, latent_dim, S / frame_hop]."""
+        spec = self.spectrogram(self._check_wav(wav))  # [B, bins, T*k]
+        b, f, n = spec.shape
+        k = self.cfg.downsample
+        x = spec.reshape(b, f, n // k, k).permute(0, 2, 3, 1).reshape(b, n // k, k * f)
+        x = self.enc_blocks(self.enc_in(x).transpose(1, 2))
+        return self.enc_out(self.enc_norm(x.transpose(1, 2))).transpose(1, 2)
+
+    def decoder_frames(self, z: torch.Tensor) -> torch.Tensor:
+        """latent [B, latent_dim, T] -> dec_out features reshaped to [B, F, T * downsample]."""
+        b, _, t = z.shape
+        x = self.dec_blocks(self.dec_in(z))
+        x = self.dec_out(self.dec_norm(x.transpose(1, 2))).float()  # [B, T, k * F]
+        return x.reshape(b, t * self.cfg.downsample, -1).transpose(1, 2)
+
+
+class CompactMusicCodec(SpectralCodecTrunk):
+    """wav FloatTensor [B, 1, S] at cfg.sample_rate <-> codes LongTensor [B, K, S / frame_hop]."""
+
+    def __init__(self, cfg: MusicCodecConfig):
+        super().__init__(cfg)
         self.quantizer = ResidualVectorQuantizer(
             cfg.num_codebooks, cfg.codebook_size, cfg.latent_dim,
             commitment_weight=cfg.commitment_weight, seed=cfg.seed,
@@ -151,47 +198,15 @@ class CompactMusicCodec(nn.Module):
             decay=0.9, dead_code_threshold=0.1,
         )
         # decoder: one code frame -> k STFT frames of log-magnitude and phase
-        self.dec_in = nn.Conv1d(cfg.latent_dim, e, 3, padding=1)
-        self.dec_blocks = _stack(e, cfg.dec_blocks)
-        self.dec_norm = nn.LayerNorm(e)
-        self.dec_out = nn.Linear(e, bins * 2 * k)
-
-    # ------------------------------------------------------------------ pieces
-    def _check_wav(self, wav: torch.Tensor) -> torch.Tensor:
-        if wav.dim() == 2:
-            wav = wav.unsqueeze(1)
-        if wav.dim() != 3 or wav.shape[1] != 1:
-            raise ValueError(f"expected mono wav [B, 1, S], got {tuple(wav.shape)}")
-        if wav.shape[-1] % self.cfg.frame_hop:
-            raise ValueError(f"wav length {wav.shape[-1]} is not a multiple of the frame hop {self.cfg.frame_hop}")
-        return wav
-
-    def spectrogram(self, wav: torch.Tensor) -> torch.Tensor:
-        """wav [B, 1, S] -> log magnitude [B, bins, S / hop] (the last centred frame dropped)."""
-        spec = torch.stft(wav[:, 0].float(), self.cfg.n_fft, self.cfg.hop, window=self.window,
-                          center=True, return_complex=True)
-        return torch.log(spec.abs() + 1e-5)[..., : wav.shape[-1] // self.cfg.hop]
-
-    def encode_latent(self, wav: torch.Tensor) -> torch.Tensor:
-        """wav [B, 1, S] -> continuous latent [B, latent_dim, S / frame_hop]."""
-        wav = self._check_wav(wav)
-        spec = self.spectrogram(wav)  # [B, bins, T*k]
-        b, f, n = spec.shape
-        k = self.cfg.downsample
-        x = spec.reshape(b, f, n // k, k).permute(0, 2, 3, 1).reshape(b, n // k, k * f)
-        x = self.enc_blocks(self.enc_in(x).transpose(1, 2))
-        return self.enc_out(self.enc_norm(x.transpose(1, 2))).transpose(1, 2)
+        self._build_decoder_trunk()
+        self.dec_out = nn.Linear(cfg.dec_dim, self.bins * 2 * cfg.downsample)
 
     def decode_latent(self, z: torch.Tensor, phase_iters: int | None = None) -> torch.Tensor:
         """latent [B, latent_dim, T] -> wav [B, 1, T * frame_hop]. phase_iters: Griffin-Lim
         iterations starting from the predicted phase (default: cfg.decode_phase_iters when not
         training, else 0)."""
-        b, _, t = z.shape
-        k = self.cfg.downsample
-        x = self.dec_blocks(self.dec_in(z))
-        x = self.dec_out(self.dec_norm(x.transpose(1, 2))).float()  # [B, T, k * 2 * bins]
-        x = x.reshape(b, t * k, 2 * self.bins).transpose(1, 2)  # [B, 2 * bins, T*k]
-        logmag, phase = x.chunk(2, dim=1)
+        t = z.shape[-1]
+        logmag, phase = self.decoder_frames(z).chunk(2, dim=1)  # [B, bins, T*k] each
         mag = torch.exp(logmag.clamp(max=6.0))
         spec = torch.polar(mag, phase)  # mag * (cos + i sin)
         # torch.istft with center=True needs one more frame than S / hop: pad with a copy

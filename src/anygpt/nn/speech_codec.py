@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from anygpt.nn.music_codec import ConvNeXtBlock
+from anygpt.nn.music_codec import SpectralCodecTrunk
 from anygpt.nn.quantize import ResidualVectorQuantizer, VectorQuantizer, VQOutput
 
 
@@ -114,66 +114,26 @@ class CodecOutput:
     perplexities: torch.Tensor  # [K]
 
 
-class CompactSpeechCodec(nn.Module):
+class CompactSpeechCodec(SpectralCodecTrunk):
     """wav FloatTensor [B, 1, S] at 16 kHz <-> codes LongTensor [B, K, S / frame_hop]."""
 
     def __init__(self, cfg: SpeechCodecConfig):
-        super().__init__()
-        self.cfg = cfg
-        torch.manual_seed(cfg.seed)
-        bins = cfg.n_fft // 2 + 1
-        self.bins = bins
-        self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
-        d, e, k = cfg.enc_dim, cfg.dec_dim, cfg.downsample
-        self.enc_in = nn.Linear(bins * k, d)
-        self.enc_blocks = nn.Sequential(*[ConvNeXtBlock(d) for _ in range(cfg.enc_blocks)])
-        self.enc_norm = nn.LayerNorm(d)
-        self.enc_out = nn.Linear(d, cfg.latent_dim)
+        super().__init__(cfg)
         self.semantic_vq = VectorQuantizer(cfg.semantic_codebook_size, cfg.latent_dim, seed=cfg.seed,
                                            **_vq_kwargs(cfg))
         self.acoustic_rvq = ResidualVectorQuantizer(cfg.num_codebooks - 1, cfg.codebook_size, cfg.latent_dim,
                                                     seed=cfg.seed + 100, **_vq_kwargs(cfg))
         self.semantic_head = nn.Linear(cfg.latent_dim, cfg.semantic_dim)
-        self.dec_in = nn.Conv1d(cfg.latent_dim, e, 3, padding=1)
-        self.dec_blocks = nn.Sequential(*[ConvNeXtBlock(e) for _ in range(cfg.dec_blocks)])
-        self.dec_norm = nn.LayerNorm(e)
+        self._build_decoder_trunk()
         if cfg.phase not in ("griffin_lim", "predicted"):
             raise ValueError(f"phase must be 'griffin_lim' or 'predicted', got {cfg.phase!r}")
-        self.dec_out = nn.Linear(e, bins * (1 if cfg.phase == "griffin_lim" else 2) * k)
+        self.dec_out = nn.Linear(cfg.dec_dim, self.bins * (1 if cfg.phase == "griffin_lim" else 2) * cfg.downsample)
 
     # ------------------------------------------------------------------ pieces
-    def _check_wav(self, wav: torch.Tensor) -> torch.Tensor:
-        if wav.dim() == 2:
-            wav = wav.unsqueeze(1)
-        if wav.dim() != 3 or wav.shape[1] != 1:
-            raise ValueError(f"expected mono wav [B, 1, S], got {tuple(wav.shape)}")
-        if wav.shape[-1] % self.cfg.frame_hop or wav.shape[-1] == 0:
-            raise ValueError(f"wav length {wav.shape[-1]} is not a positive multiple of the frame hop {self.cfg.frame_hop}")
-        return wav
-
-    def spectrogram(self, wav: torch.Tensor) -> torch.Tensor:
-        """wav [B, 1, S] -> log magnitude [B, bins, S / hop]."""
-        spec = torch.stft(wav[:, 0].float(), self.cfg.n_fft, self.cfg.hop, window=self.window,
-                          center=True, return_complex=True)
-        return torch.log(spec.abs() + 1e-5)[..., : wav.shape[-1] // self.cfg.hop]
-
-    def encode_latent(self, wav: torch.Tensor) -> torch.Tensor:
-        """wav [B, 1, S] -> latent [B, latent_dim, S / frame_hop]."""
-        wav = self._check_wav(wav)
-        spec = self.spectrogram(wav)
-        b, f, n = spec.shape
-        k = self.cfg.downsample
-        x = spec.reshape(b, f, n // k, k).permute(0, 2, 3, 1).reshape(b, n // k, k * f)
-        x = self.enc_blocks(self.enc_in(x).transpose(1, 2))
-        return self.enc_out(self.enc_norm(x.transpose(1, 2))).transpose(1, 2)
-
     def decode_spectrum(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """latent [B, latent_dim, T] -> (log magnitude [B, bins, T * downsample], phase of the same
         shape, or None when the phase is left to Griffin-Lim)."""
-        b, _, t = z.shape
-        x = self.dec_blocks(self.dec_in(z))
-        x = self.dec_out(self.dec_norm(x.transpose(1, 2))).float()
-        x = x.reshape(b, t * self.cfg.downsample, -1).transpose(1, 2)
+        x = self.decoder_frames(z)
         if self.cfg.phase == "griffin_lim":
             return x, None
         logmag, phase = x.chunk(2, dim=1)
