@@ -58,6 +58,43 @@ def test_distinct_ngrams():
     assert distinct_ngrams(["a b", "c d"], 2) == 1.0
 
 
+def test_script_stats_counts_what_write_reports():
+    from anygpt.data.instruct.offline_writer import script_stats
+
+    scripts = OfflineWriter(IMAGES, MUSIC, SENTENCES, seed=3).write(200)
+    st = script_stats(scripts)
+    assert st["conversations"] == 200 and st["spoken_instruction"] == sum(s.spoken for s in scripts)
+    assert st["turns"] == sum(len(s.turns) for s in scripts)
+    assert st["media_elements"]["user_speech"] == st["spoken_instruction"]
+    assert st["scenarios"]["spoken_instruction"] == st["spoken_instruction"]
+    assert 0 < st["distinct_1"] <= st["distinct_2"] <= st["distinct_3"] <= 1
+    assert 0 <= st["near_duplicate_share"] <= 1 and st["identical_share"] == duplicate_share(scripts)
+
+
+def test_chat_mask_problems_finds_each_fault():
+    from anygpt.data.check_blocks import chat_mask_problems
+
+    H, B, EH, EB, EOS = 1, 2, 3, 4, 9  # [Human] [MMGPT] <eoh> <eos> </s>
+    markers = {"user_role": [H], "bot_role": [B], "user_end": [EH], "bot_end": [EB]}
+    #       sys  [H] u  u  <eoh> [B] :  a  a  <eos> </s>
+    ids = [50, H, 60, 61, EH, B, 70, 80, 81, EB, EOS]
+    good = [False, False, False, False, False, False, False, True, True, True, True]
+    assert chat_mask_problems(ids, good, markers, EOS) == {
+        "assistant_turns": 1, "turn_ends_trained": 1, "trained_in_user_turns": 0, "trained_role_markers": 0,
+        "trained_outside_assistant": 0, "untrained_in_assistant_message": 0}
+    faults = {2: "trained_in_user_turns", 5: "trained_role_markers", 0: "trained_outside_assistant"}
+    for pos, key in faults.items():
+        bad = list(good)
+        bad[pos] = True
+        assert chat_mask_problems(ids, bad, markers, EOS)[key] == 1
+    gap = list(good)
+    gap[8] = False
+    assert chat_mask_problems(ids, gap, markers, EOS)["untrained_in_assistant_message"] == 1
+    end = list(good)
+    end[9] = False
+    assert chat_mask_problems(ids, end, markers, EOS)["turn_ends_trained"] == 0
+
+
 class FakeChat(BaseHTTPRequestHandler):
     answers: list = []
 
@@ -189,7 +226,7 @@ def test_chat_dataset_in_blocks_keeps_masks(realised, tmp_path):
     tok = train_text_tokenizer(builtin_texts() + SENTENCES, vocab_size=400)
     tok.save_pretrained(tmp_path / "tok")
     cfg = BlocksConfig([DatasetConfig("chat", "chat", str(out))], block_len=512,
-                       text_tokenizer={"path": str(tmp_path / "tok")})
+                       text_tokenizer={"path": str(tmp_path / "tok")}, top_up=False)  # each conversation once
     report = build_blocks(cfg, tmp_path / "blocks", progress=False)
     assert sum(report["samples"]["chat"].values()) == len(scripts)
     assert report["samples"]["chat"]["spoken_instruction"] == sum(s.spoken for s in scripts)
@@ -198,3 +235,24 @@ def test_chat_dataset_in_blocks_keeps_masks(realised, tmp_path):
         trained += int((labels != IGNORE).sum())
         masked += int(((labels == IGNORE) & (ids != 0)).sum())
     assert trained > 0 and masked > 0
+
+    # decoded back from the real blocks: media equal the conversation file's, masks as specified
+    from anygpt.data.check_blocks import check_blocks
+
+    rep = check_blocks(cfg, tmp_path / "blocks")
+    chat = rep["datasets"]["chat"]
+    assert rep["ok"] and chat["media_matched"] == chat["media_segments"] > 0
+    assert chat["turn_ends_trained"] == chat["assistant_turns"] == sum(
+        t.role == "assistant" for s in scripts for t in s.turns)
+    index = json.loads((tmp_path / "blocks" / "index.json").read_text())
+    shard = tmp_path / "blocks" / index["shards"][0]["file"]
+    with np.load(shard) as z:
+        data = {k: z[k] for k in z.files}
+    from transformers import AutoTokenizer
+
+    human = AutoTokenizer.from_pretrained(tmp_path / "blocks", local_files_only=True).convert_tokens_to_ids("[Human]")
+    at = int(np.flatnonzero(data["input_ids"][0] == human)[0])
+    data["labels"][0, at + 1] = data["input_ids"][0, at + 1]  # train on a user token
+    np.savez(shard, **data)
+    bad = check_blocks(cfg, tmp_path / "blocks")
+    assert not bad["ok"] and bad["datasets"]["chat"]["trained_in_user_turns"] == 1

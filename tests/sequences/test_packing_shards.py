@@ -40,6 +40,69 @@ def test_efficiency_is_high_for_short_samples():
     assert packer.efficiency > 0.99
 
 
+def lumpy_lengths(seed, pairs=300, block=4500):
+    """Lumpy lengths: long and medium samples whose complements fill a block to within 20
+    tokens, in random order (a whole-block fit exists, but not next to each other)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(pairs):
+        a = rng.randint(2300, 3300)
+        out += [a, block - a - rng.randint(0, 20)]
+    rng.shuffle(out)
+    return out
+
+
+def next_fit(lengths, block):
+    """Greedy sequential packing: a sample that does not fit closes the block. -> non-pad share."""
+    used, blocks = 0, 1
+    for n in lengths:
+        if used + n > block:
+            blocks, used = blocks + 1, 0
+        used += n
+    return sum(lengths) / (blocks * block)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_packer_fills_lumpy_lengths_where_greedy_sequential_does_not(seed):
+    lengths = lumpy_lengths(seed)
+    assert next_fit(lengths, 4500) < 0.75
+    ss = [Sample(np.arange(n) + 10_000 * i, np.arange(n) + 10_000 * i) for i, n in enumerate(lengths)]
+    packer = BlockPacker(4500, pad_id=-1)
+    blocks = pack(packer, ss)
+    assert packer.efficiency >= 0.99
+    pieces = [tuple(b.input_ids[a:e]) for b in blocks for a, e in zip(b.starts, b.starts[1:] + [b.used])]
+    assert sorted(pieces) == sorted(tuple(s.input_ids) for s in ss)  # whole samples, each once
+    again = pack(BlockPacker(4500, pad_id=-1), ss)
+    assert [b.input_ids.tobytes() for b in again] == [b.input_ids.tobytes() for b in blocks]  # deterministic
+
+
+def test_music_like_excerpt_lengths_fill_blocks():
+    # music excerpts of 2-8 s of the tiny codec (200-800 codes) plus a caption
+    rng = random.Random(3)
+    ss = [Sample(np.arange(n), np.arange(n)) for n in (rng.randint(200, 800) + rng.randint(40, 80) for _ in range(1800))]
+    packer = BlockPacker(4500, pad_id=0)
+    pack(packer, ss)
+    assert packer.efficiency >= 0.99
+    whole = BlockPacker(4500, pad_id=0)  # whole clips, all ~866 tokens: five to a block at most
+    pack(whole, [Sample(np.arange(866), np.arange(866))] * 500)
+    assert whole.efficiency < 0.97
+
+
+def test_flush_tops_up_the_last_block_from_more_samples():
+    packer = BlockPacker(1000, pad_id=0)
+    blocks = pack(packer, [Sample(np.arange(300), np.arange(300))] * 5)  # 1500 tokens: the last block half empty
+    assert [b.used for b in blocks] == [900, 600]
+    packer = BlockPacker(1000, pad_id=0)
+    for s in [Sample(np.arange(300), np.arange(300))] * 5:
+        packer.add(s)
+    more = [(Sample(np.arange(n) + 1, np.arange(n) + 1), f"tag{n}") for n in (500, 250, 150, 120, 80)]
+    blocks = packer.flush(top_up=iter(more))
+    assert [b.used for b in blocks] == [900, 1000]
+    assert sum(int(t[3:]) for t in packer.topped_up) == 400 and packer.topped_up_tokens == 400
+    assert packer.efficiency == pytest.approx(1900 / 2000)
+    assert BlockPacker(1000, pad_id=0).flush(top_up=iter(more)) == []  # nothing to top up
+
+
 def test_long_samples_are_cut_into_blocks():
     packer = BlockPacker(100, pad_id=0)
     long = Sample(np.arange(250) + 1, np.arange(250) + 1)

@@ -1,6 +1,8 @@
 """From corpora and their codes to packed, balanced, sharded blocks a trainer streams.
 
     anygpt blocks --config blocks.json --out data/tiny-blocks
+    anygpt blocks --config blocks.json --out data/tiny-blocks --check      # decode back, check masks
+    anygpt blocks --config blocks.json --out blocks/part-3 --part 3 --parts 8   # one machine's part
 
 The config (JSON) names the datasets, the text tokenizer, the block length and the shares:
     {"block_len": 4500, "seed": 0, "text_tokenizer": {"train_vocab": 4000},
@@ -11,6 +13,19 @@ The config (JSON) names the datasets, the text tokenizer, the block length and t
        {"name": "text", "kind": "text", "corpus": "data/tiny/text"},
        {"name": "chat", "kind": "chat", "corpus": "data/tiny-chat", "template": "MMGPT"}],
      "shares": {"speech-pairs": 0.4, "image-docs": 0.2, "text": 0.4}}
+
+Per pair or interleaved dataset, optionally:
+    "excerpt_seconds": [2, 8]   each music item is a random excerpt of the clip, its length
+                                uniform between the two bounds (seconds, whole frames, at most
+                                the clip), drawn anew per sample and pass from the seed; default
+                                null: whole clips. Only for variable-length modalities whose text
+                                describes the whole piece (music captions), not for speech (a
+                                transcript must match the audio) or images. Needs the manifest's
+                                "duration" (seconds) to turn seconds into frames.
+    "per_document": [2, 4]      interleaved datasets: media items per document, uniform in range.
+and at the top level "top_up": true (default): each dataset's last block is filled with samples
+of one more pass over it (a little oversampling, counted in samples and shares), so that a small
+dataset does not end in a half-empty block; false: it ends in padding.
 
 The output folder is self-describing: the expanded text tokenizer and anygpt.json (the token
 specs of the codes used) sit beside the shards, so the LM is built with the same vocabulary.
@@ -33,7 +48,7 @@ from anygpt.data.balance import realised_shares, repeats_for_shares
 from anygpt.data.codes_store import CodesStore
 from anygpt.data.instruct.realise import chat_sample
 from anygpt.data.packing import BlockPacker, Sample
-from anygpt.data.pretraining import interleaved_samples, pair_samples, text_samples
+from anygpt.data.pretraining import excerpt, excerpt_frames, interleaved_samples, pair_samples, text_samples
 from anygpt.data.shards import ShardWriter
 from anygpt.errors import AnyGPTError
 from anygpt.lm.checkpoint import ANYGPT_CONFIG, FolderConfig
@@ -60,12 +75,35 @@ class DatasetConfig:
     x2text_prob: float = 0.5
     splits: list[str] = field(default_factory=lambda: ["train"])
     template: str = "MMGPT"  # chat datasets: the chat template they are rendered with
+    excerpt_seconds: list[float] | None = None  # [min, max]: random excerpts of audio clips; None: whole
+    per_document: list[int] = field(default_factory=lambda: [2, 4])  # interleaved: media items per document
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"dataset {self.name!r}: kind must be one of {KINDS}, not {self.kind!r}")
         if self.kind in ("pair", "interleaved") and not (self.modality and self.codes):
             raise ValueError(f"dataset {self.name!r}: a {self.kind} dataset needs 'modality' and 'codes'")
+        if self.excerpt_seconds is not None:
+            if self.kind not in ("pair", "interleaved"):
+                raise ValueError(f"dataset {self.name!r}: excerpt_seconds is for pair and interleaved datasets only")
+            if self.modality in ("speech", "image"):
+                raise ValueError(f"dataset {self.name!r}: no excerpts of {self.modality} (a transcript must match "
+                                 "the whole utterance; an image has a fixed number of codes); remove excerpt_seconds")
+            if len(self.excerpt_seconds) != 2 or not 0 < self.excerpt_seconds[0] <= self.excerpt_seconds[1]:
+                raise ValueError(f"dataset {self.name!r}: excerpt_seconds must be [min, max] with 0 < min <= max, "
+                                 f"not {self.excerpt_seconds}")
+        if len(self.per_document) != 2 or not 1 <= self.per_document[0] <= self.per_document[1]:
+            raise ValueError(f"dataset {self.name!r}: per_document must be [min, max] with 1 <= min <= max, "
+                             f"not {self.per_document}")
+
+    def excerpt_bounds(self, row: dict, frames: int) -> tuple[int, int] | None:
+        """(min, max) excerpt length in frames of the item of this manifest row, or None (whole)."""
+        if self.excerpt_seconds is None:
+            return None
+        if not row.get("duration"):
+            raise AnyGPTError(f"dataset {self.name!r}: item {row.get('id')!r} has no 'duration' in its manifest, "
+                              "needed to cut excerpts in seconds; add it or remove excerpt_seconds")
+        return excerpt_frames(tuple(self.excerpt_seconds), frames, float(row["duration"]))
 
 
 @dataclass
@@ -76,6 +114,7 @@ class BlocksConfig:
     shares: dict[str, float] | None = None
     text_tokenizer: dict = field(default_factory=lambda: {"train_vocab": 4000})
     blocks_per_shard: int = 1024
+    top_up: bool = True  # fill each dataset's last block with samples of one more pass
 
     @classmethod
     def from_json(cls, path: str | Path) -> "BlocksConfig":
@@ -88,12 +127,23 @@ class BlocksConfig:
             raise AnyGPTError(f"{path}: not a valid blocks config ({e})") from None
 
 
-def _records(ds: DatasetConfig) -> list[dict]:
+def _records(ds: DatasetConfig, part: int = 0, parts: int = 1) -> list[dict]:
+    """The dataset's rows of its splits; with parts > 1 only every parts-th line of the manifest
+    (from line `part`), read line by line so memory holds one part."""
     manifest = Path(ds.corpus) / ("conversations.jsonl" if ds.kind == "chat" else "manifest.jsonl")
     if not manifest.exists():
         raise AnyGPTError(f"{manifest}: no manifest for dataset {ds.name!r}; build the corpus first")
-    rows = [json.loads(l) for l in manifest.read_text(encoding="utf-8").splitlines() if l.strip()]
-    return rows if ds.kind == "chat" else [r for r in rows if r.get("split", "train") in ds.splits]
+    rows, n = [], 0
+    with open(manifest, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            if n % parts == part:
+                r = json.loads(line)
+                if ds.kind == "chat" or r.get("split", "train") in ds.splits:
+                    rows.append(r)
+            n += 1
+    return rows
 
 
 def _text_tokenizer(cfg: BlocksConfig, datasets: dict[str, list[dict]]):
@@ -109,12 +159,24 @@ def _text_tokenizer(cfg: BlocksConfig, datasets: dict[str, list[dict]]):
     return train_text_tokenizer(texts, vocab_size=int(tt.get("train_vocab", 4000)))
 
 
-def build_blocks(cfg: BlocksConfig, out_dir: str | Path, *, progress: bool = True) -> dict:
-    """Build the shards; return the report (counts, efficiency, shares, throughput)."""
+def build_blocks(cfg: BlocksConfig, out_dir: str | Path, *, progress: bool = True, part: int = 0,
+                 parts: int = 1) -> dict:
+    """Build the shards; return the report (counts, efficiency, shares, throughput).
+
+    part/parts: build from every parts-th manifest line only (one machine's share of a large
+    corpus, into its own out_dir); the text tokenizer must then be given by path, so that all
+    parts share one vocabulary."""
     t0 = time.perf_counter()
     out = Path(out_dir)
-    records = {ds.name: _records(ds) for ds in cfg.datasets}
-    stores = {ds.name: CodesStore(Path(ds.codes)) for ds in cfg.datasets if ds.kind in ("pair", "interleaved")}
+    if not 0 <= part < parts:
+        raise AnyGPTError(f"--part {part} is not in 0..{parts - 1}")
+    if parts > 1 and "path" not in cfg.text_tokenizer:
+        raise AnyGPTError("a build in parts needs one text tokenizer for all parts: set \"text_tokenizer\": "
+                          "{\"path\": ...} in the config (e.g. the folder of an earlier build, "
+                          "such as one of a sample of the corpus)")
+    records = {ds.name: _records(ds, part, parts) for ds in cfg.datasets}
+    stores = {ds.name: CodesStore(Path(ds.codes), only={r["id"] for r in records[ds.name]})
+              for ds in cfg.datasets if ds.kind in ("pair", "interleaved")}
     specs_by_modality: dict[str, TokenSpec] = {}
     for ds in cfg.datasets:
         if ds.kind in ("pair", "interleaved"):
@@ -136,6 +198,7 @@ def build_blocks(cfg: BlocksConfig, out_dir: str | Path, *, progress: bool = Tru
     packers = {ds.name: BlockPacker(cfg.block_len, pad) for ds in cfg.datasets}
     sample_tokens = {ds.name: 0 for ds in cfg.datasets}
     counts: dict[str, dict[str, int]] = {ds.name: {} for ds in cfg.datasets}
+    topped_up: dict[str, int] = {}
     bar = tqdm(desc="blocks", unit="sample", disable=not progress)
 
     def run_pass(ds: DatasetConfig, rows: list[dict], pass_no: int) -> None:
@@ -158,26 +221,45 @@ def build_blocks(cfg: BlocksConfig, out_dir: str | Path, *, progress: bool = Tru
             run_pass(ds, rows, p)
         frac = r - int(r)
         if frac > 1e-9 and rows:
-            part = random.Random(f"{cfg.seed}/{ds.name}/subset").sample(rows, max(1, round(frac * len(rows))))
-            run_pass(ds, part, 1 + extra_whole)
+            subset = random.Random(f"{cfg.seed}/{ds.name}/subset").sample(rows, max(1, round(frac * len(rows))))
+            run_pass(ds, subset, 1 + extra_whole)
     for ds in cfg.datasets:
-        for block in packers[ds.name].flush():
+        # the last block's room is topped up from one more pass (a little oversampling)
+        rng = random.Random(f"{cfg.seed}/{ds.name}/top-up")
+        packer = packers[ds.name]
+        more = _samples(ds, records[ds.name], stores.get(ds.name), codec, rng) if cfg.top_up else None
+        for block in packer.flush(top_up=more):
             writer.add(block, ds.name)
+        for label in packer.topped_up:
+            counts[ds.name][label] = counts[ds.name].get(label, 0) + 1
+        sample_tokens[ds.name] += packer.topped_up_tokens
+        topped_up[ds.name] = len(packer.topped_up)
     bar.close()
 
     elapsed = time.perf_counter() - t0
     packed = sum(p.tokens for p in packers.values())
     slots = sum(p.slots for p in packers.values())
+    modality = {ds.name: dataset_modality(ds) for ds in cfg.datasets}
+    realised = realised_shares(sample_tokens)
+    target = normalised_shares(cfg.shares) if cfg.shares else None
     report = {
         "samples": counts,
         "sample_tokens_natural": natural,
+        "sample_tokens": sample_tokens,
         "repeats": repeats,
-        "target_shares": cfg.shares,
-        "realised_shares": realised_shares(sample_tokens),
+        "target_shares": target,
+        "realised_shares": realised,
+        "modality": modality,
+        "target_modality_shares": by_modality(target, modality) if target else None,
+        "realised_modality_shares": by_modality(realised, modality),
         "packing_efficiency": packed / slots if slots else 0.0,
+        "packing_efficiency_per_dataset": {d: p.efficiency for d, p in packers.items()},
         "split_samples": sum(p.split_samples for p in packers.values()),
+        "topped_up_samples": topped_up,
         "seconds": elapsed,
         "samples_per_second": sum(sum(c.values()) for c in counts.values()) / elapsed,
+        "part": part,
+        "parts": parts,
     }
     tokenizer.save_pretrained(out)
     with atomic_path(out / ANYGPT_CONFIG) as tmp:
@@ -198,28 +280,56 @@ def _samples(ds: DatasetConfig, rows: list[dict], store: CodesStore | None, code
         texts = [r[ds.text_field] for r in rows if r.get(ds.text_field)]
         yield from ((s, "text") for s in text_samples(texts, codec))
         return
-    order = list(rows)
+    order = [r for r in rows if r["id"] in store]
     rng.shuffle(order)
-    items = ((r[ds.text_field], CodesPart(ds.modality, store.get(r["id"])))
-             for r in order if r["id"] in store and r.get(ds.text_field))
+    # shard by shard (in a random order), so that each code shard is read once per pass
+    shards = sorted({store.shard_of(r["id"]) for r in order})
+    rng.shuffle(shards)
+    rank = {name: i for i, name in enumerate(shards)}
+    order.sort(key=lambda r: rank[store.shard_of(r["id"])])
+
+    def media(r: dict) -> CodesPart:
+        codes = store.get(r["id"])
+        bounds = ds.excerpt_bounds(r, codes.shape[1])
+        return CodesPart(ds.modality, codes if bounds is None else excerpt(codes, bounds, rng)[0])
+
+    items = ((r[ds.text_field], media(r)) for r in order if r.get(ds.text_field))
     if ds.kind == "pair":
         yield from ((s, f"{ds.modality}_{d}") for s, d in pair_samples(items, codec, rng, ds.x2text_prob))
     else:
-        yield from ((s, "document") for s in interleaved_samples(items, codec, rng))
+        yield from ((s, "document") for s in interleaved_samples(items, codec, rng, tuple(ds.per_document)))
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
     p = argparse.ArgumentParser(prog="anygpt blocks", description="Build packed, balanced training blocks.",
-                                epilog="example:\n  anygpt blocks --config configs/blocks-tiny.json --out data/tiny-blocks\n\n"
-                                       "The config format is in anygpt.data.blocks' docstring.",
+                                epilog="examples:\n  anygpt blocks --config configs/blocks-tiny.json --out data/tiny-blocks\n"
+                                       "  anygpt blocks --config configs/blocks-tiny.json --out data/tiny-blocks --check\n\n"
+                                       "The config format is in anygpt.data.blocks' docstring. The summary and the full\n"
+                                       "report (index.json, key 'report') give samples per dataset and direction, blocks,\n"
+                                       "configured and realised shares, packing efficiency and samples/s.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--part", type=int, default=0, help="this machine's part of the manifests (see --parts)")
+    p.add_argument("--parts", type=int, default=1,
+                   help="split every dataset's manifest into this many parts (line n goes to part n %% parts); "
+                        "each part is built into its own --out; needs text_tokenizer.path in the config")
+    p.add_argument("--check", action="store_true",
+                   help="do not build: decode the blocks in --out back and check media codes and loss masks "
+                        "against the sources (writes check.json)")
+    p.add_argument("--check-limit", type=int, default=None, metavar="N", help="with --check: the first N blocks only")
     a = p.parse_args(argv)
     try:
-        report = build_blocks(BlocksConfig.from_json(a.config), a.out)
+        cfg = BlocksConfig.from_json(a.config)
+        if a.check:
+            from anygpt.data.check_blocks import check_blocks, format_check
+
+            rep = check_blocks(cfg, a.out, max_blocks=a.check_limit)
+            print(format_check(rep))
+            return 0 if rep["ok"] else 1
+        report = build_blocks(cfg, a.out, part=a.part, parts=a.parts)
     except AnyGPTError as e:
         print(f"anygpt blocks: {e}")
         return 1
@@ -227,11 +337,41 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def dataset_modality(ds: DatasetConfig) -> str:
+    """What a dataset counts as in modality shares: its media modality, else 'text' or 'chat'."""
+    return ds.modality if ds.kind in ("pair", "interleaved") else ds.kind
+
+
+def normalised_shares(shares: dict[str, float]) -> dict[str, float]:
+    total = sum(shares.values())
+    return {d: s / total for d, s in shares.items()} if total else dict(shares)
+
+
+def by_modality(shares: dict[str, float], modality: dict[str, str]) -> dict[str, float]:
+    """Per-dataset shares summed per modality (datasets without an entry count as themselves)."""
+    out: dict[str, float] = {}
+    for d, s in shares.items():
+        out[modality.get(d, d)] = out.get(modality.get(d, d), 0.0) + s
+    return out
+
+
 def format_report(r: dict) -> str:
-    lines = [f"{'dataset':<18} {'samples':>8} {'blocks':>7} {'repeats':>8} {'share':>7}"]
+    """The build summary: per dataset samples (by direction/kind), blocks, repeats, configured
+    and realised token shares, packing efficiency; then per modality; then throughput."""
+    target = r.get("target_shares") or {}
+    eff = r.get("packing_efficiency_per_dataset", {})
+    lines = [f"{'dataset':<18} {'samples':>8} {'blocks':>7} {'repeats':>8} {'target':>7} {'share':>7} {'packed':>7}"]
     for d, c in r["samples"].items():
-        lines.append(f"{d:<18} {sum(c.values()):>8} {r['blocks'][d]:>7} {r['repeats'].get(d, 0):>8.2f} "
-                     f"{r['realised_shares'][d]:>7.3f}   " + ", ".join(f"{k}={v}" for k, v in sorted(c.items())))
-    lines.append(f"packing efficiency {r['packing_efficiency']:.4f}; {r['samples_per_second']:.0f} samples/s; "
-                 f"{r['split_samples']} samples longer than a block")
+        t = f"{target[d]:.3f}" if d in target else "-"
+        lines.append(f"{d:<18} {sum(c.values()):>8} {r['blocks'][d]:>7} {r['repeats'].get(d, 0):>8.2f} {t:>7} "
+                     f"{r['realised_shares'][d]:>7.3f} {eff.get(d, 0.0):>7.4f}   "
+                     + ", ".join(f"{k}={v}" for k, v in sorted(c.items())))
+    if "realised_modality_shares" in r:
+        tm = r.get("target_modality_shares") or {}
+        lines.append("modality shares (target -> realised): " + ", ".join(
+            f"{m} {tm[m]:.3f} -> {v:.3f}" if m in tm else f"{m} {v:.3f}"
+            for m, v in r["realised_modality_shares"].items()))
+    lines.append(f"packing efficiency {r['packing_efficiency']:.4f}; {r['samples_per_second']:.0f} samples/s "
+                 f"({r['seconds']:.1f} s); {r['split_samples']} samples longer than a block; "
+                 f"{sum(r.get('topped_up_samples', {}).values())} samples of one more pass top up the last blocks")
     return "\n".join(lines)

@@ -5,6 +5,7 @@ Folder layout (one per corpus and tokenizer):
                       offsets int64 [n+1], frames int64 [n], ids (str) [n]
     done.jsonl        one line per finished shard: {"shard", "ids"}; written after the shard file
     failed.jsonl      one line per item that could not be encoded: {"id", "path", "reason"}
+    runs.jsonl        one line per run: counts, seconds, items/s, part/parts (throughput records)
     meta.json         modality, tokenizer, token spec, num_codebooks
 
 Re-running skips items in finished shards and items already failed; a killed run loses only
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +70,9 @@ def tokenize_corpus(corpus_dir: str | Path, modality: str, loader: str, out_dir:
                     tokenizer_kwargs: dict | None = None, workers: int = 2, items_per_shard: int = 256,
                     part: int = 0, parts: int = 1, progress: bool = True) -> dict:
     """Encode every item of corpus_dir/manifest.jsonl; return counts {encoded, failed, skipped}.
-    workers: processes (each loads the tokenizer once); 0 encodes in this process."""
+    workers: processes (each loads the tokenizer once); 0 encodes in this process.
+    The run's counts, seconds and items/s are appended to out_dir/runs.jsonl."""
+    t0 = time.perf_counter()
     corpus_dir, out = Path(corpus_dir), Path(out_dir)
     manifest = corpus_dir / "manifest.jsonl"
     if not manifest.exists():
@@ -117,6 +121,11 @@ def tokenize_corpus(corpus_dir: str | Path, modality: str, loader: str, out_dir:
         if pool is not None:
             pool.shutdown()
         bar.close()
+    seconds = time.perf_counter() - t0
+    run = {**counts, "part": part, "parts": parts, "workers": workers, "seconds": round(seconds, 3),
+           "items_per_second": round((counts["encoded"] + counts["failed"]) / seconds, 3) if seconds else 0.0}
+    with open(out / "runs.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(run) + "\n")
     return counts
 
 
@@ -134,6 +143,7 @@ class CodesStore:
     """Read access to a tokenised corpus: codes of an item as LongTensor [K, T]."""
 
     folder: Path
+    only: set[str] | None = None  # index just these ids (one part of a large corpus)
 
     def __post_init__(self) -> None:
         self.folder = Path(self.folder)
@@ -144,8 +154,13 @@ class CodesStore:
         self._where: dict[str, str] = {}
         for entry in _read_lines(self.folder / "done.jsonl"):
             for i in entry["ids"]:
-                self._where[i] = entry["shard"]
+                if self.only is None or i in self.only:
+                    self._where[i] = entry["shard"]
         self._cache: tuple[str, dict] | None = None
+
+    def shard_of(self, item_id: str) -> str:
+        """The shard file an item is in (KeyError if it is not encoded)."""
+        return self._where[item_id]
 
     def __len__(self) -> int:
         return len(self._where)
@@ -173,7 +188,8 @@ class CodesStore:
         """(id, codes) shard by shard (memory bounded by one shard)."""
         for entry in _read_lines(self.folder / "done.jsonl"):
             for i in entry["ids"]:
-                yield i, self.get(i)
+                if i in self._where:
+                    yield i, self.get(i)
 
 
 EXAMPLE = """example:
@@ -207,5 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     except AnyGPTError as e:
         print(f"anygpt tokenize: {e}")
         return 1
-    print(f"encoded {counts['encoded']}, failed {counts['failed']} (see failed.jsonl), skipped {counts['skipped']}")
+    run = [r for r in _read_lines(Path(a.out) / "runs.jsonl") if r.get("part") == a.part][-1]
+    print(f"encoded {counts['encoded']}, failed {counts['failed']} (see failed.jsonl), skipped {counts['skipped']}; "
+          f"{run['seconds']:.1f} s, {run['items_per_second']:.2f} items/s")
     return 0

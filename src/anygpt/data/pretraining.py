@@ -3,12 +3,20 @@ interleaved documents (text with media in place), and pure text. Loss on every t
 
 Each sample is a list of parts (anygpt.templates), encoded with the LM's SequenceCodec into
 ids with the LM's bos and eos around it.
+
+Audio whose text describes the whole piece (music and its caption) may be given as an excerpt:
+a random run of whole frames of the clip's codes [K, T], cut before the codebooks are
+interleaved, so an excerpt is exactly codes[:, t:t+L] of the source. The release likewise
+trains on 5-second excerpts of longer music. Excerpts of varied length also let blocks fill:
+clips of one length pack no better than whole multiples of it.
 """
 
 from __future__ import annotations
 
 import random
 from typing import Iterable, Iterator
+
+import torch
 
 from anygpt.data.packing import Sample
 from anygpt.lm.sequence import SequenceCodec
@@ -22,6 +30,32 @@ CONNECTORS = {
               "This excerpt is {text}."],
     "speech": ["Someone says: {text}", "The next speaker says: {text}", "Then we hear: {text}"],
 }
+
+
+def excerpt_frames(seconds: tuple[float, float], frames: int, duration: float) -> tuple[int, int]:
+    """Excerpt bounds in seconds -> in frames of an item of `frames` frames lasting `duration` s
+    (its frame rate is frames / duration): (lo, hi) with 1 <= lo and hi <= frames."""
+    lo_s, hi_s = seconds
+    if not 0 < lo_s <= hi_s:
+        raise ValueError(f"excerpt seconds must be 0 < min <= max, got {list(seconds)}")
+    if duration <= 0:
+        raise ValueError(f"item duration must be positive to cut excerpts in seconds, got {duration}")
+    rate = frames / duration
+    lo = min(frames, max(1, round(lo_s * rate)))
+    return lo, min(frames, max(lo, round(hi_s * rate)))
+
+
+def excerpt(codes: torch.Tensor, bounds: tuple[int, int], rng: random.Random) -> tuple[torch.Tensor, int]:
+    """codes LongTensor [K, T] -> (codes[:, t:t+L], t): L uniform in bounds (frames, clipped to
+    T), t uniform over the positions where it fits. Whole frames only: every codebook is cut
+    at the same frame. An item no longer than bounds[0] frames is returned whole (t = 0)."""
+    t_all = codes.shape[1]
+    lo, hi = min(bounds[0], t_all), min(bounds[1], t_all)
+    if lo >= t_all:
+        return codes, 0
+    n = rng.randint(lo, hi)
+    t = rng.randint(0, t_all - n)
+    return codes[:, t:t + n], t
 
 
 def full_loss(ids) -> Sample:

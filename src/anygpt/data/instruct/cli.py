@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 from anygpt.errors import AnyGPTError
@@ -27,10 +28,11 @@ def _manifest(corpus: Path, name: str, split: str = "train") -> list[dict]:
 
 
 def write(a) -> int:
-    from anygpt.data.instruct.offline_writer import (OfflineWriter, distinct_ngrams, duplicate_share,
-                                                      near_duplicate_share)
+    from anygpt.data.instruct.offline_writer import OfflineWriter, script_stats
     from anygpt.data.instruct.openai_writer import OpenAIWriter
+    from anygpt.media_io import atomic_path
 
+    t0 = time.perf_counter()
     if a.writer == "offline":
         corpus = Path(a.corpus)
         sentences = [r["text"] for r in _manifest(corpus, "text") if r.get("kind", "sentence") == "sentence"]
@@ -40,18 +42,28 @@ def write(a) -> int:
     else:
         topics = [t.strip() for t in Path(a.topics).read_text(encoding="utf-8").splitlines() if t.strip()]
         scripts, errors = OpenAIWriter(a.base_url, a.model, a.api_key).write(topics, a.n)
+    seconds = time.perf_counter() - t0
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    from anygpt.media_io import atomic_path
-
     with atomic_path(out) as tmp:
         tmp.write_text("".join(json.dumps(s.to_json(), ensure_ascii=False) + "\n" for s in scripts), encoding="utf-8")
-    texts = [t for s in scripts for t in s.texts()]
-    print(f"wrote {len(scripts)} conversations to {out} ({len(errors)} model answers rejected)")
-    print("distinct-1/2/3: " + " / ".join(f"{distinct_ngrams(texts, n):.3f}" for n in (1, 2, 3))
-          + f"; identical conversations: {duplicate_share(scripts):.2%}"
-          + f"; near-duplicates (3-gram Jaccard >= 0.8, 500 sampled): {near_duplicate_share(scripts):.2%}")
+    stats = {"writer": a.writer, "seed": a.seed, "rejected": len(errors), "seconds": round(seconds, 3),
+             "conversations_per_second": round(len(scripts) / seconds, 1) if seconds else 0.0, **script_stats(scripts)}
+    with atomic_path(stats_path(out)) as tmp:
+        tmp.write_text(json.dumps(stats, indent=1))
+    print(f"wrote {len(scripts)} conversations to {out} ({len(errors)} model answers rejected); "
+          f"{stats['conversations_per_second']:.0f} conversations/s; stats in {stats_path(out)}")
+    print("distinct-1/2/3: " + " / ".join(f"{stats[f'distinct_{n}']:.3f}" for n in (1, 2, 3))
+          + f"; identical conversations: {stats['identical_share']:.2%}"
+          + f"; near-duplicates (3-gram Jaccard >= 0.8, 500 sampled): {stats['near_duplicate_share']:.2%}")
+    print("scenarios: " + ", ".join(f"{k}={v}" for k, v in stats["scenarios"].items())
+          + "; media elements: " + ", ".join(f"{k}={v}" for k, v in stats["media_elements"].items()))
     return 0
+
+
+def stats_path(scripts: Path) -> Path:
+    """scripts.jsonl -> scripts.stats.json (what `instruct write` measured)."""
+    return scripts.with_name(scripts.name.removesuffix(".jsonl") + ".stats.json")
 
 
 def realise(a) -> int:
@@ -75,9 +87,16 @@ def realise(a) -> int:
     indexes = {m: CaptionIndex(_manifest(corpus, "images" if m == "image" else m)) for m in stores
                if _manifest(corpus, "images" if m == "image" else m)}
     scripts = [Script.from_json(json.loads(l)) for l in Path(a.scripts).read_text(encoding="utf-8").splitlines() if l.strip()]
+    t0 = time.perf_counter()
     counts = Realiser(layout, stores, indexes=indexes, speech_tokenizer=speech_tok,
                       cache_dir=Path(a.out) / "tts-cache").run(scripts, a.out)
-    print(f"conversations: {counts['written']} written, {counts['skipped']} already done, {counts['failed']} failed")
+    seconds = time.perf_counter() - t0
+    run = {**counts, "scripts": len(scripts), "seconds": round(seconds, 3),
+           "conversations_per_second": round((counts["written"] + counts["failed"]) / seconds, 3) if seconds else 0.0}
+    with open(Path(a.out) / "runs.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(run) + "\n")
+    print(f"conversations: {counts['written']} written, {counts['skipped']} already done, {counts['failed']} failed "
+          f"(see failed.jsonl); {seconds:.1f} s, {run['conversations_per_second']:.2f} conversations/s")
     return 0
 
 

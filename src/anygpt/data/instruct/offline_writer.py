@@ -163,3 +163,18 @@ def near_duplicate_share(scripts: Sequence[Script], threshold: float = 0.8, samp
         if any(len(a & b) / (len(a | b) or 1) >= threshold for j, b in enumerate(grams) if j != i):
             near += 1
     return near / max(1, len(grams))
+
+
+def script_stats(scripts: Sequence[Script]) -> dict:
+    """What `anygpt instruct write` reports: conversations, turns, scenario uses (a conversation
+    chains 1-3), media elements per side and kind, distinct-1/2/3, identical and near-duplicate
+    shares."""
+    scenarios: Counter = Counter(part for s in scripts for part in s.scenario.split("+"))
+    media: Counter = Counter(f"{t.role}_{e.kind}" for s in scripts for t in s.turns for e in t.elements
+                             if e.kind != "text")
+    texts = [t for s in scripts for t in s.texts()]
+    return {"conversations": len(scripts), "spoken_instruction": sum(s.spoken for s in scripts),
+            "turns": sum(len(s.turns) for s in scripts), "scenarios": dict(sorted(scenarios.items())),
+            "media_elements": dict(sorted(media.items())),
+            **{f"distinct_{n}": distinct_ngrams(texts, n) for n in (1, 2, 3)},
+            "identical_share": duplicate_share(scripts), "near_duplicate_share": near_duplicate_share(scripts)}
