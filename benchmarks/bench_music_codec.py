@@ -52,8 +52,8 @@ def main() -> None:
         tokenizers.append(("compact (random weights)", TinyMusicTokenizer(CompactMusicCodec(MusicCodecConfig()))))
 
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; {args.seconds:g} s of audio, batch 1, best of {args.repeat}")
-    print(f"| codec | sample rate | tokens/s | threads | encode x RT | decode x RT |")
-    print(f"|---|---|---|---|---|---|")
+    print("| codec | sample rate | tokens/s | threads | encode x RT | decode x RT |")
+    print("|---|---|---|---|---|---|")
     for name, tok in tokenizers:
         wav = torch.randn(1, 1, int(args.seconds * tok.sample_rate)) * 0.1
         codes = tok.encode(wav)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from anygpt.layout import TokenLayout, added_tokens
+from anygpt.layout import TokenLayout
 from anygpt.lm.expand import expand_vocabulary, resize_embeddings
 from anygpt.lm.sequence import SequenceCodec
 from anygpt.lm.text_tokenizer import train_text_tokenizer

@@ -1,7 +1,6 @@
 """Tokenise once, then build blocks, with a stand-in image tokenizer the test registers."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
