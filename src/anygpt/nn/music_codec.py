@@ -29,7 +29,8 @@ weights: 3600 steps, 40 min on 2 shared cores): note F1 (basic-pitch, source vs 
 0.620 overall, 0.72 on the 33 monophonic folk-tune clips, 0.34 on the 12 four-voice Bach
 chorale clips; log-mel distance 0.441 (mu-law at the same 900 bps: 2.568; 8-bit mu-law at
 128 kbps: 0.187). F1 rose from 0.559 at 1800 steps, so training time is still a limit;
-polyphony at 0.9 kbps is the other. Encode ~400x, decode ~200x real time on 1 thread
+polyphony at 0.9 kbps is the other (a 50 Hz, 4 x 1024 variant, `--downsample 2 --codebook-size
+1024`, reached 0.648 after 28 min / 6198 steps on an idle machine). Encode ~400x, decode ~200x real time on 1 thread
 (benchmarks/bench_music_codec.py). Waveforms are not sample-aligned (SI-SNR < 0 dB): without
 an adversarial loss the decoder's phase is its own; the spectrum, which pitch lives in, is kept.
 
