@@ -17,15 +17,6 @@ from anygpt.modalities import load_tokenizer
 from anygpt.modalities.image_tokenizers import Seed2ImageTokenizer
 from anygpt.nn.seed2 import Seed2Config, Seed2Quantizer, expected_shapes, preprocess
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models on a shared CPU: one torch thread is faster and steadier than two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 SMALL = Seed2Config(image_size=28, vit_dim=64, vit_depth=2, vit_heads=4, vit_mlp_dim=96, qformer_dim=48,
                     qformer_layers=4, qformer_heads=4, qformer_intermediate=64, codebook_size=64,
                     decode_depth=2, decode_heads=4, image_down_dims=(16, 8, 4), image_embed_dim=32)

@@ -17,15 +17,6 @@ from anygpt.modalities.image_tokenizers import TINY_ASSET_DIR, TinyImageTokenize
 from anygpt.nn.query_former import QueryTokenizer, QueryTokenizerConfig
 from anygpt.train.image_tokenizer import _batch_indices, export, render_scenes, scene_cell_labels, train
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models on a shared CPU: one torch thread is faster and steadier than two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 SMALL = QueryTokenizerConfig(image_size=16, patch_size=4, dim=32, heads=2, encoder_layers=1, query_layers=1,
                              num_queries=8, codebook_size=32, codebook_dim=8, decoder_layers=1, refine_channels=4,
                              text_dim=12)

@@ -19,8 +19,6 @@ from anygpt.modalities.music_codec import (
 )
 from anygpt.nn.music_codec import CompactMusicCodec, MusicCodecConfig
 
-torch.set_num_threads(1)
-
 
 def _tone(seconds: float, sr: int, f0: float = 440.0) -> torch.Tensor:
     t = torch.arange(int(seconds * sr)) / sr

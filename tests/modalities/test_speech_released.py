@@ -23,8 +23,6 @@ from anygpt.nn.soundstorm import (
     RELEASED_SOUNDSTORM_CONFIG, SoundStorm, SoundStormConfig, load_released_soundstorm, released_state_dict,
 )
 
-torch.set_num_threads(1)
-
 # same key names as the release, smaller widths (fast); the released size is tested once below
 SMALL_CONFIG = dict(RELEASED_CONFIG, n_filters=8, dimension=64, semantic_dimension=48)
 SOUNDSTORM_DEPTH = 1  # released widths, one Conformer layer instead of 12

@@ -18,8 +18,6 @@ from anygpt.nn.soundstorm import SoundStorm, SoundStormConfig, load_soundstorm, 
 from anygpt.nn.speech_codec import CompactSpeechCodec, SpeechCodecConfig, load_codec, save_codec
 from anygpt.train.speech_tokenizer import synthetic_speech
 
-torch.set_num_threads(1)
-
 SMALL_CODEC = dict(enc_dim=32, enc_blocks=1, dec_dim=32, dec_blocks=1, latent_dim=16, num_codebooks=3,
                    codebook_size=32, semantic_codebook_size=48, semantic_dim=8, decode_phase_iters=2)
 SMALL_STORM = dict(dim=32, depth=1, heads=2, dim_head=16, ff_mult=2, conv_kernel=7, num_quantizers=2,
