@@ -20,7 +20,6 @@ encodes and decodes to (near) silence, an unreadable file raises MediaError nami
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -187,9 +186,8 @@ class TinyMusicTokenizer(_MusicTokenizerBase):
 def load_tiny_music_tokenizer(path: str | Path | None = None, *, device: str = "cpu",
                               **_: Any) -> TinyMusicTokenizer:
     """Folder with config.json + model.safetensors (default: the shipped assets) -> tokenizer."""
-    from safetensors.torch import load_file
-
     from anygpt.nn.music_codec import CompactMusicCodec, MusicCodecConfig
+    from anygpt.nn.weights import load_inference_state, read_meta
 
     folder = Path(path) if path is not None else TINY_ASSET_DIR
     cfg_path, w_path = folder / "config.json", folder / "model.safetensors"
@@ -199,12 +197,6 @@ def load_tiny_music_tokenizer(path: str | Path | None = None, *, device: str = "
             "train and export them with `anygpt train music-codec --data data/tiny --out runs/music-codec "
             "--export src/anygpt/assets/music-codec-tiny`"
         )
-    meta = json.loads(cfg_path.read_text())
-    cfg = MusicCodecConfig.from_dict(meta.get("codec", meta))
-    codec = CompactMusicCodec(cfg)
-    state = load_file(str(w_path))
-    missing, unexpected = codec.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith(("cluster_size", "embed_sum"))]  # training-only
-    if missing or unexpected:
-        raise CheckpointError(f"{w_path}: weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    meta = read_meta(folder)
+    codec = load_inference_state(CompactMusicCodec(MusicCodecConfig.from_dict(meta.get("codec", meta))), folder)
     return TinyMusicTokenizer(codec.to(device))

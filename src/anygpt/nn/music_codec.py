@@ -53,13 +53,14 @@ from anygpt.nn.quantize import ResidualVectorQuantizer, VQOutput
 
 
 @dataclass
-class MusicCodecConfig:
-    """Hyper-parameters of CompactMusicCodec (serialised as config.json beside the weights)."""
+class SpectralCodecConfig:
+    """Hyper-parameters shared by the compact music and speech codecs (SpectralCodecTrunk);
+    serialised as JSON beside the weights."""
 
     sample_rate: int = 16000
     n_fft: int = 640
     hop: int = 160  # STFT hop: 100 frames/s at 16 kHz
-    downsample: int = 4  # STFT frames stacked into one code frame: codes at 25 Hz
+    downsample: int = 4  # STFT frames stacked into one code frame: 4 -> 25 Hz codes, 2 -> 50 Hz
     enc_dim: int = 192
     enc_blocks: int = 3  # ConvNeXt blocks at the code rate
     dec_dim: int = 256
@@ -70,8 +71,7 @@ class MusicCodecConfig:
     codebook_size: int = 512
     commitment_weight: float = 0.25
     seed: int = 0
-    # inference only: Griffin-Lim iterations that refine the predicted phase given the predicted
-    # magnitude (0 = the decoder's phase as is; training always uses 0)
+    # inference only: Griffin-Lim iterations on the decoded magnitudes (training always uses 0)
     decode_phase_iters: int = 0
 
     @property
@@ -83,25 +83,30 @@ class MusicCodecConfig:
     def frame_rate(self) -> float:
         return self.sample_rate / self.frame_hop
 
-    @property
-    def bitrate(self) -> float:
-        """Bits per second of the codes."""
-        return self.frame_rate * self.num_codebooks * math.log2(self.codebook_size)
-
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MusicCodecConfig":
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in d.items() if k in known})
+    def from_dict(cls, d: dict):
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "MusicCodecConfig":
+    def load(cls, path: str | Path):
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+@dataclass
+class MusicCodecConfig(SpectralCodecConfig):
+    """CompactMusicCodec: 4 codebooks, the decoder predicts magnitude and phase; Griffin-Lim
+    refinement of that phase at inference is off by default (it lowered note F1)."""
+
+    @property
+    def bitrate(self) -> float:
+        """Bits per second of the codes."""
+        return self.frame_rate * self.num_codebooks * math.log2(self.codebook_size)
 
 
 class ConvNeXtBlock(nn.Module):
@@ -128,10 +133,9 @@ def _stack(dim: int, n: int) -> nn.Sequential:
 class SpectralCodecTrunk(nn.Module):
     """What the compact music and speech codecs share: STFT frames stacked `downsample` per code
     frame, a ConvNeXt encoder to a latent at the code rate, and a ConvNeXt decoder trunk.
-    cfg needs n_fft, hop, downsample, frame_hop, enc_dim, enc_blocks, dec_dim, dec_blocks,
-    latent_dim, seed. Subclasses add the quantizers and `dec_out`."""
+    Subclasses add the quantizers and `dec_out`."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg: SpectralCodecConfig):
         super().__init__()
         self.cfg = cfg
         torch.manual_seed(cfg.seed)

@@ -38,7 +38,6 @@ This file is our own implementation; none of the release's code is used.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -373,14 +372,12 @@ def save_soundstorm(model: SoundStorm, folder: str | Path, extra: dict | None = 
 
 
 def load_soundstorm(folder: str | Path) -> SoundStorm:
-    """Our format: folder with config.json + model.safetensors."""
-    from safetensors.torch import load_file
+    """Our format: folder with config.json + model.safetensors (all keys required)."""
+    from anygpt.nn.weights import load_inference_state, read_meta
 
-    folder = Path(folder)
-    meta = json.loads((folder / "config.json").read_text())
+    meta = read_meta(folder)
     model = SoundStorm(SoundStormConfig.from_dict(meta.get("soundstorm", meta)))
-    model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
-    return model.eval()
+    return load_inference_state(model, folder, optional=()).eval()
 
 
 # The release's logits bias is einops EinMix's [1, 1, Q, L]; ours is [Q, L].

@@ -22,59 +22,32 @@ of audio; codes [B, K, T] with T = S / frame_hop.
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from anygpt.nn.music_codec import SpectralCodecTrunk
+from anygpt.nn.music_codec import SpectralCodecConfig, SpectralCodecTrunk
 from anygpt.nn.quantize import ResidualVectorQuantizer, VectorQuantizer, VQOutput
 
 
 @dataclass
-class SpeechCodecConfig:
+class SpeechCodecConfig(SpectralCodecConfig):
     """Hyper-parameters of CompactSpeechCodec (serialised as JSON beside the weights)."""
 
-    sample_rate: int = 16000
-    n_fft: int = 640
-    hop: int = 160  # STFT hop: 100 frames/s at 16 kHz
-    downsample: int = 4  # STFT frames per code frame: 4 -> 25 Hz codes, 2 -> 50 Hz
-    enc_dim: int = 192
     enc_blocks: int = 4
-    dec_dim: int = 256
-    dec_blocks: int = 6
-    latent_dim: int = 64
-    codebook_dim: int = 8  # lookup dimension of each codebook (factorised codes)
     num_codebooks: int = 6  # layer 1 (content) + num_codebooks - 1 acoustic layers
     codebook_size: int = 512  # acoustic layers
+    decode_phase_iters: int = 32
     semantic_codebook_size: int = 512  # layer 1 (the LM's codes)
     semantic_dim: int = 384  # width of the distillation target (Whisper tiny encoder)
-    commitment_weight: float = 0.25
-    seed: int = 0
     # "griffin_lim": the decoder predicts log-magnitudes only and inference recovers the phase by
     # Griffin-Lim (`decode_phase_iters` iterations); trains several times faster on CPU than
     # "predicted" (log-magnitude + phase through an iSTFT, trained on waveform losses), whose
     # output was unintelligible after 45 min here (Whisper WER ~1.0 vs 0.32 on the source).
     phase: str = "griffin_lim"
-    decode_phase_iters: int = 32
-
-    @property
-    def frame_hop(self) -> int:
-        return self.hop * self.downsample
-
-    @property
-    def frame_rate(self) -> float:
-        return self.sample_rate / self.frame_hop
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SpeechCodecConfig":
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 def _vq_kwargs(cfg: SpeechCodecConfig) -> dict:
@@ -214,18 +187,13 @@ def save_codec(codec: CompactSpeechCodec, folder: str | Path, extra: dict | None
 
 
 def load_codec(folder: str | Path) -> CompactSpeechCodec:
-    from safetensors.torch import load_file
+    """A folder written by save_codec -> CompactSpeechCodec in eval mode."""
+    from anygpt.nn.weights import TRAINING_ONLY, load_inference_state, read_meta
 
-    folder = Path(folder)
-    meta = json.loads((folder / "config.json").read_text())
+    meta = read_meta(folder)
     codec = CompactSpeechCodec(SpeechCodecConfig.from_dict(meta.get("codec", meta)))
-    state = load_file(str(folder / "model.safetensors"))
-    missing, unexpected = codec.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith(("cluster_size", "embed_sum", "initted"))]
-    if missing or unexpected:
-        raise ValueError(f"{folder}: weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    load_inference_state(codec, folder, TRAINING_ONLY + ("initted",))
     for m in codec.modules():  # k-means init is a training-time step; loaded codebooks are ready
         if isinstance(m, VectorQuantizer):
             m.initted.fill_(True)
     return codec.eval()
-

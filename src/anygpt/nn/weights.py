@@ -36,3 +36,25 @@ def save_weights(folder: str | Path, state: dict[str, torch.Tensor], meta: dict)
     with atomic_path(folder / "config.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
     return folder
+
+
+def read_meta(folder: str | Path) -> dict:
+    """folder/config.json as save_weights wrote it."""
+    return json.loads((Path(folder) / "config.json").read_text())
+
+
+def load_inference_state(module: torch.nn.Module, folder: str | Path,
+                         optional: tuple[str, ...] = TRAINING_ONLY) -> torch.nn.Module:
+    """folder/model.safetensors -> module (in place; float16 cast back to the module's dtype).
+    Keys ending in `optional` may be missing; any other mismatch raises CheckpointError naming
+    the file."""
+    from safetensors.torch import load_file
+
+    from anygpt.errors import CheckpointError
+
+    path = Path(folder) / "model.safetensors"
+    missing, unexpected = module.load_state_dict(load_file(str(path)), strict=False)
+    missing = [k for k in missing if not k.endswith(optional)]
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return module
