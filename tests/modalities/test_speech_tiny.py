@@ -181,3 +181,8 @@ def test_soundstorm_training_lowers_loss(tmp_path, small_dirs):
     trained = load_soundstorm(tmp_path / "exp")
     assert loss(trained) < 0.85 * loss(before.eval())
     assert (tmp_path / "exp" / "prompt.safetensors").is_file()
+    # --export-only re-exports the checkpoint without training: same weights
+    export_args = args[:args.index("--steps")] + ["--export", str(tmp_path / "again"), "--export-only"]
+    assert main(export_args) == 0
+    again = load_soundstorm(tmp_path / "again")
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), trained.state_dict().values()))

@@ -40,7 +40,7 @@ class SpeechCodecConfig(SpectralCodecConfig):
     enc_blocks: int = 4
     num_codebooks: int = 6  # layer 1 (content) + num_codebooks - 1 acoustic layers
     codebook_size: int = 512  # acoustic layers
-    decode_phase_iters: int = 32
+    decode_phase_iters: int = 64
     semantic_codebook_size: int = 512  # layer 1 (the LM's codes)
     semantic_dim: int = 384  # width of the distillation target (Whisper tiny encoder)
     # "griffin_lim": the decoder predicts log-magnitudes only and inference recovers the phase by

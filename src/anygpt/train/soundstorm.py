@@ -13,7 +13,8 @@ acoustic layer masked at a cosine-scheduled rate, the layers above it fully mask
 AdamW, warmup then cosine; bf16 autocast; OUT/last.pt saved atomically every --save-every
 steps and on exit; running again with the same OUT resumes; batches depend only on seed and
 step. `--export DIR` writes DIR/config.json + DIR/model.safetensors, with a default voice
-prompt (the codes of 3 s of one training clip) in DIR/prompt.safetensors.
+prompt (the codes of 3 s of one training clip) in DIR/prompt.safetensors; `--export-only`
+exports OUT/last.pt that way without training (after a run stopped by --max-minutes).
 """
 
 from __future__ import annotations
@@ -112,12 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=int, default=100)
     p.add_argument("--config", type=str, default="{}", help="JSON overrides of SoundStormConfig")
     p.add_argument("--export", type=Path, default=None)
+    p.add_argument("--export-only", action="store_true", help="export OUT/last.pt to --export without training")
     p.add_argument("--no-progress", action="store_true")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.export_only and not (args.export and (args.out / "last.pt").is_file()):
+        raise SystemExit(f"--export-only needs --export DIR and a checkpoint {args.out / 'last.pt'}")
     torch.set_num_threads(args.threads)
     from anygpt.modalities.speech_tiny import DEFAULT_CODEC_DIR
     from anygpt.nn.speech_codec import load_codec
@@ -140,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     codes = [by_id[c.id].astype(np.int64) for c in clips]
     spk_ix = speaker_index(clips)
     speakers = [spk_ix[c.speaker] for c in clips]
-    for step in run.steps():
+    for step in () if args.export_only else run.steps():
         b = draw_batch(codes, speakers, args.batch, args.target_frames, args.cross_prompt, args.seed, step)
         gen = torch.Generator().manual_seed(args.seed * 7919 + step)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
