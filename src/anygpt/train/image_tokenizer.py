@@ -1,15 +1,21 @@
 """`anygpt train image-tokenizer`: train the compact SEED-style image tokenizer and decoder.
 
-Example (the shipped weights: two chained runs of 26 + 24 minutes with one thread on a 2-core CPU
-shared with another training job; the second continues from the first's float32 export and
-adds the object-outline edge loss and the cell-attribute head):
+Example (the shipped weights: four chained runs with one thread on a 2-core CPU shared with other
+training jobs, each continuing from the previous export; v3 adds the object-outline edge loss
+and the cell-attribute head, v4 and v5 40,000 rendered training scenes):
 
     anygpt train image-tokenizer --data data/tiny --out runs/image-tokenizer-v2 \\
         --config '{"encoder_layers": 2, "locality": [64, 32, 16, 0], "upsample_channels": [96, 48, 24], "refine_channels": 0}' \\
         --steps 2800 --vq-warmup 400 --object-weight 10 --l2-weight 10 --threads 1 --max-minutes 34
     anygpt train image-tokenizer --data data/tiny --out runs/image-tokenizer-v3 \\
         --init runs/image-tokenizer-v2/image-tokenizer-tiny --steps 2400 --warmup 100 --lr 1e-3 \\
-        --object-weight 10 --l2-weight 10 --edge-weight 2 --attr-weight 0.5 --threads 1 --fp16 --ship --max-minutes 23
+        --object-weight 10 --l2-weight 10 --edge-weight 2 --attr-weight 0.5 --threads 1 --fp16 --max-minutes 23
+    anygpt train image-tokenizer --data data/tiny --out runs/image-tokenizer-v4 \\
+        --init runs/image-tokenizer-v3/image-tokenizer-tiny --extra-scenes 40000 --steps 3000 --vq-warmup 0 \\
+        --lr 1e-3 --object-weight 10 --l2-weight 10 --edge-weight 2 --attr-weight 0.5 --threads 1 --fp16
+    anygpt train image-tokenizer --data data/tiny --out runs/image-tokenizer-v5 \\
+        --init runs/image-tokenizer-v4/image-tokenizer-tiny --extra-scenes 40000 --steps 2800 --vq-warmup 0 \\
+        --lr 5e-4 --object-weight 10 --l2-weight 10 --edge-weight 2 --attr-weight 0.5 --threads 1 --fp16 --ship
 
 Reads DATA/images/manifest.jsonl (split "train"), embeds every caption once with
 all-MiniLM-L6-v2 (cached in OUT/captions.pt), optionally adds scenes rendered with
@@ -25,7 +31,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import os
 import random
 import shlex
@@ -38,6 +43,7 @@ import numpy as np
 import torch
 
 from anygpt.nn.query_former import QueryTokenizer, QueryTokenizerConfig
+from anygpt.train.common import lr_at
 
 ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "image-tokenizer-tiny"
 
@@ -157,13 +163,6 @@ def _batch_indices(step: int, batch: int, n: int, seed: int) -> torch.Tensor:
     return torch.tensor(idx, dtype=torch.long)
 
 
-def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
-
-
 def train(model: QueryTokenizer, images: torch.Tensor, text_emb: torch.Tensor | None, *, steps: int,
           batch: int = 32, lr: float = 2e-3, warmup: int = 100, seed: int = 0, bf16: bool = True,
           contrastive_weight: float = 0.1, out: Path | None = None, save_every: int = 200,
@@ -236,7 +235,7 @@ def train(model: QueryTokenizer, images: torch.Tensor, text_emb: torch.Tensor | 
         x = images[idx].float() / 255.0
         t = text_emb[idx] if text_emb is not None else None
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, steps, lr, warmup)
+            g["lr"] = lr_at(step, steps, lr, warmup, floor=0.05)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             res = model(x, t, contrastive_weight=contrastive_weight, quantize=step >= vq_warmup,
                         object_weight=object_weight, l2_weight=l2_weight, edge_weight=edge_weight)
