@@ -22,17 +22,24 @@ Choice of rate and codebooks (for a small LM trained on CPU): 16 kHz audio (the 
 General-MIDI renderings whose energy is below 8 kHz; basic-pitch itself resamples to 22.05 kHz),
 25 code frames per second, 4 codebooks of 512: 0.9 kbps and 100 LM tokens per second of music
 (an 8 s clip is 800 tokens; the release's Encodec 32 kHz writes 200 tokens per second, 1600 per
-clip, over 4 x 2048 = 8192 vocabulary entries, ours 2048). Codebooks of 512 were used at
-~100-140 perplexity each after training, so 1024 would mostly add unused LM vocabulary.
-Measured (benchmarks/eval_music_codec.py, 45 clips of the tiny corpus's held-out pieces, shipped
-weights: 3600 steps, 40 min on 2 shared cores): note F1 (basic-pitch, source vs reconstruction)
-0.620 overall, 0.72 on the 33 monophonic folk-tune clips, 0.34 on the 12 four-voice Bach
-chorale clips; log-mel distance 0.441 (mu-law at the same 900 bps: 2.568; 8-bit mu-law at
-128 kbps: 0.187). F1 rose from 0.559 at 1800 steps, so training time is still a limit;
-polyphony at 0.9 kbps is the other (a 50 Hz, 4 x 1024 variant, `--downsample 2 --codebook-size
-1024`, reached 0.648 after 28 min / 6198 steps on an idle machine). Encode ~400x, decode ~200x real time on 1 thread
-(benchmarks/bench_music_codec.py). Waveforms are not sample-aligned (SI-SNR < 0 dB): without
-an adversarial loss the decoder's phase is its own; the spectrum, which pitch lives in, is kept.
+clip, over 4 x 2048 = 8192 vocabulary entries, ours 2048). Measured with
+benchmarks/eval_music_codec.py on 45 clips of the tiny corpus's held-out pieces (note F1 of
+basic-pitch transcriptions, source vs reconstruction):
+- shipped, 25 Hz x 4 x 512, 3600 steps / 40 min on 2 shared cores: F1 0.620 (33 monophonic
+  folk-tune clips 0.72, 12 four-voice Bach chorale clips 0.34), log-mel distance 0.441 (mu-law
+  at the same 900 bps: 2.568; 8-bit mu-law at 128 kbps: 0.187).
+- 50 Hz x 4 x 1024 (`--downsample 2 --codebook-size 1024`, 2 kbps, the release's 200 tokens
+  per second): F1 0.648 / 0.660 / 0.671 / 0.682 after 6198 / 8900 / 11927 / 16463 steps (150
+  min on 1-2 shared threads, `--steps 17000 --minutes 150`); at 16463 steps folk 0.765,
+  chorales 0.452, log-mel distance 0.310 (mu-law at 2 kbps: F1 0.05, log-mel 2.48). Not
+  shipped: its codes double the length of music in training sequences, and whole 8 s clips in
+  conversations (1600 tokens each) then no longer pack into 4500-token blocks (chat packing
+  fell from 99.99% to 91.2%, 45 conversations longer than a block); conversations would first
+  need the seeded music excerpts that pretraining pairs already use.
+F1 still rises with training time; the four-voice chorales are what keeps the mean under 0.7.
+Encode ~400x, decode ~200x real time on 1 thread (benchmarks/bench_music_codec.py). Waveforms
+are not sample-aligned (SI-SNR < 0 dB): without an adversarial loss the decoder's phase is its
+own; the spectrum, which pitch lives in, is kept.
 
 The tokenizer (anygpt.modalities.music_codec.TinyMusicTokenizer) wraps this module; this file
 knows nothing of the LM.
