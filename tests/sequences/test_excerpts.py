@@ -1,6 +1,8 @@
-"""Music excerpts in pretraining samples: whole frames of the codes [K, T], seeded, lengths in
-the configured range; blocks built with them decode back to contiguous slices of the sources."""
+"""Music excerpts in pretraining samples and conversations: whole frames of the codes [K, T],
+seeded, lengths in the configured range; blocks built with them decode back to contiguous slices
+of the sources."""
 
+import argparse
 import json
 import random
 
@@ -11,7 +13,9 @@ from transformers import AutoTokenizer
 
 from anygpt.data.blocks import BlocksConfig, DatasetConfig, build_blocks
 from anygpt.data.check_blocks import check_blocks
-from anygpt.data.codes_store import _write_shard
+from anygpt.data.codes_store import CodesStore, _write_shard
+from anygpt.data.instruct.realise import Realiser, read_conversations
+from anygpt.data.instruct.script import Element, Script, ScriptTurn
 from anygpt.data.pretraining import excerpt, excerpt_frames
 from anygpt.data.shards import BlockReader
 from anygpt.errors import AnyGPTError
@@ -19,7 +23,7 @@ from anygpt.layout import TokenLayout
 from anygpt.modalities.base import TokenSpec
 from anygpt.parts import CodesPart
 
-MUSIC = TokenSpec("music", "\U0001F3B6", "<somu>", "<eomu>", 512, 4, None)  # the tiny codec's layout
+MUSIC = TokenSpec("music", "\U0001F3B6", "<somu>", "<eomu>", 512, 4, None)  # 4 codebooks of 512, 25 Hz here
 
 
 def frame_codes(t: int, k: int = 4) -> torch.Tensor:
@@ -176,3 +180,48 @@ def test_excerpts_need_durations(music, tmp_path):
                                       excerpt_seconds=[2, 8])], block_len=2048, text_tokenizer={"train_vocab": 300})
     with pytest.raises(AnyGPTError, match="duration"):
         build_blocks(cfg, tmp_path / "out", progress=False)
+
+
+def test_conversations_take_seeded_music_excerpts(music, tmp_path):
+    root, codes, rows = music
+    store = CodesStore(root / "codes")
+    layout = TokenLayout.plan(0, [MUSIC])
+    scripts = [Script(f"c{i}", "music_request", [
+        ScriptTurn("user", [Element("text", "Play me something.")]),
+        ScriptTurn("assistant", [Element("text", "Here it is."), Element("music", rows[f"m{i}"]["caption"], f"m{i}")])])
+        for i in range(12)]
+    durations = {"music": {i: r["duration"] for i, r in rows.items()}}
+
+    def realise(out):
+        r = Realiser(layout, {"music": store}, excerpt_seconds={"music": (2, 5)}, durations=durations)
+        assert r.run(scripts, tmp_path / out, progress=False)["written"] == 12
+        return {cid: turns[1].parts[-1].codes for cid, turns in read_conversations(tmp_path / out / "conversations.jsonl", layout)}
+
+    first = realise("a")
+    lengths = []
+    for cid, got in first.items():
+        src = torch.from_numpy(codes["m" + cid[1:]]).long()
+        n = got.shape[1]
+        assert any(torch.equal(src[:, t:t + n], got) for t in range(src.shape[1] - n + 1))  # whole frames, in order
+        if src.shape[1] == 40:
+            assert n == 40  # shorter than the 2 s minimum: whole
+        else:
+            assert 50 <= n <= 125  # 2-5 s at 25 Hz
+            lengths.append(n)
+    assert len(set(lengths)) > 3
+    assert all(torch.equal(first[c], v) for c, v in realise("b").items())  # seeded by the conversation id
+
+    no_durations = Realiser(layout, {"music": store}, excerpt_seconds={"music": (2, 5)})
+    assert no_durations.run(scripts[:1], tmp_path / "c", progress=False)["failed"] == 1  # logged, not fatal
+    assert "no 'duration'" in (tmp_path / "c" / "failed.jsonl").read_text()
+    with pytest.raises(AnyGPTError, match="no excerpts of image"):
+        Realiser(layout, {}, excerpt_seconds={"image": (2, 5)})
+
+
+def test_realise_cli_reads_excerpt_bounds():
+    from anygpt.data.instruct.cli import _excerpt_arg
+
+    assert _excerpt_arg("music=2,5") == ("music", (2.0, 5.0))
+    for bad in ("music", "music=5,2", "music=0,3", "music=a,b"):
+        with pytest.raises(argparse.ArgumentTypeError, match="MIN"):
+            _excerpt_arg(bad)

@@ -48,7 +48,8 @@ from anygpt.data.balance import realised_shares, repeats_for_shares
 from anygpt.data.codes_store import CodesStore
 from anygpt.data.instruct.realise import chat_sample
 from anygpt.data.packing import BlockPacker, Sample
-from anygpt.data.pretraining import excerpt, excerpt_frames, interleaved_samples, pair_samples, text_samples
+from anygpt.data.pretraining import (NO_EXCERPTS, excerpt, excerpt_frames, interleaved_samples, pair_samples,
+                                     text_samples)
 from anygpt.data.shards import ShardWriter
 from anygpt.errors import AnyGPTError
 from anygpt.lm.checkpoint import ANYGPT_CONFIG, FolderConfig
@@ -86,9 +87,9 @@ class DatasetConfig:
         if self.excerpt_seconds is not None:
             if self.kind not in ("pair", "interleaved"):
                 raise ValueError(f"dataset {self.name!r}: excerpt_seconds is for pair and interleaved datasets only")
-            if self.modality in ("speech", "image"):
-                raise ValueError(f"dataset {self.name!r}: no excerpts of {self.modality} (a transcript must match "
-                                 "the whole utterance; an image has a fixed number of codes); remove excerpt_seconds")
+            if self.modality in NO_EXCERPTS:
+                raise ValueError(f"dataset {self.name!r}: no excerpts of {self.modality} ({NO_EXCERPTS[self.modality]}); "
+                                 "remove excerpt_seconds")
             if len(self.excerpt_seconds) != 2 or not 0 < self.excerpt_seconds[0] <= self.excerpt_seconds[1]:
                 raise ValueError(f"dataset {self.name!r}: excerpt_seconds must be [min, max] with 0 < min <= max, "
                                  f"not {self.excerpt_seconds}")

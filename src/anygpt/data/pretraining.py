@@ -32,6 +32,11 @@ CONNECTORS = {
 }
 
 
+# modalities an excerpt would break, and why
+NO_EXCERPTS = {"speech": "a transcript must match the whole utterance",
+               "image": "an image has a fixed number of codes"}
+
+
 def excerpt_frames(seconds: tuple[float, float], frames: int, duration: float) -> tuple[int, int]:
     """Excerpt bounds in seconds -> in frames of an item of `frames` frames lasting `duration` s
     (its frame rate is frames / duration): (lo, hi) with 1 <= lo and hi <= frames."""

@@ -15,7 +15,7 @@ EXAMPLE = """examples:
       --topics topics.txt --n 200 --out data/llm-chat/scripts.jsonl
   anygpt instruct realise --scripts data/tiny-chat/scripts.jsonl --corpus data/tiny \\
       --codes image=data/tiny-codes/images --codes music=data/tiny-codes/music \\
-      --speech-tokenizer tiny --out data/tiny-chat
+      --speech-tokenizer tiny --out data/tiny-chat --excerpt music=2,5
 """
 
 
@@ -88,16 +88,29 @@ def realise(a) -> int:
                if _manifest(corpus, "images" if m == "image" else m)}
     scripts = [Script.from_json(json.loads(l)) for l in Path(a.scripts).read_text(encoding="utf-8").splitlines() if l.strip()]
     t0 = time.perf_counter()
-    counts = Realiser(layout, stores, indexes=indexes, speech_tokenizer=speech_tok,
-                      cache_dir=Path(a.out) / "tts-cache").run(scripts, a.out)
+    durations = {m: {r["id"]: r.get("duration") for r in _manifest(corpus, m)} for m in a.excerpt}
+    counts = Realiser(layout, stores, indexes=indexes, speech_tokenizer=speech_tok, cache_dir=Path(a.out) / "tts-cache",
+                      excerpt_seconds=a.excerpt, durations=durations).run(scripts, a.out)
     seconds = time.perf_counter() - t0
-    run = {**counts, "scripts": len(scripts), "seconds": round(seconds, 3),
+    run = {**counts, "scripts": len(scripts), "seconds": round(seconds, 3), "excerpt_seconds": a.excerpt,
            "conversations_per_second": round((counts["written"] + counts["failed"]) / seconds, 3) if seconds else 0.0}
     with open(Path(a.out) / "runs.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(run) + "\n")
     print(f"conversations: {counts['written']} written, {counts['skipped']} already done, {counts['failed']} failed "
           f"(see failed.jsonl); {seconds:.1f} s, {run['conversations_per_second']:.2f} conversations/s")
     return 0
+
+
+def _excerpt_arg(value: str) -> tuple[str, tuple[float, float]]:
+    """'music=2,5' -> ('music', (2.0, 5.0))."""
+    try:
+        modality, bounds = value.split("=", 1)
+        lo, hi = (float(x) for x in bounds.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MODALITY=MIN,MAX in seconds (e.g. music=2,5), got {value!r}") from None
+    if not 0 < lo <= hi:
+        raise argparse.ArgumentTypeError(f"excerpt seconds must be 0 < MIN <= MAX, got {value!r}")
+    return modality, (lo, hi)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,8 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--corpus", default="data/tiny")
     r.add_argument("--codes", action="append", default=[], metavar="MODALITY=DIR", help="code shards of a corpus")
     r.add_argument("--speech-tokenizer", help="registered speech tokenizer name (needed for speech elements)")
+    r.add_argument("--excerpt", action="append", default=[], type=_excerpt_arg, metavar="MODALITY=MIN,MAX",
+                   help="cut each item of MODALITY (music) to a random excerpt of MIN-MAX seconds (the clip's "
+                        "manifest duration gives its frame rate); default: whole clips")
     r.add_argument("--out", required=True)
     a = p.parse_args(argv)
+    if a.cmd == "realise":
+        a.excerpt = dict(a.excerpt)
     if a.cmd == "write" and a.writer == "openai" and not (a.base_url and a.model and a.topics):
         p.error("--writer openai needs --base-url, --model and --topics")
     try:

@@ -1,10 +1,14 @@
 """Stage 2: descriptions -> media codes, conversations -> `conversations.jsonl`.
 
 Images and music are taken from the corpora: by the item a script references, else the item
-whose caption shares the most words with the description. Speech is synthesised with a TTS
-voice (a different voice for the user and the assistant of one conversation) and encoded with
-the speech tokenizer. Output lines hold each turn's content in the release's text form
-(`<sosp><🗣️12>...<eosp>`), so the file is readable, and `meta.json` the token specs used.
+whose caption shares the most words with the description. Music may be cut to a random excerpt
+of the clip (`excerpt_seconds`), as in pretraining (anygpt.data.pretraining.excerpt): whole
+frames, length and start drawn from the conversation's id, so a re-run writes the same codes;
+the description still fits (it names the piece's instrument, key and tempo, which an excerpt
+keeps). Speech is synthesised with a TTS voice (a different voice for the user and the
+assistant of one conversation) and encoded with the speech tokenizer. Output lines hold each
+turn's content in the release's text form (`<sosp><🗣️12>...<eosp>`), so the file is
+readable, and `meta.json` the token specs used.
 A killed run continues: finished conversations are skipped.
 """
 
@@ -23,6 +27,7 @@ from tqdm import tqdm
 
 from anygpt.data.codes_store import CodesStore
 from anygpt.data.instruct.script import Element, Script
+from anygpt.data.pretraining import NO_EXCERPTS, excerpt, excerpt_frames
 from anygpt.errors import AnyGPTError
 from anygpt.layout import INSTRUCTION_SEP, RESPONSE_SEP, TokenLayout
 from anygpt.media_io import atomic_path
@@ -61,15 +66,25 @@ class CaptionIndex:
 
 
 class Realiser:
+    """excerpt_seconds: modality -> (min, max) seconds of the excerpt cut from each of its items
+    (music; not speech or images); durations: modality -> item id -> seconds (the corpus
+    manifest's "duration"), needed to turn those seconds into frames."""
+
     def __init__(self, layout: TokenLayout, stores: dict[str, CodesStore], *,
                  indexes: dict[str, CaptionIndex] | None = None,
                  speech_tokenizer: ModalityTokenizer | None = None, speaker: Speaker = flite_speaker,
-                 voices: Sequence[str] = FLITE_VOICES, cache_dir: str | Path = ".cache/tts"):
+                 voices: Sequence[str] = FLITE_VOICES, cache_dir: str | Path = ".cache/tts",
+                 excerpt_seconds: dict[str, tuple[float, float]] | None = None,
+                 durations: dict[str, dict[str, float]] | None = None):
         self.layout, self.stores, self.indexes = layout, stores, indexes or {}
         self.speech_tokenizer, self.speaker, self.voices = speech_tokenizer, speaker, list(voices)
         self.cache = Path(cache_dir)
+        self.excerpt_seconds, self.durations = excerpt_seconds or {}, durations or {}
+        for m in self.excerpt_seconds:
+            if m in NO_EXCERPTS:
+                raise AnyGPTError(f"no excerpts of {m} ({NO_EXCERPTS[m]})")
 
-    def media(self, el: Element, voice: str) -> CodesPart:
+    def media(self, el: Element, voice: str, rng: random.Random) -> CodesPart:
         if el.kind == "speech":
             if self.speech_tokenizer is None:
                 raise AnyGPTError("speech in a conversation needs a speech tokenizer")
@@ -86,7 +101,14 @@ class Realiser:
         ref = el.ref if el.ref in store else self.indexes[el.kind].nearest(el.text) if el.kind in self.indexes else None
         if ref is None:
             raise AnyGPTError(f"{el.kind} element {el.text[:40]!r} has no corpus item and no caption index")
-        return CodesPart(el.kind, store.get(ref))
+        codes = store.get(ref)
+        if el.kind in self.excerpt_seconds:
+            duration = self.durations.get(el.kind, {}).get(ref)
+            if not duration:
+                raise AnyGPTError(f"{el.kind} item {ref!r} has no 'duration' in its manifest, needed to cut "
+                                  "excerpts in seconds")
+            codes, _ = excerpt(codes, excerpt_frames(self.excerpt_seconds[el.kind], codes.shape[1], duration), rng)
+        return CodesPart(el.kind, codes)
 
     def turns(self, script: Script) -> list[Turn]:
         rng = random.Random(script.id)
@@ -97,9 +119,9 @@ class Realiser:
             if script.spoken and t.role == "assistant":
                 transcript, reply, speech = t.elements
                 parts: list[Part] = [TextPart(f"{INSTRUCTION_SEP} {transcript.text}\n {RESPONSE_SEP} {reply.text} "),
-                                     self.media(speech, voice)]
+                                     self.media(speech, voice, rng)]
             else:
-                parts = [TextPart(e.text) if e.kind == "text" else self.media(e, voice) for e in t.elements]
+                parts = [TextPart(e.text) if e.kind == "text" else self.media(e, voice, rng) for e in t.elements]
                 if script.spoken and t.role == "user":
                     parts.append(TextPart(SPOKEN_INSTRUCTION_PROMPT))
             out.append(Turn(t.role, parts))
