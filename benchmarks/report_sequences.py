@@ -11,7 +11,7 @@ sums and ratios. The commands, from the repository root, one thread each (OMP_NU
     anygpt instruct write --corpus data/tiny --n 5000 --seed 0 --out data/tiny-seq/chat/scripts.jsonl
     anygpt instruct realise --scripts data/tiny-seq/chat/scripts.jsonl --corpus data/tiny \\
         --codes image=data/tiny-seq/codes/images --codes music=data/tiny-seq/codes/music \\
-        --speech-tokenizer tiny --out data/tiny-seq/chat
+        --speech-tokenizer tiny --out data/tiny-seq/chat --excerpt music=2,5
     anygpt blocks --config data/tiny-seq/pretrain.json --out data/tiny-seq/blocks-pretrain
     anygpt blocks --config data/tiny-seq/pretrain.json --out data/tiny-seq/blocks-pretrain --check
     anygpt blocks --config data/tiny-seq/chat.json --out data/tiny-seq/blocks-chat
@@ -38,11 +38,13 @@ def pretrain_config(root: Path, corpus: Path, speech: bool = True) -> dict:
         return {"name": name, "kind": kind, "modality": modality, "corpus": str(corpus / folder),
                 "codes": str(root / "codes" / folder), "text_field": field}
 
-    # music: random excerpts of 2-8 s of the 8 s clips (the release trains on 5 s excerpts of longer
+    # music: random excerpts of 2-5 s of the 8 s clips (the release trains on 5 s excerpts of longer
     # pieces; the caption describes the piece); varied lengths let blocks fill (whole clips of one
-    # length fill a 4500-token block to at most about 96%); music documents of 1-4 pieces, so that
-    # short documents fill the gaps long ones leave
-    excerpts = {"excerpt_seconds": [2.0, 8.0]}
+    # length fill a 4500-token block to at most about 96%), and at 200 music tokens per second a
+    # document of four 5 s excerpts still fits a block; music documents of 1-4 pieces, so that
+    # short documents fill the gaps long ones leave. Conversations take the same excerpts
+    # (`instruct realise --excerpt music=2,5`).
+    excerpts = {"excerpt_seconds": [2.0, 5.0]}
     datasets = [media("image-pairs", "pair", "image", "images", "caption"),
                 media("image-docs", "interleaved", "image", "images", "caption"),
                 {**media("music-pairs", "pair", "music", "music", "caption"), **excerpts},
@@ -107,13 +109,15 @@ def instruct_section(root: Path) -> str:
     failed = len(_lines(root / "chat" / "failed.jsonl"))
     seconds = sum(r["seconds"] for r in runs)
     done = sum(r["written"] + r["failed"] for r in runs)
+    excerpts = (runs[-1].get("excerpt_seconds") or {}) if runs else {}
     rows = [["stage 1 (offline writer)", st["conversations"], f"{st['conversations_per_second']:.0f}"],
             ["stage 2 (realised)", f"{written} ({failed} failed)", f"{done / seconds:.2f}" if seconds else "-"]]
     out = ["### Conversations (`anygpt instruct write` / `realise`)", "",
            _table(["stage", "conversations", "conversations/s"], rows), "",
            f"spoken instructions {st['spoken_instruction']}, turns {st['turns']}; scenario uses (a conversation chains 1-3): "
            + ", ".join(f"{k} {v}" for k, v in st["scenarios"].items()),
-           "media elements: " + ", ".join(f"{k} {v}" for k, v in st["media_elements"].items()), "",
+           "media elements: " + ", ".join(f"{k} {v}" for k, v in st["media_elements"].items())
+           + "".join(f"; {m} as excerpts of {lo:g}-{hi:g} s" for m, (lo, hi) in excerpts.items()), "",
            "Diversity of the offline writer (words, lower-cased, over all conversations):", "",
            _table(["distinct-1", "distinct-2", "distinct-3", "identical conversations",
                    "near-duplicates (3-gram Jaccard >= 0.8, 500 sampled)"],

@@ -181,7 +181,7 @@ def test_bad_input_errors(small_tok, tmp_path):
 @pytest.mark.skipif(not (TINY_ASSET_DIR / "model.safetensors").exists(), reason="shipped weights not exported")
 def test_shipped_tiny_codec_loads_and_reconstructs():
     tok = load_tokenizer("music", "tiny")
-    assert (tok.sample_rate, tok.frame_rate, tok.num_codebooks) == (16000, 25.0, 4)
+    assert (tok.sample_rate, tok.frame_rate, tok.num_codebooks, tok.codebook_size) == (16000, 50.0, 4, 1024)
     t = torch.arange(16000) / 16000
     x = sum(torch.sin(2 * np.pi * 440 * h * t) / h ** 1.5 for h in range(1, 6)) * torch.exp(-t) * 0.2
     x = x.reshape(1, 1, -1)
@@ -217,4 +217,4 @@ def test_short_training_run_lowers_loss_and_resumes(tmp_path):
     res2 = train(build_parser().parse_args(common + ["--steps", "42", "--export", str(tmp_path / "exp")]))
     assert res2["step"] == 42 and len(res2["history"]) == 2
     tok = load_tiny_music_tokenizer(tmp_path / "exp")
-    assert tok.codebook_size == 64 and tok.encode(_tone(0.2, 16000)).shape == (1, 4, 5)
+    assert tok.codebook_size == 64 and tok.encode(_tone(0.2, 16000)).shape == (1, 4, 10)  # 50 Hz

@@ -22,7 +22,7 @@ def _load_released(**kwargs):
 
 
 def _load_tiny(**kwargs):
-    """Tokenizer "tiny": our compact codec (16 kHz, 25 Hz, 4 x 512), shipped weights by default."""
+    """Tokenizer "tiny": our compact codec (16 kHz, 50 Hz, 4 x 1024), shipped weights by default."""
     from anygpt.modalities.music_codec import load_tiny_music_tokenizer
 
     return load_tiny_music_tokenizer(**kwargs)

@@ -9,9 +9,10 @@ frame shifted by l * codebook_size). Constants sit beside their loaders (the mos
   segments; longer input is cut into 5 s windows (with overlapping context, see
   `chunked_encode`).
 - "tiny": our CompactMusicCodec (anygpt.nn.music_codec), weights shipped in
-  anygpt/assets/music-codec-tiny. 16 kHz mono, 25 Hz, 4 codebooks x 512 (0.9 kbps):
-  100 LM tokens per second of music instead of the release's 200, and a 2048-token music
-  vocabulary instead of 8192, which is what a small LM trained on CPU can afford.
+  anygpt/assets/music-codec-tiny. 16 kHz mono, 50 Hz, 4 codebooks x 1024 (2 kbps): the
+  release's 200 LM tokens per second of music with a 4096-token music vocabulary instead of
+  8192 (a 25 Hz x 512 variant halves the tokens but loses the inner voices of chorales; see
+  anygpt.nn.music_codec).
 
 Bad input, for both: stereo (or any C) is mixed down, other sample rates are resampled
 (`load`), input of any length is padded to whole frames and cut into windows, silence
@@ -154,7 +155,7 @@ def load_released_music_tokenizer(path: str | Path | None = None, *, device: str
 
 # ---------------------------------------------------------------- tiny (ours)
 class TinyMusicTokenizer(_MusicTokenizerBase):
-    """Our CompactMusicCodec: 16 kHz mono, 25 Hz, 4 codebooks x 512."""
+    """Our CompactMusicCodec (shipped: 16 kHz mono, 50 Hz, 4 codebooks x 1024)."""
 
     def __init__(self, codec):
         cfg = codec.cfg

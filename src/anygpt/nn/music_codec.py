@@ -7,39 +7,39 @@ like Vocos (arXiv 2306.00814) on the decoder side:
 
     wav [B, 1, S] (16 kHz)
       -> log-magnitude STFT (n_fft 640, hop 160: 100 frames/s)       [B, 321, S/160]
-      -> 4 frames stacked per code frame, linear, ConvNeXt at 25 Hz   latent [B, D, S/640]
-      -> ResidualVectorQuantizer: 4 codebooks                         codes [B, 4, S/640]
-      -> ConvNeXt decoder at 25 Hz -> linear to 4 frames of log-magnitude and phase of
+      -> 2 frames stacked per code frame, linear, ConvNeXt at 50 Hz   latent [B, D, S/320]
+      -> ResidualVectorQuantizer: 4 codebooks of 1024                 codes [B, 4, S/320]
+      -> ConvNeXt decoder at 50 Hz -> linear to 2 frames of log-magnitude and phase of
          321 bins each ("pixel shuffle" in time) -> inverse STFT -> wav [B, 1, S]
 
-Every layer runs at the code rate (25 frames per second), so encode and decode cost about
-0.2 GFLOP per second of audio and training sees enough audio in 30 minutes on 2 shared cores
-(a first version with ConvNeXt stacks at 100 Hz cost 4x more per step for no measured gain
-in a smoke run). Losses (`codec_losses`): multi-scale log-mel L1 (+ spectral convergence),
-waveform L1, RVQ commitment; no adversarial loss.
+Every layer runs at the code rate (`downsample` STFT frames per code frame), so encode and
+decode cost well under a GFLOP per second of audio and training sees enough audio on 2 shared
+cores (a first version with ConvNeXt stacks at 100 Hz cost 4x more per step for no measured
+gain in a smoke run). Losses (`codec_losses`): multi-scale log-mel L1 (+ spectral
+convergence), waveform L1, RVQ commitment; no adversarial loss.
 
-Choice of rate and codebooks (for a small LM trained on CPU): 16 kHz audio (the corpus is
-General-MIDI renderings whose energy is below 8 kHz; basic-pitch itself resamples to 22.05 kHz),
-25 code frames per second, 4 codebooks of 512: 0.9 kbps and 100 LM tokens per second of music
-(an 8 s clip is 800 tokens; the release's Encodec 32 kHz writes 200 tokens per second, 1600 per
-clip, over 4 x 2048 = 8192 vocabulary entries, ours 2048). Measured with
-benchmarks/eval_music_codec.py on 45 clips of the tiny corpus's held-out pieces (note F1 of
-basic-pitch transcriptions, source vs reconstruction):
-- shipped, 25 Hz x 4 x 512, 3600 steps / 40 min on 2 shared cores: F1 0.620 (33 monophonic
-  folk-tune clips 0.72, 12 four-voice Bach chorale clips 0.34), log-mel distance 0.441 (mu-law
-  at the same 900 bps: 2.568; 8-bit mu-law at 128 kbps: 0.187).
-- 50 Hz x 4 x 1024 (`--downsample 2 --codebook-size 1024`, 2 kbps, the release's 200 tokens
-  per second): F1 0.648 / 0.660 / 0.671 / 0.682 after 6198 / 8900 / 11927 / 16463 steps (150
-  min on 1-2 shared threads, `--steps 17000 --minutes 150`); at 16463 steps folk 0.765,
-  chorales 0.452, log-mel distance 0.310 (mu-law at 2 kbps: F1 0.05, log-mel 2.48). Not
-  shipped: its codes double the length of music in training sequences, and whole 8 s clips in
-  conversations (1600 tokens each) then no longer pack into 4500-token blocks (chat packing
-  fell from 99.99% to 91.2%, 45 conversations longer than a block); conversations would first
-  need the seeded music excerpts that pretraining pairs already use.
-F1 still rises with training time; the four-voice chorales are what keeps the mean under 0.7.
-Encode ~400x, decode ~200x real time on 1 thread (benchmarks/bench_music_codec.py). Waveforms
-are not sample-aligned (SI-SNR < 0 dB): without an adversarial loss the decoder's phase is its
-own; the spectrum, which pitch lives in, is kept.
+Choice of rate and codebooks: 16 kHz audio (the corpus is General-MIDI renderings whose energy
+is below 8 kHz; basic-pitch itself resamples to 22.05 kHz), 50 code frames per second and 4
+codebooks of 1024: 2 kbps and 200 LM tokens per second of music, the release's token rate (its
+Encodec 32 kHz writes 4 x 2048 codes at 50 Hz), with half its music vocabulary (4096 entries).
+An 8 s clip is 1600 tokens, so training sequences take music as random 2-5 s excerpts in
+pretraining and in conversations (anygpt.data.pretraining.excerpt), as the release trains on
+5 s excerpts. Measured with benchmarks/eval_music_codec.py on 45 clips of the tiny corpus's
+held-out pieces (note F1 of basic-pitch transcriptions, source vs reconstruction):
+- shipped, 50 Hz x 4 x 1024: F1 0.697 after 25000 steps (224 min, 1 thread on 2 shared cores;
+  four resumed runs, commands in the asset's config.json); along the way 0.648 / 0.660 / 0.671
+  / 0.682 after 6198 / 8900 / 11927 / 16463 steps, and 0.695 after 3000 more (28000, not
+  shipped): it has levelled off. Folk tunes 0.785, Bach chorales 0.456; log-mel distance 0.296
+  (mu-law at the same 2 kbps: F1 0.05, log-mel 2.48; 8-bit mu-law at 128 kbps: F1 0.92,
+  log-mel 0.19).
+- 25 Hz x 4 x 512 (`--downsample 4 --codebook-size 512`, 0.9 kbps, 100 tokens per second; the
+  weights shipped before, 3600 steps / 40 min): F1 0.620 (folk 0.72, chorales 0.34), log-mel
+  distance 0.441: half the tokens per second, and chorales drop further.
+The target (F1 0.7) is missed on the chorales (four voices close together: 0.456), while the
+monophonic tunes are at 0.785.
+Encode 298x, decode 162x real time on 1 thread (benchmarks/bench_music_codec.py).
+Waveforms are not sample-aligned (SI-SNR < 0 dB): without an adversarial loss the decoder's
+phase is its own; the spectrum, which pitch lives in, is kept.
 
 The tokenizer (anygpt.modalities.music_codec.TinyMusicTokenizer) wraps this module; this file
 knows nothing of the LM.

@@ -1,7 +1,9 @@
 """`anygpt train music-codec`: train the compact music codec (anygpt.nn.music_codec) on CPU.
 
-    anygpt train music-codec --data data/tiny --out runs/music-codec --minutes 30 \\
-        --export src/anygpt/assets/music-codec-tiny
+    anygpt train music-codec --data data/tiny --out runs/music-codec --steps 25000 \\
+        --export src/anygpt/assets/music-codec-tiny          # the shipped model, ~4 h on 2 cores
+    anygpt train music-codec --data data/tiny --out runs/music-25hz --downsample 4 \\
+        --codebook-size 512 --steps 3600 --minutes 40       # the 25 Hz x 512 variant
 
 Reads DATA/music/manifest.jsonl (split "train"; the 16 kHz copies `path_16k` when present,
 else `path` resampled), draws random crops of --seconds, trains with multi-scale mel +
@@ -199,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a loaded machine)")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast")
-    p.add_argument("--codebook-size", type=int, default=512)
-    p.add_argument("--downsample", type=int, default=4, help="STFT frames (100/s) per code frame: 4 -> 25 Hz")
+    p.add_argument("--codebook-size", type=int, default=1024)
+    p.add_argument("--downsample", type=int, default=2, help="STFT frames (100/s) per code frame: 2 -> 50 Hz, 4 -> 25 Hz")
     p.add_argument("--enc-dim", type=int, default=192)
     p.add_argument("--dec-dim", type=int, default=256)
     p.add_argument("--dec-blocks", type=int, default=6)
