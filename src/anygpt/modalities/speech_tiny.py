@@ -37,7 +37,9 @@ RETRAIN = ("anygpt train speech-tokenizer --data data/tiny --out runs/speech-tok
 
 class TinySpeechTokenizer(TwoStageSpeechTokenizer):
     """codec: CompactSpeechCodec; acoustic: SoundStorm or None (then layer-1 codes decode without
-    the voice layers); default_prompt: LongTensor [K, P] codes of the default voice."""
+    the voice layers); default_prompt: LongTensor [K, P] codes of the default voice; steps:
+    MaskGIT iterations for acoustic layer 2, then the others (16 for layer 2: cloning WER 1.29
+    against 1.39-1.44 with 8 on the 48 evaluation clips, see the asset README)."""
 
     name = "speech"
     lm_codebooks = (0,)
@@ -45,7 +47,7 @@ class TinySpeechTokenizer(TwoStageSpeechTokenizer):
     acoustic_hint = "the SoundStorm acoustic model (anygpt train soundstorm ... --export DIR)"
 
     def __init__(self, codec, acoustic=None, default_prompt: torch.Tensor | None = None,
-                 steps: Sequence[int] = (8, 1)):
+                 steps: Sequence[int] = (16, 1)):
         cfg = codec.cfg
         self.codec = codec.eval()
         self.acoustic = acoustic.eval() if acoustic is not None else None
