@@ -108,7 +108,10 @@ class SpectralCodecConfig:
 @dataclass
 class MusicCodecConfig(SpectralCodecConfig):
     """CompactMusicCodec: 4 codebooks, the decoder predicts magnitude and phase; Griffin-Lim
-    refinement of that phase at inference is off by default (it lowered note F1)."""
+    refinement of that phase at inference (decode_phase_iters) is off by default: with 16
+    iterations the shipped 50 Hz codec reads note F1 0.711 instead of 0.697 on the held-out
+    pieces but 0.624 instead of 0.617 on the val clips (64 iterations: 0.617), and its log-mel
+    distance grows from 0.30 to 0.48 on both; the 25 Hz codec lost F1 with it."""
 
     @property
     def bitrate(self) -> float:
