@@ -84,11 +84,11 @@ def realise(a) -> int:
         specs["speech"] = speech_tok.token_spec
     layout = TokenLayout.plan(0, [specs[m] for m in modality_names() if m in specs])  # text form only
     corpus = Path(a.corpus)
-    indexes = {m: CaptionIndex(_manifest(corpus, "images" if m == "image" else m)) for m in stores
-               if _manifest(corpus, "images" if m == "image" else m)}
+    manifests = {m: _manifest(corpus, "images" if m == "image" else m) for m in stores}
+    indexes = {m: CaptionIndex(rows) for m, rows in manifests.items() if rows}
+    durations = {m: {r["id"]: r.get("duration") for r in manifests.get(m, [])} for m in a.excerpt}
     scripts = [Script.from_json(json.loads(l)) for l in Path(a.scripts).read_text(encoding="utf-8").splitlines() if l.strip()]
     t0 = time.perf_counter()
-    durations = {m: {r["id"]: r.get("duration") for r in _manifest(corpus, m)} for m in a.excerpt}
     counts = Realiser(layout, stores, indexes=indexes, speech_tokenizer=speech_tok, cache_dir=Path(a.out) / "tts-cache",
                       excerpt_seconds=a.excerpt, durations=durations).run(scripts, a.out)
     seconds = time.perf_counter() - t0
