@@ -47,17 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_model(name: str, template: str | None):
-    from anygpt.model import AnyGPT
-
-    if name == "tiny-random":
-        from anygpt.lm.tiny import random_tiny
-
-        model, tok, layout = random_tiny()
-        return AnyGPT(model, tok, layout, template=template or "MMGPT")
-    return AnyGPT.from_pretrained(name, template=template)
-
-
 def main(argv: list[str] | None = None) -> int:
     plugins = argparse.ArgumentParser(add_help=False)
     plugins.add_argument("--plugin", action="append", default=[])
@@ -68,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     from anygpt.lm.generation import get_preset
 
     try:
-        model = load_model(args.model, args.template)
+        from anygpt.loaders import load_model
+
+        model = load_model(args.model, template=args.template)
         settings = get_preset(args.preset).with_(max_new_tokens=args.max_new_tokens)
         if args.unconstrained:
             settings = settings.with_(constrained=False)

@@ -47,10 +47,12 @@ class AnyGPT:
     def from_pretrained(cls, path: str | Path, *, tokenizers: Mapping[str, ModalityTokenizer] | None = None,
                         template: str | None = None, dtype: torch.dtype = torch.float32,
                         device: str = "cpu") -> "AnyGPT":
-        """Load a released AnyGPT folder (e.g. fnlp/AnyGPT-chat downloaded by the user) or one of
-        ours. Modality tokenizers named in the folder's anygpt.json are loaded from beside it;
+        """Load a shipped model by name ("anygpt-tiny"), a released AnyGPT folder (e.g.
+        fnlp/AnyGPT-chat downloaded by the user) or one of ours. Modality tokenizers named in the folder's anygpt.json are loaded from beside it;
         `tokenizers` adds or overrides them (the released tokenizers live in other folders)."""
-        path = Path(path)
+        from anygpt.loaders import resolve_model_path
+
+        path = resolve_model_path(path)
         lm, tok, layout, cfg = load_lm(path, dtype=dtype, device=device)
         loaded = {m: load_tokenizer(m, t["loader"], path=path / t["path"]) for m, t in cfg.tokenizers.items()}
         loaded.update(tokenizers or {})
