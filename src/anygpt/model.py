@@ -54,7 +54,8 @@ class AnyGPT:
 
         path = resolve_model_path(path)
         lm, tok, layout, cfg = load_lm(path, dtype=dtype, device=device)
-        loaded = {m: load_tokenizer(m, t["loader"], path=path / t["path"]) for m, t in cfg.tokenizers.items()}
+        loaded = {m: load_tokenizer(m, t["loader"], **({"path": path / t["path"]} if "path" in t else {}))
+                  for m, t in cfg.tokenizers.items()}
         loaded.update(tokenizers or {})
         model = cls(lm, tok, layout, tokenizers=loaded, template=template or cfg.chat_template)
         model.tokenizer_entries = dict(cfg.tokenizers)

@@ -149,10 +149,10 @@ def _records(ds: DatasetConfig, part: int = 0, parts: int = 1) -> list[dict]:
 
 def _text_tokenizer(cfg: BlocksConfig, datasets: dict[str, list[dict]]):
     tt = cfg.text_tokenizer
-    if "path" in tt:
-        from transformers import AutoTokenizer
+    if "path" in tt:  # a folder, a .gguf file or a named base LM (anygpt.loaders)
+        from anygpt.loaders import load_text_tokenizer
 
-        return AutoTokenizer.from_pretrained(tt["path"], local_files_only=True)
+        return load_text_tokenizer(tt["path"])
     texts = [r[ds.text_field] for ds in cfg.datasets if ds.kind != "chat"
              for r in datasets[ds.name] if r.get(ds.text_field)]
     if not texts:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import importlib
 import sys
 
+from anygpt.errors import AnyGPTError
+
 # name -> (module with main(argv), one-line summary)
 TRAINERS: dict[str, tuple[str, str]] = {
+    "lm": ("anygpt.train.lm", "the language model: pretraining or chat fine-tuning on block shards (accelerate)"),
     "music-codec": ("anygpt.train.music_codec", "the compact music codec (4 codebooks)"),
     "speech-tokenizer": ("anygpt.train.speech_tokenizer", "the compact speech tokenizer (content-bearing layer 1)"),
     "soundstorm": ("anygpt.train.soundstorm", "the compact SoundStorm acoustic model (voice cloning)"),
@@ -31,4 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] not in TRAINERS:
         print(f"anygpt train: unknown trainer {argv[0]!r}\n\n" + USAGE.format(listing=listing), file=sys.stderr)
         return 2
-    return int(importlib.import_module(TRAINERS[argv[0]][0]).main(argv[1:]) or 0)
+    try:
+        return int(importlib.import_module(TRAINERS[argv[0]][0]).main(argv[1:]) or 0)
+    except AnyGPTError as e:
+        print(f"anygpt train {argv[0]}: {e}", file=sys.stderr)
+        return 1
