@@ -148,18 +148,30 @@ class AnyGPT:
         """
         if not conversation.turns or conversation.turns[-1].role != "user":
             raise AnyGPTError("the conversation must end with a user turn before generate()")
-        settings = settings or get_preset(preset)
-        start, marker = [], None
+        marker = self.layout[force_modality].spec.start if force_modality else None
+        prompt = self.template.prompt(conversation.turns, force_modality_start=marker)
+        parts = self.complete(prompt, settings=settings or get_preset(preset), force_modality=force_modality, seed=seed)
+        conversation.add_assistant(parts)
+        return Reply(parts)
+
+    def complete(self, prompt: list, *, settings: GenerationSettings, force_modality: str | None = None,
+                 seed: int | None = None) -> list[TextPart | CodesPart]:
+        """Any prompt (a chat template's, or a pretraining prompt from anygpt.templates) -> the
+        model's continuation as parts, up to its turn end. force_modality: the continuation
+        starts with that modality's start marker (appended unless the prompt ends with it)."""
+        ids = self.codec.encode(prompt, bos=True)
+        start: list[int] = []
         if force_modality:
             spec = self.layout[force_modality].spec
-            start, marker = [self.layout[force_modality].start_id], spec.start
             need = (spec.frames_per_item or 1) * spec.num_codebooks + 1
             if settings.constrained and settings.max_new_tokens < need:
                 raise AnyGPTError(
                     f"max_new_tokens={settings.max_new_tokens} is too small for a forced {force_modality} "
                     f"segment: it needs at least {need} tokens (its codes and end marker)"
                 )
-        ids = self.codec.encode(self.template.prompt(conversation.turns, force_modality_start=marker), bos=True)
+            start = [self.layout[force_modality].start_id]
+            if not len(ids) or int(ids[-1]) != start[0]:
+                ids = torch.cat([ids, torch.tensor(start)])
         device = self.lm.device
         end_string = [] if self.turn_end_id is not None else [self.template.bot_end]
         new = generate_ids(
@@ -169,9 +181,7 @@ class AnyGPT:
         )[0].cpu().tolist()
         stops = set(self.stop_ids)
         cut = next((i for i, t in enumerate(new) if t in stops), len(new))
-        parts = _until(self.codec.decode(start + new[:cut], strict=settings.constrained), self.template.bot_end)
-        conversation.add_assistant(parts)
-        return Reply(parts)
+        return _until(self.codec.decode(start + new[:cut], strict=settings.constrained), self.template.bot_end)
 
 
 def _until(parts: list[TextPart | CodesPart], end: str) -> list[TextPart | CodesPart]:

@@ -1,4 +1,5 @@
 """`anygpt eval TASK`: score a system (or a tokenizer) and print a table; write a JSON report.
+`anygpt eval report --model M`: every task for one trained model, in one table (lm_report).
 
 Items come from a corpus manifest (--manifest, --split) or from an external benchmark laid out
 locally (--benchmark NAME --root DIR; layouts in docs/eval.md).
@@ -53,6 +54,8 @@ def _options(pairs: list[str]) -> dict[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anygpt eval", description=__doc__,
+                                     epilog="example:\n  anygpt eval report --model anygpt-tiny --corpus data/tiny "
+                                            "--out runs/eval-anygpt-tiny",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="task", metavar="TASK", required=True)
     for task, (summary, example) in HELP.items():
@@ -75,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--image-size", type=int, help="copy tokenizer: resize images to SIZE x SIZE (default: keep)")
         else:
             p.add_argument("--system", default="whisper" if task == "asr" else "reference",
-                           help="reference (oracle: ground truth) | whisper (asr) | package.module:factory")
+                           help="reference (oracle: ground truth) | whisper (asr) | anygpt (a trained model; "
+                                "--system-option model=NAME_OR_DIR) | package.module:factory")
             p.add_argument("--system-option", action="append", default=[], metavar="KEY=VALUE",
                            help="keyword arguments for the system factory")
         if task == "voice-clone":
@@ -118,6 +122,11 @@ def _items(args):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["report"]:  # all tasks for one trained model: its own options
+        from anygpt.eval.lm_report import main as report_main
+
+        return report_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return _run(args)

@@ -31,16 +31,69 @@ def _vocab():
     return scenes
 
 
-def parse_scene_caption(text: str) -> dict:
-    """Caption -> {"background": str|None, "n_objects": int, "counts": {"red circle": 2},
-    "sized_counts": {"small red circle": 2}, "positions": sorted list of position names}."""
+def _object_pattern():
     v = _vocab()
-    low = text.lower().replace("grey", "gray").replace("colour", "color")
     colours = "|".join(map(re.escape, v.PALETTE))
     shapes = "|".join(map(re.escape, v.SHAPES))
     sizes = "|".join(_SIZE_WORDS)
     nums = "|".join(_NUMBER)
-    obj = re.compile(rf"(?:\b({nums})\s+)?(?:({sizes})\s+)?({colours})\s+({shapes})(?:e?s)?\b(?:\s*\(({sizes})\))?")
+    return re.compile(rf"(?:\b({nums})\s+)?(?:({sizes})\s+)?({colours})\s+({shapes})(?:e?s)?\b(?:\s*\(({sizes})\))?")
+
+
+def _normalise(text: str) -> str:
+    return text.lower().replace("grey", "gray").replace("colour", "color")
+
+
+def _positions(text: str) -> list[str]:
+    """Position names in a piece of text, in order of the patterns (longest first)."""
+    found, rest = [], text
+    for name, pat in _POSITION_PATTERNS:
+        found += [name] * len(re.findall(pat, rest))
+        rest = re.sub(pat, " ", rest)
+    return found
+
+
+def parse_scene_objects(text: str) -> list[dict]:
+    """Caption -> one entry per object mention: {"kind": "red circle", "count": 2,
+    "positions": [...]}, the positions being those named between this mention and the next."""
+    low = _normalise(text)
+    mentions = list(_object_pattern().finditer(low))
+    out = []
+    for i, m in enumerate(mentions):
+        end = mentions[i + 1].start() if i + 1 < len(mentions) else len(low)
+        out.append({"kind": f"{m.group(3)} {m.group(4)}", "count": _NUMBER.get(m.group(1) or "a", 1),
+                    "positions": _positions(low[m.end():end])})
+    return out
+
+
+def scene_object_accuracy(caption: str, attrs: Mapping) -> float:
+    """The fraction of the scene's objects whose colour, shape, count and position the caption
+    names correctly: an object counts if the caption gives its kind (colour + shape) the right
+    number of objects and names its position among that kind's positions."""
+    mentions = parse_scene_objects(caption)
+    named: dict[str, tuple[int, list[str]]] = {}
+    for m in mentions:
+        n, pos = named.get(m["kind"], (0, []))
+        named[m["kind"]] = (n + m["count"], pos + m["positions"])
+    right = 0
+    for kind, count in attrs["counts"].items():
+        n, pos = named.get(kind, (0, []))
+        if n != count:
+            continue
+        free = list(pos)
+        for o in (o for o in attrs["objects"] if f"{o['color']} {o['shape']}" == kind):
+            if o["position"] in free:
+                free.remove(o["position"])
+                right += 1
+    return right / max(1, len(attrs["objects"]))
+
+
+def parse_scene_caption(text: str) -> dict:
+    """Caption -> {"background": str|None, "n_objects": int, "counts": {"red circle": 2},
+    "sized_counts": {"small red circle": 2}, "positions": sorted list of position names}."""
+    v = _vocab()
+    low = _normalise(text)
+    obj = _object_pattern()
     counts: dict[str, int] = {}
     sized: dict[str, int] = {}
     for m in obj.finditer(low):
@@ -52,12 +105,7 @@ def parse_scene_caption(text: str) -> dict:
         sized[skind] = sized.get(skind, 0) + n
     bgs = "|".join(map(re.escape, v.BACKGROUNDS))
     bg = re.search(rf"\b({bgs})\s+background|background\s+(?:is\s+|of\s+)?({bgs})\b|\bon\s+(?:a\s+)?({bgs})\b", low)
-    positions = []
-    rest = low
-    for name, pat in _POSITION_PATTERNS:
-        for m in list(re.finditer(pat, rest)):
-            positions.append(name)
-        rest = re.sub(pat, " ", rest)
+    positions = _positions(low)
     return {
         "background": next((g for g in bg.groups() if g), None) if bg else None,
         "n_objects": sum(counts.values()),
@@ -88,4 +136,5 @@ def scene_caption_accuracy(caption: str, attrs: Mapping) -> dict:
         "positions": got["positions"] == want["positions"],
     }
     out["exact"] = all(out.values())
+    out["object_accuracy"] = scene_object_accuracy(caption, attrs)
     return out

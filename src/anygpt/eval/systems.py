@@ -155,11 +155,16 @@ class WhisperSystem:
 
 
 def load_system(spec: str, items: list[EvalItem], **options: Any) -> Any:
-    """'reference' | 'whisper' | 'package.module:factory' -> a system object."""
+    """'reference' | 'whisper' | 'anygpt' (a trained model: option model=NAME_OR_DIR) |
+    'package.module:factory' -> a system object."""
     if spec == "reference":
         return ReferenceSystem(items)
     if spec == "whisper":
         return WhisperSystem()
+    if spec == "anygpt":
+        from anygpt.eval.anygpt_system import AnyGPTSystem
+
+        return AnyGPTSystem(**options)
     return _import_factory(spec, "system")(**options)
 
 

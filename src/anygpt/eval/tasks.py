@@ -221,6 +221,7 @@ def run_caption(items: list[EvalItem], system: Any, ctx: TaskContext) -> dict:
             r["attributes"] = scene_caption_accuracy(r["hypothesis"], it.attributes)
         for k in ("background", "count", "counts", "sizes", "positions", "exact"):
             summary[f"attr_{k}"] = _frac(r["attributes"][k] for r in rows)
+        summary["object_accuracy"] = _mean(r["attributes"]["object_accuracy"] for r in rows)
     return _report("caption", ctx, rows, summary, None, t0)
 
 

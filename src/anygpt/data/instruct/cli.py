@@ -19,12 +19,14 @@ EXAMPLE = """examples:
 """
 
 
-def _manifest(corpus: Path, name: str, split: str = "train") -> list[dict]:
+def _manifest(corpus: Path, name: str, split: str | None = "train") -> list[dict]:
+    """Rows of one corpus's manifest in `split` (comma-separated splits allowed; None: all)."""
     path = corpus / name / "manifest.jsonl"
     if not path.exists():
         return []
     rows = [json.loads(l) for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
-    return [r for r in rows if r.get("split") == split]
+    want = set(split.split(",")) if split else None
+    return [r for r in rows if want is None or r.get("split") in want]
 
 
 def write(a) -> int:
@@ -35,9 +37,9 @@ def write(a) -> int:
     t0 = time.perf_counter()
     if a.writer == "offline":
         corpus = Path(a.corpus)
-        sentences = [r["text"] for r in _manifest(corpus, "text") if r.get("kind", "sentence") == "sentence"]
-        writer = OfflineWriter(_manifest(corpus, "images"), _manifest(corpus, "music"), sentences, seed=a.seed,
-                               speech=not a.no_speech)
+        sentences = [r["text"] for r in _manifest(corpus, "text", a.split) if r.get("kind", "sentence") == "sentence"]
+        writer = OfflineWriter(_manifest(corpus, "images", a.split), _manifest(corpus, "music", a.split), sentences,
+                               seed=a.seed, speech=not a.no_speech)
         scripts, errors = writer.write(a.n), []
     else:
         topics = [t.strip() for t in Path(a.topics).read_text(encoding="utf-8").splitlines() if t.strip()]
@@ -84,7 +86,7 @@ def realise(a) -> int:
         specs["speech"] = speech_tok.token_spec
     layout = TokenLayout.plan(0, [specs[m] for m in modality_names() if m in specs])  # text form only
     corpus = Path(a.corpus)
-    manifests = {m: _manifest(corpus, "images" if m == "image" else m) for m in stores}
+    manifests = {m: _manifest(corpus, "images" if m == "image" else m, None) for m in stores}  # scripts name ids of any split
     indexes = {m: CaptionIndex(rows) for m, rows in manifests.items() if rows}
     durations = {m: {r["id"]: r.get("duration") for r in manifests.get(m, [])} for m in a.excerpt}
     scripts = [Script.from_json(json.loads(l)) for l in Path(a.scripts).read_text(encoding="utf-8").splitlines() if l.strip()]
@@ -122,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--writer", choices=["offline", "openai"], default="offline")
     w.add_argument("--corpus", default="data/tiny", help="offline writer: corpus folder (anygpt data build)")
     w.add_argument("--no-speech", action="store_true", help="offline writer: no speech scenarios")
+    w.add_argument("--split", default="train",
+                   help="offline writer: corpus split(s) the media and sentences come from, comma-separated "
+                        "(default: train; held-out conversations: test or val)")
     w.add_argument("--base-url", help="openai writer: endpoint base URL, e.g. http://127.0.0.1:8000/v1")
     w.add_argument("--model", help="openai writer: model name")
     w.add_argument("--api-key")

@@ -1,0 +1,75 @@
+"""Held-out conversations: is each assistant turn answered in the modality it asks for?
+
+For every assistant turn of a realised conversation (`anygpt instruct write --split test`, then
+`instruct realise`), the model gets the conversation so far (the reference earlier turns, as in
+teacher forcing) and writes the turn. The turn asks for the media kinds the reference turn holds
+(an image, music, speech; none: text only). It is answered right if the reply holds a segment
+of each kind asked for and no other; every segment must parse strictly (well-formed).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from tqdm import tqdm
+
+from anygpt.errors import AnyGPTError
+from anygpt.lm.generation import GenerationSettings
+from anygpt.parts import CodesPart
+from anygpt.templates import Turn
+
+# one reply: at most 5 s of music (1000 codes) or 12 s of speech, plus text
+CHAT_SETTINGS = GenerationSettings(max_new_tokens=1100, do_sample=False, max_frames={"speech": 300, "music": 250})
+
+
+def read_conversations(folder: Path, layout, limit: int | None = None) -> list[dict]:
+    path = Path(folder) / "conversations.jsonl"
+    if not path.is_file():
+        raise AnyGPTError(f"{path}: no realised conversations; run `anygpt instruct write --split test` and "
+                          "`anygpt instruct realise` first")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if limit and limit < len(rows):
+        step = len(rows) / limit
+        rows = [rows[int(k * step)] for k in range(limit)]
+    for r in rows:
+        r["turns"] = [Turn(t["role"], layout.parse_text(t["content"])) for t in r["turns"]]
+    return rows
+
+
+def asked_for(turn: Turn) -> tuple[str, ...]:
+    """The media kinds an assistant turn holds, sorted; () for a text-only turn."""
+    return tuple(sorted({p.modality for p in turn.parts if isinstance(p, CodesPart)}))
+
+
+def run_chat(folder: Path, model, *, limit: int | None = 40, progress: bool = True,
+             settings: GenerationSettings = CHAT_SETTINGS) -> dict:
+    t0 = time.time()
+    convs = read_conversations(folder, model.layout, limit)
+    rows = []
+    for c in tqdm(convs, desc="chat", disable=not progress, leave=False):
+        for i, turn in enumerate(c["turns"]):
+            if turn.role != "assistant":
+                continue
+            want = asked_for(turn)
+            prompt = model.template.prompt(c["turns"][:i])
+            try:
+                parts = model.complete(prompt, settings=settings, seed=i)
+                well_formed = True
+            except AnyGPTError:  # strict parsing refused a malformed segment
+                parts, well_formed = [], False
+            got = asked_for(Turn("assistant", parts))
+            rows.append({"id": c["id"], "turn": i, "scenario": c.get("scenario"), "asked": list(want) or ["text"],
+                         "got": list(got) or ["text"], "right": well_formed and got == want,
+                         "well_formed": well_formed})
+    by: dict[str, list[bool]] = defaultdict(list)
+    for r in rows:
+        by["+".join(r["asked"])].append(r["right"])
+    summary = {"modality_rate": sum(r["right"] for r in rows) / max(1, len(rows)),
+               "well_formed": sum(r["well_formed"] for r in rows) / max(1, len(rows)),
+               "turns": len(rows), "conversations": len(convs)}
+    groups = {"asked": [{"asked": k, "n": len(v), "rate": sum(v) / len(v)} for k, v in sorted(by.items())]}
+    return {"task": "chat", "system": "anygpt", "source": str(folder), "n": len(rows), "summary": summary,
+            "groups": groups, "items": rows, "seconds": round(time.time() - t0, 1)}
