@@ -1,0 +1,194 @@
+"""A lean LLaMA forward over a static KV cache, for the generation engine (`anygpt.lm.engine`).
+
+It computes what `transformers`' LlamaForCausalLM computes (RMSNorm in fp32, rotary embedding
+from the HF model's own `inv_freq`, SDPA attention with the same scaling, SiLU-gated MLP) with
+far fewer operators per decode step: no mask building, no cache object, no output dataclasses.
+At the sizes anygpt runs on a CPU (d384 x 6 layers: ~40 MFLOP a token) per-operator overhead,
+not arithmetic, dominates a step, which is why this exists (issue 16).
+
+Weights are shared with the HF model (no copy), except where `quantize_lm` (anygpt.lm.quantize)
+replaced a projection by an int8 one. The HF model stays the reference: tests assert that
+greedy decoding through this forward gives HF generate's tokens.
+
+Cache layout: `StaticKVCache.k[layer]`, `.v[layer]`: FloatTensor [B, KV, capacity, D]. Every row
+writes the same columns (left padding: a row's pad columns are masked out of attention), so
+one decode step writes column `length` for all rows.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from anygpt.errors import AnyGPTError
+
+
+class StaticKVCache:
+    """Preallocated keys and values: k[layer], v[layer] FloatTensor [B, KV, capacity, D].
+
+    `length` columns are filled; `valid` BoolTensor [B, capacity] marks real (not padding)
+    columns. Allocated with torch.empty, so a cache costs no time until it is written."""
+
+    def __init__(self, layers: int, batch: int, kv_heads: int, capacity: int, head_dim: int,
+                 dtype: torch.dtype, device: torch.device | str):
+        shape = (batch, kv_heads, capacity, head_dim)
+        self.k = [torch.empty(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.v = [torch.empty(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.valid = torch.zeros(batch, capacity, dtype=torch.bool, device=device)
+        self.batch, self.capacity, self.length = batch, capacity, 0
+        self.padded = False  # any pad column in `valid`: attention needs a mask
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.k + self.v)
+
+
+class LeanLlama:
+    """Decode-time view of a HF LlamaForCausalLM (or any model with its module names and math).
+
+    hf: the model (its parameters are used in place). `linears` maps each projection name to a
+    callable x -> x @ W.T; anygpt.lm.quantize swaps these for int8 ones."""
+
+    def __init__(self, hf):
+        cfg = hf.config
+        if getattr(cfg, "model_type", "llama") not in ("llama",):
+            raise AnyGPTError(f"the generation engine runs LLaMA models; this one is {cfg.model_type!r} "
+                              "(use engine='hf')")
+        if getattr(cfg, "attention_bias", False) or getattr(cfg, "mlp_bias", False):
+            raise AnyGPTError("the generation engine runs LLaMA models without biases (use engine='hf')")
+        if getattr(cfg, "hidden_act", "silu") != "silu":
+            raise AnyGPTError(f"the generation engine supports hidden_act 'silu', not {cfg.hidden_act!r}")
+        self.hf = hf
+        self.config = cfg
+        self.heads = cfg.num_attention_heads
+        self.kv_heads = getattr(cfg, "num_key_value_heads", None) or self.heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads
+        self.scaling = self.head_dim ** -0.5
+        self.eps = cfg.rms_norm_eps
+        body = hf.model
+        self.embed = body.embed_tokens.weight
+        self.norm = body.norm.weight
+        self.layers = []
+        for layer in body.layers:
+            a, m = layer.self_attn, layer.mlp
+            self.layers.append({
+                "ln1": layer.input_layernorm.weight, "ln2": layer.post_attention_layernorm.weight,
+                "qkv": Dense(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight])),
+                "o": Dense(a.o_proj.weight),
+                "gate_up": Dense(torch.cat([m.gate_proj.weight, m.up_proj.weight])),
+                "down": Dense(m.down_proj.weight),
+            })
+        self.head = Dense(hf.lm_head.weight)
+        self.intermediate = cfg.intermediate_size
+        self.vocab_size = hf.lm_head.weight.shape[0]
+        self.dtype = self.embed.dtype
+        self.device = self.embed.device
+        rot = body.rotary_emb
+        self.inv_freq = rot.inv_freq.float()
+        self.rope_scaling = float(getattr(rot, "attention_scaling", 1.0))
+        if getattr(rot, "rope_type", "default") == "dynamic":
+            raise AnyGPTError("the generation engine does not support dynamic RoPE scaling (use engine='hf')")
+        self._cos = self._sin = None
+
+    # ----------------------------------------------------------------- rotary tables
+    def _rope_tables(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin FloatTensor [length, D] for positions 0..length-1, as HF computes them."""
+        if self._cos is None or self._cos.shape[0] < length:
+            n = max(length, int(getattr(self.config, "max_position_embeddings", 0) or 0))
+            pos = torch.arange(n, dtype=torch.float32, device=self.device)
+            freqs = pos[:, None] * self.inv_freq.to(self.device)[None, :]
+            emb = torch.cat((freqs, freqs), dim=-1)
+            self._cos = (emb.cos() * self.rope_scaling).to(self.dtype)
+            self._sin = (emb.sin() * self.rope_scaling).to(self.dtype)
+        return self._cos, self._sin
+
+    def new_cache(self, batch: int, capacity: int) -> StaticKVCache:
+        return StaticKVCache(len(self.layers), batch, self.kv_heads, capacity, self.head_dim, self.dtype, self.device)
+
+    # ----------------------------------------------------------------- forward
+    def _rms(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return w * h.to(x.dtype)
+
+    @torch.inference_mode()
+    def forward(self, ids: torch.Tensor, positions: torch.Tensor, cache: StaticKVCache,
+                *, last_only: bool = True) -> torch.Tensor:
+        """ids, positions LongTensor [B, T] (positions: each row's own, from 0 at its first real
+        token) -> logits FloatTensor [B, V] of the last column (or [B, T, V] if not last_only).
+
+        Writes keys/values into cache columns [cache.length, cache.length + T) and advances
+        cache.length. T > 1 is a prefill (causal); T == 1 a decode step."""
+        b, t = ids.shape
+        start, end = cache.length, cache.length + t
+        if end > cache.capacity:
+            raise AnyGPTError(f"KV cache overflow: {end} positions for a cache of {cache.capacity}")
+        cos_t, sin_t = self._rope_tables(int(positions.max()) + 1)
+        cos, sin = cos_t[positions].unsqueeze(1), sin_t[positions].unsqueeze(1)  # [B, 1, T, D]
+        mask = None
+        if t > 1:
+            causal = torch.ones(t, end, dtype=torch.bool, device=ids.device).tril(start)
+            valid = cache.valid[:, None, :end]
+            # a pad query attends to itself only, so that no row is fully masked (NaN)
+            own = torch.zeros(t, end, dtype=torch.bool, device=ids.device)
+            own[:, start:end] = torch.eye(t, dtype=torch.bool, device=ids.device)
+            mask = ((causal & valid) | own).unsqueeze(1) if cache.padded else None
+        elif cache.padded:
+            mask = cache.valid[:, None, None, :end]
+        x = F.embedding(ids, self.embed)
+        h, d, kvh = self.heads, self.head_dim, self.kv_heads
+        gqa = {"enable_gqa": True} if kvh != h else {}
+        for i, w in enumerate(self.layers):
+            y = self._rms(x, w["ln1"])
+            q, k, v = w["qkv"](y).split((h * d, kvh * d, kvh * d), dim=-1)
+            q = q.view(b, t, h, d).transpose(1, 2)
+            k = k.view(b, t, kvh, d).transpose(1, 2)
+            v = v.view(b, t, kvh, d).transpose(1, 2)
+            q = q * cos + _rotate_half(q) * sin
+            k = k * cos + _rotate_half(k) * sin
+            kc, vc = cache.k[i], cache.v[i]
+            kc[:, :, start:end] = k
+            vc[:, :, start:end] = v
+            o = F.scaled_dot_product_attention(q, kc[:, :, :end], vc[:, :, :end], attn_mask=mask,
+                                               scale=self.scaling, is_causal=t > 1 and mask is None, **gqa)
+            x = x + w["o"](o.transpose(1, 2).reshape(b, t, h * d))
+            y = self._rms(x, w["ln2"])
+            gate, up = w["gate_up"](y).split(self.intermediate, dim=-1)
+            x = x + w["down"](F.silu(gate) * up)
+        cache.length = end
+        if last_only:
+            x = x[:, -1]
+        return self.head(self._rms(x, self.norm)).float()
+
+    __call__ = forward
+
+    def weight_bytes_per_token(self) -> int:
+        """Bytes of weights one decode step reads (every projection, the norms and one
+        embedding row): the numerator of the memory-bandwidth limit on tokens/s."""
+        total = sum(_nbytes(f) for w in self.layers for k, f in w.items() if k not in ("ln1", "ln2"))
+        total += sum(w["ln1"].numel() + w["ln2"].numel() for w in self.layers) * self.norm.element_size()
+        return total + _nbytes(self.head) + self.embed[0].numel() * self.embed.element_size()
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class Dense:
+    """x [..., in] -> x @ W.T [..., out] for a float weight W [out, in], kept transposed
+    (Wt [in, out], contiguous): on this CPU a one-row product streams Wt about twice as fast
+    as F.linear's row-wise dot products (benchmarks/bench_generation.py measures it)."""
+
+    def __init__(self, weight: torch.Tensor):
+        self.wt = weight.detach().t().contiguous()
+        self.out_features = weight.shape[0]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.wt
+
+    def nbytes(self) -> int:
+        return self.wt.numel() * self.wt.element_size()
+
+
+def _nbytes(f) -> int:
+    return f.nbytes()
