@@ -5,12 +5,17 @@
     conv.add_user("Describe this picture.", image=["cat.png"])
     reply = model.generate(conv)                                  # appended to conv
     files = model.save_media(reply, "out/")
+
+Generation runs on anygpt.lm.engine (static KV cache, batching, streaming, optional int8) by
+default; `engine="hf"` uses HF generate, the reference. `generate_batch` answers several
+conversations in one batch; `streamer=ReplyStreamer(model)` streams a reply as events.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import torch
 
@@ -26,6 +31,9 @@ from anygpt.modalities.base import ModalityTokenizer
 from anygpt.parts import CodesPart, MediaFilePart, TextPart
 from anygpt.templates import get_chat_template
 
+if TYPE_CHECKING:
+    from anygpt.lm.engine import Engine
+
 
 class AnyGPT:
     def __init__(self, lm, tokenizer, layout: TokenLayout, *,
@@ -39,6 +47,7 @@ class AnyGPT:
             self.set_tokenizer(name, tok)
         self.codec = SequenceCodec(tokenizer, layout, self.encode_media)
         self._codes_cache: dict[tuple, CodesPart] = {}
+        self._engines: dict[tuple, object] = {}
         # modality -> {"loader", "path"}: the tokenizers a saved folder names (see lm.checkpoint)
         self.tokenizer_entries: dict[str, dict] = {}
 
@@ -136,18 +145,22 @@ class AnyGPT:
     def stop_ids(self) -> list[int]:
         return [i for i in (self.tokenizer.eos_token_id, self.turn_end_id) if i is not None]
 
-    def generate(self, conversation: Conversation, *, preset: str = "text",
-                 settings: GenerationSettings | None = None, force_modality: str | None = None,
-                 seed: int | None = None) -> Reply:
-        """Write the assistant's next turn, append it to `conversation`, and return it.
+    def engine(self, *, quantize: str | None = None, max_batch: int = 8) -> "Engine":
+        """The generation engine for this model (built on first use, then reused): see
+        anygpt.lm.engine. quantize: None (fp32, token-identical to HF generate) or "int8"."""
+        from anygpt.lm.engine import Engine
 
-        force_modality: start the reply with that modality's start marker (as the release's
-        force_image_generation etc.). Constrained settings parse the reply strictly; the
-        unconstrained (release) mode parses leniently and marks repaired segments.
-        """
+        key = (quantize, max_batch)
+        if key not in self._engines:
+            self._engines[key] = Engine(self.lm, self.layout, max_batch=max_batch, quantize=quantize,
+                                        tokenizer=self.tokenizer, pad_id=self.tokenizer.pad_token_id)
+        return self._engines[key]
+
+    def _prompt_ids(self, conversation: Conversation, settings: GenerationSettings,
+                    force_modality: str | None) -> tuple[torch.Tensor, list[int]]:
+        """-> (prompt ids LongTensor [L], reply ids already written: the forced start marker)."""
         if not conversation.turns or conversation.turns[-1].role != "user":
             raise AnyGPTError("the conversation must end with a user turn before generate()")
-        settings = settings or get_preset(preset)
         start, marker = [], None
         if force_modality:
             spec = self.layout[force_modality].spec
@@ -159,18 +172,117 @@ class AnyGPT:
                     f"segment: it needs at least {need} tokens (its codes and end marker)"
                 )
         ids = self.codec.encode(self.template.prompt(conversation.turns, force_modality_start=marker), bos=True)
-        device = self.lm.device
-        end_string = [] if self.turn_end_id is not None else [self.template.bot_end]
-        new = generate_ids(
-            self.lm, ids[None].to(device), torch.ones(1, ids.numel(), dtype=torch.long, device=device),
-            self.layout, settings, stop_ids=self.stop_ids, pad_id=self.tokenizer.pad_token_id, seed=seed,
-            stop_strings=end_string, tokenizer=self.tokenizer,
-        )[0].cpu().tolist()
+        return ids, start
+
+    def _reply(self, new: list[int], start: list[int], settings: GenerationSettings) -> list[TextPart | CodesPart]:
         stops = set(self.stop_ids)
         cut = next((i for i, t in enumerate(new) if t in stops), len(new))
-        parts = _until(self.codec.decode(start + new[:cut], strict=settings.constrained), self.template.bot_end)
+        return _until(self.codec.decode(start + new[:cut], strict=settings.constrained), self.template.bot_end)
+
+    @property
+    def _stop_strings(self) -> list[str]:
+        return [] if self.turn_end_id is not None else [self.template.bot_end]
+
+    def _settings(self, preset: str, settings: GenerationSettings | None, engine: str) -> GenerationSettings:
+        if engine not in ENGINES:
+            raise AnyGPTError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+        return (settings or get_preset(preset)).check()
+
+    def generate(self, conversation: Conversation, *, preset: str = "text",
+                 settings: GenerationSettings | None = None, force_modality: str | None = None,
+                 seed: int | None = None, streamer=None, engine: str = "engine",
+                 quantize: str | None = None, threads: int | None = None) -> Reply:
+        """Write the assistant's next turn, append it to `conversation`, and return it.
+
+        force_modality: start the reply with that modality's start marker (as the release's
+        force_image_generation etc.). Constrained settings parse the reply strictly; the
+        unconstrained (release) mode parses leniently and marks repaired segments.
+        streamer: a BaseStreamer-shaped object (put/end, e.g. anygpt.lm.streaming.ReplyStreamer)
+        that receives the reply's ids as they are written, the forced start marker first.
+        engine: "engine" (anygpt.lm.engine; default) or "hf" (HF generate, the reference; beam
+        search always runs there). quantize: "int8" for the engine's int8 projections.
+        threads: torch threads while generating (engine default: 1).
+        """
+        settings = self._settings(preset, settings, engine)
+        ids, start = self._prompt_ids(conversation, settings, force_modality)
+        if streamer is not None and start:
+            streamer.put(torch.tensor(start))
+        if engine == "hf" or settings.num_beams > 1:
+            with _torch_threads(threads):
+                new = self._generate_hf([ids], settings, seed, streamer)[0]
+        else:
+            from anygpt.lm.engine import Request
+
+            request = Request(ids, settings, generator=_seed(seed), stop_ids=self.stop_ids,
+                              stop_strings=self._stop_strings, streamer=streamer)
+            new = self.engine(quantize=quantize).generate([request], threads=threads)[0].ids
+        parts = self._reply(new, start, settings)
         conversation.add_assistant(parts)
         return Reply(parts)
+
+    def generate_batch(self, conversations: Sequence[Conversation], *, preset: str = "text",
+                       settings: GenerationSettings | None = None, force_modality: str | None = None,
+                       seed: int | None = None, engine: str = "engine", quantize: str | None = None,
+                       threads: int | None = None) -> list[Reply]:
+        """`generate` for several conversations at once (left-padded into one batch; each row
+        stops on its own). Conversation i samples from seed + i, so its reply does not depend
+        on the others in the batch (engine). Each reply is appended to its conversation."""
+        settings = self._settings(preset, settings, engine)
+        prompts = [self._prompt_ids(c, settings, force_modality) for c in conversations]
+        if engine == "hf" or settings.num_beams > 1:
+            with _torch_threads(threads):
+                news = self._generate_hf([ids for ids, _ in prompts], settings, seed, None)
+        else:
+            from anygpt.lm.engine import Request
+
+            base = _seed(seed)
+            requests = [Request(ids, settings, generator=base + i, stop_ids=self.stop_ids,
+                                stop_strings=self._stop_strings) for i, (ids, _) in enumerate(prompts)]
+            news = [r.ids for r in self.engine(quantize=quantize).generate(requests, threads=threads)]
+        replies = []
+        for conv, (_, start), new in zip(conversations, prompts, news):
+            parts = self._reply(new, start, settings)
+            conv.add_assistant(parts)
+            replies.append(Reply(parts))
+        return replies
+
+    def _generate_hf(self, prompts: list[torch.Tensor], settings: GenerationSettings, seed: int | None,
+                     streamer) -> list[list[int]]:
+        from anygpt.lm.streaming import SkipPrompt
+
+        device, pad = self.lm.device, self.tokenizer.pad_token_id
+        width = max(p.numel() for p in prompts)
+        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, p in enumerate(prompts):
+            ids[i, width - p.numel():], mask[i, width - p.numel():] = p, 1
+        new = generate_ids(
+            self.lm, ids.to(device), mask.to(device), self.layout, settings, stop_ids=self.stop_ids, pad_id=pad,
+            seed=seed, stop_strings=self._stop_strings, tokenizer=self.tokenizer,
+            streamer=SkipPrompt(streamer) if streamer is not None else None,
+        )
+        return new.cpu().tolist()
+
+
+ENGINES = ("engine", "hf")
+
+
+def _seed(seed: int | None) -> int:
+    """The engine's seed: the one given, else one drawn from torch's global generator (so
+    torch.manual_seed still makes a run repeatable)."""
+    return int(seed) if seed is not None else int(torch.randint(0, 2**62, ()))
+
+
+@contextmanager
+def _torch_threads(n: int | None):
+    """torch's thread count set to n (if given) inside the block, restored after."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _until(parts: list[TextPart | CodesPart], end: str) -> list[TextPart | CodesPart]:

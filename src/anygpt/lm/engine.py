@@ -110,13 +110,16 @@ class Engine:
         self.cache = None  # the live StaticKVCache during generate(), else None
 
     # ----------------------------------------------------------------- public
-    def generate(self, requests: Sequence[Request]) -> list[Result]:
-        """Run `requests` (chunks of max_batch rows) -> one Result each, in order."""
+    def generate(self, requests: Sequence[Request], *, threads: int | None = None) -> list[Result]:
+        """Run `requests` (chunks of max_batch rows) -> one Result each, in order. threads:
+        this call's torch thread count (default: the engine's)."""
         requests = list(requests)
+        if threads is not None and threads < 1:
+            raise EngineError(f"threads={threads}: must be at least 1")
         for i, r in enumerate(requests):
             self._check(r, i)
         out: list[Result] = []
-        with self._threads():
+        with self._threads(threads):
             for lo in range(0, len(requests), self.max_batch):
                 out += self._run(requests[lo: lo + self.max_batch])
         return out
@@ -149,8 +152,8 @@ class Engine:
             raise EngineError(f"{where}: generator must be a torch.Generator or an int seed")
 
     @contextmanager
-    def _threads(self) -> Iterator[None]:
-        want = self.threads or DEFAULT_THREADS
+    def _threads(self, threads: int | None) -> Iterator[None]:
+        want = threads or self.threads or DEFAULT_THREADS
         before = torch.get_num_threads()
         if want != before:
             torch.set_num_threads(want)

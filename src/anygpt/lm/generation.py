@@ -88,10 +88,12 @@ def generate_ids(
     seed: int | None = None,
     stop_strings: list[str] | None = None,
     tokenizer=None,
+    streamer=None,
 ) -> torch.Tensor:
     """input_ids, attention_mask: LongTensor [B, L], left-padded -> new ids LongTensor [B, N]
     (padded with pad_id after a sequence stops). stop_strings (with tokenizer) end generation
-    on text that is no single token (the AnyGPT template's '<eom>')."""
+    on text that is no single token (the AnyGPT template's '<eom>'). streamer: HF's contract
+    (its first put() is the prompt; batch 1 only)."""
     settings.check()
     processors = LogitsProcessorList()
     if settings.constrained:
@@ -116,6 +118,6 @@ def generate_ids(
     with torch.inference_mode():
         out = model.generate(
             input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
-            logits_processor=processors, tokenizer=tokenizer if stop_strings else None,
+            logits_processor=processors, tokenizer=tokenizer if stop_strings else None, streamer=streamer,
         )
     return out[:, input_ids.shape[1]:]
