@@ -8,8 +8,8 @@ Allowed next tokens, for one sequence:
   media (image: 32 codes), exactly when the count is reached; the end marker is forced when
   the budget (max_length) or max_frames would otherwise be exceeded.
 
-The state of a row is (segment: -1 outside or the modality's index, codes written p, tokens
-left in the budget). `SegmentState` keeps it as tensors over the batch and updates it in O(1)
+The state of a row is (segment: -1 outside or the modality's index, tokens p written since its
+start marker, tokens left in the budget). `SegmentState` keeps it as tensors over the batch and updates it in O(1)
 per step from the token just chosen (the engine's path: no rescan of the ids, no Python loop
 over rows). Every state falls into one of a few classes (outside with a subset of start markers
 affordable; inside modality r at codebook l with codes and/or the end marker allowed), and
@@ -74,14 +74,12 @@ class SegmentTables:
         self.min_length = torch.tensor([2 + (r.spec.frames_per_item or 1) * r.spec.num_codebooks
                                         for r in ranges], **long)  # [R] shortest whole segment
         self.bits = 1 << torch.arange(r_count, **long)  # [R]
-        # token -> modality index of the start marker it is (-1: none); end marker; code
+        # token -> modality index of the start marker it is (-1: none); is it an end marker
         self.start_of = torch.full((vocab,), -1, **long)
         self.is_end = torch.zeros(vocab, dtype=torch.bool, device=device)
-        self.is_code = torch.zeros(vocab, dtype=torch.bool, device=device)
         for i, r in enumerate(ranges):
             self.start_of[r.start_id] = i
             self.is_end[r.end_id] = True
-            self.is_code[r.code_offset:r.code_end] = True
 
     def frame_limits(self, max_frames: list[dict[str, int]] | dict[str, int] | None, batch: int) -> torch.Tensor:
         """Per-row max_frames (one dict, or one per row) -> LongTensor [B, R] (NO_LIMIT where unset)."""
@@ -163,8 +161,9 @@ class SegmentState:
         tokens = tokens.clamp(0, self.t.vocab - 1)
         start = self.t.start_of[tokens]
         opened = start >= 0
-        coded = (self.seg >= 0) & self.t.is_code[tokens]
-        self.pos = torch.where(opened, 0, self.pos + coded.long())
+        # p counts every token since the start marker (as a rescan does; with the constraint
+        # on, those are all codes of the segment)
+        self.pos = torch.where(opened, 0, self.pos + (self.seg >= 0).long())
         self.seg = torch.where(opened, start, torch.where(self.t.is_end[tokens], -1, self.seg))
         if self.remaining is not None:
             self.remaining = self.remaining - 1

@@ -12,7 +12,8 @@ Interface (what a server builds on):
 - `Request`: prompt ids (LongTensor [L] or a list), GenerationSettings, a torch.Generator or an
   int seed (sampling uses only this stream: the same request gives the same tokens whatever
   else is in its batch), stop ids, stop strings (need the engine's tokenizer), an optional
-  streamer and an optional cancel flag (threading.Event, read every step).
+  streamer, an optional cancel flag (threading.Event, read every step) and an optional
+  logit_bias (FloatTensor [V], added before the constraint, as OpenAI's logit_bias).
 - A streamer has transformers' BaseStreamer shape: `put(ids)` with LongTensor [n] of the
   request's new ids (never its prompt), `end()` once when the request finishes, whatever the
   reason. anygpt.lm.streaming.ReplyStreamer turns ids into text, media and audio events.
@@ -67,6 +68,7 @@ class Request:
     stop_strings: Sequence[str] = ()
     streamer: Any = None
     cancel: threading.Event | None = None
+    logit_bias: torch.Tensor | None = None  # FloatTensor [V] added to the logits before the constraint
 
 
 @dataclass
@@ -148,6 +150,8 @@ class Engine:
             raise EngineError(f"{where}: prompt ids must be in 0..{v - 1}")
         if r.stop_strings and self.tokenizer is None:
             raise EngineError(f"{where}: stop_strings need the engine's tokenizer (Engine(..., tokenizer=tok))")
+        if r.logit_bias is not None and tuple(torch.as_tensor(r.logit_bias).shape) != (v,):
+            raise EngineError(f"{where}: logit_bias must have shape [{v}] (one value per id)")
         if r.generator is not None and not isinstance(r.generator, (int, torch.Generator)):
             raise EngineError(f"{where}: generator must be a torch.Generator or an int seed")
 
@@ -209,6 +213,10 @@ class Engine:
             if s:
                 stop_table[i, list(s)] = True
         has_stop_strings = any(r.stop_strings for r in reqs)
+        bias = None
+        if any(r.logit_bias is not None for r in reqs):
+            bias = torch.stack([torch.zeros(m.vocab_size) if r.logit_bias is None else
+                                torch.as_tensor(r.logit_bias, dtype=torch.float32) for r in reqs]).to(dev, m.dtype)
 
         out: list[list[int]] = [[] for _ in reqs]
         reasons: list[str | None] = [None] * b
@@ -223,6 +231,8 @@ class Engine:
                     break
                 if seen is not None:
                     sampling.penalise_(logits, seen)
+                if bias is not None:
+                    logits += bias
                 if state is not None:
                     mask = state.allowed()
                     if not bool(constrained.all()):
