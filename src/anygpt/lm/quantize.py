@@ -13,6 +13,8 @@ near-tie; the benchmark prints the per-token agreement with fp32 greedy.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from anygpt.errors import AnyGPTError
@@ -27,7 +29,9 @@ class Int8Dense:
     def __init__(self, weight: torch.Tensor):
         w = weight.detach().float().cpu()
         scale = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12).double()
-        q = torch.quantize_per_channel(w, scale, torch.zeros(w.shape[0], dtype=torch.long), 0, torch.qint8)
+        with warnings.catch_warnings():  # torch 2.13 marks quantized tensor creation deprecated
+            warnings.simplefilter("ignore", UserWarning)
+            q = torch.quantize_per_channel(w, scale, torch.zeros(w.shape[0], dtype=torch.long), 0, torch.qint8)
         self.packed = torch.ops.quantized.linear_prepack(q, None)
         self.out_features, self.in_features = w.shape
 
