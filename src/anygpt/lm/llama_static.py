@@ -106,6 +106,8 @@ class LeanLlama:
 
     # ----------------------------------------------------------------- forward
     def _rms(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32:  # one fused op, bit-identical to HF's formula in fp32
+            return F.rms_norm(x, (x.shape[-1],), w, self.eps)
         h = x.float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
         return w * h.to(x.dtype)
@@ -123,7 +125,7 @@ class LeanLlama:
         if end > cache.capacity:
             raise AnyGPTError(f"KV cache overflow: {end} positions for a cache of {cache.capacity}")
         cos_t, sin_t = self._rope_tables(int(positions.max()) + 1)
-        cos, sin = cos_t[positions].unsqueeze(1), sin_t[positions].unsqueeze(1)  # [B, 1, T, D]
+        cos, sin = cos_t[positions].unsqueeze(2), sin_t[positions].unsqueeze(2)  # [B, T, 1, D]
         mask = None
         if t > 1:
             causal = torch.ones(t, end, dtype=torch.bool, device=ids.device).tril(start)
@@ -138,21 +140,17 @@ class LeanLlama:
         h, d, kvh = self.heads, self.head_dim, self.kv_heads
         gqa = {"enable_gqa": True} if kvh != h else {}
         for i, w in enumerate(self.layers):
-            y = self._rms(x, w["ln1"])
-            q, k, v = w["qkv"](y).split((h * d, kvh * d, kvh * d), dim=-1)
-            q = q.view(b, t, h, d).transpose(1, 2)
-            k = k.view(b, t, kvh, d).transpose(1, 2)
-            v = v.view(b, t, kvh, d).transpose(1, 2)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
+            qkv = w["qkv"](self._rms(x, w["ln1"])).view(b, t, h + 2 * kvh, d)
+            qk = qkv[:, :, : h + kvh]
+            qk = qk * cos + _rotate_half(qk) * sin  # q and k rotated in one pass: [B, T, H + KV, D]
             kc, vc = cache.k[i], cache.v[i]
-            kc[:, :, start:end] = k
-            vc[:, :, start:end] = v
-            o = F.scaled_dot_product_attention(q, kc[:, :, :end], vc[:, :, :end], attn_mask=mask,
-                                               scale=self.scaling, is_causal=t > 1 and mask is None, **gqa)
+            kc[:, :, start:end] = qk[:, :, h:].transpose(1, 2)
+            vc[:, :, start:end] = qkv[:, :, h + kvh:].transpose(1, 2)
+            o = F.scaled_dot_product_attention(qk[:, :, :h].transpose(1, 2), kc[:, :, :end], vc[:, :, :end],
+                                               attn_mask=mask, scale=self.scaling,
+                                               is_causal=t > 1 and mask is None, **gqa)
             x = x + w["o"](o.transpose(1, 2).reshape(b, t, h * d))
-            y = self._rms(x, w["ln2"])
-            gate, up = w["gate_up"](y).split(self.intermediate, dim=-1)
+            gate, up = w["gate_up"](self._rms(x, w["ln2"])).split(self.intermediate, dim=-1)
             x = x + w["down"](F.silu(gate) * up)
         cache.length = end
         if last_only:
