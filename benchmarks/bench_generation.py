@@ -194,6 +194,37 @@ def first_audio(model, quantize: str | None, new: int = 150) -> tuple[float, flo
     return marks["audio"] - marks["code"], marks["audio"] - t0, t1 - t0
 
 
+def compile_probe(model, steps: int = 100) -> tuple[float, float, float]:
+    """fp32 decode step at batch 1 (cache of 150 positions): eager ms, torch.compile'd ms, and
+    the seconds the first compiled call took."""
+    from anygpt.lm.llama_static import LeanLlama
+
+    m = LeanLlama(model.lm)
+    cache = m.new_cache(1, 400)
+    cache.valid[:] = True
+    m(torch.randint(3, 400, (1, 150)), torch.arange(150)[None], cache)
+    tok, pos = torch.tensor([[5]]), torch.tensor([[150]])
+
+    def timed(fn) -> float:
+        for _ in range(5):
+            cache.length = 150
+            fn(tok, pos, cache)
+        t = time.perf_counter()
+        for _ in range(steps):
+            cache.length = 150
+            fn(tok, pos, cache)
+        return (time.perf_counter() - t) / steps * 1000
+
+    eager = timed(m.forward)
+    compiled = torch.compile(m.forward)
+    t = time.perf_counter()
+    with torch.inference_mode():
+        cache.length = 150
+        compiled(tok, pos, cache)
+        first = time.perf_counter() - t
+        return eager, timed(compiled), first
+
+
 def sweep(args) -> None:
     """Engine b1 tokens/s for threads x OMP_WAIT_POLICY, quiet and next to a busy process;
     each cell is a fresh process (the wait policy is read when OpenMP starts)."""
@@ -224,6 +255,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads for every decoder")
     p.add_argument("--no-busy", action="store_true", help="skip the next-to-a-busy-process column")
     p.add_argument("--sweep", action="store_true", help="also the threads x OMP_WAIT_POLICY table")
+    p.add_argument("--compile", action="store_true", help="also an eager vs torch.compile decode step")
     p.add_argument("--probe-threads", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     torch.manual_seed(0)
@@ -284,6 +316,10 @@ def main() -> None:
             code_to_audio, call_to_audio, whole = first_audio(model, q)
             print(f"speech reply, engine{' int8' if q else ''}: first audio {code_to_audio:.3f} s after the first "
                   f"speech code ({call_to_audio:.3f} s after the call; whole 150-token reply {whole:.2f} s)")
+    if args.compile:
+        eager, compiled, first = compile_probe(model)
+        print(f"\nfp32 decode step, batch 1: eager {eager:.2f} ms, torch.compile {compiled:.2f} ms "
+              f"(first call, compiling: {first:.0f} s)")
     if args.sweep:
         sweep(args)
     print(f"\nload average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} (on {os.cpu_count()} cores)")

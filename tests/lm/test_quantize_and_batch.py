@@ -72,3 +72,23 @@ def test_unknown_engine_is_a_clear_error(compact_lm):
     c.add_user("Hi.")
     with pytest.raises(AnyGPTError, match="unknown engine 'vllm'"):
         AnyGPT(lm, tok, layout).generate(c, engine="vllm")
+
+
+def test_int8_sub_heads_give_the_full_int8_heads_tokens(compact_lm):
+    """Inside a segment the int8 engine computes only that codebook's logits; the tokens are
+    those of the full int8 head."""
+    model, _, layout = compact_lm
+    sub = Engine(model, layout, quantize="int8")
+    full = Engine(model, layout, quantize="int8")
+    full.group_of_class = None
+    greedy = GenerationSettings(max_new_tokens=40, do_sample=False)
+    sampled = GenerationSettings(max_new_tokens=40)
+    starts = [layout[m].start_id for m in ("speech", "music", "image")]
+    reqs = lambda: [Request([5, 6, s], st, generator=i) for i, s in enumerate(starts) for st in (greedy, sampled)]
+    alone = lambda e: [e.generate([r])[0].ids for r in reqs()]
+    used = []
+    group = sub._group
+    sub._group = lambda *a: used.append(group(*a)) or used[-1]
+    assert alone(sub) == alone(full)
+    assert sum(g is not None and g > 0 for g in used) > 50  # codebook sub-heads were used
+    assert [r.ids for r in sub.generate(reqs())] == [r.ids for r in full.generate(reqs())]

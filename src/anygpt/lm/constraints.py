@@ -81,6 +81,21 @@ class SegmentTables:
             self.start_of[r.start_id] = i
             self.is_end[r.end_id] = True
 
+    def head_groups(self) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Groups of ids that cover every class's allowed set: group 0 for the classes outside a
+        segment, then one per (modality, codebook) -> (ids LongTensor [n] per group, group of
+        each class LongTensor [S]). A step whose rows all fall in one group needs only those
+        logits."""
+        dev = self.allowed.device
+        groups = [self.allowed[: self.outside_classes].any(dim=0).nonzero().flatten()]
+        of_class = [0] * self.outside_classes
+        for r in self.ranges:
+            for _ in range(r.spec.num_codebooks):
+                rows = len(of_class)
+                groups.append(self.allowed[rows: rows + 3].any(dim=0).nonzero().flatten())
+                of_class += [len(groups) - 1] * 3
+        return groups, torch.tensor(of_class, dtype=torch.long, device=dev)
+
     def frame_limits(self, max_frames: list[dict[str, int]] | dict[str, int] | None, batch: int) -> torch.Tensor:
         """Per-row max_frames (one dict, or one per row) -> LongTensor [B, R] (NO_LIMIT where unset)."""
         rows = max_frames if isinstance(max_frames, list) else [max_frames or {}] * batch
@@ -148,9 +163,13 @@ class SegmentState:
         self.remaining = None if budget is None else budget.to(tables.base.device).clone()
         self.limits = limits
 
+    def classes(self) -> torch.Tensor:
+        """LongTensor [B]: each row's state class (a row of tables.allowed)."""
+        return self.t.classes(self.seg, self.pos, self.remaining, self.limits)
+
     def allowed(self) -> torch.Tensor:
         """BoolTensor [B, vocab] of the tokens each row may write next."""
-        return self.t.allowed[self.t.classes(self.seg, self.pos, self.remaining, self.limits)]
+        return self.t.allowed[self.classes()]
 
     def mask_(self, logits: torch.Tensor) -> torch.Tensor:
         """logits FloatTensor [B, V] -> the same tensor, disallowed ids set to -inf (in place)."""

@@ -109,6 +109,14 @@ class Engine:
         cfg_pad = getattr(lm.config, "pad_token_id", None)
         self.pad_id = pad_id if pad_id is not None else (cfg_pad if isinstance(cfg_pad, int) else 0)
         self.tables = SegmentTables(layout, self.model.vocab_size, self.model.device)
+        self.group_of_class = None
+        if quantize is not None:
+            # int8 sub-heads give exactly the full int8 head's logits, so a step whose rows all
+            # sit in one group (e.g. all inside speech segments) reads only that part of the head
+            groups, self.group_of_class = self.tables.head_groups()
+            from anygpt.lm.quantize import Int8Dense
+
+            self.model.set_head_groups(groups, Int8Dense)
         self.cache = None  # the live StaticKVCache during generate(), else None
 
     # ----------------------------------------------------------------- public
@@ -222,8 +230,10 @@ class Engine:
         reasons: list[str | None] = [None] * b
         done = torch.zeros(b, dtype=torch.bool)
         budget_left = budget.clone()
+        all_constrained = bool(constrained.all())
+        cls = state.classes() if state is not None else None
         try:
-            logits = m(ids.to(dev), positions.to(dev), cache)
+            logits = m(ids.to(dev), positions.to(dev), cache, head_group=self._group(cls, all_constrained))
             step = 0
             while True:
                 self._cancel(reqs, done, reasons)
@@ -234,8 +244,8 @@ class Engine:
                 if bias is not None:
                     logits += bias
                 if state is not None:
-                    mask = state.allowed()
-                    if not bool(constrained.all()):
+                    mask = self.tables.allowed[cls]
+                    if not all_constrained:
                         mask |= ~constrained[:, None]
                     logits.masked_fill_(~mask, float("-inf"))
                 tokens = sampling.choose(logits, generators)
@@ -259,15 +269,27 @@ class Engine:
                     break
                 if state is not None:
                     state.advance(tokens)
+                    cls = state.classes()
                 if seen is not None:
                     seen.scatter_(1, tokens[:, None], True)
                 step += 1
-                logits = m(tokens[:, None], (lengths + step - 1).to(dev)[:, None], cache)
+                logits = m(tokens[:, None], (lengths + step - 1).to(dev)[:, None], cache,
+                           head_group=self._group(cls, all_constrained, done))
         except BaseException:
             for i in (~done).nonzero().flatten().tolist():
                 self._end(reqs[i])
             raise
         return [Result(out[i], reasons[i] or "length", int(lengths[i])) for i in range(b)]
+
+    def _group(self, cls: torch.Tensor | None, all_constrained: bool, done: torch.Tensor | None = None) -> int | None:
+        """The head group every unfinished row's next token lies in, if they share one (int8
+        engines; finished rows' tokens are replaced by the pad id anyway)."""
+        if self.group_of_class is None or cls is None or not all_constrained:
+            return None
+        g = self.group_of_class[cls]
+        if done is not None:
+            g = g[~done.to(g.device)]
+        return int(g[0]) if g.numel() and bool((g == g[0]).all()) else None
 
     def _cancel(self, reqs: list[Request], done: torch.Tensor, reasons: list[str | None]) -> None:
         for i, r in enumerate(reqs):

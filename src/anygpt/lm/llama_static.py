@@ -78,6 +78,9 @@ class LeanLlama:
                 "down": Dense(m.down_proj.weight),
             })
         self.head = Dense(hf.lm_head.weight)
+        self.head_weight = hf.lm_head.weight  # [V, d], for the sub-heads below
+        # (ids LongTensor [n], projection to those n logits) per group of ids; see set_head_groups
+        self.head_groups: list[tuple[torch.Tensor, object]] = []
         self.intermediate = cfg.intermediate_size
         self.vocab_size = hf.lm_head.weight.shape[0]
         self.dtype = self.embed.dtype
@@ -113,10 +116,19 @@ class LeanLlama:
         return w * h.to(x.dtype)
 
     @torch.inference_mode()
+    def set_head_groups(self, groups: list[torch.Tensor], make=None) -> None:
+        """Sub-heads over groups of ids (LongTensor [n] each): forward(head_group=g) computes only
+        group g's logits and sets the others to -inf. `make(weight [n, d])` builds a projection
+        (default Dense; anygpt.lm.quantize passes Int8Dense, whose per-row int8 products are
+        exactly the full head's, so only int8 engines use this)."""
+        make = make or Dense
+        self.head_groups = [(g.to(self.device), make(self.head_weight.detach()[g])) for g in groups]
+
     def forward(self, ids: torch.Tensor, positions: torch.Tensor, cache: StaticKVCache,
-                *, last_only: bool = True) -> torch.Tensor:
+                *, last_only: bool = True, head_group: int | None = None) -> torch.Tensor:
         """ids, positions LongTensor [B, T] (positions: each row's own, from 0 at its first real
         token) -> logits FloatTensor [B, V] of the last column (or [B, T, V] if not last_only).
+        head_group: compute only that group's logits (see set_head_groups), -inf elsewhere.
 
         Writes keys/values into cache columns [cache.length, cache.length + T) and advances
         cache.length. T > 1 is a prefill (causal); T == 1 a decode step."""
@@ -155,7 +167,12 @@ class LeanLlama:
         cache.length = end
         if last_only:
             x = x[:, -1]
-        return self.head(self._rms(x, self.norm)).float()
+        x = self._rms(x, self.norm)
+        if head_group is None:
+            return self.head(x).float()
+        rows, head = self.head_groups[head_group]
+        out = torch.full((*x.shape[:-1], self.vocab_size), float("-inf"), dtype=torch.float32, device=x.device)
+        return out.index_copy_(-1, rows, head(x).float())
 
     __call__ = forward
 
