@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decoder: anygpt's generation engine (default) or HF generate (the reference; beam search)")
     p.add_argument("--int8", action="store_true", help="engine only: int8 projections (faster, slightly different tokens)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="torch threads while generating (default 1: measured fastest next to other work)")
+                   help="torch threads while generating (default 1: measured fastest next to other work; "
+                        "for more, also set OMP_WAIT_POLICY=PASSIVE in the environment)")
     return p
 
 

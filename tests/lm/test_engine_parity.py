@@ -59,3 +59,15 @@ def test_gqa_model_matches_hf_generate(gqa_lm):
     batch_prompts = prompts(tok, layout, 4, seed=9)
     got = Engine(model, layout).generate([Request(p, settings, stop_ids=[2]) for p in batch_prompts])
     assert [r.ids for r in got] == hf_rows(model, layout, batch_prompts, settings)
+
+
+def test_shared_weights_path_matches_hf_generate(compact_lm):
+    """Without weight copies (the path for big or half-precision models) the engine runs
+    F.linear on the model's own parameters: same tokens as HF generate."""
+    model, tok, layout = compact_lm
+    settings = GenerationSettings(max_new_tokens=30, do_sample=False)
+    batch_prompts = prompts(tok, layout, 5, seed=11)
+    engine = Engine(model, layout, copy_weights=False)
+    assert engine.model.layers[0]["o"].weights[0] is model.model.layers[0].self_attn.o_proj.weight
+    got = engine.generate([Request(p, settings, stop_ids=[2]) for p in batch_prompts])
+    assert [r.ids for r in got] == hf_rows(model, layout, batch_prompts, settings)

@@ -22,10 +22,13 @@ Interface (what a server builds on):
 - The cache lives for one `generate` call (sized to that batch's longest prompt plus its
   largest max_new_tokens, at most max_len) and is dropped when it returns or raises, so a
   failed or cancelled request leaves nothing behind for the next one.
-- `threads`: the torch thread count used while generating (restored afterwards). Default 1:
-  measured in benchmarks/bench_generation.py, one thread is as fast as two for these small
-  models on a quiet machine and does not collapse next to a busy process (OpenMP threads
-  spin-waiting on a core another process holds).
+- `threads`: the torch thread count used while generating (restored afterwards). Default 1,
+  by measurement (`python benchmarks/bench_generation.py --sweep`, d384 x 6 model, batch 1, on
+  2 shared cores): 1 thread 158 tok/s, 73 next to a busy process; 2 threads with OpenMP's
+  default spin-waiting 22 and 20 (the 10x collapse: a thread spins on a core another process
+  holds); 2 threads with OMP_WAIT_POLICY=PASSIVE 98 and 168 (noisy). A caller that wants more
+  threads should start its process with OMP_WAIT_POLICY=PASSIVE (read when OpenMP starts,
+  i.e. before torch is imported) and pass threads=N.
 
 Bad input: an empty prompt, a prompt that does not fit the cache, settings out of range
 (GenerationSettings.check), beam search (HF generate only) or a batch of settings the engine
@@ -86,14 +89,15 @@ class Engine:
     chunks); max_len: longest prompt + reply (default: the model's max_position_embeddings);
     quantize: None or "int8" (dynamic int8 projections, anygpt.lm.quantize); threads: torch
     threads while generating (None: DEFAULT_THREADS); tokenizer: needed only for stop_strings;
-    pad_id: the id fed to finished rows (default: the model's pad id or 0)."""
+    pad_id: the id fed to finished rows (default: the model's pad id or 0); copy_weights: see
+    LeanLlama (default: fused fp32 copies for small fp32 models on CPU, else shared weights)."""
 
     def __init__(self, lm, layout: TokenLayout, *, max_batch: int = 8, max_len: int | None = None,
                  quantize: str | None = None, threads: int | None = None, tokenizer=None,
-                 pad_id: int | None = None):
+                 pad_id: int | None = None, copy_weights: bool | None = None):
         if max_batch < 1:
             raise EngineError(f"max_batch={max_batch}: must be at least 1")
-        self.model = LeanLlama(lm)
+        self.model = LeanLlama(lm, copy_weights=copy_weights)
         if quantize is not None:
             from anygpt.lm.quantize import quantize_lean
 

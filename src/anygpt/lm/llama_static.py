@@ -45,10 +45,13 @@ class StaticKVCache:
 class LeanLlama:
     """Decode-time view of a HF LlamaForCausalLM (or any model with its module names and math).
 
-    hf: the model (its parameters are used in place). `linears` maps each projection name to a
-    callable x -> x @ W.T; anygpt.lm.quantize swaps these for int8 ones."""
+    hf: the model. copy_weights: keep fused, transposed fp32 copies of the projections (faster
+    one-row products on CPU, measured; costs one more copy of the weights); default: for fp32
+    models on CPU under COPY_LIMIT bytes. Otherwise the HF parameters are used in place with
+    F.linear. Each projection is a callable x -> x @ W.T (`layers[i]["qkv" | "o" | "gate_up" |
+    "down"]`, `head`); anygpt.lm.quantize swaps them for int8 ones."""
 
-    def __init__(self, hf):
+    def __init__(self, hf, *, copy_weights: bool | None = None):
         cfg = hf.config
         if getattr(cfg, "model_type", "llama") not in ("llama",):
             raise AnyGPTError(f"the generation engine runs LLaMA models; this one is {cfg.model_type!r} "
@@ -67,17 +70,22 @@ class LeanLlama:
         body = hf.model
         self.embed = body.embed_tokens.weight
         self.norm = body.norm.weight
+        if copy_weights is None:
+            nbytes = sum(p.numel() * p.element_size() for p in hf.parameters())
+            copy_weights = self.embed.device.type == "cpu" and self.embed.dtype == torch.float32 \
+                and nbytes <= COPY_LIMIT
         self.layers = []
         for layer in body.layers:
             a, m = layer.self_attn, layer.mlp
+            qkv, gate_up = [a.q_proj.weight, a.k_proj.weight, a.v_proj.weight], [m.gate_proj.weight, m.up_proj.weight]
             self.layers.append({
                 "ln1": layer.input_layernorm.weight, "ln2": layer.post_attention_layernorm.weight,
-                "qkv": Dense(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight])),
-                "o": Dense(a.o_proj.weight),
-                "gate_up": Dense(torch.cat([m.gate_proj.weight, m.up_proj.weight])),
-                "down": Dense(m.down_proj.weight),
+                "qkv": Dense(torch.cat(qkv)) if copy_weights else Shared(*qkv),
+                "o": Dense(a.o_proj.weight) if copy_weights else Shared(a.o_proj.weight),
+                "gate_up": Dense(torch.cat(gate_up)) if copy_weights else Shared(*gate_up),
+                "down": Dense(m.down_proj.weight) if copy_weights else Shared(m.down_proj.weight),
             })
-        self.head = Dense(hf.lm_head.weight)
+        self.head = Dense(hf.lm_head.weight) if copy_weights else Shared(hf.lm_head.weight)
         self.head_weight = hf.lm_head.weight  # [V, d], for the sub-heads below
         # (ids LongTensor [n], projection to those n logits) per group of ids; see set_head_groups
         self.head_groups: list[tuple[torch.Tensor, object]] = []
@@ -184,6 +192,9 @@ class LeanLlama:
         return total + _nbytes(self.head) + self.embed[0].numel() * self.embed.element_size()
 
 
+COPY_LIMIT = 2 * 1024**3  # bytes of weights up to which LeanLlama keeps transposed copies
+
+
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
@@ -201,8 +212,30 @@ class Dense:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self.wt
 
+    def weight(self) -> torch.Tensor:
+        return self.wt.t()
+
     def nbytes(self) -> int:
         return self.wt.numel() * self.wt.element_size()
+
+
+class Shared:
+    """x [..., in] -> [..., sum of outs]: F.linear over the model's own weights [out, in]
+    (no copy), outputs concatenated (q, k, v or gate, up)."""
+
+    def __init__(self, *weights: torch.Tensor):
+        self.weights = weights
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if len(self.weights) == 1:
+            return F.linear(x, self.weights[0])
+        return torch.cat([F.linear(x, w) for w in self.weights], dim=-1)
+
+    def weight(self) -> torch.Tensor:
+        return torch.cat([w.detach() for w in self.weights])
+
+    def nbytes(self) -> int:
+        return sum(w.numel() * w.element_size() for w in self.weights)
 
 
 def _nbytes(f) -> int:

@@ -62,6 +62,6 @@ def quantize_lean(model, scheme: str = "int8") -> None:
         model.set_head_groups([rows for rows, _ in model.head_groups], Int8Dense)
 
 
-def _float_weight(dense) -> torch.Tensor:
-    """The [out, in] weight of a Dense (kept transposed)."""
-    return dense.wt.t()
+def _float_weight(proj) -> torch.Tensor:
+    """The [out, in] weight of a Dense or Shared projection."""
+    return proj.weight()
