@@ -1,9 +1,8 @@
-"""Fixtures of the engine tests: random tiny LLaMAs in our layout (one thread, seeded)."""
+"""Fixtures of the engine tests: random tiny LLaMAs in our layout (seeded; one thread: tests/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
-import torch
 
 from anygpt.lm.tiny import random_tiny
 from anygpt.modalities.base import TokenSpec
@@ -14,14 +13,6 @@ COMPACT = [
     TokenSpec("speech", "\U0001F5E3\uFE0F", "<sosp>", "<eosp>", 32, 1),
     TokenSpec("music", "\U0001F3B6", "<somu>", "<eomu>", 16, 4),
 ]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
