@@ -166,7 +166,7 @@ def int8_agreement(model, batch, new: int) -> float:
     return same / total
 
 
-def first_audio(model, quantize: str | None, new: int = 150) -> tuple[float, float, float]:
+def first_audio(model, quantize: str | None, new: int = 150, **audio) -> tuple[float, float, float]:
     """A speech reply (forced speech segment) streamed through ReplyStreamer -> seconds from the
     first speech code to the first audio chunk, from the call to the first audio chunk, and the
     whole call."""
@@ -189,7 +189,7 @@ def first_audio(model, quantize: str | None, new: int = 150) -> tuple[float, flo
     c.add_user("Say something.")
     t0 = time.perf_counter()
     model.generate(c, settings=_settings(new), force_modality="speech", seed=0, quantize=quantize,
-                   streamer=Timed(model, on_event=on_event))
+                   streamer=Timed(model, on_event=on_event, **audio))
     t1 = time.perf_counter()
     return marks["audio"] - marks["code"], marks["audio"] - t0, t1 - t0
 
@@ -312,10 +312,12 @@ def main() -> None:
     print(f"\nint8 vs fp32 greedy, teacher-forced per-token agreement over 8 x {args.new_tokens} tokens: "
           f"{int8_agreement(model, batch8, args.new_tokens):.3f}")
     if "speech" in model.tokenizers:
-        for q in (None, "int8"):
-            code_to_audio, call_to_audio, whole = first_audio(model, q)
-            print(f"speech reply, engine{' int8' if q else ''}: first audio {code_to_audio:.3f} s after the first "
-                  f"speech code ({call_to_audio:.3f} s after the call; whole 150-token reply {whole:.2f} s)")
+        print()
+        for q, steps in ((None, (8, 1)), ("int8", (8, 1)), (None, None)):
+            code_to_audio, call_to_audio, whole = first_audio(model, q, first_steps=steps)
+            what = f"engine{' int8' if q else ''}, first chunk {'SoundStorm steps ' + str(steps) if steps else 'the tokenizer steps'}"
+            print(f"speech reply ({what}): first audio {code_to_audio:.3f} s after the first speech code "
+                  f"({call_to_audio:.3f} s after the call; whole {150}-token reply {whole:.2f} s)")
     if args.compile:
         eager, compiled, first = compile_probe(model)
         print(f"\nfp32 decode step, batch 1: eager {eager:.2f} ms, torch.compile {compiled:.2f} ms "

@@ -21,7 +21,10 @@ the codes carry over from chunk to chunk; then the codec decodes the window from
 before the first unsent frame and the samples of the new frames are sent, keeping back the last
 `lookahead_frames` (the decoder is not causal: its last samples change once more frames
 follow) until the next chunk or the segment's end. Chunks after the first wait for
-`chunk_frames` new frames. The streamed audio is therefore close to, not bit-identical with,
+`chunk_frames` new frames. SoundStorm dominates the first chunk's latency (about 20 passes over
+the ~60-frame voice prompt plus the new frames), so the first chunk uses `first_steps` MaskGIT
+iterations (default 8 for acoustic layer 2 instead of the tokenizer's 16; None: the
+tokenizer's) and later chunks the tokenizer's own. The streamed audio is therefore close to, not bit-identical with,
 `AnyGPT.decode_media` of the whole segment (which fills every frame in one pass).
 """
 
@@ -89,13 +92,14 @@ class SpeechAudioStream:
 
     def __init__(self, tokenizer, emit: Callable[[AudioChunk], None], *, voice_prompt: Any = None,
                  seed: int = 0, first_frames: int = 8, chunk_frames: int = 25, context_frames: int = 25,
-                 lookahead_frames: int = 2):
+                 lookahead_frames: int = 2, first_steps: tuple[int, ...] | None = (8, 1)):
         self.tok = tokenizer
         self.emit = emit
         self.prompt = tokenizer.prompt_codes(voice_prompt)  # LongTensor [K, P] or None
         self.gen = torch.Generator().manual_seed(seed)
         self.first_frames, self.chunk_frames = first_frames, chunk_frames
         self.context_frames, self.lookahead = context_frames, lookahead_frames
+        self.first_steps = first_steps or tokenizer.steps
         self.semantic: list[int] = []
         self.filled: torch.Tensor | None = None  # LongTensor [K, T_filled], all layers
         self.sent = 0  # frames whose samples were emitted
@@ -142,7 +146,8 @@ class SpeechAudioStream:
             if parts:
                 ctx = torch.cat(parts, dim=1)
                 kw = dict(prompt_semantic=ctx[0][None], prompt_acoustic=ctx[1:].T[None])
-            fill = acoustic.generate(new, steps=self.tok.steps, generator=self.gen, **kw)  # [1, N, K-1]
+            steps = self.first_steps if self.filled is None else self.tok.steps
+            fill = acoustic.generate(new, steps=steps, generator=self.gen, **kw)  # [1, N, K-1]
             layers = torch.cat([new[:, None], fill.transpose(1, 2)], dim=1)
         self.filled = layers[0] if self.filled is None else torch.cat([self.filled, layers[0]], dim=1)
 
