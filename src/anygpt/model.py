@@ -147,14 +147,18 @@ class AnyGPT:
 
     def engine(self, *, quantize: str | None = None, max_batch: int = 8) -> "Engine":
         """The generation engine for this model (built on first use, then reused): see
-        anygpt.lm.engine. quantize: None (fp32, token-identical to HF generate) or "int8"."""
+        anygpt.lm.engine. quantize: None (fp32, token-identical to HF generate) or "int8".
+        It is rebuilt when the LM's parameters were changed in place since (e.g. by training
+        steps between evaluations), since it may hold copies of them."""
         from anygpt.lm.engine import Engine
 
         key = (quantize, max_batch)
-        if key not in self._engines:
-            self._engines[key] = Engine(self.lm, self.layout, max_batch=max_batch, quantize=quantize,
-                                        tokenizer=self.tokenizer, pad_id=self.tokenizer.pad_token_id)
-        return self._engines[key]
+        versions = [p._version for p in self.lm.parameters()]  # bumped by every in-place change
+        if key not in self._engines or self._engines[key][1] != versions:
+            engine = Engine(self.lm, self.layout, max_batch=max_batch, quantize=quantize,
+                            tokenizer=self.tokenizer, pad_id=self.tokenizer.pad_token_id)
+            self._engines[key] = (engine, versions)
+        return self._engines[key][0]
 
     def _prompt_ids(self, conversation: Conversation, settings: GenerationSettings,
                     force_modality: str | None) -> tuple[torch.Tensor, list[int]]:

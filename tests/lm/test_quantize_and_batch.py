@@ -92,3 +92,28 @@ def test_int8_sub_heads_give_the_full_int8_heads_tokens(compact_lm):
     assert alone(sub) == alone(full)
     assert sum(g is not None and g > 0 for g in used) > 50  # codebook sub-heads were used
     assert [r.ids for r in sub.generate(reqs())] == [r.ids for r in full.generate(reqs())]
+
+
+def test_engine_follows_weights_changed_in_place(compact_lm):
+    """A model trained between two generate calls answers with its new weights."""
+    lm, tok, layout = compact_lm
+    model = AnyGPT(lm, tok, layout)
+    settings = GenerationSettings(max_new_tokens=12, do_sample=False)
+
+    def reply():
+        c = Conversation()
+        c.add_user("Hi.")
+        return model.generate(c, settings=settings).parts
+
+    before = reply()
+    assert model.engine() is model.engine()  # reused while the weights stay
+    saved = lm.lm_head.weight.detach().clone()
+    try:
+        with torch.no_grad():
+            lm.lm_head.weight.mul_(-1.0)  # an in-place update, as an optimizer step does
+        c = Conversation()
+        c.add_user("Hi.")
+        assert reply() == model.generate(c, settings=settings, engine="hf").parts != before
+    finally:
+        with torch.no_grad():
+            lm.lm_head.weight.copy_(saved)
