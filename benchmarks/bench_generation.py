@@ -194,35 +194,21 @@ def first_audio(model, quantize: str | None, new: int = 150, **audio) -> tuple[f
     return marks["audio"] - marks["code"], marks["audio"] - t0, t1 - t0
 
 
-def compile_probe(model, steps: int = 100) -> tuple[float, float, float]:
-    """fp32 decode step at batch 1 (cache of 150 positions): eager ms, torch.compile'd ms, and
-    the seconds the first compiled call took."""
-    from anygpt.lm.llama_static import LeanLlama
-
-    m = LeanLlama(model.lm)
-    cache = m.new_cache(1, 400)
-    cache.valid[:] = True
-    m(torch.randint(3, 400, (1, 150)), torch.arange(150)[None], cache)
-    tok, pos = torch.tensor([[5]]), torch.tensor([[150]])
-
-    def timed(fn) -> float:
-        for _ in range(5):
-            cache.length = 150
-            fn(tok, pos, cache)
-        t = time.perf_counter()
-        for _ in range(steps):
-            cache.length = 150
-            fn(tok, pos, cache)
-        return (time.perf_counter() - t) / steps * 1000
-
-    eager = timed(m.forward)
-    compiled = torch.compile(m.forward)
-    t = time.perf_counter()
-    with torch.inference_mode():
-        cache.length = 150
-        compiled(tok, pos, cache)
-        first = time.perf_counter() - t
-        return eager, timed(compiled), first
+def compile_probe(model, batch8, settings, repeats: int) -> list[tuple[int, float, float]]:
+    """The engine (fp32) with its decode step eager vs torch.compile'd (dynamic shapes), end to
+    end -> [(batch, eager tok/s, compiled tok/s)]; compiling happens in the warm-up runs."""
+    engine = model.engine()
+    eager = engine.decode_step
+    compiled = torch.compile(eager, dynamic=True)
+    rows = []
+    for bsz in (1, 8):
+        cells = []
+        for step in (eager, compiled):
+            engine.decode_step = step
+            cells.append(tokens_per_second(lambda: run_engine(engine, batch8[:bsz], settings), repeats))
+        rows.append((bsz, *cells))
+    engine.decode_step = eager
+    return rows
 
 
 def sweep(args) -> None:
@@ -255,7 +241,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads for every decoder")
     p.add_argument("--no-busy", action="store_true", help="skip the next-to-a-busy-process column")
     p.add_argument("--sweep", action="store_true", help="also the threads x OMP_WAIT_POLICY table")
-    p.add_argument("--compile", action="store_true", help="also an eager vs torch.compile decode step")
+    p.add_argument("--compile", action="store_true", help="also the engine with a torch.compile'd decode step")
     p.add_argument("--probe-threads", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     torch.manual_seed(0)
@@ -319,9 +305,12 @@ def main() -> None:
             print(f"speech reply ({what}): first audio {code_to_audio:.3f} s after the first speech code "
                   f"({call_to_audio:.3f} s after the call; whole {150}-token reply {whole:.2f} s)")
     if args.compile:
-        eager, compiled, first = compile_probe(model)
-        print(f"\nfp32 decode step, batch 1: eager {eager:.2f} ms, torch.compile {compiled:.2f} ms "
-              f"(first call, compiling: {first:.0f} s)")
+        t = time.perf_counter()
+        rows = compile_probe(model, batch8, settings, args.repeats)
+        print(f"\nengine fp32, decode step eager vs torch.compile (dynamic shapes; {time.perf_counter() - t:.0f} s "
+              "including compiling):")
+        for bsz, eager, compiled in rows:
+            print(f"  batch {bsz}: eager {eager:.0f} tok/s, compiled {compiled:.0f} tok/s")
     if args.sweep:
         sweep(args)
     print(f"\nload average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} (on {os.cpu_count()} cores)")

@@ -122,6 +122,9 @@ class Engine:
 
             self.model.set_head_groups(groups, Int8Dense)
         self.cache = None  # the live StaticKVCache during generate(), else None
+        # the one-token step; benchmarks/bench_generation.py --compile swaps in torch.compile's
+        # version of it (measured: no gain end to end on CPU, so eager is the default)
+        self.decode_step = self.model.forward
 
     # ----------------------------------------------------------------- public
     def generate(self, requests: Sequence[Request], *, threads: int | None = None) -> list[Result]:
@@ -277,8 +280,8 @@ class Engine:
                 if seen is not None:
                     seen.scatter_(1, tokens[:, None], True)
                 step += 1
-                logits = m(tokens[:, None], (lengths + step - 1).to(dev)[:, None], cache,
-                           head_group=self._group(cls, all_constrained, done))
+                logits = self.decode_step(tokens[:, None], (lengths + step - 1).to(dev)[:, None], cache,
+                                          head_group=self._group(cls, all_constrained, done))
         except BaseException:
             for i in (~done).nonzero().flatten().tolist():
                 self._end(reqs[i])

@@ -113,6 +113,7 @@ class LeanLlama:
         return self._cos, self._sin
 
     def new_cache(self, batch: int, capacity: int) -> StaticKVCache:
+        self._rope_tables(capacity)  # positions never exceed the cache's columns
         return StaticKVCache(len(self.layers), batch, self.kv_heads, capacity, self.head_dim, self.dtype, self.device)
 
     # ----------------------------------------------------------------- forward
@@ -144,7 +145,7 @@ class LeanLlama:
         start, end = cache.length, cache.length + t
         if end > cache.capacity:
             raise AnyGPTError(f"KV cache overflow: {end} positions for a cache of {cache.capacity}")
-        cos_t, sin_t = self._rope_tables(int(positions.max()) + 1)
+        cos_t, sin_t = self._cos, self._sin  # sized by new_cache
         cos, sin = cos_t[positions].unsqueeze(2), sin_t[positions].unsqueeze(2)  # [B, T, 1, D]
         mask = None
         if t > 1:
