@@ -36,9 +36,7 @@ class Int8Dense:
         self.out_features, self.in_features = w.shape
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        y = torch.ops.quantized.linear_dynamic(x.reshape(-1, shape[-1]).contiguous(), self.packed, True)
-        return y.reshape(*shape[:-1], self.out_features)
+        return torch.ops.quantized.linear_dynamic(x, self.packed, True)  # any leading dims
 
     def nbytes(self) -> int:
         return self.out_features * self.in_features + 4 * self.out_features
