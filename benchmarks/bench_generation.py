@@ -304,6 +304,8 @@ def main() -> None:
             what = f"engine{' int8' if q else ''}, first chunk {'SoundStorm steps ' + str(steps) if steps else 'the tokenizer steps'}"
             print(f"speech reply ({what}): first audio {code_to_audio:.3f} s after the first speech code "
                   f"({call_to_audio:.3f} s after the call; whole {150}-token reply {whole:.2f} s)")
+    else:
+        print("\nthis model has no speech tokenizer attached: time to first audio not measured")
     if args.compile:
         t = time.perf_counter()
         rows = compile_probe(model, batch8, settings, args.repeats)
