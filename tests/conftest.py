@@ -5,9 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import LlamaTokenizer
 
 from released_folder import train_sentencepiece, write_released_folder
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small models on a shared CPU: one torch thread is faster and steadier than two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

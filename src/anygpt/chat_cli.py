@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unconstrained", action="store_true", help="the release's behaviour: no segment constraints")
     p.add_argument("--voice-prompt", type=Path, help="~3 s of speech whose voice generated speech should use")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--engine", choices=["engine", "hf"], default="engine",
+                   help="decoder: anygpt's generation engine (default) or HF generate (the reference; beam search)")
+    p.add_argument("--int8", action="store_true", help="engine only: int8 projections (faster, slightly different tokens)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch threads while generating (default 1: measured fastest next to other work; "
+                        "for more, also set OMP_WAIT_POLICY=PASSIVE in the environment)")
     return p
 
 
@@ -52,7 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     plugins.add_argument("--plugin", action="append", default=[])
     for module in plugins.parse_known_args(argv)[0].plugin:
         importlib.import_module(module)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads: {args.threads}: must be at least 1")
+    if args.int8 and args.engine != "engine":
+        parser.error("--int8 needs --engine engine")
     from anygpt.conversation import Conversation
     from anygpt.lm.generation import get_preset
 
@@ -80,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             for paths in pending.values():
                 paths.clear()
         try:
-            reply = model.generate(conv, settings=settings, force_modality=args.force_modality, seed=args.seed + turn)
+            reply = model.generate(conv, settings=settings, force_modality=args.force_modality, seed=args.seed + turn,
+                                   engine=args.engine, quantize="int8" if args.int8 else None, threads=args.threads)
         except AnyGPTError:
             conv.turns.pop()
             raise

@@ -5,12 +5,17 @@
     conv.add_user("Describe this picture.", image=["cat.png"])
     reply = model.generate(conv)                                  # appended to conv
     files = model.save_media(reply, "out/")
+
+Generation runs on anygpt.lm.engine (static KV cache, batching, streaming, optional int8) by
+default; `engine="hf"` uses HF generate, the reference. `generate_batch` answers several
+conversations in one batch; `streamer=ReplyStreamer(model)` streams a reply as events.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import torch
 
@@ -26,6 +31,9 @@ from anygpt.modalities.base import ModalityTokenizer
 from anygpt.parts import CodesPart, MediaFilePart, TextPart
 from anygpt.templates import get_chat_template
 
+if TYPE_CHECKING:
+    from anygpt.lm.engine import Engine
+
 
 class AnyGPT:
     def __init__(self, lm, tokenizer, layout: TokenLayout, *,
@@ -39,6 +47,7 @@ class AnyGPT:
             self.set_tokenizer(name, tok)
         self.codec = SequenceCodec(tokenizer, layout, self.encode_media)
         self._codes_cache: dict[tuple, CodesPart] = {}
+        self._engines: dict[tuple, object] = {}
         # modality -> {"loader", "path"}: the tokenizers a saved folder names (see lm.checkpoint)
         self.tokenizer_entries: dict[str, dict] = {}
 
@@ -137,28 +146,25 @@ class AnyGPT:
     def stop_ids(self) -> list[int]:
         return [i for i in (self.tokenizer.eos_token_id, self.turn_end_id) if i is not None]
 
-    def generate(self, conversation: Conversation, *, preset: str = "text",
-                 settings: GenerationSettings | None = None, force_modality: str | None = None,
-                 seed: int | None = None) -> Reply:
-        """Write the assistant's next turn, append it to `conversation`, and return it.
+    def engine(self, *, quantize: str | None = None, max_batch: int = 8) -> "Engine":
+        """The generation engine for this model (built on first use, then reused): see
+        anygpt.lm.engine. quantize: None (fp32, token-identical to HF generate) or "int8".
+        It is rebuilt when the LM's parameters were changed in place since (e.g. by training
+        steps between evaluations), since it may hold copies of them."""
+        from anygpt.lm.engine import Engine
 
-        force_modality: start the reply with that modality's start marker (as the release's
-        force_image_generation etc.). Constrained settings parse the reply strictly; the
-        unconstrained (release) mode parses leniently and marks repaired segments.
-        """
-        if not conversation.turns or conversation.turns[-1].role != "user":
-            raise AnyGPTError("the conversation must end with a user turn before generate()")
-        marker = self.layout[force_modality].spec.start if force_modality else None
-        prompt = self.template.prompt(conversation.turns, force_modality_start=marker)
-        parts = self.complete(prompt, settings=settings or get_preset(preset), force_modality=force_modality, seed=seed)
-        conversation.add_assistant(parts)
-        return Reply(parts)
+        key = (quantize, max_batch)
+        versions = [p._version for p in self.lm.parameters()]  # bumped by every in-place change
+        if key not in self._engines or self._engines[key][1] != versions:
+            engine = Engine(self.lm, self.layout, max_batch=max_batch, quantize=quantize,
+                            tokenizer=self.tokenizer, pad_id=self.tokenizer.pad_token_id)
+            self._engines[key] = (engine, versions)
+        return self._engines[key][0]
 
-    def complete(self, prompt: list, *, settings: GenerationSettings, force_modality: str | None = None,
-                 seed: int | None = None) -> list[TextPart | CodesPart]:
-        """Any prompt (a chat template's, or a pretraining prompt from anygpt.templates) -> the
-        model's continuation as parts, up to its turn end. force_modality: the continuation
-        starts with that modality's start marker (appended unless the prompt ends with it)."""
+    def _prompt_ids(self, prompt: list, settings: GenerationSettings,
+                    force_modality: str | None) -> tuple[torch.Tensor, list[int]]:
+        """Prompt parts -> (prompt ids LongTensor [L], reply ids already written: the forced
+        start marker, appended unless the prompt ends with it)."""
         ids = self.codec.encode(prompt, bos=True)
         start: list[int] = []
         if force_modality:
@@ -172,16 +178,131 @@ class AnyGPT:
             start = [self.layout[force_modality].start_id]
             if not len(ids) or int(ids[-1]) != start[0]:
                 ids = torch.cat([ids, torch.tensor(start)])
-        device = self.lm.device
-        end_string = [] if self.turn_end_id is not None else [self.template.bot_end]
-        new = generate_ids(
-            self.lm, ids[None].to(device), torch.ones(1, ids.numel(), dtype=torch.long, device=device),
-            self.layout, settings, stop_ids=self.stop_ids, pad_id=self.tokenizer.pad_token_id, seed=seed,
-            stop_strings=end_string, tokenizer=self.tokenizer,
-        )[0].cpu().tolist()
+        return ids, start
+
+    def _reply(self, new: list[int], start: list[int], settings: GenerationSettings) -> list[TextPart | CodesPart]:
         stops = set(self.stop_ids)
         cut = next((i for i, t in enumerate(new) if t in stops), len(new))
         return _until(self.codec.decode(start + new[:cut], strict=settings.constrained), self.template.bot_end)
+
+    @property
+    def _stop_strings(self) -> list[str]:
+        return [] if self.turn_end_id is not None else [self.template.bot_end]
+
+    def _settings(self, preset: str, settings: GenerationSettings | None, engine: str) -> GenerationSettings:
+        if engine not in ENGINES:
+            raise AnyGPTError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+        return (settings or get_preset(preset)).check()
+
+    def _chat_prompt(self, conversation: Conversation, force_modality: str | None) -> list:
+        if not conversation.turns or conversation.turns[-1].role != "user":
+            raise AnyGPTError("the conversation must end with a user turn before generate()")
+        marker = self.layout[force_modality].spec.start if force_modality else None
+        return self.template.prompt(conversation.turns, force_modality_start=marker)
+
+    def generate(self, conversation: Conversation, *, preset: str = "text",
+                 settings: GenerationSettings | None = None, force_modality: str | None = None,
+                 seed: int | None = None, streamer=None, engine: str = "engine",
+                 quantize: str | None = None, threads: int | None = None) -> Reply:
+        """Write the assistant's next turn, append it to `conversation`, and return it.
+
+        force_modality: start the reply with that modality's start marker (as the release's
+        force_image_generation etc.). Constrained settings parse the reply strictly; the
+        unconstrained (release) mode parses leniently and marks repaired segments.
+        streamer: a BaseStreamer-shaped object (put/end, e.g. anygpt.lm.streaming.ReplyStreamer)
+        that receives the reply's ids as they are written, the forced start marker first.
+        engine: "engine" (anygpt.lm.engine; default) or "hf" (HF generate, the reference; beam
+        search always runs there). quantize: "int8" for the engine's int8 projections.
+        threads: torch threads while generating (engine default: 1).
+        """
+        parts = self.complete(self._chat_prompt(conversation, force_modality), preset=preset, settings=settings,
+                              force_modality=force_modality, seed=seed, streamer=streamer, engine=engine,
+                              quantize=quantize, threads=threads)
+        conversation.add_assistant(parts)
+        return Reply(parts)
+
+    def generate_batch(self, conversations: Sequence[Conversation], *, preset: str = "text",
+                       settings: GenerationSettings | None = None, force_modality: str | None = None,
+                       seed: int | None = None, engine: str = "engine", quantize: str | None = None,
+                       threads: int | None = None) -> list[Reply]:
+        """`generate` for several conversations at once (left-padded into one batch; each row
+        stops on its own). Conversation i samples from seed + i, so its reply does not depend
+        on the others in the batch (engine). Each reply is appended to its conversation."""
+        prompts = [self._chat_prompt(c, force_modality) for c in conversations]
+        replies = self.complete_batch(prompts, preset=preset, settings=settings, force_modality=force_modality,
+                                      seed=seed, engine=engine, quantize=quantize, threads=threads)
+        for conv, parts in zip(conversations, replies):
+            conv.add_assistant(parts)
+        return [Reply(parts) for parts in replies]
+
+    def complete(self, prompt: list, *, streamer=None, **kwargs) -> list[TextPart | CodesPart]:
+        """Any prompt (a chat template's, or a pretraining prompt from anygpt.templates) -> the
+        model's continuation as parts, up to its turn end. Options as `complete_batch`."""
+        return self.complete_batch([prompt], streamer=streamer, **kwargs)[0]
+
+    def complete_batch(self, prompts: Sequence[list], *, preset: str = "text",
+                       settings: GenerationSettings | None = None, force_modality: str | None = None,
+                       seed: int | None = None, streamer=None, engine: str = "engine",
+                       quantize: str | None = None, threads: int | None = None) -> list[list[TextPart | CodesPart]]:
+        """Prompts (lists of parts) -> each continuation's parts; prompt i samples from seed + i.
+        force_modality: each continuation starts with that modality's start marker. streamer:
+        only with a single prompt (see `generate`)."""
+        settings = self._settings(preset, settings, engine)
+        if streamer is not None and len(prompts) != 1:
+            raise AnyGPTError("a streamer follows one prompt at a time")
+        encoded = [self._prompt_ids(p, settings, force_modality) for p in prompts]
+        if streamer is not None and encoded[0][1]:
+            streamer.put(torch.tensor(encoded[0][1]))
+        if engine == "hf" or settings.num_beams > 1:
+            with _torch_threads(threads):
+                news = self._generate_hf([ids for ids, _ in encoded], settings, seed, streamer)
+        else:
+            from anygpt.lm.engine import Request
+
+            base = _seed(seed)
+            requests = [Request(ids, settings, generator=base + i, stop_ids=self.stop_ids,
+                                stop_strings=self._stop_strings, streamer=streamer if i == 0 else None)
+                        for i, (ids, _) in enumerate(encoded)]
+            news = [r.ids for r in self.engine(quantize=quantize).generate(requests, threads=threads)]
+        return [self._reply(new, start, settings) for (_, start), new in zip(encoded, news)]
+
+    def _generate_hf(self, prompts: list[torch.Tensor], settings: GenerationSettings, seed: int | None,
+                     streamer) -> list[list[int]]:
+        from anygpt.lm.streaming import SkipPrompt
+
+        device, pad = self.lm.device, self.tokenizer.pad_token_id
+        width = max(p.numel() for p in prompts)
+        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, p in enumerate(prompts):
+            ids[i, width - p.numel():], mask[i, width - p.numel():] = p, 1
+        new = generate_ids(
+            self.lm, ids.to(device), mask.to(device), self.layout, settings, stop_ids=self.stop_ids, pad_id=pad,
+            seed=seed, stop_strings=self._stop_strings, tokenizer=self.tokenizer,
+            streamer=SkipPrompt(streamer) if streamer is not None else None,
+        )
+        return new.cpu().tolist()
+
+
+ENGINES = ("engine", "hf")
+
+
+def _seed(seed: int | None) -> int:
+    """The engine's seed: the one given, else one drawn from torch's global generator (so
+    torch.manual_seed still makes a run repeatable)."""
+    return int(seed) if seed is not None else int(torch.randint(0, 2**62, ()))
+
+
+@contextmanager
+def _torch_threads(n: int | None):
+    """torch's thread count set to n (if given) inside the block, restored after."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _until(parts: list[TextPart | CodesPart], end: str) -> list[TextPart | CodesPart]:

@@ -1,14 +1,21 @@
 """Constrained generation: every segment the LM writes is well-formed, whatever its weights.
 
-The state of each sequence is read from its ids at every step (no hidden state, so beam search
-and batched sampling work): inside a segment iff the last start marker comes after the last
-end marker. Allowed next tokens:
+Allowed next tokens, for one sequence:
 - outside a segment: text tokens, EOS and start markers, but no code and no end marker; a
   start marker only if the remaining token budget can hold a complete minimal segment;
 - inside a segment of K codebooks after p codes: only codes of codebook p % K; the end marker
   only on a frame boundary (p % K == 0), after at least one frame, and, for fixed-length
   media (image: 32 codes), exactly when the count is reached; the end marker is forced when
   the budget (max_length) or max_frames would otherwise be exceeded.
+
+The state of a row is (segment: -1 outside or the modality's index, tokens p written since its
+start marker, tokens left in the budget). `SegmentState` keeps it as tensors over the batch and updates it in O(1)
+per step from the token just chosen (the engine's path: no rescan of the ids, no Python loop
+over rows). Every state falls into one of a few classes (outside with a subset of start markers
+affordable; inside modality r at codebook l with codes and/or the end marker allowed), and
+`SegmentTables` holds one allowed-token row per class, so masking a step is one row gather.
+`SegmentConstraint` is the HF `LogitsProcessor` adapter: it reads the same state from the ids
+(vectorised over rows, so beam search's reordering is fine) and masks with the same tables.
 """
 
 from __future__ import annotations
@@ -16,7 +23,169 @@ from __future__ import annotations
 import torch
 from transformers import LogitsProcessor
 
-from anygpt.layout import ModalityRange, TokenLayout
+from anygpt.layout import TokenLayout
+
+NO_LIMIT = 1 << 30  # "no max_frames" in the per-row limit tensors
+
+
+class SegmentTables:
+    """Per-layout constants of the constraint, for an LM of `vocab` logits (>= the layout's size;
+    ids past the layout are never allowed).
+
+    allowed: BoolTensor [S, vocab], one row per state class: rows 0 .. 2^R - 1 are "outside,
+    start markers of the modalities in bit set i affordable"; then per modality r and codebook l
+    three rows: codes of l only, codes of l or the end marker, the end marker only."""
+
+    def __init__(self, layout: TokenLayout, vocab: int, device: torch.device | str = "cpu"):
+        self.layout = layout
+        self.vocab = vocab
+        ranges = list(layout.ranges.values())
+        self.ranges = ranges
+        r_count = len(ranges)
+        n_text = min(vocab, layout.vocab_size)
+        outside = torch.zeros(vocab, dtype=torch.bool)
+        outside[:n_text] = True
+        for r in ranges:
+            outside[r.code_offset:r.code_end] = False
+            outside[[r.start_id, r.end_id]] = False
+        rows = []
+        for subset in range(1 << r_count):
+            row = outside.clone()
+            for i, r in enumerate(ranges):
+                if subset >> i & 1:
+                    row[r.start_id] = True
+            rows.append(row)
+        base = []
+        for r in ranges:
+            base.append(len(rows))
+            for layer in range(r.spec.num_codebooks):
+                codes = torch.zeros(vocab, dtype=torch.bool)
+                lo, hi = r.layer_range(layer)
+                codes[lo:hi] = True
+                end = torch.zeros(vocab, dtype=torch.bool)
+                end[r.end_id] = True
+                rows += [codes, codes | end, end]
+        self.allowed = torch.stack(rows).to(device)
+        self.outside_classes = 1 << r_count
+        long = dict(dtype=torch.long, device=device)
+        self.base = torch.tensor(base, **long)  # [R] first class row of each modality
+        self.codebooks = torch.tensor([r.spec.num_codebooks for r in ranges], **long)  # [R]
+        self.fixed = torch.tensor([r.spec.frames_per_item or 0 for r in ranges], **long)  # [R], 0: variable
+        self.min_length = torch.tensor([2 + (r.spec.frames_per_item or 1) * r.spec.num_codebooks
+                                        for r in ranges], **long)  # [R] shortest whole segment
+        self.bits = 1 << torch.arange(r_count, **long)  # [R]
+        # token -> modality index of the start marker it is (-1: none); is it an end marker
+        self.start_of = torch.full((vocab,), -1, **long)
+        self.is_end = torch.zeros(vocab, dtype=torch.bool, device=device)
+        for i, r in enumerate(ranges):
+            self.start_of[r.start_id] = i
+            self.is_end[r.end_id] = True
+
+    def head_groups(self) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Groups of ids that cover every class's allowed set: group 0 for the classes outside a
+        segment, then one per (modality, codebook) -> (ids LongTensor [n] per group, group of
+        each class LongTensor [S]). A step whose rows all fall in one group needs only those
+        logits."""
+        dev = self.allowed.device
+        groups = [self.allowed[: self.outside_classes].any(dim=0).nonzero().flatten()]
+        of_class = [0] * self.outside_classes
+        for r in self.ranges:
+            for _ in range(r.spec.num_codebooks):
+                rows = len(of_class)
+                groups.append(self.allowed[rows: rows + 3].any(dim=0).nonzero().flatten())
+                of_class += [len(groups) - 1] * 3
+        return groups, torch.tensor(of_class, dtype=torch.long, device=dev)
+
+    def frame_limits(self, max_frames: list[dict[str, int]] | dict[str, int] | None, batch: int) -> torch.Tensor:
+        """Per-row max_frames (one dict, or one per row) -> LongTensor [B, R] (NO_LIMIT where unset)."""
+        rows = max_frames if isinstance(max_frames, list) else [max_frames or {}] * batch
+        names = [r.name for r in self.ranges]
+        for row in rows:
+            unknown = set(row or {}) - set(names)
+            if unknown:
+                raise ValueError(f"max_frames names unknown modalities {sorted(unknown)}; this layout has {names}")
+        return torch.tensor([[int((row or {}).get(n, NO_LIMIT)) for n in names] for row in rows],
+                            dtype=torch.long, device=self.base.device).reshape(batch, len(names))
+
+    def classes(self, seg: torch.Tensor, pos: torch.Tensor, remaining: torch.Tensor | None,
+                limits: torch.Tensor) -> torch.Tensor:
+        """State -> class index LongTensor [B] into `allowed`. seg [B] (-1 outside), pos [B]
+        codes written in the open segment, remaining [B] tokens left (None: no budget),
+        limits [B, R] max frames per modality."""
+        inside = seg >= 0
+        r = seg.clamp(min=0)
+        if remaining is None:
+            subset = torch.full_like(seg, self.outside_classes - 1)
+            room = torch.ones_like(inside)
+        else:
+            subset = ((remaining[:, None] >= self.min_length) * self.bits).sum(dim=1)
+            room = remaining >= self.codebooks[r] + 1  # another whole frame plus the end marker
+        k = self.codebooks[r]
+        layer, frames = pos % k, pos // k
+        fixed = self.fixed[r]
+        limit = torch.where(fixed > 0, fixed, limits.gather(1, r[:, None])[:, 0])
+        boundary = layer == 0
+        codes_ok = ~(boundary & ((frames >= limit) | ((fixed == 0) & ~room)))
+        end_ok = boundary & (frames >= 1) & ~((fixed > 0) & (frames < fixed))
+        end_ok = end_ok | ~codes_ok
+        case = torch.where(codes_ok, end_ok.long(), 2)  # 0 codes, 1 codes or end, 2 end
+        return torch.where(inside, self.base[r] + layer * 3 + case, subset)
+
+    def state_from_ids(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """ids LongTensor [B, L] (the text so far) -> (seg [B], pos [B]): vectorised rescan."""
+        b, length = ids.shape
+        if length == 0:
+            zero = torch.zeros(b, dtype=torch.long, device=ids.device)
+            return zero - 1, zero
+        ids = ids.clamp(0, self.vocab - 1)
+        col = torch.arange(length, device=ids.device).expand(b, length)
+        starts = self.start_of[ids]
+        last_start = torch.where(starts >= 0, col, -1).max(dim=1).values
+        last_end = torch.where(self.is_end[ids], col, -1).max(dim=1).values
+        inside = last_start > last_end
+        seg = torch.where(inside, starts.gather(1, last_start.clamp(min=0)[:, None])[:, 0], -1)
+        pos = torch.where(inside, length - 1 - last_start, 0)
+        return seg, pos
+
+
+class SegmentState:
+    """The constraint's per-row state over one batched generation, updated once per step.
+
+    tables: SegmentTables; seg, pos: LongTensor [B] (from the prompt's ids, so a prompt that
+    opens a segment, e.g. a forced modality, continues it); budget: LongTensor [B] new tokens
+    each row may still write (None: unbounded); limits [B, R] from `frame_limits`."""
+
+    def __init__(self, tables: SegmentTables, prompt_ids: torch.Tensor, budget: torch.Tensor | None,
+                 limits: torch.Tensor, *, prompt_mask: torch.Tensor | None = None):
+        self.t = tables
+        ids = prompt_ids if prompt_mask is None else torch.where(prompt_mask, prompt_ids, 0)
+        self.seg, self.pos = tables.state_from_ids(ids.to(tables.base.device))
+        self.remaining = None if budget is None else budget.to(tables.base.device).clone()
+        self.limits = limits
+
+    def classes(self) -> torch.Tensor:
+        """LongTensor [B]: each row's state class (a row of tables.allowed)."""
+        return self.t.classes(self.seg, self.pos, self.remaining, self.limits)
+
+    def allowed(self) -> torch.Tensor:
+        """BoolTensor [B, vocab] of the tokens each row may write next."""
+        return self.t.allowed[self.classes()]
+
+    def mask_(self, logits: torch.Tensor) -> torch.Tensor:
+        """logits FloatTensor [B, V] -> the same tensor, disallowed ids set to -inf (in place)."""
+        return logits.masked_fill_(~self.allowed(), float("-inf"))
+
+    def advance(self, tokens: torch.Tensor) -> None:
+        """tokens LongTensor [B]: the ids just written (any id for finished rows)."""
+        tokens = tokens.clamp(0, self.t.vocab - 1)
+        start = self.t.start_of[tokens]
+        opened = start >= 0
+        # p counts every token since the start marker (as a rescan does; with the constraint
+        # on, those are all codes of the segment)
+        self.pos = torch.where(opened, 0, self.pos + (self.seg >= 0).long())
+        self.seg = torch.where(opened, start, torch.where(self.t.is_end[tokens], -1, self.seg))
+        if self.remaining is not None:
+            self.remaining = self.remaining - 1
 
 
 class SegmentConstraint(LogitsProcessor):
@@ -28,68 +197,23 @@ class SegmentConstraint(LogitsProcessor):
         self.layout = layout
         self.max_length = max_length
         self.max_frames = dict(max_frames or {})
-        self.ranges = list(layout.ranges.values())
-        self.start_ids = torch.tensor([r.start_id for r in self.ranges], dtype=torch.long)
-        self.end_ids = torch.tensor([r.end_id for r in self.ranges], dtype=torch.long)
-        self._by_start = {r.start_id: r for r in self.ranges}
-        outside = torch.ones(layout.vocab_size, dtype=torch.bool)
-        for r in self.ranges:
-            outside[r.code_offset:r.code_end] = False
-            outside[r.end_id] = False
-            outside[r.start_id] = False  # start markers are added back subject to the budget
-        self._outside = outside
+        self._tables: dict[tuple[int, str], SegmentTables] = {}
 
-    def _min_segment_length(self, r: ModalityRange) -> int:
-        frames = r.spec.frames_per_item or 1
-        return 2 + frames * r.spec.num_codebooks
+    def tables(self, vocab: int, device: torch.device | str = "cpu") -> SegmentTables:
+        key = (vocab, str(device))
+        if key not in self._tables:
+            self._tables[key] = SegmentTables(self.layout, vocab, device)
+        return self._tables[key]
 
     def allowed(self, input_ids: torch.Tensor, vocab: int) -> torch.Tensor:
         """input_ids LongTensor [B, L] -> BoolTensor [B, vocab] of allowed next tokens."""
+        t = self.tables(vocab, input_ids.device)
         b, length = input_ids.shape
-        pos = torch.arange(length).expand(b, length)
-        none = torch.full((b,), -1, dtype=torch.long)
-        is_start = torch.isin(input_ids, self.start_ids)
-        is_end = torch.isin(input_ids, self.end_ids)
-        last_start = torch.where(is_start, pos, -1).max(dim=1).values if length else none
-        last_end = torch.where(is_end, pos, -1).max(dim=1).values if length else none
-        remaining = None if self.max_length is None else self.max_length - length
-
-        allowed = torch.zeros(b, vocab, dtype=torch.bool)
-        n_text = min(vocab, self.layout.vocab_size)
-        for row in range(b):
-            s = int(last_start[row])
-            if s > int(last_end[row]):
-                r = self._by_start[int(input_ids[row, s])]
-                self._allow_inside(allowed[row], r, length - 1 - s, remaining)
-            else:
-                allowed[row, :n_text] = self._outside[:n_text]
-                for r in self.ranges:
-                    if remaining is None or remaining >= self._min_segment_length(r):
-                        allowed[row, r.start_id] = True
-        return allowed
-
-    def _allow_inside(self, row: torch.Tensor, r: ModalityRange, p: int, remaining: int | None) -> None:
-        k = r.spec.num_codebooks
-        layer, frames = p % k, p // k
-        codes_ok = True
-        end_ok = layer == 0 and frames >= 1
-        if layer == 0:
-            fixed = r.spec.frames_per_item
-            limit = fixed if fixed is not None else self.max_frames.get(r.name)
-            if limit is not None and frames >= limit:
-                codes_ok = False
-            if fixed is not None and frames < fixed:
-                end_ok = False
-            if fixed is None and remaining is not None and remaining < k + 1:
-                codes_ok = False  # no room for another whole frame plus the end marker
-            if not codes_ok:
-                end_ok = True
-        if codes_ok:
-            lo, hi = r.layer_range(layer)
-            row[lo:hi] = True
-        if end_ok:
-            row[r.end_id] = True
+        seg, pos = t.state_from_ids(input_ids)
+        remaining = None if self.max_length is None else torch.full((b,), self.max_length - length,
+                                                                     dtype=torch.long, device=input_ids.device)
+        return t.allowed[t.classes(seg, pos, remaining, t.frame_limits(self.max_frames, b))]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        mask = self.allowed(input_ids.cpu(), scores.shape[-1]).to(scores.device)
+        mask = self.allowed(input_ids, scores.shape[-1])
         return scores.masked_fill(~mask, float("-inf"))

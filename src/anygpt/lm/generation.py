@@ -1,5 +1,6 @@
-"""Generation settings (the release's presets and the paper's evaluation settings) and the call
-into HF `generate` with the segment constraint."""
+"""Generation settings (the release's presets and the paper's evaluation settings), their
+checks, and the reference path: HF `generate` with the segment constraint as a LogitsProcessor.
+The fast path is anygpt.lm.engine.Engine; both read the same GenerationSettings."""
 
 from __future__ import annotations
 
@@ -8,8 +9,13 @@ from dataclasses import dataclass, field, replace
 import torch
 from transformers import GenerationConfig, LogitsProcessorList
 
+from anygpt.errors import AnyGPTError
 from anygpt.layout import TokenLayout
 from anygpt.lm.constraints import SegmentConstraint
+
+
+class GenerationSettingsError(AnyGPTError, ValueError):
+    """A generation setting out of its range (e.g. max_new_tokens 0, temperature -1)."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,28 @@ class GenerationSettings:
 
     def with_(self, **changes) -> "GenerationSettings":
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def check(self) -> "GenerationSettings":
+        """Raise GenerationSettingsError naming the first field out of range; return self."""
+        def bad(name: str, want: str) -> GenerationSettingsError:
+            return GenerationSettingsError(f"generation setting {name}={getattr(self, name)!r}: {want}")
+
+        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise bad("max_new_tokens", "must be a whole number of at least 1")
+        if not isinstance(self.temperature, (int, float)) or not self.temperature > 0 or self.temperature == float("inf"):
+            raise bad("temperature", "must be a finite number above 0 (use do_sample=False for greedy)")
+        if not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1:
+            raise bad("top_p", "must be in (0, 1]")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
+            raise bad("top_k", "must be a whole number >= 0 (0: no top-k filter)")
+        if not isinstance(self.repetition_penalty, (int, float)) or not 0 < self.repetition_penalty < float("inf"):
+            raise bad("repetition_penalty", "must be a finite number above 0 (1.0: none)")
+        if isinstance(self.num_beams, bool) or not isinstance(self.num_beams, int) or self.num_beams < 1:
+            raise bad("num_beams", "must be a whole number of at least 1")
+        for name, n in self.max_frames.items():
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise GenerationSettingsError(f"generation setting max_frames[{name!r}]={n!r}: must be at least 1")
+        return self
 
 
 # The release's config/*_generate_config.json values, and the paper's evaluation settings.
@@ -60,10 +88,13 @@ def generate_ids(
     seed: int | None = None,
     stop_strings: list[str] | None = None,
     tokenizer=None,
+    streamer=None,
 ) -> torch.Tensor:
     """input_ids, attention_mask: LongTensor [B, L], left-padded -> new ids LongTensor [B, N]
     (padded with pad_id after a sequence stops). stop_strings (with tokenizer) end generation
-    on text that is no single token (the AnyGPT template's '<eom>')."""
+    on text that is no single token (the AnyGPT template's '<eom>'). streamer: HF's contract
+    (its first put() is the prompt; batch 1 only)."""
+    settings.check()
     processors = LogitsProcessorList()
     if settings.constrained:
         processors.append(SegmentConstraint(
@@ -87,6 +118,6 @@ def generate_ids(
     with torch.inference_mode():
         out = model.generate(
             input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
-            logits_processor=processors, tokenizer=tokenizer if stop_strings else None,
+            logits_processor=processors, tokenizer=tokenizer if stop_strings else None, streamer=streamer,
         )
     return out[:, input_ids.shape[1]:]
