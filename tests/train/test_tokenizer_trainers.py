@@ -9,10 +9,8 @@ import hashlib
 import json
 import os
 import pickle
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,7 @@ from anygpt.loaders import (IMAGE_TOKENIZER_TINY_DIR, MUSIC_CODEC_TINY_DIR, SOUN
 from anygpt.modalities import load_tokenizer
 from anygpt.train import image_tokenizer, music_codec, soundstorm, speech_tokenizer
 from anygpt.train.recipes import CorpusError
+from killed_runs import kill_then_rerun
 from tokenizer_corpora import (IMAGE_ARGS, MUSIC_ARGS, SPEECH_ARGS, SPEECH_CODEC, STORM_ARGS, write_image_corpus,
                                write_music_corpus, write_speech_corpus)
 
@@ -159,19 +158,8 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path, corpus, codec_dir):
     music_codec.main([*args, "--out", str(ref)])
 
     run = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "anygpt.cli", "train", "music-codec", *args, "--out", str(run)]
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (run / "checkpoints" / "step-00000004").exists():
-        time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done = sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.startswith("step-"))
-    assert done and done[-1] < "step-00000024", f"the run finished before the kill: {done}"
-
-    resumed = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resumed" in resumed.stdout
+    kill_then_rerun([sys.executable, "-m", "anygpt.cli", "train", "music-codec", *args, "--out", str(run)], ENV, run,
+                    4, 24)
     losses = {}
     for r in log_rows(run):  # steps logged before the kill and again after it must agree
         assert losses.setdefault(r["step"], r["total"]) == r["total"], r["step"]
@@ -193,6 +181,17 @@ def test_run_folder_from_another_config_is_refused_and_untouched(tmp_path, corpu
     with pytest.raises(CheckpointError, match="another configuration"):
         MODULES[name].main([*base, "--seed", "7", "--export-only", "--export", str(tmp_path / "exp")])
     assert digest(run) == before and not (tmp_path / "exp").exists()
+
+
+def test_a_failed_start_does_not_bind_the_run_folder(tmp_path, corpus, codec_dir):
+    """A first start that fails before any checkpoint (a mistyped --corpus) leaves no
+    configuration that would refuse the corrected command."""
+    run = tmp_path / "run"
+    base = [*args_for("music-codec", corpus, codec_dir), "--out", str(run), "--steps", "2"]
+    with pytest.raises(CorpusError, match="not found"):
+        music_codec.main([*base, "--corpus", str(tmp_path / "typo")])
+    assert music_codec.main(base) == 0
+    assert json.loads((run / "run.json").read_text())["corpus"] == str(corpus)
 
 
 class _Planted:

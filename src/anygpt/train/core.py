@@ -170,10 +170,12 @@ class TrainingRun:
         return self.elapsed0 + time.time() - self.t0
 
     def check_config(self) -> None:
-        """Refuse a run folder written with another configuration; record ours in a new one."""
+        """Refuse a run folder written with another configuration; record ours in a new one. A
+        folder is bound to its configuration by its first checkpoint: before that (a start that
+        failed on a mistyped option) ours replaces the recorded one."""
         path = self.out / RUN_CONFIG
         config = json.loads(json.dumps(self.config))  # as it reads back (tuples -> lists)
-        if path.is_file():
+        if path.is_file() and self.ckpts.latest() is not None:
             try:
                 old = json.loads(path.read_text())
             except json.JSONDecodeError as e:

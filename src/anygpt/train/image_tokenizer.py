@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from anygpt.errors import AnyGPTError
 from anygpt.loaders import IMAGE_TOKENIZER_TINY_DIR
 from anygpt.media_io import atomic_path
 from anygpt.nn.query_former import QueryTokenizer, QueryTokenizerConfig
@@ -331,14 +332,12 @@ def build_model(a: argparse.Namespace) -> QueryTokenizer:
         from anygpt.modalities.image_tokenizers import TinyImageTokenizer
 
         return TinyImageTokenizer.from_folder(a.init).model
-    overrides = {}
-    if a.config:
-        text = a.config if a.config.lstrip().startswith("{") else Path(a.config).read_text()
-        try:
-            overrides = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise CorpusError(f"--config: not valid JSON ({e})") from None
-    return QueryTokenizer(QueryTokenizerConfig.from_dict({**overrides, "seed": a.seed}))
+    try:
+        text = a.config if not a.config or a.config.lstrip().startswith("{") else Path(a.config).read_text()
+        cfg = QueryTokenizerConfig.from_dict({**json.loads(text or "{}"), "seed": a.seed})
+    except (OSError, ValueError, TypeError) as e:  # JSONDecodeError is a ValueError
+        raise AnyGPTError(f"--config {a.config}: not QueryTokenizerConfig overrides ({e})") from None
+    return QueryTokenizer(cfg)
 
 
 def training_data(a: argparse.Namespace, size: int) -> tuple[torch.Tensor, torch.Tensor | None, list[dict]]:

@@ -29,10 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from anygpt.errors import AnyGPTError, CheckpointError
 from anygpt.loaders import SOUNDSTORM_TINY_DIR, SPEECH_TOKENIZER_TINY_DIR
 from anygpt.nn.soundstorm import SoundStorm, SoundStormConfig
 from anygpt.train.core import RunOptions, TrainingRun, add_run_args, lr_at, set_threads
-from anygpt.train.recipes import CorpusError, add_corpus_arg, command_line, train_or_export
+from anygpt.train.recipes import add_corpus_arg, command_line, train_or_export
 from anygpt.train.speech_tokenizer import train_clips
 
 PROMPT_FRAMES = (25, 75)  # prompt length range in code frames (1-3 s at 25 Hz)
@@ -103,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="anygpt train soundstorm", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_corpus_arg(p, "speech/manifest.jsonl")
-    p.add_argument("--codec", type=Path, default=SPEECH_TOKENIZER_TINY_DIR,
+    p.add_argument("--codec", type=Path, default=None,
                    help="speech codec folder whose codes are learned (default: the shipped speech-tokenizer-tiny)")
     p.add_argument("--batch", type=int, default=16, help="items per step (default: 16)")
     p.add_argument("--target-frames", type=int, default=100, help="target crop length in code frames (default: 100)")
@@ -123,13 +124,13 @@ def model_config(a: argparse.Namespace, codec) -> SoundStormConfig:
                 num_semantic_token_ids=codec.cfg.semantic_codebook_size, seed=a.seed)
     try:
         return SoundStormConfig.from_dict({**SoundStormConfig().to_dict(), **base, **json.loads(a.config)})
-    except (json.JSONDecodeError, TypeError) as e:
-        raise CorpusError(f"--config: not JSON overrides of SoundStormConfig ({e})") from None
+    except (json.JSONDecodeError, TypeError, ValueError) as e:
+        raise AnyGPTError(f"--config: not JSON overrides of SoundStormConfig ({e})") from None
 
 
 def run_config(a: argparse.Namespace, cfg: SoundStormConfig, codec) -> dict:
     """What defines the run (a resume with other values is refused)."""
-    return {"soundstorm": cfg.to_dict(), "codec": str(a.codec), "codec_config": codec.cfg.to_dict(),
+    return {"soundstorm": cfg.to_dict(), "codec": str(a.codec or "shipped"), "codec_config": codec.cfg.to_dict(),
             "corpus": str(a.corpus), "batch": a.batch, "target_frames": a.target_frames,
             "cross_prompt": a.cross_prompt, "lr": a.lr, "warmup": a.warmup, "steps": a.steps, "seed": a.seed,
             "bf16": a.bf16}
@@ -174,10 +175,11 @@ def main(argv: list[str] | None = None) -> int:
 
     a = build_parser().parse_args(argv)
     set_threads(a.threads)
-    if not (a.codec / "config.json").is_file():
-        raise CorpusError(f"{a.codec}: no speech codec there (config.json missing); give --codec a folder "
-                          "written by `anygpt train speech-tokenizer --export`")
-    codec = load_codec(a.codec)
+    codec_dir = a.codec or SPEECH_TOKENIZER_TINY_DIR
+    if not (codec_dir / "config.json").is_file():
+        raise CheckpointError(f"{codec_dir}: no speech codec there (config.json missing); give --codec a folder "
+                              "written by `anygpt train speech-tokenizer --export`")
+    codec = load_codec(codec_dir)
     cfg = model_config(a, codec)
     model = SoundStorm(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=1e-2)

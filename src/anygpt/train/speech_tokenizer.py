@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anygpt.errors import AnyGPTError
 from anygpt.loaders import SPEECH_TOKENIZER_TINY_DIR
 from anygpt.nn.music_codec import MultiScaleMelLoss, mel_filterbank
 from anygpt.nn.speech_codec import CompactSpeechCodec, SpeechCodecConfig, grad_reverse, save_codec
@@ -126,8 +127,8 @@ def codec_config(a: argparse.Namespace) -> SpeechCodecConfig:
     try:
         overrides = json.loads(a.config)
         return SpeechCodecConfig(**{**SpeechCodecConfig().to_dict(), "seed": a.seed, **overrides})
-    except (json.JSONDecodeError, TypeError) as e:
-        raise CorpusError(f"--config: not JSON overrides of SpeechCodecConfig ({e})") from None
+    except (json.JSONDecodeError, TypeError, ValueError) as e:
+        raise AnyGPTError(f"--config: not JSON overrides of SpeechCodecConfig ({e})") from None
 
 
 def train_clips(corpus: str):
