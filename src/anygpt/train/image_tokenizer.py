@@ -221,7 +221,7 @@ class ImageTrainer:
         if recipe.attr_weight > 0:
             self.head = modules["attr_head"] = CellAttributeHead(model.cfg.num_queries, model.cfg.dim)
         decay, no_decay = [], []
-        for prefix, module in modules.items():
+        for module in modules.values():
             for name, p in module.named_parameters():
                 if p.requires_grad:
                     (no_decay if p.dim() < 2 or name.endswith(("pos", "tokens", "queries")) else decay).append(p)
