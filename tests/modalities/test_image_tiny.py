@@ -1,4 +1,4 @@
-"""Our compact SEED-style image tokenizer: shapes, loading, bad input, a short training run."""
+"""Our compact SEED-style image tokenizer: shapes, loading, bad input (the trainer's tests are in tests/train/)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from anygpt.modalities import load_tokenizer
 from anygpt.modalities.image import RELEASED_IMAGE_SPEC
 from anygpt.modalities.image_tokenizers import TINY_ASSET_DIR, TinyImageTokenizer, fit_square
 from anygpt.nn.query_former import QueryTokenizer, QueryTokenizerConfig
-from anygpt.train.image_tokenizer import _batch_indices, export, render_scenes, scene_cell_labels, train
+from anygpt.train.image_tokenizer import export
 
 SMALL = QueryTokenizerConfig(image_size=16, patch_size=4, dim=32, heads=2, encoder_layers=1, query_layers=1,
                              num_queries=8, codebook_size=32, codebook_dim=8, decoder_layers=1, refine_channels=4,
@@ -111,44 +111,6 @@ def test_missing_weights_clear_error(tmp_path):
         TinyImageTokenizer.from_folder(tmp_path)
 
 
-def test_batches_deterministic_and_cover_epoch():
-    a = torch.cat([_batch_indices(s, 4, 10, seed=3) for s in range(5)])
-    assert torch.equal(a, torch.cat([_batch_indices(s, 4, 10, seed=3) for s in range(5)]))
-    assert sorted(a[:10].tolist()) == list(range(10)) and sorted(a[10:20].tolist()) == list(range(10))
-
-
-def test_short_training_lowers_loss(tmp_path):
-    torch.manual_seed(0)
-    _short_training(tmp_path)
-
-
-def test_short_training_lowers_loss_local_upsampler(tmp_path):
-    """The shipped recipe: locality prior, conv upsampler, object-weighted L1 + heavy L2."""
-    torch.manual_seed(0)
-    _short_training(tmp_path, LOCAL, object_weight=10.0, l2_weight=10.0)
-
-
-def test_short_training_shape_losses(tmp_path):
-    """Edge loss on the objects + the training-only cell attribute head (shape/colour/size)."""
-    torch.manual_seed(0)
-    records = render_scenes(64, seed=0, size=16)["records"]
-    labels = scene_cell_labels(records + [{"kind": "digit", "attributes": {}}])
-    assert labels.shape == (65, 9, 3) and bool((labels[-1] == -100).all())
-    obj = records[0]["attributes"]["objects"][0]
-    assert int(labels[0, obj["row"] * 3 + obj["col"], 0]) >= 1  # a shape class, 0 = empty
-    assert int((labels[:64, :, 0] > 0).sum()) == sum(r["attributes"]["n_objects"] for r in records)
-    log, model = _short_training(tmp_path, LOCAL, object_weight=10.0, l2_weight=10.0, edge_weight=2.0,
-                                 attr_weight=0.1, cell_labels=labels[:64])  # 0.5 (shipped) upsets this 16 px toy
-    assert log[-1]["attr"] < log[0]["attr"] and log[-1]["edge"] > 0
-    assert "attr_head" in torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    assert not any(k.startswith("attr") for k in model.state_dict())  # the head is not exported
-    # a reloaded export (no EMA sums shipped) gets sums consistent with its codebook, so that
-    # training on from it (--init) keeps the codebook
-    vq = TinyImageTokenizer.from_folder(export(model, tmp_path / "exp")).model.quantizer
-    rebuilt = torch.nn.functional.normalize(vq.embed_sum / vq.cluster_size[:, None], dim=-1)
-    assert torch.allclose(rebuilt, torch.nn.functional.normalize(vq.codebook, dim=-1), atol=1e-5)
-
-
 def test_local_upsampler_layout_and_reload(tmp_path):
     torch.manual_seed(0)
     m = QueryTokenizer(LOCAL).eval()
@@ -172,26 +134,6 @@ def test_local_upsampler_layout_and_reload(tmp_path):
         QueryTokenizer(replace(LOCAL, upsample_channels=(8,)))
     with pytest.raises(ValueError, match="one weight per head"):
         QueryTokenizer(replace(LOCAL, locality=(1.0,)))
-
-
-def _short_training(tmp_path, cfg=SMALL, **loss):
-    data = render_scenes(64, seed=0, size=16)
-    text = torch.nn.functional.normalize(torch.randn(64, 12), dim=-1)
-    model = QueryTokenizer(cfg)
-    log = train(model, data["images"], text, steps=60, batch=8, lr=5e-3, warmup=5, seed=0, bf16=False,
-                out=tmp_path, save_every=30, progress=False, log_every=10, vq_warmup=20, **loss)
-    assert log[-1]["l1"] < 0.85 * log[0]["l1"]
-    assert log[-1]["loss"] < log[2]["loss"]  # quantized phase (from step 20) goes down too
-    assert log[0]["perplexity"] == 0 and log[-1]["perplexity"] > 1  # codebook on after the warm-up
-    assert (tmp_path / "checkpoint.pt").is_file()
-    # resuming a finished run does no more steps and keeps the weights
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    model2 = QueryTokenizer(cfg)
-    log2 = train(model2, data["images"], text, steps=60, batch=8, lr=5e-3, warmup=5, seed=0, bf16=False,
-                 out=tmp_path, progress=False, log_every=10, vq_warmup=20, **loss)
-    assert len(log2) == len(log)
-    assert all(torch.equal(before[k], v) for k, v in model2.state_dict().items())
-    return log, model
 
 
 def test_shipped_weights_load_and_match_layout():

@@ -7,10 +7,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ import torch
 from anygpt.errors import AnyGPTError
 from anygpt.train import lm as train_lm
 from blockfolders import small_tokenizer, write_block_folder
+from killed_runs import kill_then_rerun
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -79,19 +78,7 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
     train_lm.main([*args, "--out", str(ref)])
 
     run = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "anygpt.train.lm", *args, "--out", str(run)]
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (run / "checkpoints" / "step-00000004").exists():
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done = sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.startswith("step-"))
-    assert done and done[-1] < "step-00000030", f"the run finished before the kill: {done}"
-
-    resumed = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resumed" in resumed.stdout
+    kill_then_rerun([sys.executable, "-m", "anygpt.train.lm", *args, "--out", str(run)], ENV, run, 4, 30)
     assert losses(run) == losses(ref)  # exactly: same blocks, same weights, same optimizer state
     a = sorted((ref / "checkpoints").iterdir())[-1]
     b = sorted((run / "checkpoints").iterdir())[-1]

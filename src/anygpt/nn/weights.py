@@ -1,9 +1,14 @@
-"""Writing shipped weights: float16 safetensors + config.json, both written atomically."""
+"""Writing shipped weights: float16 safetensors + config.json, the folder written atomically."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -23,19 +28,55 @@ def inference_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_weights(folder: str | Path, state: dict[str, torch.Tensor], meta: dict) -> Path:
-    """folder/model.safetensors (state) + folder/config.json (meta); -> folder."""
+def save_weights(folder: str | Path, state: dict[str, torch.Tensor], meta: dict,
+                 files: dict[str, dict] | None = None) -> Path:
+    """folder/model.safetensors (state) + folder/config.json (meta) [+ `files`: name ->
+    tensors for a name ending in .safetensors, else a JSON value]; -> folder.
+
+    The folder is written whole beside `folder` and renamed into place, so a kill never leaves
+    half an export; an existing folder's README (*.md) is kept, every other file replaced."""
     from safetensors.torch import save_file
 
-    from anygpt.media_io import atomic_path
+    written = {"model.safetensors": state, "config.json": meta, **(files or {})}
+    with atomic_folder(folder) as tmp:
+        for name, value in written.items():
+            if name.endswith(".safetensors"):
+                save_file({k: v.detach().contiguous() for k, v in value.items()}, str(tmp / name))
+            else:
+                (tmp / name).write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+    return Path(folder)
 
+
+@contextmanager
+def atomic_folder(folder: str | Path, keep: tuple[str, ...] = ("*.md",)) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `folder`; on success, copy into it the files of an
+    existing `folder` that match `keep` and that the block did not write, and swap it into place
+    (the old folder is removed only after the rename). On error the temporary folder is removed
+    and `folder` is left as it was."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / "model.safetensors") as tmp:
-        save_file(state, str(tmp))
-    with atomic_path(folder / "config.json") as tmp:
-        tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
+    try:
+        yield tmp
+        if folder.is_dir():
+            for old in folder.iterdir():
+                if old.is_file() and any(old.match(k) for k in keep) and not (tmp / old.name).exists():
+                    shutil.copy2(old, tmp / old.name)
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes the folder private; give it the usual mode
+        trash = folder.parent / f".{folder.name}.old-{os.getpid()}"
+        if folder.exists():
+            os.replace(folder, trash)
+        os.replace(tmp, folder)
+        shutil.rmtree(trash, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_meta(folder: str | Path) -> dict:

@@ -38,6 +38,7 @@ from anygpt.train.checkpoint import CheckpointFolder
 
 RUN_CONFIG = "run.json"
 LOG = "log.jsonl"
+GENERATORS = "generators"  # the checkpoint entry holding the modules' own torch.Generator states
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int, floor: float = 0.1) -> float:
@@ -74,24 +75,47 @@ class RunOptions:
 
 
 def add_run_args(p: argparse.ArgumentParser, *, out: str, steps: int, save_every: int = 200,
-                 log_every: int = 10, export_help: str = "after training, export the weights to this folder") -> None:
-    """The flags every trainer shares (docs/cli.md), with the old spellings as hidden aliases."""
+                 log_every: int = 10, export_help: str = "after training, export the weights to this folder",
+                 ship: Path | None = None) -> None:
+    """The flags every trainer shares (docs/cli.md), with the old spellings as hidden aliases.
+    ship: the package's asset folder of this model; the old `--ship` then means `--export` there."""
     g = p.add_argument_group("run (the same for every trainer)")
     g.add_argument("--out", default=out, help=f"run folder: checkpoints, log.jsonl, TensorBoard events; "
                                               f"rerun with the same folder to resume (default: {out})")
     g.add_argument("--steps", type=int, default=steps, help=f"total optimiser steps, the schedule's length (default: {steps})")
-    g.add_argument("--max-minutes", "--minutes", type=float, default=None, dest="max_minutes",
+    g.add_argument("--max-minutes", type=float, default=None, dest="max_minutes",
                    help="stop cleanly (and save) after this many minutes of this invocation")
+    hidden_alias(g, "--minutes", "max_minutes", type=float)
     g.add_argument("--save-every", type=int, default=save_every, help=f"checkpoint every N steps (default: {save_every})")
     g.add_argument("--save-every-minutes", type=float, default=None, help="also checkpoint every M minutes")
     g.add_argument("--keep", type=int, default=3, help="checkpoints kept (newest first; default: 3)")
     g.add_argument("--log-every", type=int, default=log_every, help=f"log every N steps (default: {log_every})")
-    g.add_argument("--no-progress", "--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    hidden_alias(g, "--quiet", "no_progress", action="store_true")
     g.add_argument("--seed", type=int, default=0, help="random seed: same seed, same run (default: 0)")
     g.add_argument("--threads", type=int, default=None,
                    help="torch threads per process (default: all cores; use 1 when jobs share the CPU)")
     g.add_argument("--export", default=None, help=export_help)
     g.add_argument("--export-only", action="store_true", help="export the newest checkpoint of --out and exit")
+    if ship is not None:
+        hidden_alias(g, "--ship", "export", action="store_const", const=str(ship))
+
+
+def hidden_alias(p, old: str, dest: str, **kwargs) -> None:
+    """An old spelling of a flag: it still works, --help no longer shows it (docs/cli.md)."""
+    p.add_argument(old, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
+
+
+def module_generators(modules: dict[str, nn.Module]) -> dict[str, torch.Generator]:
+    """Every torch.Generator that a submodule holds as an attribute (the quantizers draw their
+    codebook restarts from their own), by path, so that a resumed run continues their streams."""
+    found = {}
+    for name, module in modules.items():
+        for path, sub in module.named_modules():
+            for attr, value in vars(sub).items():
+                if isinstance(value, torch.Generator):
+                    found[".".join(p for p in (name, path, attr) if p)] = value
+    return found
 
 
 def set_threads(n: int | None) -> None:
@@ -146,10 +170,12 @@ class TrainingRun:
         return self.elapsed0 + time.time() - self.t0
 
     def check_config(self) -> None:
-        """Refuse a run folder written with another configuration; record ours in a new one."""
+        """Refuse a run folder written with another configuration; record ours in a new one. A
+        folder is bound to its configuration by its first checkpoint: before that (a start that
+        failed on a mistyped option) ours replaces the recorded one."""
         path = self.out / RUN_CONFIG
         config = json.loads(json.dumps(self.config))  # as it reads back (tuples -> lists)
-        if path.is_file():
+        if path.is_file() and self.ckpts.latest() is not None:
             try:
                 old = json.loads(path.read_text())
             except json.JSONDecodeError as e:
@@ -173,14 +199,28 @@ class TrainingRun:
             return None
         modules, opt, state = CheckpointFolder.load(latest)
         self._set_state(modules, opt)
+        saved = modules.get(GENERATORS, {})
+        for path, gen in module_generators(self.modules).items():
+            if path in saved:
+                gen.set_state(saved[path])
         self.step, self.elapsed0 = int(state["step"]), float(state.get("elapsed", 0.0))
         self.data_state = state.get("data", {})
         if self.is_main:
             print(f"resumed {latest} at step {self.step}", flush=True)
         return self.data_state
 
+    def resume_for_export(self) -> None:
+        """--export-only: load the newest checkpoint; without one, fail and leave OUT as it is."""
+        if self.ckpts.latest() is None:
+            raise CheckpointError(f"{self.out}: no checkpoint to export; train first (the same command "
+                                  "without --export-only)")
+        self.resume()
+
     def save(self) -> None:
         modules, opt = self._get_state()
+        generators = module_generators(self.modules)
+        if generators:
+            modules = {**modules, GENERATORS: {k: g.get_state() for k, g in generators.items()}}
         if self.is_main:
             self.ckpts.save(self.step, modules, opt, {"step": self.step, "elapsed": self.elapsed,
                                                       "data": self.data_state, "config": self.config})

@@ -1,19 +1,20 @@
 """`anygpt train music-codec`: train the compact music codec (anygpt.nn.music_codec) on CPU.
 
-    anygpt train music-codec --data data/tiny --out runs/music-codec --steps 25000 \\
-        --export src/anygpt/assets/music-codec-tiny          # the shipped model, ~4 h on 2 cores
-    anygpt train music-codec --data data/tiny --out runs/music-25hz --downsample 4 \\
-        --codebook-size 512 --steps 3600 --minutes 40       # the 25 Hz x 512 variant
+    anygpt train music-codec --corpus data/tiny --out runs/music-codec --steps 25000 \\
+        --export runs/music-codec/model                        # the shipped recipe, ~4 h on 2 cores
+    anygpt train music-codec --corpus data/tiny --out runs/music-25hz --downsample 4 \\
+        --codebook-size 512 --steps 3600 --max-minutes 40     # the 25 Hz x 512 variant
+    anygpt train music-codec --synthetic 8 --out /tmp/music-smoke --steps 20   # no corpus needed
 
-Reads DATA/music/manifest.jsonl (split "train"; the 16 kHz copies `path_16k` when present,
-else `path` resampled), draws random crops of --seconds, trains with multi-scale mel +
-spectral convergence + waveform L1 + RVQ commitment losses (AdamW, warmup then cosine),
-saves OUT/last.pt every --save-every steps and on exit (atomic), and resumes from it when run
-again with the same OUT (a killed job loses at most --save-every steps; crops depend only on
-seed and step, so a resumed run draws the same batches). Logs to OUT/log.jsonl.
-`--export DIR` writes DIR/config.json + DIR/model.safetensors (fp16) after training;
-`--export-only` exports OUT/last.pt without training. `--synthetic` trains on generated
-tones (smoke tests, no corpus needed).
+Reads CORPUS/music/manifest.jsonl (split "train"; the 16 kHz copies `path_16k` when present,
+else `path` resampled), draws random crops of --seconds, and trains with multi-scale mel +
+spectral convergence + waveform L1 + RVQ commitment losses (AdamW, warmup then cosine).
+Checkpoints, resume, logs and the run flags are the training core's (`anygpt.train.core`):
+rerunning the same command continues from the newest checkpoint in OUT/checkpoints (crops
+depend only on seed and step, so a resumed run draws the same batches). `--export DIR` writes
+DIR/config.json + DIR/model.safetensors (float16, float32 codebooks), which
+`load_tokenizer("music", "tiny", path=DIR)` reads; `--export-only` exports the newest
+checkpoint without training. `--synthetic N` trains on N generated clips of harmonic notes.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ import argparse
 import json
 import math
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-from anygpt.train.common import atomic_torch_save, lr_at
+from anygpt.loaders import MUSIC_CODEC_TINY_DIR
 from anygpt.nn.music_codec import CompactMusicCodec, LossWeights, MultiScaleMelLoss, MusicCodecConfig, codec_losses
+from anygpt.train.core import RunOptions, TrainingRun, add_run_args, lr_at, set_threads
+from anygpt.train.recipes import CorpusError, add_corpus_arg, command_line, train_or_export
 
 
 # ---------------------------------------------------------------- data
@@ -58,7 +60,7 @@ def load_corpus(data: Path, split: str, sample_rate: int, limit: int | None = No
 
     manifest = data / "music" / "manifest.jsonl"
     if not manifest.is_file():
-        raise SystemExit(f"{manifest}: not found; build the corpus with `anygpt data build --preset tiny --out {data}`")
+        raise CorpusError(f"{manifest}: not found; build the corpus with `anygpt data build --preset tiny --out {data}`")
     clips = []
     for line in manifest.read_text().splitlines():
         rec = json.loads(line)
@@ -69,7 +71,7 @@ def load_corpus(data: Path, split: str, sample_rate: int, limit: int | None = No
         if limit and len(clips) >= limit:
             break
     if not clips:
-        raise SystemExit(f"{manifest}: no clips with split {split!r}")
+        raise CorpusError(f"{manifest}: no clips with split {split!r}")
     return clips
 
 
@@ -93,139 +95,85 @@ def draw_batch(clips: list[torch.Tensor], batch: int, length: int, seed: int, st
     return out
 
 
-# ---------------------------------------------------------------- checkpoints
-def save_checkpoint(path: Path, model, opt, step: int, elapsed: float, args: dict) -> None:
-    atomic_torch_save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                       "elapsed": elapsed, "config": model.cfg.to_dict(), "args": args}, path)
-
-
-def export(ckpt: Path, out_dir: Path) -> Path:
-    """OUT/last.pt -> out_dir/config.json + out_dir/model.safetensors (fp16 weights,
-    float32 codebooks). Returns out_dir."""
+# ---------------------------------------------------------------- export
+def export_codec(model: CompactMusicCodec, folder: Path, training: dict) -> Path:
+    """folder/config.json ({"codec", "frame_rate", "bitrate_bps", "training"}, the fields the
+    tokenizer's loader reads) + folder/model.safetensors (float16, float32 codebooks)."""
     from anygpt.nn.weights import inference_state, save_weights
 
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    cfg = MusicCodecConfig.from_dict(state["config"])
-    model = CompactMusicCodec(cfg)
-    model.load_state_dict(state["model"])
-    meta = {"codec": cfg.to_dict(), "frame_rate": cfg.frame_rate, "bitrate_bps": cfg.bitrate,
-            "training": {"steps": state["step"], "wall_seconds": round(state["elapsed"], 1),
-                         "command": state["args"].get("command")}}
-    return save_weights(out_dir, inference_state(model), meta)
+    cfg = model.cfg
+    meta = {"codec": cfg.to_dict(), "frame_rate": cfg.frame_rate, "bitrate_bps": cfg.bitrate, "training": training}
+    return save_weights(folder, inference_state(model), meta)
 
 
 # ---------------------------------------------------------------- training
-def train(args: argparse.Namespace) -> dict:
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt = out / "last.pt"
-    cfg = MusicCodecConfig(codebook_size=args.codebook_size, downsample=args.downsample, seed=args.seed,
-                           enc_dim=args.enc_dim, dec_dim=args.dec_dim, dec_blocks=args.dec_blocks)
-    state = None
-    if ckpt.exists() and not args.restart:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        cfg = MusicCodecConfig.from_dict(state["config"])
-    model = CompactMusicCodec(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.8, 0.99), weight_decay=0.0)
-    step, elapsed = 0, 0.0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        step, elapsed = state["step"], state["elapsed"]
-        print(f"resuming {ckpt} at step {step} ({elapsed / 60:.1f} min trained)", file=sys.stderr)
+def model_config(a: argparse.Namespace) -> MusicCodecConfig:
+    return MusicCodecConfig(codebook_size=a.codebook_size, downsample=a.downsample, seed=a.seed,
+                            enc_dim=a.enc_dim, dec_dim=a.dec_dim, dec_blocks=a.dec_blocks)
 
-    length = int(args.seconds * cfg.sample_rate) // cfg.frame_hop * cfg.frame_hop
-    if args.synthetic:
-        clips = list(synthetic_music(args.synthetic, 4.0, cfg.sample_rate, seed=args.seed))
+
+def run_config(a: argparse.Namespace, cfg: MusicCodecConfig) -> dict:
+    """What defines the run (a resume with other values is refused)."""
+    return {"codec": cfg.to_dict(), "corpus": None if a.synthetic else str(a.corpus), "synthetic": a.synthetic,
+            "batch": a.batch, "seconds": a.seconds, "lr": a.lr, "warmup": a.warmup, "steps": a.steps,
+            "seed": a.seed, "bf16": a.bf16}
+
+
+def fit(run: TrainingRun, model: CompactMusicCodec, a: argparse.Namespace) -> None:
+    cfg = model.cfg
+    length = int(a.seconds * cfg.sample_rate) // cfg.frame_hop * cfg.frame_hop
+    if a.synthetic:
+        clips = list(synthetic_music(a.synthetic, 4.0, cfg.sample_rate, seed=a.seed))
     else:
-        clips = load_corpus(Path(args.data), "train", cfg.sample_rate)
+        clips = load_corpus(Path(a.corpus), "train", cfg.sample_rate)
     mel_loss = MultiScaleMelLoss(cfg.sample_rate)
     weights = LossWeights()
-    model.train()
-    log = (out / "log.jsonl").open("a")
-    budget = args.minutes * 60 if args.minutes else float("inf")
-    history = []
-    from tqdm import tqdm
-
-    bar = tqdm(total=args.steps, initial=step, desc="music-codec", disable=args.quiet, dynamic_ncols=True)
-    t_last_save = time.time()
-    t0 = time.time() - elapsed
-    try:
-        while step < args.steps and time.time() - t0 < budget:
-            x = draw_batch(clips, args.batch, length, args.seed, step)
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-                y, vq = model(x)
-            losses = codec_losses(y.float(), x, vq, mel_loss, weights)  # losses in float32
-            opt.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            step += 1
-            rec = {k: round(float(v.detach()), 5) for k, v in losses.items()}
-            rec.update(step=step, minutes=round((time.time() - t0) / 60, 2),
-                       ppl=[round(float(p), 1) for p in vq.perplexities])
-            history.append(rec)
-            bar.update(1)
-            bar.set_postfix(mel=f"{rec['mel']:.3f}", wave=f"{rec['wave']:.4f}", ppl=rec["ppl"][0])
-            if step % args.log_every == 0:
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
-            if step % args.save_every == 0 or time.time() - t_last_save > 300:
-                save_checkpoint(ckpt, model, opt, step, time.time() - t0, vars(args))
-                t_last_save = time.time()
-    finally:
-        bar.close()
-        save_checkpoint(ckpt, model, opt, step, time.time() - t0, vars(args))
-        log.close()
-    result = {"step": step, "wall_seconds": round(time.time() - t0, 1), "history": history}
-    if args.export:
-        export(ckpt, Path(args.export))
-        print(f"exported {args.export}", file=sys.stderr)
-    return result
+    for step in run.steps():
+        x = draw_batch(clips, a.batch, length, a.seed, step)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            y, vq = model(x)
+        losses = codec_losses(y.float(), x, vq, mel_loss, weights)  # losses in float32
+        run.optimise(losses["total"])
+        run.record(**{k: float(v.detach()) for k, v in losses.items()},
+                   ppl=[round(float(p), 1) for p in vq.perplexities])
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="anygpt train music-codec", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="data/tiny", help="corpus folder with music/manifest.jsonl")
-    p.add_argument("--out", default="runs/music-codec", help="run folder (checkpoint, log); resumed if present")
-    p.add_argument("--steps", type=int, default=3000, help="total optimiser steps (schedule length)")
-    p.add_argument("--minutes", type=float, default=0, help="stop after this many minutes of training (0: no limit)")
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--seconds", type=float, default=1.28, help="crop length")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a loaded machine)")
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast")
+    add_corpus_arg(p, "music/manifest.jsonl")
+    p.add_argument("--synthetic", type=int, default=0, metavar="N", help="train on N generated clips instead of --corpus")
+    p.add_argument("--batch", type=int, default=16, help="crops per step (default: 16)")
+    p.add_argument("--seconds", type=float, default=1.28, help="crop length (default: 1.28)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: 1e-3)")
+    p.add_argument("--warmup", type=int, default=100, help="warmup steps (default: 100)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast (default: on)")
     p.add_argument("--codebook-size", type=int, default=1024)
     p.add_argument("--downsample", type=int, default=2, help="STFT frames (100/s) per code frame: 2 -> 50 Hz, 4 -> 25 Hz")
     p.add_argument("--enc-dim", type=int, default=192)
     p.add_argument("--dec-dim", type=int, default=256)
     p.add_argument("--dec-blocks", type=int, default=6)
-    p.add_argument("--save-every", type=int, default=200)
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--synthetic", type=int, default=0, help="train on N generated clips instead of --data")
-    p.add_argument("--restart", action="store_true", help="ignore OUT/last.pt and start over")
-    p.add_argument("--export", default=None, help="after training, export weights to this folder")
-    p.add_argument("--export-only", action="store_true", help="export OUT/last.pt to --export and exit")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_run_args(p, out="runs/music-codec", steps=3000, save_every=200, log_every=10, ship=MUSIC_CODEC_TINY_DIR,
+                 export_help="after training, export config.json + model.safetensors to this folder")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    args.command = "anygpt train music-codec " + " ".join(argv if argv is not None else sys.argv[1:])
-    if args.export_only:
-        if not args.export:
-            raise SystemExit("--export-only needs --export DIR")
-        export(Path(args.out) / "last.pt", Path(args.export))
-        print(f"exported {args.export}")
-        return 0
-    res = train(args)
-    print(json.dumps({"step": res["step"], "wall_seconds": res["wall_seconds"],
-                      "last": res["history"][-1] if res["history"] else None}))
+    a = build_parser().parse_args(argv)
+    set_threads(a.threads)
+    cfg = model_config(a)
+    model = CompactMusicCodec(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.8, 0.99), weight_decay=0.0)
+    options = RunOptions.from_args(a)
+    run = TrainingRun(options, modules={"model": model}, optimizer=opt, config=run_config(a, cfg),
+                      lr=lambda s: lr_at(s, a.steps, a.lr, a.warmup), desc="music codec")
+    command = command_line("music-codec", argv)
+    train_or_export(run, options, lambda: fit(run, model, a), lambda folder: export_codec(
+        model.eval(), folder, {"steps": run.step, "wall_seconds": round(run.elapsed, 1), "command": command}))
     return 0
+
+
+if __name__ == "__main__":
+    from anygpt.train.cli import main as train_main
+
+    raise SystemExit(train_main(["music-codec", *sys.argv[1:]]))

@@ -1,20 +1,22 @@
 """`anygpt train soundstorm`: train the compact SoundStorm acoustic model (anygpt.nn.soundstorm).
 
-    anygpt train soundstorm --data data/tiny --codec src/anygpt/assets/speech-tokenizer-tiny \\
-        --out runs/soundstorm --steps 2000 --export src/anygpt/assets/soundstorm-tiny
+    anygpt train soundstorm --corpus data/tiny --out runs/soundstorm --steps 6500 --max-minutes 170 \\
+        --threads 1 --export runs/soundstorm/model                  # the shipped recipe
+    anygpt train soundstorm --corpus data/tiny --codec runs/speech-tokenizer/model --out runs/storm2
 
-Encodes once every training clip of DATA/speech (split "train") with the speech codec in
+Encodes once every training clip of CORPUS/speech (split "train") with the speech codec in
 --codec (all RVQ layers; cached in OUT/codes.npz) and trains the acoustic model to fill
 layers 2..K from layer 1. Each item of a batch is, with probability --cross-prompt, a ~1-3 s
 prompt cut from ANOTHER clip of the same speaker followed by a crop of the target clip (the
 voice-cloning situation: the voice must come from the prompt), otherwise one crop whose first
 frames serve as the prompt (SoundStorm's own recipe). Loss: SoundStorm.loss (one random
 acoustic layer masked at a cosine-scheduled rate, the layers above it fully masked).
-AdamW, warmup then cosine; bf16 autocast; OUT/last.pt saved atomically every --save-every
-steps and on exit; running again with the same OUT resumes; batches depend only on seed and
-step. `--export DIR` writes DIR/config.json + DIR/model.safetensors, with a default voice
-prompt (the codes of 3 s of one training clip) in DIR/prompt.safetensors; `--export-only`
-exports OUT/last.pt that way without training (after a run stopped by --max-minutes).
+AdamW, warmup then cosine; bf16 autocast. Checkpoints, resume, logs and the run flags are the
+training core's (`anygpt.train.core`): rerunning the same command continues from the newest
+checkpoint; batches depend only on seed and step. `--export DIR` writes DIR/config.json +
+DIR/model.safetensors and a default voice prompt (the codes of 3 s of the first training clip)
+in DIR/prompt.safetensors, which `load_tokenizer("speech", "tiny", acoustic_path=DIR)` reads;
+`--export-only` exports the newest checkpoint that way (after a run stopped by --max-minutes).
 """
 
 from __future__ import annotations
@@ -27,8 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anygpt.nn.soundstorm import SoundStorm, SoundStormConfig, save_soundstorm
-from anygpt.train.common import TrainingRun, load_checkpoint
+from anygpt.errors import AnyGPTError, CheckpointError
+from anygpt.loaders import SOUNDSTORM_TINY_DIR, SPEECH_TOKENIZER_TINY_DIR
+from anygpt.nn.soundstorm import SoundStorm, SoundStormConfig
+from anygpt.train.core import RunOptions, TrainingRun, add_run_args, lr_at, set_threads
+from anygpt.train.recipes import add_corpus_arg, command_line, train_or_export
+from anygpt.train.speech_tokenizer import train_clips
 
 PROMPT_FRAMES = (25, 75)  # prompt length range in code frames (1-3 s at 25 Hz)
 
@@ -95,73 +101,109 @@ def draw_batch(codes: list[np.ndarray], speakers: list[int], batch: int, target_
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="anygpt train soundstorm", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=Path("data/tiny"))
-    p.add_argument("--codec", type=Path, default=None, help="speech codec folder (default: the shipped one)")
-    p.add_argument("--out", type=Path, default=Path("runs/soundstorm"))
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this wall time")
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--target-frames", type=int, default=100, help="target crop length in code frames")
-    p.add_argument("--cross-prompt", type=float, default=0.5, help="share of items prompted by another clip")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--save-every", type=int, default=100)
+    p = argparse.ArgumentParser(prog="anygpt train soundstorm", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_corpus_arg(p, "speech/manifest.jsonl")
+    p.add_argument("--codec", type=Path, default=None,
+                   help="speech codec folder whose codes are learned (default: the shipped speech-tokenizer-tiny)")
+    p.add_argument("--batch", type=int, default=16, help="items per step (default: 16)")
+    p.add_argument("--target-frames", type=int, default=100, help="target crop length in code frames (default: 100)")
+    p.add_argument("--cross-prompt", type=float, default=0.5, help="share of items prompted by another clip (default: 0.5)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: 1e-3)")
+    p.add_argument("--warmup", type=int, default=100, help="warmup steps (default: 100)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast (default: on)")
     p.add_argument("--config", type=str, default="{}", help="JSON overrides of SoundStormConfig")
-    p.add_argument("--export", type=Path, default=None)
-    p.add_argument("--export-only", action="store_true", help="export OUT/last.pt to --export without training")
-    p.add_argument("--no-progress", action="store_true")
+    add_run_args(p, out="runs/soundstorm", steps=2000, save_every=100, log_every=10, ship=SOUNDSTORM_TINY_DIR,
+                 export_help="after training, export config.json + model.safetensors + prompt.safetensors here")
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.export_only and not (args.export and (args.out / "last.pt").is_file()):
-        raise SystemExit(f"--export-only needs --export DIR and a checkpoint {args.out / 'last.pt'}")
-    torch.set_num_threads(args.threads)
-    from anygpt.modalities.speech_tiny import DEFAULT_CODEC_DIR
-    from anygpt.nn.speech_codec import load_codec
-    from anygpt.nn.speech_data import load_clips, read_manifest, speaker_index
-
-    codec = load_codec(args.codec or DEFAULT_CODEC_DIR)
-    state = load_checkpoint(args.out)
+def model_config(a: argparse.Namespace, codec) -> SoundStormConfig:
+    """SoundStormConfig for the codec's layers, with the --config overrides."""
     base = dict(num_quantizers=codec.cfg.num_codebooks - 1, codebook_size=codec.cfg.codebook_size,
-                num_semantic_token_ids=codec.cfg.semantic_codebook_size, seed=args.seed)
-    cfg = SoundStormConfig.from_dict(state["config"]) if state else SoundStormConfig.from_dict(
-        {**SoundStormConfig().to_dict(), **base, **json.loads(args.config)})
-    model = SoundStorm(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=1e-2)
-    run = TrainingRun(args.out, {"model": model}, opt, state, total=args.steps, peak_lr=args.lr,
-                      warmup=args.warmup, max_minutes=args.max_minutes, save_every=args.save_every,
-                      desc="soundstorm", progress=not args.no_progress, extra={"config": cfg.to_dict()})
-    clips = read_manifest(args.data, ["train"])
-    wavs = load_clips(clips, codec.cfg.sample_rate, progress=not args.no_progress)
-    by_id = encode_corpus(codec, clips, wavs, args.out / "codes.npz", progress=not args.no_progress)
-    codes = [by_id[c.id].astype(np.int64) for c in clips]
+                num_semantic_token_ids=codec.cfg.semantic_codebook_size, seed=a.seed)
+    try:
+        return SoundStormConfig.from_dict({**SoundStormConfig().to_dict(), **base, **json.loads(a.config)})
+    except (json.JSONDecodeError, TypeError, ValueError) as e:
+        raise AnyGPTError(f"--config: not JSON overrides of SoundStormConfig ({e})") from None
+
+
+def run_config(a: argparse.Namespace, cfg: SoundStormConfig, codec) -> dict:
+    """What defines the run (a resume with other values is refused)."""
+    return {"soundstorm": cfg.to_dict(), "codec": str(a.codec or "shipped"), "codec_config": codec.cfg.to_dict(),
+            "corpus": str(a.corpus), "batch": a.batch, "target_frames": a.target_frames,
+            "cross_prompt": a.cross_prompt, "lr": a.lr, "warmup": a.warmup, "steps": a.steps, "seed": a.seed,
+            "bf16": a.bf16}
+
+
+def corpus_codes(a: argparse.Namespace, codec, first_only: bool = False) -> tuple[list[np.ndarray], list[int]]:
+    """Codes int64 [K, T] and speaker index of every training clip (of the first only: the
+    export's prompt), from OUT/codes.npz when the codec is the same."""
+    from anygpt.nn.speech_data import load_clips, speaker_index
+
+    clips = train_clips(a.corpus)
+    if first_only:
+        clips = clips[:1]
+    wavs = load_clips(clips, codec.cfg.sample_rate, progress=not a.no_progress)
+    by_id = encode_corpus(codec, clips, wavs, Path(a.out) / "codes.npz", progress=not a.no_progress)
     spk_ix = speaker_index(clips)
-    speakers = [spk_ix[c.speaker] for c in clips]
-    for step in () if args.export_only else run.steps():
-        b = draw_batch(codes, speakers, args.batch, args.target_frames, args.cross_prompt, args.seed, step)
-        gen = torch.Generator().manual_seed(args.seed * 7919 + step)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+    return [by_id[c.id].astype(np.int64) for c in clips], [spk_ix[c.speaker] for c in clips]
+
+
+def fit(run: TrainingRun, model: SoundStorm, codes: list[np.ndarray], speakers: list[int],
+        a: argparse.Namespace) -> None:
+    for step in run.steps():
+        b = draw_batch(codes, speakers, a.batch, a.target_frames, a.cross_prompt, a.seed, step)
+        gen = torch.Generator().manual_seed(a.seed * 7919 + step)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
             loss, acc = model.loss(b["semantic"], b["acoustic"], b["prompt_len"], b["mask"], generator=gen)
         run.optimise(loss)
         run.record(loss=loss.item(), acc=acc.item())
-    if args.export:
-        from safetensors.torch import save_file
 
-        save_soundstorm(model.eval(), args.export, {
-            "trained_steps": run.step, "wall_seconds": round(run.elapsed),
-            "data": str(args.data), "command": "anygpt train soundstorm " + " ".join(argv or sys.argv[1:])})
-        prompt = torch.from_numpy(codes[0][:, : int(3 * codec.cfg.frame_rate)].astype(np.int64))
-        save_file({"codes": prompt.contiguous()}, str(Path(args.export) / "prompt.safetensors"))
-        print(f"exported to {args.export}", flush=True)
+
+def export_soundstorm(model: SoundStorm, folder: Path, prompt: torch.Tensor, training: dict) -> Path:
+    """folder/config.json ({"soundstorm": config, **training}) + model.safetensors (float16) +
+    prompt.safetensors ({"codes": LongTensor [K, P]}, the default voice prompt)."""
+    from anygpt.nn.weights import inference_state, save_weights
+
+    return save_weights(folder, inference_state(model), {"soundstorm": model.cfg.to_dict(), **training},
+                        files={"prompt.safetensors": {"codes": prompt.long()}})
+
+
+def main(argv: list[str] | None = None) -> int:
+    from anygpt.nn.speech_codec import load_codec
+
+    a = build_parser().parse_args(argv)
+    set_threads(a.threads)
+    codec_dir = a.codec or SPEECH_TOKENIZER_TINY_DIR
+    if not (codec_dir / "config.json").is_file():
+        raise CheckpointError(f"{codec_dir}: no speech codec there (config.json missing); give --codec a folder "
+                              "written by `anygpt train speech-tokenizer --export`")
+    codec = load_codec(codec_dir)
+    cfg = model_config(a, codec)
+    model = SoundStorm(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=1e-2)
+    options = RunOptions.from_args(a)
+    run = TrainingRun(options, modules={"model": model}, optimizer=opt, config=run_config(a, cfg, codec),
+                      lr=lambda s: lr_at(s, a.steps, a.lr, a.warmup), desc="soundstorm")
+    data: dict = {}
+
+    def train() -> None:
+        data["codes"], speakers = corpus_codes(a, codec)
+        fit(run, model, data["codes"], speakers, a)
+
+    def export(folder: Path) -> Path:
+        codes = data.get("codes") or corpus_codes(a, codec, first_only=True)[0]
+        prompt = torch.from_numpy(codes[0][:, : int(3 * codec.cfg.frame_rate)])
+        return export_soundstorm(model.eval(), folder, prompt, {
+            "trained_steps": run.step, "wall_seconds": round(run.elapsed), "data": str(a.corpus),
+            "command": command_line("soundstorm", argv)})
+
+    train_or_export(run, options, train, export)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from anygpt.train.cli import main as train_main
+
+    raise SystemExit(train_main(["soundstorm", *sys.argv[1:]]))

@@ -1,20 +1,22 @@
 """`anygpt train speech-tokenizer`: train the compact speech tokenizer (anygpt.nn.speech_codec).
 
-    anygpt train speech-tokenizer --data data/tiny --out runs/speech-tokenizer --max-minutes 45 \\
-        --export src/anygpt/assets/speech-tokenizer-tiny
+    anygpt train speech-tokenizer --corpus data/tiny --out runs/speech-tokenizer --steps 4200 \\
+        --max-minutes 45 --threads 1 --export runs/speech-tokenizer/model     # the shipped recipe
+    anygpt train speech-tokenizer --synthetic --out /tmp/speech-smoke --steps 20   # no corpus needed
 
-Reads DATA/speech/manifest.jsonl (split "train"), computes once the layer-1 distillation
+Reads CORPUS/speech/manifest.jsonl (split "train"), computes once the layer-1 distillation
 targets (Whisper tiny.en encoder outputs at 50 Hz, cached in OUT/whisper50.npz, resumable),
 then trains on random crops with: L1 of log magnitudes + L1 of 80-band log-mel energies (the
 default Griffin-Lim codec; a codec with phase "predicted" uses multi-scale log-mel L1 +
-spectral convergence + waveform L1 instead), RVQ commitment/codebook losses, the layer-1 distillation loss
-(1 - cosine between a linear map of layer 1's vectors and the Whisper features, as
-SpeechTokenizer's "D-axis" loss) and a speaker classifier on layer 1 behind a gradient-reversal
-layer. AdamW, warmup then cosine; bf16 autocast on CPU; torch threads = --threads.
-OUT/last.pt is saved atomically every --save-every steps and on exit; running again with the
-same OUT resumes (batches depend only on seed and step, so a resumed run draws the same ones).
-`--export DIR` writes DIR/config.json + DIR/model.safetensors; `--export-only` exports
-OUT/last.pt. `--synthetic` trains on generated "speech" (smoke tests, no corpus needed).
+spectral convergence + waveform L1 instead), RVQ commitment/codebook losses, the layer-1
+distillation loss (1 - cosine between a linear map of layer 1's vectors and the Whisper
+features, as SpeechTokenizer's "D-axis" loss) and a speaker classifier on layer 1 behind a
+gradient-reversal layer. AdamW, warmup then cosine; bf16 autocast on CPU.
+Checkpoints, resume, logs and the run flags are the training core's (`anygpt.train.core`):
+rerunning the same command continues from the newest checkpoint (batches depend only on seed
+and step, so a resumed run draws the same ones). `--export DIR` writes DIR/config.json +
+DIR/model.safetensors, which `load_tokenizer("speech", "tiny", path=DIR)` reads;
+`--export-only` exports the newest checkpoint. `--synthetic` trains on generated "speech".
 """
 
 from __future__ import annotations
@@ -29,9 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anygpt.errors import AnyGPTError
+from anygpt.loaders import SPEECH_TOKENIZER_TINY_DIR
 from anygpt.nn.music_codec import MultiScaleMelLoss, mel_filterbank
 from anygpt.nn.speech_codec import CompactSpeechCodec, SpeechCodecConfig, grad_reverse, save_codec
-from anygpt.train.common import TrainingRun, load_checkpoint
+from anygpt.train.core import RunOptions, TrainingRun, add_run_args, lr_at, set_threads
+from anygpt.train.recipes import CorpusError, add_corpus_arg, command_line, train_or_export
+
+SYNTHETIC = dict(n=32, seconds=3.0, n_speakers=4)  # --synthetic: clips, seconds each, speakers
 
 
 def synthetic_speech(n: int, seconds: float, n_speakers: int = 4, sample_rate: int = 16000,
@@ -98,42 +105,61 @@ def draw_crops(wavs: list[np.ndarray], batch: int, frames: int, hop: int, seed: 
 
 # ---------------------------------------------------------------- training
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="anygpt train speech-tokenizer", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n")[1],
+    p = argparse.ArgumentParser(prog="anygpt train speech-tokenizer", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=Path("data/tiny"))
-    p.add_argument("--out", type=Path, default=Path("runs/speech-tokenizer"))
-    p.add_argument("--steps", type=int, default=4200)
-    p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this wall time")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--crop-frames", type=int, default=50, help="code frames per crop")
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--warmup", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is faster on a loaded machine)")
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--save-every", type=int, default=250)
-    p.add_argument("--distill-weight", type=float, default=2.0)
+    add_corpus_arg(p, "speech/manifest.jsonl")
+    p.add_argument("--synthetic", action="store_true", help="train on generated clips instead of --corpus")
+    p.add_argument("--batch", type=int, default=32, help="crops per step (default: 32)")
+    p.add_argument("--crop-frames", type=int, default=50, help="code frames per crop (default: 50)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: 2e-3)")
+    p.add_argument("--warmup", type=int, default=200, help="warmup steps (default: 200)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast (default: on)")
+    p.add_argument("--distill-weight", type=float, default=2.0, help="weight of the layer-1 distillation loss")
     p.add_argument("--adversary-weight", type=float, default=0.1, help="gradient-reversal scale (0: off)")
     p.add_argument("--config", type=str, default="{}", help="JSON overrides of SpeechCodecConfig")
-    p.add_argument("--export", type=Path, default=None)
-    p.add_argument("--export-only", action="store_true")
-    p.add_argument("--synthetic", action="store_true", help="generated data (smoke test)")
-    p.add_argument("--no-progress", action="store_true")
+    add_run_args(p, out="runs/speech-tokenizer", steps=4200, save_every=250, log_every=10,
+                 ship=SPEECH_TOKENIZER_TINY_DIR,
+                 export_help="after training, export config.json + model.safetensors to this folder")
     return p
 
 
-def _load_data(args, cfg: SpeechCodecConfig):
-    """-> (wavs, speaker ids, targets [T, 384] per clip or None)."""
-    if args.synthetic:
-        wavs, spk = synthetic_speech(32, 3.0, seed=args.seed)
-        return wavs, spk, None
-    from anygpt.nn.speech_data import load_clips, pool_frames, read_manifest, speaker_index, whisper_targets
+def codec_config(a: argparse.Namespace) -> SpeechCodecConfig:
+    try:
+        overrides = json.loads(a.config)
+        return SpeechCodecConfig(**{**SpeechCodecConfig().to_dict(), "seed": a.seed, **overrides})
+    except (json.JSONDecodeError, TypeError, ValueError) as e:
+        raise AnyGPTError(f"--config: not JSON overrides of SpeechCodecConfig ({e})") from None
 
-    clips = read_manifest(args.data, ["train"])
-    wavs = load_clips(clips, cfg.sample_rate, progress=not args.no_progress)
-    t50 = whisper_targets(clips, wavs, 320, args.out / "whisper50.npz", threads=args.threads,
-                          progress=not args.no_progress)
+
+def train_clips(corpus: str):
+    """The clips of the corpus's speech manifest with split "train" (no audio read)."""
+    from anygpt.nn.speech_data import read_manifest
+
+    try:
+        clips = read_manifest(corpus, ["train"])
+    except FileNotFoundError as e:
+        raise CorpusError(str(e)) from None
+    if not clips:
+        raise CorpusError(f"{corpus}: the speech manifest has no clips with split 'train'")
+    return clips
+
+
+def speakers(a: argparse.Namespace) -> int:
+    """Speakers of the training split (the adversary's classes), from the manifest alone."""
+    return SYNTHETIC["n_speakers"] if a.synthetic else len({c.speaker for c in train_clips(a.corpus)})
+
+
+def load_data(a: argparse.Namespace, cfg: SpeechCodecConfig):
+    """-> (wavs, speaker ids, targets [T, 384] per clip or None)."""
+    if a.synthetic:
+        wavs, spk = synthetic_speech(SYNTHETIC["n"], SYNTHETIC["seconds"], SYNTHETIC["n_speakers"], seed=a.seed)
+        return wavs, spk, None
+    from anygpt.nn.speech_data import load_clips, pool_frames, speaker_index, whisper_targets
+
+    clips = train_clips(a.corpus)
+    wavs = load_clips(clips, cfg.sample_rate, progress=not a.no_progress)
+    t50 = whisper_targets(clips, wavs, 320, Path(a.out) / "whisper50.npz", threads=torch.get_num_threads(),
+                          progress=not a.no_progress)
     f = cfg.frame_hop // 320
     targets = [pool_frames(t50[c.id].astype(np.float32), f, -(-len(w) // cfg.frame_hop)).astype(np.float16)
                for c, w in zip(clips, wavs)]
@@ -141,62 +167,72 @@ def _load_data(args, cfg: SpeechCodecConfig):
     return wavs, [spk_ix[c.speaker] for c in clips], targets
 
 
+def run_config(a: argparse.Namespace, cfg: SpeechCodecConfig, n_speakers: int) -> dict:
+    """What defines the run (a resume with other values is refused)."""
+    return {"codec": cfg.to_dict(), "corpus": None if a.synthetic else str(a.corpus), "n_speakers": n_speakers,
+            "batch": a.batch, "crop_frames": a.crop_frames, "lr": a.lr, "warmup": a.warmup, "steps": a.steps,
+            "seed": a.seed, "bf16": a.bf16, "distill_weight": a.distill_weight,
+            "adversary_weight": a.adversary_weight}
+
+
+def fit(run: TrainingRun, codec: CompactSpeechCodec, adversary: nn.Module, a: argparse.Namespace) -> None:
+    cfg = codec.cfg
+    wavs, spk, targets = load_data(a, cfg)
+    mel_loss = MultiScaleMelLoss(cfg.sample_rate)
+    mel_fb = mel_filterbank(cfg.sample_rate, cfg.n_fft, 80)
+    spk_t = torch.tensor(spk)
+    weights = np.array([len(w) for w in wavs], np.float64)
+    weights /= weights.sum()
+    for step in run.steps():
+        wav, idx, starts = draw_crops(wavs, a.batch, a.crop_frames, cfg.frame_hop, a.seed, step, weights)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            out = codec(wav)
+            if out.wav is None:  # Griffin-Lim codec: regress the spectrum itself
+                mag, mel = spectrum_losses(out.logmag, codec.spectrogram(wav), mel_fb)
+                loss = mag + mel + out.vq_loss
+                terms = {"mel": mel.item(), "logmag": mag.item(), "commit": out.commit_loss.item()}
+            else:
+                mel, sc = mel_loss(out.wav.float(), wav)
+                wave = (out.wav.float() - wav).abs().mean()
+                loss = mel + sc + wave + out.vq_loss
+                terms = {"mel": mel.item(), "sc": sc.item(), "wave": wave.item(), "commit": out.commit_loss.item()}
+            if targets is not None and a.distill_weight > 0:
+                distill = distill_loss(out.semantic, targets, idx, starts, a.crop_frames)
+                loss = loss + a.distill_weight * distill
+                terms["distill"] = distill.item()
+            if a.adversary_weight > 0:
+                feats = grad_reverse(out.q1.transpose(1, 2).float(), a.adversary_weight)
+                logits = adversary(feats).mean(1)
+                adv = F.cross_entropy(logits, spk_t[idx])
+                loss = loss + adv
+                terms["spk_ce"] = adv.item()
+                terms["spk_acc"] = (logits.argmax(-1) == spk_t[idx]).float().mean().item()
+        run.optimise(loss)
+        run.record(loss=loss.item(), **terms, ppl=[round(float(p), 1) for p in out.perplexities])
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    torch.set_num_threads(args.threads)
-    state = load_checkpoint(args.out)
-    cfg = SpeechCodecConfig.from_dict(state["config"]) if state else SpeechCodecConfig(
-        **{**SpeechCodecConfig().to_dict(), "seed": args.seed, **json.loads(args.config)})
-    torch.manual_seed(args.seed)
+    a = build_parser().parse_args(argv)
+    set_threads(a.threads)
+    cfg = codec_config(a)
+    n_speakers = speakers(a)
+    torch.manual_seed(a.seed)
     codec = CompactSpeechCodec(cfg)
-    wavs, spk, targets = _load_data(args, cfg) if not args.export_only else (None, None, None)
-    n_spk = int(state["n_speakers"]) if state else (max(spk) + 1)
-    adversary = nn.Sequential(nn.Linear(cfg.latent_dim, 128), nn.GELU(), nn.Linear(128, n_spk))
-    opt = torch.optim.AdamW(list(codec.parameters()) + list(adversary.parameters()), lr=args.lr,
+    adversary = nn.Sequential(nn.Linear(cfg.latent_dim, 128), nn.GELU(), nn.Linear(128, n_speakers))
+    opt = torch.optim.AdamW(list(codec.parameters()) + list(adversary.parameters()), lr=a.lr,
                             betas=(0.8, 0.99), weight_decay=1e-4)
-    run = TrainingRun(args.out, {"model": codec, "adversary": adversary}, opt, state, total=args.steps,
-                      peak_lr=args.lr, warmup=args.warmup, max_minutes=args.max_minutes,
-                      save_every=args.save_every, desc="speech tokenizer", progress=not args.no_progress,
-                      extra={"config": cfg.to_dict(), "n_speakers": n_spk})
-    if not args.export_only:
-        mel_loss = MultiScaleMelLoss(cfg.sample_rate)
-        mel_fb = mel_filterbank(cfg.sample_rate, cfg.n_fft, 80)
-        spk_t = torch.tensor(spk)
-        weights = np.array([len(w) for w in wavs], np.float64)
-        weights /= weights.sum()
-        for step in run.steps():
-            wav, idx, starts = draw_crops(wavs, args.batch, args.crop_frames, cfg.frame_hop, args.seed, step, weights)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-                out = codec(wav)
-                if out.wav is None:  # Griffin-Lim codec: regress the spectrum itself
-                    mag, mel = spectrum_losses(out.logmag, codec.spectrogram(wav), mel_fb)
-                    loss = mag + mel + out.vq_loss
-                    terms = {"mel": mel.item(), "logmag": mag.item(), "commit": out.commit_loss.item()}
-                else:
-                    mel, sc = mel_loss(out.wav.float(), wav)
-                    wave = (out.wav.float() - wav).abs().mean()
-                    loss = mel + sc + wave + out.vq_loss
-                    terms = {"mel": mel.item(), "sc": sc.item(), "wave": wave.item(), "commit": out.commit_loss.item()}
-                if targets is not None and args.distill_weight > 0:
-                    distill = distill_loss(out.semantic, targets, idx, starts, args.crop_frames)
-                    loss = loss + args.distill_weight * distill
-                    terms["distill"] = distill.item()
-                if args.adversary_weight > 0:
-                    feats = grad_reverse(out.q1.transpose(1, 2).float(), args.adversary_weight)
-                    logits = adversary(feats).mean(1)
-                    adv = F.cross_entropy(logits, spk_t[idx])
-                    loss = loss + adv
-                    terms["spk_ce"] = adv.item()
-                    terms["spk_acc"] = (logits.argmax(-1) == spk_t[idx]).float().mean().item()
-            run.optimise(loss)
-            run.record(loss=loss.item(), **terms, ppl=[round(float(p), 1) for p in out.perplexities])
-    if args.export:
-        save_codec(codec.eval(), args.export, {"trained_steps": run.step, "wall_seconds": round(run.elapsed),
-                                                "data": str(args.data),
-                                                "command": "anygpt train speech-tokenizer " + " ".join(argv or sys.argv[1:])})
-        print(f"exported to {args.export}", flush=True)
+    options = RunOptions.from_args(a)
+    run = TrainingRun(options, modules={"model": codec, "adversary": adversary}, optimizer=opt,
+                      config=run_config(a, cfg, n_speakers), lr=lambda s: lr_at(s, a.steps, a.lr, a.warmup),
+                      desc="speech tokenizer")
+    command = command_line("speech-tokenizer", argv)
+    train_or_export(run, options, lambda: fit(run, codec, adversary, a), lambda folder: save_codec(
+        codec.eval(), folder, {"trained_steps": run.step, "wall_seconds": round(run.elapsed),
+                               "data": None if a.synthetic else str(a.corpus), "command": command}))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from anygpt.train.cli import main as train_main
+
+    raise SystemExit(train_main(["speech-tokenizer", *sys.argv[1:]]))
