@@ -28,42 +28,14 @@ import argparse
 import json
 from pathlib import Path
 
+from anygpt.pipeline import BLOCK_LEN, chat_config as pipeline_chat_config, pretrain_config  # noqa: F401
+
 ROOT = Path("data/tiny-seq")
 CORPUS = Path("data/tiny")
-BLOCK_LEN = 4500  # the paper's
-
-
-def pretrain_config(root: Path, corpus: Path, speech: bool = True) -> dict:
-    def media(name, kind, modality, folder, field):
-        return {"name": name, "kind": kind, "modality": modality, "corpus": str(corpus / folder),
-                "codes": str(root / "codes" / folder), "text_field": field}
-
-    # music: random excerpts of 2-5 s of the 8 s clips (the release trains on 5 s excerpts of longer
-    # pieces; the caption describes the piece); varied lengths let blocks fill (whole clips of one
-    # length fill a 4500-token block to at most about 96%), and at 200 music tokens per second a
-    # document of four 5 s excerpts still fits a block; music documents of 1-4 pieces, so that
-    # short documents fill the gaps long ones leave. Conversations take the same excerpts
-    # (`instruct realise --excerpt music=2,5`).
-    excerpts = {"excerpt_seconds": [2.0, 5.0]}
-    datasets = [media("image-pairs", "pair", "image", "images", "caption"),
-                media("image-docs", "interleaved", "image", "images", "caption"),
-                {**media("music-pairs", "pair", "music", "music", "caption"), **excerpts},
-                {**media("music-docs", "interleaved", "music", "music", "caption"), **excerpts,
-                 "per_document": [1, 4]},
-                {"name": "text", "kind": "text", "corpus": str(corpus / "text"), "text_field": "text"}]
-    # one quarter of the tokens per modality; pairs carry most of a media modality's share
-    shares = {"image-pairs": 0.20, "image-docs": 0.05, "music-pairs": 0.20, "music-docs": 0.05, "text": 0.25}
-    if speech:
-        datasets.insert(0, media("speech-pairs", "pair", "speech", "speech", "text"))
-        shares = {"speech-pairs": 0.25, **shares}
-    return {"block_len": BLOCK_LEN, "seed": 0, "text_tokenizer": {"train_vocab": 4000}, "datasets": datasets,
-            "shares": shares}
 
 
 def chat_config(root: Path) -> dict:
-    # the pretraining build's tokenizer, so that both stages share one vocabulary
-    return {"block_len": BLOCK_LEN, "seed": 0, "text_tokenizer": {"path": str(root / "blocks-pretrain")},
-            "datasets": [{"name": "chat", "kind": "chat", "corpus": str(root / "chat"), "template": "MMGPT"}]}
+    return pipeline_chat_config(root, root / "chat")
 
 
 def _lines(path: Path) -> list[dict]:

@@ -14,7 +14,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tokenize": ("anygpt.data.codes_store", "encode a corpus's media into code shards, once"),
     "blocks": ("anygpt.data.blocks", "build packed, balanced training blocks from corpora and codes"),
     "instruct": ("anygpt.data.instruct.cli", "write any-to-any conversations (stage 1) and realise their media (stage 2)"),
-    "train": ("anygpt.train.cli", "train the compact tokenizers and models from the corpora"),
+    "train": ("anygpt.train.cli", "train the LM and the compact tokenizers (anygpt train lm, ...)"),
+    "pipeline": ("anygpt.pipeline", "anygpt-tiny end to end: corpus, codes, conversations, blocks, training, eval"),
 }
 
 USAGE = """usage: anygpt COMMAND [ARGS] ...

@@ -11,8 +11,6 @@ local_files_only=True.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,27 +92,22 @@ def load_lm(path: str | Path, *, dtype: torch.dtype = torch.float32, device: str
 
 
 def save_lm(path: str | Path, model, tokenizer, cfg: FolderConfig | None, *, dtype: torch.dtype | None = None) -> Path:
-    """Write a model folder atomically: safetensors weights (cast to `dtype` if given, the model
-    itself untouched), the tokenizer, and anygpt.json unless cfg is None (a plain HF folder).
-    It is written beside `path` and renamed into place, so a kill never leaves half a folder."""
+    """Write a model folder atomically (anygpt.nn.weights.atomic_folder): safetensors weights
+    (cast to `dtype` if given, the model itself untouched), the tokenizer, and anygpt.json
+    unless cfg is None (a plain HF folder)."""
+    from anygpt.nn.weights import atomic_folder
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     state = None
     if dtype is not None:
         state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    model.save_pretrained(tmp, safe_serialization=True, state_dict=state)
-    if dtype is not None:  # save_pretrained records the model's own dtype; record the file's
-        config = json.loads((tmp / "config.json").read_text())
-        config["dtype"] = str(dtype).removeprefix("torch.")
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    tokenizer.save_pretrained(tmp)
-    if cfg is not None:
-        (tmp / ANYGPT_CONFIG).write_text(json.dumps(cfg.to_json(), indent=1, ensure_ascii=False))
-    old = path.parent / f".{path.name}.old-{os.getpid()}"
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
+    with atomic_folder(path) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True, state_dict=state)
+        if dtype is not None:  # save_pretrained records the model's own dtype; record the file's
+            config = json.loads((tmp / "config.json").read_text())
+            config["dtype"] = str(dtype).removeprefix("torch.")
+            (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        tokenizer.save_pretrained(tmp)
+        if cfg is not None:
+            (tmp / ANYGPT_CONFIG).write_text(json.dumps(cfg.to_json(), indent=1, ensure_ascii=False))
     return path

@@ -1,0 +1,244 @@
+"""`anygpt pipeline tiny`: anygpt-tiny from nothing, end to end, in one resumable command.
+
+    anygpt pipeline tiny --out runs/tiny                  # corpus ... eval report (hours on 2 cores)
+    anygpt pipeline tiny --out runs/tiny --list           # the stages and the commands they run
+    anygpt pipeline tiny --out runs/tiny --until blocks   # stop after a stage
+    anygpt pipeline tiny --out runs/tiny --export src/anygpt/assets/anygpt-tiny   # and ship the result
+
+Stages (each one `anygpt` command in a subprocess; the commands themselves resume after a kill):
+    data          the tiny corpus (speech, music, images, text)          anygpt data build
+    tokenize-*    media -> codes with the shipped compact tokenizers     anygpt tokenize
+                  (each retrains with its own command: see its asset README)
+    chat-*        any-to-any conversations, training and held-out       anygpt instruct write / realise
+    blocks-*      packed blocks: pretraining, its held-out split, chat   anygpt blocks
+    pretrain      text-centric pretraining of the tiny preset            anygpt train lm
+    chat          fine-tuning on conversations (pretraining blocks mixed anygpt train lm --stage chat
+                  in, so the pretraining abilities stay)
+    eval          the paper's tasks on held-out data, one table          anygpt eval report
+A finished stage is recorded in OUT/pipeline.json with its wall time and skipped on a rerun;
+an unfinished one is run again and continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from anygpt.errors import AnyGPTError
+
+BLOCK_LEN = 4500  # the paper's
+MODALITY_FOLDERS = {"image": "images", "music": "music", "speech": "speech"}
+
+
+def pretrain_config(root: Path, corpus: Path, speech: bool = True, splits: tuple[str, ...] = ("train",),
+                    tokenizer: dict | None = None) -> dict:
+    """The text-centric pretraining mix: pairs in both directions and interleaved documents per
+    media modality, plain text, a quarter of the tokens per modality."""
+    def media(name, kind, modality, folder, field):
+        return {"name": name, "kind": kind, "modality": modality, "corpus": str(corpus / folder),
+                "codes": str(root / "codes" / folder), "text_field": field, "splits": list(splits)}
+
+    # music: random excerpts of 2-5 s of the 8 s clips (the release trains on 5 s excerpts of longer
+    # pieces; the caption describes the piece); varied lengths let blocks fill, and at 200 music
+    # tokens per second a document of four 5 s excerpts still fits a block. Conversations take the
+    # same excerpts (`instruct realise --excerpt music=2,5`).
+    excerpts = {"excerpt_seconds": [2.0, 5.0]}
+    datasets = [media("image-pairs", "pair", "image", "images", "caption"),
+                media("image-docs", "interleaved", "image", "images", "caption"),
+                {**media("music-pairs", "pair", "music", "music", "caption"), **excerpts},
+                {**media("music-docs", "interleaved", "music", "music", "caption"), **excerpts,
+                 "per_document": [1, 4]},
+                {"name": "text", "kind": "text", "corpus": str(corpus / "text"), "text_field": "text",
+                 "splits": list(splits)}]
+    shares = {"image-pairs": 0.20, "image-docs": 0.05, "music-pairs": 0.20, "music-docs": 0.05, "text": 0.25}
+    if speech:
+        datasets.insert(0, media("speech-pairs", "pair", "speech", "speech", "text"))
+        shares = {"speech-pairs": 0.25, **shares}
+    config = {"block_len": BLOCK_LEN, "seed": 0, "text_tokenizer": tokenizer or {"train_vocab": 4000},
+              "datasets": datasets}
+    if splits == ("train",):
+        config["shares"] = shares
+    else:  # held-out blocks: every item once, no top-up from a second pass
+        config["top_up"] = False
+    return config
+
+
+def chat_config(root: Path, conversations: Path, held_out: bool = False) -> dict:
+    """Conversations in blocks, with the pretraining build's tokenizer (one vocabulary);
+    held_out: every conversation once, no top-up from a second pass."""
+    return {"block_len": BLOCK_LEN, "seed": 0, "text_tokenizer": {"path": str(root / "blocks-pretrain")},
+            "datasets": [{"name": "chat", "kind": "chat", "corpus": str(conversations), "template": "MMGPT"}],
+            "top_up": not held_out}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """The numbers of one pipeline preset (flags override the step counts and the eval size)."""
+
+    data: str  # `anygpt data build --preset`
+    lm: str  # `anygpt train lm --preset`
+    conversations: int
+    test_conversations: int
+    pretrain_steps: int
+    chat_steps: int
+    eval_limit: int
+    eval_tasks: tuple[str, ...] = ()  # () = all
+
+
+PRESETS = {
+    "tiny": Preset("tiny", "tiny", 5000, 300, 600, 200, 40),
+    # seconds to minutes: the whole chain on a micro corpus with a micro LM (tests, trying it out)
+    "micro": Preset("micro", "micro", 40, 10, 3, 2, 1, ("caption", "asr", "chat")),
+}
+
+
+@dataclass
+class Stage:
+    name: str
+    argv: list[str]  # after `anygpt`
+    done: Path  # exists once the stage has finished its work
+    before: object = None  # callable run before the command (writes configs)
+
+
+def stages_for(preset: Preset, out: Path, a: argparse.Namespace) -> list[Stage]:
+    data, seq = out / "data", out
+    stages = [Stage("data", ["data", "build", "--preset", preset.data, "--out", str(data)], data / "index.json")]
+    tok = "tiny"  # the shipped compact tokenizers (each retrains with its own `anygpt train` command)
+    for m, folder in MODALITY_FOLDERS.items():
+        stages.append(Stage(f"tokenize-{folder}", ["tokenize", "--corpus", str(data / folder), "--modality", m,
+                                                   "--tokenizer", tok, "--out", str(seq / "codes" / folder),
+                                                   "--workers", "1"], seq / "codes" / folder / "meta.json"))
+    codes = ["--codes", f"image={seq / 'codes' / 'images'}", "--codes", f"music={seq / 'codes' / 'music'}"]
+    for name, split, n, seed in (("chat", "train", a.conversations or preset.conversations, 0),
+                                 ("chat-test", "test", preset.test_conversations, 7)):
+        stages.append(Stage(f"{name}-write", ["instruct", "write", "--corpus", str(data), "--split", split, "--n", str(n),
+                                              "--seed", str(seed), "--out", str(seq / name / "scripts.jsonl")],
+                            seq / name / "scripts.jsonl"))
+        stages.append(Stage(f"{name}-realise", ["instruct", "realise", "--scripts", str(seq / name / "scripts.jsonl"),
+                                                "--corpus", str(data), *codes, "--speech-tokenizer", tok,
+                                                "--out", str(seq / name), "--excerpt", "music=2,5"],
+                            seq / name / "conversations.jsonl"))
+    configs = {
+        "pretrain": pretrain_config(seq, data),
+        "pretrain-val": pretrain_config(seq, data, splits=("val",), tokenizer={"path": str(seq / "blocks-pretrain")}),
+        "chat": chat_config(seq, seq / "chat"),
+        "chat-val": chat_config(seq, seq / "chat-test", held_out=True),
+    }
+
+    def write_configs():
+        (out / "configs").mkdir(parents=True, exist_ok=True)
+        for name, cfg in configs.items():
+            (out / "configs" / f"{name}.json").write_text(json.dumps(cfg, indent=1))
+
+    for name in configs:
+        stages.append(Stage(f"blocks-{name}", ["blocks", "--config", str(out / "configs" / f"{name}.json"),
+                                               "--out", str(seq / f"blocks-{name}")],
+                            seq / f"blocks-{name}" / "index.json", before=write_configs))
+    lm = ["--threads", str(a.threads)] if a.threads else []
+    stages.append(Stage("pretrain", ["train", "lm", "--blocks", str(seq / "blocks-pretrain"),
+                                     "--val-blocks", str(seq / "blocks-pretrain-val"), "--preset", preset.lm,
+                                     "--out", str(out / "runs" / "pretrain"),
+                                     "--steps", str(a.pretrain_steps or preset.pretrain_steps),
+                                     "--batch", "2", "--accum", "2", "--lr", "6e-4", "--warmup", "60",
+                                     "--eval-every", "100", "--val-blocks-per-dataset", "4", "--save-every", "10",
+                                     "--export", str(out / "pretrain-model"), "--export-dtype", "fp32", *lm],
+                        out / "pretrain-model" / "model.safetensors"))
+    stages.append(Stage("chat", ["train", "lm", "--stage", "chat", "--blocks", str(seq / "blocks-chat"),
+                                 "--blocks", f"{seq / 'blocks-pretrain'}:0.5", "--val-blocks", str(seq / "blocks-chat-val"),
+                                 "--val-blocks", str(seq / "blocks-pretrain-val"), "--init", str(out / "pretrain-model"),
+                                 "--out", str(out / "runs" / "chat"), "--steps", str(a.chat_steps or preset.chat_steps),
+                                 "--batch", "2",
+                                 "--accum", "2", "--lr", "3e-4", "--warmup", "20", "--eval-every", "50",
+                                 "--val-blocks-per-dataset", "4", "--save-every", "10",
+                                 "--export", str(out / "model"), "--export-dtype", "fp16", *lm],
+                        out / "model" / "model.safetensors"))
+    tasks = ["--tasks", *preset.eval_tasks] if preset.eval_tasks else []
+    stages.append(Stage("eval", ["eval", "report", "--model", str(out / "model"), "--corpus", str(data),
+                                 "--chat", str(seq / "chat-test"), "--out", str(out / "eval"),
+                                 "--limit", str(a.eval_limit or preset.eval_limit), *tasks, *lm],
+                        out / "eval" / "report.json"))
+    return stages
+
+
+def run_stages(stages: list[Stage], out: Path, until: str | None) -> dict:
+    record_path = out / "pipeline.json"
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {"stages": {}}
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    for i, st in enumerate(stages, 1):
+        if st.name in record["stages"] and st.done.exists():
+            print(f"[{i}/{len(stages)}] {st.name}: done ({record['stages'][st.name]['seconds']:.0f} s)", flush=True)
+        else:
+            print(f"[{i}/{len(stages)}] {st.name}: anygpt {' '.join(st.argv)}", flush=True)
+            if callable(st.before):
+                st.before()
+            t0 = time.time()
+            rc = subprocess.call([sys.executable, "-m", "anygpt.cli", *st.argv], env=env)
+            if rc != 0 or not st.done.exists():
+                raise AnyGPTError(f"stage {st.name!r} failed (exit {rc}); fix the cause and rerun the same command "
+                                  "to continue from this stage")
+            runs = record["stages"].get(st.name, {"seconds": 0.0, "runs": 0})
+            record["stages"][st.name] = {"seconds": runs["seconds"] + time.time() - t0, "runs": runs["runs"] + 1,
+                                         "command": "anygpt " + " ".join(st.argv)}
+            tmp = record_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(record, indent=1))
+            os.replace(tmp, record_path)
+        if st.name == until:
+            break
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="anygpt pipeline", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("preset", choices=sorted(PRESETS), help="tiny: anygpt-tiny (hours); micro: the same chain "
+                                                           "on a micro corpus and LM (minutes; a smoke test)")
+    p.add_argument("--out", type=Path, default=Path("runs/tiny"), help="folder for everything it writes (default: runs/tiny)")
+    p.add_argument("--list", action="store_true", help="print the stages and their commands, run nothing")
+    p.add_argument("--until", help="stop after this stage")
+    p.add_argument("--export", type=Path, help="copy the final model folder here (e.g. src/anygpt/assets/anygpt-tiny)")
+    p.add_argument("--conversations", type=int, help="training conversations (tiny: 5000)")
+    p.add_argument("--pretrain-steps", type=int, help="pretraining steps of 4 blocks (tiny: 600)")
+    p.add_argument("--chat-steps", type=int, help="chat fine-tuning steps of 4 blocks (tiny: 200)")
+    p.add_argument("--eval-limit", type=int, help="items per eval task (tiny: 40)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads of the training and eval stages")
+    a = p.parse_args(argv)
+    stages = stages_for(PRESETS[a.preset], a.out, a)
+    if a.list:
+        for i, st in enumerate(stages, 1):
+            print(f"{i:2d}. {st.name:<22} anygpt {' '.join(st.argv)}")
+        return 0
+    if a.until and a.until not in {s.name for s in stages}:
+        raise AnyGPTError(f"--until: no stage {a.until!r}; stages: {', '.join(s.name for s in stages)}")
+    a.out.mkdir(parents=True, exist_ok=True)
+    record = run_stages(stages, a.out, a.until)
+    total = sum(s["seconds"] for s in record["stages"].values())
+    print(f"pipeline: {len(record['stages'])} stages done, {total / 3600:.2f} h in all; times in {a.out / 'pipeline.json'}")
+    if a.export and (a.out / "model" / "model.safetensors").exists():
+        ship_model(a.out / "model", a.export, record)
+        print(f"shipped {a.out / 'model'} to {a.export}")
+    return 0
+
+
+def ship_model(model: Path, dest: Path, record: dict) -> Path:
+    """Copy a model folder into `dest` (replaced whole, its README.md kept) with the pipeline's
+    stage times in dest/pipeline.json."""
+    import shutil
+
+    from anygpt.nn.weights import atomic_folder
+
+    with atomic_folder(dest) as tmp:
+        for f in model.iterdir():
+            if f.is_file():
+                shutil.copyfile(f, tmp / f.name)
+        (tmp / "pipeline.json").write_text(json.dumps(record, indent=1))
+    return dest
+
+
+if __name__ == "__main__":
+    sys.exit(main())

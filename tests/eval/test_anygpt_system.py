@@ -1,0 +1,123 @@
+"""The trained LM as an eval system: its prompts, its media outputs, the per-object caption
+score, the held-out chat score and the report's derived figures."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from anygpt.eval.anygpt_system import AnyGPTSystem
+from anygpt.eval.chat_eval import asked_for, run_chat
+from anygpt.eval.lm_report import ROWS, Row, build_table, derived, run_key
+from anygpt.eval.scene_captions import scene_object_accuracy
+from anygpt.lm.sequence import SequenceCodec
+from anygpt.lm.tiny import random_tiny
+from anygpt.model import AnyGPT
+from anygpt.modalities import load_tokenizer
+from anygpt.parts import CodesPart, TextPart
+from anygpt.templates import Turn, pretraining_pair, pretraining_prompt
+
+SCENE = {"background": "black", "n_objects": 3, "counts": {"red circle": 2, "blue star": 1},
+         "objects": [{"color": "red", "shape": "circle", "position": "top-left", "size": "small"},
+                     {"color": "red", "shape": "circle", "position": "bottom", "size": "small"},
+                     {"color": "blue", "shape": "star", "position": "center", "size": "large"}]}
+
+
+@pytest.mark.parametrize("caption, expected", [
+    ("Two small red circles, one at the top left and one at the bottom, and a large blue star in the centre, "
+     "on a black background.", 1.0),
+    ("Two red circles, one at the top left and one on the right, and a blue star in the middle.", 2 / 3),
+    ("A red circle at the top left and a blue star in the centre.", 1 / 3),  # wrong count: both circles wrong
+    ("A green square at the top left.", 0.0),
+])
+def test_scene_object_accuracy(caption, expected):
+    assert scene_object_accuracy(caption, SCENE) == pytest.approx(expected)
+
+
+@pytest.fixture(scope="module")
+def tiny_layout_model():
+    """A random LM in the compact tokenizers' layout, with the shipped tokenizers attached."""
+    toks = {m: load_tokenizer(m, "tiny") for m in ("image", "speech", "music")}
+    lm, tok, layout = random_tiny([toks[m].token_spec for m in ("image", "speech", "music")], seed=1)
+    return AnyGPT(lm, tok, layout, tokenizers=toks)
+
+
+@pytest.mark.parametrize("direction", ["to_text", "from_text"])
+def test_prompt_is_a_token_prefix_of_the_training_sample(tiny_layout_model, direction):
+    model = tiny_layout_model
+    codec = SequenceCodec(model.tokenizer, model.layout)
+    media = CodesPart("image", torch.arange(32).reshape(1, 32) % 1024)
+    text = "A small red circle at the top left, on a black background."
+    instruction = "Describe this image." if direction == "to_text" else "Draw this."
+    sample = codec.encode(pretraining_pair(media, text, direction, random.Random(0), instruction))
+    prompt = codec.encode(pretraining_prompt(direction, instruction, media=media, text=text))
+    assert len(prompt) < len(sample) and torch.equal(sample[: len(prompt)], prompt)
+    if direction == "from_text":  # the training text continues with the image's start marker
+        assert int(sample[len(prompt)]) == model.layout["image"].start_id
+
+
+def test_system_writes_media_and_text(tiny_layout_model, tmp_path):
+    from PIL import Image
+
+    from anygpt.media_io import load_audio
+
+    system = AnyGPTSystem(tiny_layout_model)
+    png = system.draw("a red circle", tmp_path / "a.png")
+    assert Image.open(png).size == tuple(tiny_layout_model.tokenizers["image"].image_size)
+    wav = system.speak("hello there", None, tmp_path / "b.wav")
+    assert load_audio(wav, 16000).shape[-1] > 0
+    assert isinstance(system.caption(png), str)
+    assert isinstance(system.transcribe(wav), str)
+
+
+class ScriptedModel:
+    """Stands in for AnyGPT in the chat score: replies with a fixed list of parts per call."""
+
+    def __init__(self, layout, replies):
+        from anygpt.templates import get_chat_template
+
+        self.layout, self.replies, self.template = layout, list(replies), get_chat_template("MMGPT")
+
+    def complete(self, prompt, **kw):
+        reply = self.replies.pop(0)
+        if reply == "malformed":
+            from anygpt.errors import ModelOutputError
+
+            raise ModelOutputError("unterminated segment")
+        return reply
+
+
+def test_chat_score_counts_modalities_and_malformed_segments(tmp_path, tiny_layout_model):
+    import json
+
+    layout = tiny_layout_model.layout
+    image = CodesPart("image", torch.zeros(1, 32, dtype=torch.long))
+    speech = CodesPart("speech", torch.zeros(1, 10, dtype=torch.long))
+    turns = [{"role": "user", "content": "Draw a cat."},
+             {"role": "assistant", "content": "Here. " + layout.codes_to_text("image", image.codes)},
+             {"role": "user", "content": "Say hi."},
+             {"role": "assistant", "content": layout.codes_to_text("speech", speech.codes)},
+             {"role": "user", "content": "Thanks."},
+             {"role": "assistant", "content": "You are welcome."}]
+    (tmp_path / "conversations.jsonl").write_text(json.dumps({"id": "c1", "turns": turns}) + "\n")
+    assert asked_for(Turn("assistant", [TextPart("x"), image])) == ("image",)
+    replies = [[TextPart("ok "), image], [TextPart("text instead")], "malformed"]
+    report = run_chat(tmp_path, ScriptedModel(layout, replies), limit=None, progress=False)
+    assert [r["right"] for r in report["items"]] == [True, False, False]
+    assert report["summary"]["modality_rate"] == pytest.approx(1 / 3)
+    assert report["summary"]["well_formed"] == pytest.approx(2 / 3)
+
+
+def test_report_derives_ratios_and_targets():
+    summaries = {"asr-heldout_sentences-anygpt": {"wer": 0.30}, "asr-heldout_sentences-whisper": {"wer": 0.20},
+                 "text-to-music-heldout_pieces-anygpt": {"mode_accuracy": 1.0, "tempo_octave_accuracy": 0.5,
+                                                         "register_accuracy": 0.0, "key_accuracy": 0.0}}
+    ratio = next(r for r in ROWS if r.metric == "wer_ratio" and r.task == "asr")
+    assert derived(summaries[run_key(ratio)], ratio, summaries) == pytest.approx(1.5)
+    music = next(r for r in ROWS if r.task == "text-to-music" and r.system == "anygpt")
+    assert derived(summaries[run_key(music)], music, summaries) == pytest.approx(0.5)
+    table = {r["task"]: r for r in build_table(summaries)}
+    assert table[ratio.name]["met"] is True and table[music.name]["met"] is False
+    assert run_key(Row("x", "caption", "images", "test", "m", where=(("kind", "scene"),))) == "caption-test-kind=scene-anygpt"
