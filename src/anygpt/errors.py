@@ -21,6 +21,24 @@ class CheckpointError(AnyGPTError, ValueError):
     """A model folder is missing files or its files disagree with each other."""
 
 
+class ManifestError(AnyGPTError, ValueError):
+    """A JSONL manifest (or another JSONL file we read) is missing, has a line that is not a JSON
+    object, or a record without a field it needs."""
+
+
+class OutputError(AnyGPTError):
+    """An output location that cannot be used: a file where a folder is needed (or the reverse),
+    a read-only place, or a folder that holds something of another kind."""
+
+
+class UnsafePathError(AnyGPTError, ValueError):
+    """A path that comes from data (an item id, a config entry) would lead outside its folder."""
+
+
+class UsageError(AnyGPTError, ValueError):
+    """A flag value that is wrong in itself (found after parsing): exits 2 like argparse's errors."""
+
+
 class UnknownModalityError(AnyGPTError, KeyError):
     """A modality name that is not registered."""
 

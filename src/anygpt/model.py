@@ -20,7 +20,7 @@ from anygpt.layout import TokenLayout
 from anygpt.lm.checkpoint import FolderConfig, load_lm, save_lm
 from anygpt.lm.generation import GenerationSettings, generate_ids, get_preset
 from anygpt.lm.sequence import SequenceCodec
-from anygpt.media_io import atomic_path
+from anygpt.files import atomic_path
 from anygpt.modalities import get_modality, load_tokenizer
 from anygpt.modalities.base import ModalityTokenizer
 from anygpt.parts import CodesPart, MediaFilePart, TextPart

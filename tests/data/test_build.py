@@ -131,14 +131,19 @@ def test_resume_after_kill_gives_the_same_manifest(micro_dir, tmp_path):
         # a half-written temporary file, and a logged file that was deleted
         log_path.write_text("".join(lines[:-4]) + lines[-4][: len(lines[-4]) // 2])
         (work / corpus / "wavs" if corpus == "speech" else work / corpus / "images").mkdir(exist_ok=True)
-        (work / corpus / ".partial.tmp.wav").write_bytes(b"RIFF")
+        (work / corpus / ".a.wav.anygpt-tmp-k2j4h6x0.wav").write_bytes(b"RIFF")  # as atomic_path names them
+        (work / corpus / ".gitignore").write_text("*.wav\n")  # the user's own dot-files stay
+        (work / corpus / "files").mkdir(exist_ok=True)
+        (work / corpus / "files" / ".notes").write_text("mine")
         first = before[corpus][0]
         (work / corpus / first["path"]).unlink()
         (work / corpus / "manifest.jsonl").unlink()
     build_corpora("micro", work, seed=0, corpora=("speech", "images"), progress=False)
     for corpus in ("speech", "images"):
         assert manifest(work, corpus) == before[corpus]
-        assert not (work / corpus / ".partial.tmp.wav").exists()
+        assert not (work / corpus / ".a.wav.anygpt-tmp-k2j4h6x0.wav").exists()
+        assert (work / corpus / ".gitignore").read_text() == "*.wav\n"
+        assert (work / corpus / "files" / ".notes").read_text() == "mine"
 
 
 def test_same_seed_same_bytes(micro_dir, tmp_path):

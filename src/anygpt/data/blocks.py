@@ -56,7 +56,7 @@ from anygpt.lm.checkpoint import ANYGPT_CONFIG, FolderConfig
 from anygpt.lm.expand import add_modality_tokens
 from anygpt.lm.sequence import SequenceCodec
 from anygpt.lm.text_tokenizer import train_text_tokenizer
-from anygpt.media_io import atomic_path
+from anygpt.files import atomic_path
 from anygpt.modalities import modality_names
 from anygpt.modalities.base import TokenSpec
 from anygpt.parts import CodesPart

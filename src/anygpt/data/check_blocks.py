@@ -28,7 +28,7 @@ from anygpt.data.packing import IGNORE
 from anygpt.data.shards import BlockReader
 from anygpt.errors import AnyGPTError
 from anygpt.layout import TokenLayout
-from anygpt.media_io import atomic_path
+from anygpt.files import atomic_path
 from anygpt.modalities.base import TokenSpec
 from anygpt.parts import CodesPart
 from anygpt.templates import get_chat_template

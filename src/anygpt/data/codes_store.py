@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from anygpt.errors import AnyGPTError
-from anygpt.media_io import atomic_path
+from anygpt.files import atomic_path
 from anygpt.modalities import load_tokenizer
 
 log = logging.getLogger("anygpt.data")

@@ -18,7 +18,7 @@ import numpy as np
 
 from anygpt.data.packing import Block
 from anygpt.errors import AnyGPTError
-from anygpt.media_io import atomic_path
+from anygpt.files import atomic_path
 
 INDEX = "index.json"
 

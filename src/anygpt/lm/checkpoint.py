@@ -21,7 +21,7 @@ from anygpt.errors import CheckpointError
 from anygpt.layout import TokenLayout
 from anygpt.modalities import released_specs
 from anygpt.modalities.base import TokenSpec
-from anygpt.media_io import atomic_path
+from anygpt.files import atomic_path
 
 ANYGPT_CONFIG = "anygpt.json"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")

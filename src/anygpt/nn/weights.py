@@ -27,7 +27,7 @@ def save_weights(folder: str | Path, state: dict[str, torch.Tensor], meta: dict)
     """folder/model.safetensors (state) + folder/config.json (meta); -> folder."""
     from safetensors.torch import save_file
 
-    from anygpt.media_io import atomic_path
+    from anygpt.files import atomic_path
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

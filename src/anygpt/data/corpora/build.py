@@ -24,7 +24,7 @@ from pathlib import Path
 from anygpt.data.corpora import images, music, speech, text
 from anygpt.data.corpora.common import DoneLog, run_jobs, write_jsonl_atomic
 from anygpt.data.corpora.presets import Preset, get_preset
-from anygpt.media_io import atomic_path
+from anygpt.files import atomic_path
 
 log = logging.getLogger("anygpt.data")
 CORPORA = ("text", "speech", "music", "images")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import random
 import shutil
 import traceback
@@ -25,6 +24,8 @@ from typing import Callable, Iterable, Iterator
 from tqdm import tqdm
 
 from anygpt.errors import AnyGPTError
+from anygpt.files import append_jsonl, remove_stale_temps, write_jsonl
+from anygpt.manifest import iter_jsonl, read_jsonl  # noqa: F401  (read_jsonl: used by the corpus builders)
 
 log = logging.getLogger("anygpt.data")
 
@@ -101,36 +102,19 @@ class DoneLog:
 
     def load(self, corpus_dir: Path) -> "DoneLog":
         self.entries = {}
-        if self.path.exists():
-            with open(self.path, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        entry = json.loads(line)
-                        jid = entry["id"]
-                    except (json.JSONDecodeError, KeyError, TypeError):
-                        continue
-                    if entry.get("status") == "ok" and not _files_intact(corpus_dir, entry["record"]):
-                        self.entries.pop(jid, None)
-                        continue
-                    self.entries[jid] = entry
+        for _, entry in iter_jsonl(self.path, lenient=True):
+            jid = entry.get("id")
+            if jid is None:
+                continue
+            if entry.get("status") == "ok" and not _files_intact(corpus_dir, entry.get("record") or {}):
+                self.entries.pop(jid, None)
+                continue
+            self.entries[jid] = entry
         return self
 
     def append(self, entry: dict) -> None:
-        line = json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n"
-        with open(self.path, "a", encoding="utf-8") as f:
-            # Start on a fresh line if a previous run was killed mid-line.
-            if f.tell() > 0 and not _ends_with_newline(self.path):
-                f.write("\n")
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        append_jsonl(self.path, entry, sort_keys=True, sync=True)
         self.entries[entry["id"]] = entry
-
-
-def _ends_with_newline(path: Path) -> bool:
-    with open(path, "rb") as f:
-        f.seek(-1, os.SEEK_END)
-        return f.read(1) == b"\n"
 
 
 def _files_intact(corpus_dir: Path, record: dict) -> bool:
@@ -142,16 +126,6 @@ def _files_intact(corpus_dir: Path, record: dict) -> bool:
         if not p.is_file() or (size_key in record and p.stat().st_size != record[size_key]):
             return False
     return True
-
-
-def remove_stale_temps(corpus_dir: Path) -> int:
-    """Delete temporary files (".name.XXXX.ext") left by a killed build; returns how many."""
-    n = 0
-    for p in corpus_dir.rglob(".*"):
-        if p.is_file() and p.name != ".done.jsonl":
-            p.unlink(missing_ok=True)
-            n += 1
-    return n
 
 
 def _run_batch(args: tuple[Callable[[list[dict], Path], list[dict]], list[dict], str]) -> list[dict]:
@@ -217,20 +191,8 @@ def _imap(batches: list[list[dict]], worker, corpus_dir: Path, workers: int) -> 
 
 
 def write_jsonl_atomic(path: Path, records: Iterable[dict]) -> int:
-    """Write records as JSONL to path atomically; returns the number written."""
-    from anygpt.media_io import atomic_path
-
-    n = 0
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
-            n += 1
-    return n
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """Write records as JSONL (keys sorted) to path atomically; returns the number written."""
+    return write_jsonl(path, records, sort_keys=True)
 
 
 def ok_entry(job: dict, record: dict) -> dict:

@@ -30,7 +30,7 @@ def _manifest(corpus: Path, name: str, split: str = "train") -> list[dict]:
 def write(a) -> int:
     from anygpt.data.instruct.offline_writer import OfflineWriter, script_stats
     from anygpt.data.instruct.openai_writer import OpenAIWriter
-    from anygpt.media_io import atomic_path
+    from anygpt.files import atomic_path
 
     t0 = time.perf_counter()
     if a.writer == "offline":

@@ -30,7 +30,7 @@ from anygpt.data.instruct.script import Element, Script
 from anygpt.data.pretraining import NO_EXCERPTS, excerpt, excerpt_frames
 from anygpt.errors import AnyGPTError
 from anygpt.layout import INSTRUCTION_SEP, RESPONSE_SEP, TokenLayout
-from anygpt.media_io import atomic_path
+from anygpt.files import atomic_path
 from anygpt.modalities.base import ModalityTokenizer
 from anygpt.parts import CodesPart, Part, TextPart
 from anygpt.templates import SPOKEN_INSTRUCTION_PROMPT, Turn
