@@ -61,9 +61,9 @@ def tune(seconds: float = 1.0, sr: int = 16000) -> torch.Tensor:
 def current_codes() -> dict[str, list]:
     """The codes of every shipped tokenizer on the inputs above (loading fails if a file is missing)."""
     torch.set_num_threads(1)
-    image = load_tokenizer("image", "tiny")
-    speech = load_tokenizer("speech", "tiny")
-    music = load_tokenizer("music", "tiny")
+    image = load_tokenizer("image", "compact")
+    speech = load_tokenizer("speech", "compact")
+    music = load_tokenizer("music", "compact")
     speech_codes = speech.encode(voiced_audio())  # [1, 6, 30]
     acoustic = speech.fill_acoustic(speech_codes[:, 0], voice_prompt=None, seed=0)  # the shipped prompt
     return {
