@@ -19,7 +19,7 @@ from anygpt.errors import AnyGPTError, LayoutError
 from anygpt.layout import TokenLayout
 from anygpt.lm.checkpoint import FolderConfig, load_lm, save_lm
 from anygpt.lm.generation import GenerationSettings, generate_ids, get_preset
-from anygpt.lm.sequence import SequenceCodec
+from anygpt.lm.sequence import SequenceEncoder
 from anygpt.files import atomic_path
 from anygpt.modalities import get_modality, load_tokenizer
 from anygpt.modalities.base import ModalityTokenizer
@@ -37,7 +37,7 @@ class AnyGPT:
         self.tokenizers: dict[str, ModalityTokenizer] = {}
         for name, tok in (tokenizers or {}).items():
             self.set_tokenizer(name, tok)
-        self.codec = SequenceCodec(tokenizer, layout, self.encode_media)
+        self.codec = SequenceEncoder(tokenizer, layout, self.encode_media)
         self._codes_cache: dict[tuple, CodesPart] = {}
         # modality -> {"loader", "path"}: the tokenizers a saved folder names (see lm.checkpoint)
         self.tokenizer_entries: dict[str, dict] = {}
@@ -180,7 +180,7 @@ def _until(parts: list[TextPart | CodesPart], end: str) -> list[TextPart | Codes
         if isinstance(p, TextPart) and end in p.text:
             head = p.text.split(end, 1)[0]
             if head:
-                out.append(TextPart(head))
+                out.append(TextPart(head, markup=p.markup))
             break
         out.append(p)
     return out
