@@ -122,25 +122,34 @@ def safe_join(root: str | Path, relative: str | Path, *, what: str = "path") -> 
 
 
 def check_output_dir(path: str | Path, *, flag: str = "--out") -> Path:
-    """Make sure `path` is (or can be made) a folder we can write into; creates it. Called before
-    any work, so that a bad output location fails in a second, not after an hour."""
+    """Check that `path` is a folder we can write into, or can be made one; creates nothing.
+    Called before any work, so that a bad output location fails in a second, not after an hour."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"{path}: {flag} is a file; it must be a folder (give a new or existing folder)")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=f".probe{TEMP_TAG}")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise OutputError(f"{path}: {flag} cannot be written ({e.strerror or e}); choose another folder") from None
+    _check_writable(path, flag)
     return path
 
 
 def check_output_file(path: str | Path, *, flag: str = "--out-file") -> Path:
-    """Make sure a file can be written at `path` (its folder is made); nothing is written there yet."""
+    """Check that a file can be written at `path` (its folder may still have to be made)."""
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{path}: {flag} is a folder; it must be a file name (e.g. {path / 'report.json'})")
-    check_output_dir(path.parent if str(path.parent) else Path("."), flag=f"the folder of {flag}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OutputError(f"{path}: {flag} cannot be written (no permission); choose another file")
+    _check_writable(path.parent, flag)
     return path
+
+
+def _check_writable(folder: Path, flag: str) -> None:
+    """The folder, or the nearest part of it that exists, must be a folder we may write into."""
+    existing = folder
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{folder}: {flag} cannot be made there: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"{folder}: {flag} cannot be written ({existing} is read-only); choose another place")

@@ -1,4 +1,5 @@
-"""Reading JSONL: corpus manifests (one record per item) and the logs our jobs append to.
+"""Reading JSON files: corpus manifests (JSONL, one record per item), the logs our jobs append
+to, and single JSON files (index.json, meta.json, configs).
 
     rows = read_manifest("data/tiny/images/manifest.jsonl", splits=["train"])
     for n, entry in iter_jsonl(out / "done.jsonl", lenient=True): ...
@@ -11,9 +12,10 @@ which is then skipped.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from anygpt.errors import ManifestError
 
@@ -56,6 +58,19 @@ def iter_jsonl(path: str | Path, *, lenient: bool = False) -> Iterator[tuple[int
             yield n, record
 
 
+def read_json(path: str | Path, *, what: str = "JSON file") -> Any:
+    """One JSON document; ManifestError naming the file (missing, not UTF-8, not JSON)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: {what} {'is a folder' if path.is_dir() else 'not found'}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"{path}: {what} is not UTF-8 text ({e.reason})") from None
+    except json.JSONDecodeError as e:
+        raise ManifestError(f"{path}: {what} is not valid JSON ({e.msg} at line {e.lineno})") from None
+
+
 def read_jsonl(path: str | Path, *, lenient: bool = False) -> list[dict]:
     """All records of a JSONL file (see iter_jsonl)."""
     return [r for _, r in iter_jsonl(path, lenient=lenient)]
@@ -95,3 +110,21 @@ def read_manifest(path: str | Path, *, splits: Sequence[str] | None = None, requ
             continue
         rows.append(r)
     return rows
+
+
+def file_mismatch(path: str | Path, record: dict) -> str | None:
+    """How the file differs from what its manifest record says ("bytes", "sha256"), or None.
+    A truncated or replaced media file is caught here, before it is encoded or scored."""
+    path = Path(path)
+    size = path.stat().st_size
+    if "bytes" in record and size != int(record["bytes"]):
+        return (f"{path} has {size} bytes, the manifest says {record['bytes']} (truncated or changed "
+                "since the manifest was written; rebuild the corpus or fix the file)")
+    if "sha256" in record:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        if h.hexdigest() != record["sha256"]:
+            return f"{path}: its sha256 differs from the manifest's (changed since the manifest was written)"
+    return None

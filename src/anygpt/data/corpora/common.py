@@ -16,7 +16,6 @@ import logging
 import random
 import shutil
 import traceback
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -26,6 +25,7 @@ from tqdm import tqdm
 from anygpt.errors import AnyGPTError
 from anygpt.files import append_jsonl, remove_stale_temps, write_jsonl
 from anygpt.manifest import iter_jsonl, read_jsonl  # noqa: F401  (read_jsonl: used by the corpus builders)
+from anygpt.workers import process_pool
 
 log = logging.getLogger("anygpt.data")
 
@@ -186,7 +186,7 @@ def _imap(batches: list[list[dict]], worker, corpus_dir: Path, workers: int) -> 
     if workers <= 1 or len(batches) <= 1:
         yield from map(_run_batch, args)
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with process_pool(workers) as pool:
         yield from pool.map(_run_batch, args)
 
 

@@ -11,12 +11,13 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
+from anygpt import cli
 from anygpt.data import build_corpora, corpus_stats, format_stats, get_preset
-from anygpt.data import cli as data_cli
 from anygpt.data.corpora import common
 from anygpt.data.corpora.common import MissingDependencyError, read_jsonl, sha256_file
 from anygpt.data.corpora.presets import Voice
 from anygpt.data.scenes import HELDOUT_PAIRS
+from anygpt.errors import AnyGPTError
 
 CORPORA = ("text", "speech", "music", "images")
 
@@ -101,7 +102,7 @@ def test_image_heldout_combinations_and_emoji_splits(micro_dir):
 
 
 def test_stats_command_prints_counts_per_split(micro_dir, capsys):
-    assert data_cli.main(["stats", str(micro_dir)]) == 0
+    assert cli.main(["data", "stats", "--corpus", str(micro_dir)]) == 0
     out = capsys.readouterr().out
     for word in ("speech", "music", "image", "text", "heldout_speakers", "heldout_pieces", "heldout_combos",
                  "hours", "skipped"):
@@ -110,14 +111,15 @@ def test_stats_command_prints_counts_per_split(micro_dir, capsys):
     n_speech = len(manifest(micro_dir, "speech"))
     assert stats["corpora"]["speech"]["all"]["items"] == n_speech
     assert stats["corpora"]["speech"]["all"]["hours"] > 0
-    assert data_cli.main(["stats", str(micro_dir / "nothing")]) == 2
+    assert cli.main(["data", "stats", "--corpus", str(micro_dir / "nothing")]) == 1
+    assert capsys.readouterr().err.startswith(f"anygpt data stats: {micro_dir / 'nothing'}: holds no corpus")
+    assert cli.main(["data", "stats", str(micro_dir)]) == 0  # the old spelling: a bare folder
 
 
 def test_help_shows_examples(capsys):
     for sub in ("build", "stats"):
-        with pytest.raises(SystemExit):
-            data_cli.main([sub, "--help"])
-        assert "example:" in capsys.readouterr().out
+        assert cli.main(["data", sub, "--help"]) == 0
+        assert "example" in capsys.readouterr().out
 
 
 def test_resume_after_kill_gives_the_same_manifest(micro_dir, tmp_path):
@@ -159,7 +161,7 @@ def test_other_seed_other_items(micro_dir, tmp_path):
     a = {r["sha256"] for r in manifest(micro_dir, "images")}
     b = {r["sha256"] for r in manifest(other, "images")}
     assert a != b
-    with pytest.raises(ValueError, match="seed"):
+    with pytest.raises(AnyGPTError, match="seed"):
         build_corpora("micro", other, seed=2, corpora=("text",), progress=False)
 
 
@@ -201,5 +203,5 @@ def test_missing_tool_names_the_package_and_setup(monkeypatch, tmp_path, capsys)
     with pytest.raises(MissingDependencyError, match=r"apt-get install flite") as e:
         build_corpora("micro", tmp_path / "x", progress=False)
     assert "scripts/setup.sh" in str(e.value)
-    assert data_cli.main(["build", "--preset", "micro", "--out", str(tmp_path / "y")]) == 2
-    assert "flite" in capsys.readouterr().err
+    assert cli.main(["data", "build", "--preset", "micro", "--out", str(tmp_path / "y")]) == 1
+    assert capsys.readouterr().err.startswith("anygpt data build: `flite` not found")
