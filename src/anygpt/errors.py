@@ -21,9 +21,13 @@ class CheckpointError(AnyGPTError, ValueError):
     """A model folder is missing files or its files disagree with each other."""
 
 
+class ConversationError(AnyGPTError, ValueError):
+    """A conversation that cannot be sent as it is (an empty user turn, no user turn to answer)."""
+
+
 class ManifestError(AnyGPTError, ValueError):
-    """A JSONL manifest (or another JSONL file we read) is missing, has a line that is not a JSON
-    object, or a record without a field it needs."""
+    """A JSON input (a JSONL manifest, an index or meta file, a config) is missing or malformed:
+    a line that is not a JSON object, a record without a field it needs."""
 
 
 class OutputError(AnyGPTError):
