@@ -107,8 +107,11 @@ def test_unsupported_extension_names_the_path_and_choices(tmp_path):
         Conversation().add_user("hi", speech=[png])
     # upper-case extensions are fine
     upper = tmp_path / "CAT.PNG"
-    upper.write_bytes(b"x")
+    Image.new("RGB", (4, 4)).save(upper, format="PNG")
     assert media_file("image", upper) == MediaFilePart("image", upper)
+    # and the file is read now: a broken picture is reported before any model runs
+    with pytest.raises(MediaError, match="cannot read image"):
+        media_file("image", png)
 
 
 def test_unknown_modality_attachment(png):

@@ -60,7 +60,6 @@ def check_before_loading(args) -> None:
     """Everything that can be checked without the model: fail now, not after generation."""
     from anygpt.conversation import media_file
     from anygpt.files import check_output_dir
-    from anygpt.media_io import load_audio
 
     check_output_dir(args.out, flag="--out")
     for m in modality_names():
@@ -68,7 +67,6 @@ def check_before_loading(args) -> None:
             media_file(m, path)
     if args.voice_prompt is not None:
         media_file("speech", args.voice_prompt)
-        load_audio(args.voice_prompt, 16000)  # readable audio (MediaError naming the file otherwise)
 
 
 def main(argv: list[str] | None = None) -> int:

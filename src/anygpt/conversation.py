@@ -7,14 +7,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from anygpt.errors import ConversationError, MediaError
+from anygpt.media_io import probe_audio, probe_image
 from anygpt.modalities import get_modality
 from anygpt.parts import CodesPart, MediaFilePart, Part, TextPart
 from anygpt.templates import Turn
 
 
 def media_file(modality: str, path: str | Path) -> MediaFilePart:
-    """A file attachment, checked now (exists, extension fits the modality) so that a bad path
-    is reported before any model runs."""
+    """A file attachment, checked now (exists, extension fits the modality, and for images and
+    audio the header: readable, not cut short, within media_io's size limits) so that a bad
+    file is reported before any model runs."""
     info = get_modality(modality)
     path = Path(path)
     if not path.exists():
@@ -26,6 +28,10 @@ def media_file(modality: str, path: str | Path) -> MediaFilePart:
             f"{path}: unsupported file type {path.suffix or '(none)'} for {modality}; "
             f"expected one of {', '.join(info.file_extensions)}"
         )
+    if info.kind == "image":
+        probe_image(path)
+    elif info.kind == "audio":
+        probe_audio(path)
     return MediaFilePart(modality, path)
 
 

@@ -17,7 +17,7 @@ import torch
 from anygpt.conversation import Conversation, Reply
 from anygpt.errors import AnyGPTError, LayoutError
 from anygpt.layout import TokenLayout
-from anygpt.lm.checkpoint import FolderConfig, load_lm, save_lm
+from anygpt.lm.checkpoint import FolderConfig, load_lm, save_lm, tokenizer_folder
 from anygpt.lm.generation import GenerationSettings, generate_ids, get_preset
 from anygpt.lm.sequence import SequenceEncoder
 from anygpt.files import atomic_path
@@ -54,7 +54,7 @@ class AnyGPT:
 
         path = resolve_model_path(path)
         lm, tok, layout, cfg = load_lm(path, dtype=dtype, device=device)
-        loaded = {m: load_tokenizer(m, t["loader"], path=path / t["path"]) for m, t in cfg.tokenizers.items()}
+        loaded = {m: load_tokenizer(m, t["loader"], path=tokenizer_folder(path, t)) for m, t in cfg.tokenizers.items()}
         loaded.update(tokenizers or {})
         model = cls(lm, tok, layout, tokenizers=loaded, template=template or cfg.chat_template)
         model.tokenizer_entries = dict(cfg.tokenizers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +14,7 @@ from PIL import Image
 
 from anygpt import cli
 from anygpt.data import build_corpora, corpus_stats, format_stats, get_preset
-from anygpt.data.corpora import common
+from anygpt.data.corpora import common, speech
 from anygpt.data.corpora.common import MissingDependencyError, read_jsonl, sha256_file
 from anygpt.data.corpora.presets import Voice
 from anygpt.data.scenes import HELDOUT_PAIRS
@@ -205,3 +206,31 @@ def test_missing_tool_names_the_package_and_setup(monkeypatch, tmp_path, capsys)
     assert "scripts/setup.sh" in str(e.value)
     assert cli.main(["data", "build", "--preset", "micro", "--out", str(tmp_path / "y")]) == 1
     assert capsys.readouterr().err.startswith("anygpt data build: `flite` not found")
+
+
+def test_a_busy_machine_changes_no_item(tmp_path, monkeypatch):
+    """A TTS call that times out (a loaded machine) must not become a skipped item: it is tried
+    again with more time, and if it still times out it is left for the next run, so the corpus
+    is the same as on an idle machine (it used to depend on the load: the flaky determinism
+    test). Here espeak-ng is slowed down past the timeout, then the build is run again."""
+    base = get_preset("micro")
+    preset = replace(base, speech=replace(base.speech, train_voices=(Voice("espeak", "en-us+f3"),), heldout_voices=(),
+                                          train_per_speaker=2, val_per_speaker=0, test_per_speaker=0,
+                                          heldout_sentences_per_speaker=0))
+    idle = build_corpora(preset, tmp_path / "idle", corpora=("text", "speech"), progress=False, workers=1)
+    slow_bin = tmp_path / "bin"
+    slow_bin.mkdir()
+    real = shutil.which("espeak-ng")
+    (slow_bin / "espeak-ng").write_text(f"#!/bin/sh\nsleep 3\nexec {real} \"$@\"\n")
+    (slow_bin / "espeak-ng").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{slow_bin}:{os.environ['PATH']}")
+    monkeypatch.setattr(common, "TOOL_ATTEMPTS", 2)
+    monkeypatch.setattr(speech, "TIMEOUT_S", 0.3)
+    with pytest.raises(common.ToolTimeout, match="run the same command again"):
+        build_corpora(preset, tmp_path / "busy", corpora=("text", "speech"), progress=False, workers=1)
+    assert not (tmp_path / "busy" / "speech" / ".done.jsonl").exists() or \
+        "skipped" not in (tmp_path / "busy" / "speech" / ".done.jsonl").read_text()
+    monkeypatch.undo()
+    again = build_corpora(preset, tmp_path / "busy", corpora=("text", "speech"), progress=False, workers=1)
+    assert again["corpora"]["speech"]["count"] == idle["corpora"]["speech"]["count"] == 2
+    assert manifest(tmp_path / "busy", "speech") == manifest(tmp_path / "idle", "speech")

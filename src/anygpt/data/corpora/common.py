@@ -15,6 +15,7 @@ import json
 import logging
 import random
 import shutil
+import subprocess
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,27 @@ class MissingDependencyError(AnyGPTError, RuntimeError):
 
 class JobFailed(AnyGPTError, RuntimeError):
     """A single item could not be made (bad asset, voice that fails, score that fails)."""
+
+
+class ToolTimeout(AnyGPTError, RuntimeError):
+    """A tool ran out of time on every attempt: a loaded machine, not the item. The job is not
+    recorded as done or skipped, so the next run makes it (a build's output must not depend on
+    how busy the machine was)."""
+
+
+TOOL_ATTEMPTS = 3  # a timeout is retried with twice the time, up to this many attempts
+
+
+def run_tool(cmd: list[str], timeout: float, **kw) -> subprocess.CompletedProcess:
+    """subprocess.run(cmd, capture_output=True) with `timeout` seconds, doubled on each retry;
+    ToolTimeout after TOOL_ATTEMPTS attempts."""
+    for attempt in range(TOOL_ATTEMPTS):
+        try:
+            return subprocess.run(cmd, capture_output=True, timeout=timeout * 2 ** attempt, **kw)
+        except subprocess.TimeoutExpired:
+            log.warning("%s timed out after %.0f s (attempt %d of %d)", cmd[0], timeout * 2 ** attempt, attempt + 1,
+                        TOOL_ATTEMPTS)
+    raise ToolTimeout(f"{cmd[0]} timed out {TOOL_ATTEMPTS} times (last after {timeout * 2 ** (TOOL_ATTEMPTS - 1):.0f} s)")
 
 
 def require_tool(binary: str, package: str) -> str:
@@ -129,10 +151,13 @@ def _files_intact(corpus_dir: Path, record: dict) -> bool:
 
 
 def _run_batch(args: tuple[Callable[[list[dict], Path], list[dict]], list[dict], str]) -> list[dict]:
-    """Run worker on a batch; turn exceptions into 'skipped' entries per job."""
+    """Run worker on a batch; turn exceptions into 'skipped' entries per job ('retry' for a tool
+    that timed out)."""
     worker, jobs, corpus_dir = args
     try:
         return worker(jobs, Path(corpus_dir))
+    except ToolTimeout as e:
+        return [retry_entry(j, str(e)) for j in jobs]
     except Exception as e:  # the whole batch failed: mark each job
         reason = f"{type(e).__name__}: {e}".strip()[:300]
         log.debug("batch failed: %s", traceback.format_exc())
@@ -162,13 +187,21 @@ def run_jobs(
     batches = list(_batches(todo, batch_size, group_key))
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"{name:<7}", unit="item",
                disable=not progress, dynamic_ncols=True, leave=True)
+    retries = []
     try:
         for results in _imap(batches, worker, corpus_dir, workers):
             for entry in results:
-                done.append(entry)
+                if entry["status"] == "retry":  # not logged: the next run makes it
+                    retries.append(entry)
+                else:
+                    done.append(entry)
             bar.update(len(results))
     finally:
         bar.close()
+    if retries:
+        raise ToolTimeout(f"{corpus_dir}: {len(retries)} items were not made because a tool timed out "
+                          f"({retries[0]['reason']}); the machine may be busy: run the same command again to "
+                          "make them (finished items are kept)")
     return done
 
 
@@ -197,6 +230,11 @@ def write_jsonl_atomic(path: Path, records: Iterable[dict]) -> int:
 
 def ok_entry(job: dict, record: dict) -> dict:
     return {"id": job["id"], "status": "ok", "record": record}
+
+
+def retry_entry(job: dict, reason: str) -> dict:
+    """A job to make again on the next run (never written to the done-log)."""
+    return {"id": job["id"], "status": "retry", "reason": reason[:300]}
 
 
 def skip_entry(job: dict, reason: str) -> dict:
