@@ -15,7 +15,7 @@ from typing import Mapping
 import torch
 
 from anygpt.conversation import Conversation, Reply
-from anygpt.errors import AnyGPTError, LayoutError
+from anygpt.errors import AnyGPTError, CheckpointError, LayoutError
 from anygpt.layout import TokenLayout
 from anygpt.lm.checkpoint import FolderConfig, load_lm, save_lm, tokenizer_folder
 from anygpt.lm.generation import GenerationSettings, generate_ids, get_preset
@@ -47,12 +47,14 @@ class AnyGPT:
     def from_pretrained(cls, path: str | Path, *, tokenizers: Mapping[str, ModalityTokenizer] | None = None,
                         template: str | None = None, dtype: torch.dtype = torch.float32,
                         device: str = "cpu") -> "AnyGPT":
-        """Load a shipped model by name ("anygpt-tiny"), a released AnyGPT folder (e.g.
-        fnlp/AnyGPT-chat downloaded by the user) or one of ours. Modality tokenizers named in the folder's anygpt.json are loaded from beside it;
-        `tokenizers` adds or overrides them (the released tokenizers live in other folders)."""
-        from anygpt.loaders import resolve_model_path
-
-        path = resolve_model_path(path)
+        """Load a model folder: a released AnyGPT folder (e.g. fnlp/AnyGPT-chat downloaded by the
+        user) or one of ours. Modality tokenizers named in the folder's anygpt.json are loaded
+        from inside it; `tokenizers` adds or overrides them (the released tokenizers live in other
+        folders). A shipped model by name ("anygpt-tiny"): anygpt.loaders.load_model."""
+        path = Path(path)
+        if not path.exists():
+            raise CheckpointError(f"{path}: model folder not found (a shipped model by name, such as anygpt-tiny, "
+                                  "loads with anygpt.loaders.load_model)")
         lm, tok, layout, cfg = load_lm(path, dtype=dtype, device=device)
         loaded = {m: load_tokenizer(m, t["loader"], path=tokenizer_folder(path, t)) for m, t in cfg.tokenizers.items()}
         loaded.update(tokenizers or {})

@@ -211,10 +211,8 @@ packing efficiency and samples/s.
 """
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser():
     from anygpt import cli_flags
-    from anygpt.data.check_blocks import check_blocks, format_check
-    from anygpt.files import check_output_dir
 
     p = cli_flags.parser("anygpt blocks", "Build packed, balanced training blocks.", EXAMPLE)
     p.add_argument("--config", type=Path, required=True, metavar="FILE", help="the blocks config (JSON)")
@@ -226,6 +224,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check-limit", type=cli_flags.positive_int, default=None, metavar="N",
                    help="with --check: the first N blocks only")
     cli_flags.add_no_progress(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from anygpt import cli_flags
+    from anygpt.data.check_blocks import check_blocks, format_check
+    from anygpt.files import check_output_dir
+
+    p = build_parser()
     a = p.parse_args(argv)
     cli_flags.check_parts(p, a)
     cfg = BlocksConfig.from_json(a.config)

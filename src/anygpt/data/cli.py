@@ -17,7 +17,7 @@ STATS_EXAMPLE = """anygpt data stats --corpus data/tiny
 anygpt data stats --corpus data/tiny --json"""
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     from anygpt.data.corpora.build import CORPORA
     from anygpt.data.corpora.presets import PRESETS
 
@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = _parser()
+    p = build_parser()
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.action == "build":

@@ -230,7 +230,7 @@ between machines (each part its own --out).
 """
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser():
     from anygpt import cli_flags
 
     p = cli_flags.parser("anygpt tokenize", "Encode a corpus's media into codes, once.", EXAMPLE)
@@ -243,6 +243,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="items per code shard (default: 256)")
     cli_flags.add_parts(p, "the manifest's items")
     cli_flags.add_no_progress(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from anygpt import cli_flags
+
+    p = build_parser()
     a = p.parse_args(argv)
     cli_flags.check_parts(p, a)
     kwargs = cli_flags.key_values(a.tokenizer_option, "--tokenizer-option")

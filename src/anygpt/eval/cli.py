@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         src.add_argument("--limit", type=cli_flags.positive_int, metavar="N",
                          help="score N items (N >= 1), evenly spaced over the list (default: all)")
         if task == "reconstruction":
-            p.add_argument("--modality", required=True, choices=["speech", "music", "image"])
+            p.add_argument("--modality", required=True, choices=["speech", "music", "image"],
+                           help="what the items are: speech, music or image")
             cli_flags.add_tokenizer(p, "copy", "copy (lossless, the instruments' ceiling) | a registered tokenizer "
                                                "name (compact, released) | package.module:factory")
             p.add_argument("--sample-rate", type=cli_flags.positive_int,

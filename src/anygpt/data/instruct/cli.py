@@ -125,7 +125,7 @@ def _excerpt_arg(value: str) -> tuple[str, tuple[float, float]]:
     return modality, (lo, hi)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser():
     p = cli_flags.parser("anygpt instruct", "Any-to-any conversations, two stages.", WRITE_EXAMPLE + REALISE_EXAMPLE)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="{write,realise}", parser_class=cli_flags.Parser)
     w = sub.add_parser("write", help="stage 1: conversation scripts with media descriptions",
@@ -160,12 +160,17 @@ def main(argv: list[str] | None = None) -> int:
     cli_flags.add_out(r, "output folder: conversations.jsonl, failed.jsonl, runs.jsonl, meta.json (rerun to resume)")
     cli_flags.add_no_progress(r)
     cli_flags.add_threads(r)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     a = p.parse_args(argv)
     if a.cmd == "write":
         if a.out_file is None:
-            w.error("the following arguments are required: --out-file")
+            raise UsageError("--out-file is required (see anygpt instruct write --help)")
         if a.writer == "openai" and not (a.base_url and a.endpoint_model and a.topics):
-            w.error("--writer openai needs --base-url, --endpoint-model and --topics")
+            raise UsageError("--writer openai needs --base-url, --endpoint-model and --topics")
         check_output_file(a.out_file)
         return write(a)
     a.excerpt = dict(a.excerpt)
