@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"anygpt: unknown command {name!r}\n\n" + usage(), file=sys.stderr)
+        print(f"anygpt: unknown command {name!r}; the commands are {', '.join(COMMANDS)} (see anygpt --help)",
+              file=sys.stderr)
         return 2
     command = f"anygpt {name}"
     if name in WITH_ACTIONS and rest and not rest[0].startswith("-"):

@@ -126,15 +126,18 @@ def probe_image(path: str | Path, max_pixels: int | None = MAX_IMAGE_PIXELS) -> 
     pixels; returns (width, height). MediaError naming the file otherwise."""
     path = Path(path)
     _check_exists(path)
+    side = int((max_pixels or MAX_IMAGE_PIXELS) ** 0.5)
+    fix = f"downscale it first, e.g. `convert {path.name} -resize {side // 2}x{side // 2} small.png`"
     try:
         with Image.open(path) as im:
             w, h = im.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError:  # Pillow refuses it at open: over 2 x its own limit
+        raise MediaError(f"{path}: over {2 * Image.MAX_IMAGE_PIXELS} pixels is more than the {side} x {side} "
+                         f"read at once; {fix}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise MediaError(f"{path}: cannot read image ({e}); supported: PNG, JPEG, BMP, GIF, WebP, TIFF") from None
     if max_pixels is not None and w * h > max_pixels:
-        side = int(max_pixels ** 0.5)
-        raise MediaError(f"{path}: {w} x {h} pixels is more than the {side} x {side} read at once; downscale it first, "
-                         f"e.g. `convert {path.name} -resize {side // 2}x{side // 2} small.png`")
+        raise MediaError(f"{path}: {w} x {h} pixels is more than the {side} x {side} read at once; {fix}")
     return w, h
 
 

@@ -49,6 +49,9 @@ def write(a) -> int:
     t0 = time.perf_counter()
     if a.writer == "offline":
         corpus = Path(a.corpus)
+        if not any((corpus / name / "manifest.jsonl").is_file() for name in ("images", "music", "text")):
+            raise ManifestError(f"{corpus}: --corpus has no images/, music/ or text/ manifest.jsonl; build the corpus "
+                                f"first (anygpt data build --preset micro --out {corpus})")
         sentences = [r["text"] for r in _manifest(corpus, "text") if r.get("kind", "sentence") == "sentence"]
         writer = OfflineWriter(_manifest(corpus, "images"), _manifest(corpus, "music"), sentences, seed=a.seed,
                                speech=not a.no_speech)
@@ -88,10 +91,11 @@ def realise(a) -> int:
     from anygpt.modalities.base import TokenSpec
 
     scripts = read_scripts(a.scripts)  # a bad scripts file fails before any model loads
-    stores = {modality: CodesStore(Path(path)) for modality, path in cli_flags.key_values(a.codes, "--codes").items()}
-    unknown = set(stores) - set(modality_names())
+    codes = cli_flags.key_values(a.codes, "--codes")
+    unknown = set(codes) - set(modality_names())
     if unknown:
         raise UsageError(f"--codes {sorted(unknown)[0]}=...: not a modality; choose from {', '.join(modality_names())}")
+    stores = {modality: CodesStore(Path(path)) for modality, path in codes.items()}
     speech_tok = load_tokenizer("speech", a.speech_tokenizer) if a.speech_tokenizer else None
     specs = {m: TokenSpec.from_dict(s.meta["token_spec"]) for m, s in stores.items()}
     if speech_tok is not None:
