@@ -24,6 +24,14 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(*args, **kwargs)
+        self.checks: list[Callable[[argparse.ArgumentParser, argparse.Namespace], None]] = []
+
+    def parse_known_args(self, args=None, namespace=None):
+        """Parse, then run the checks the shared flags registered (e.g. --part < --parts)."""
+        namespace, extras = super().parse_known_args(args, namespace)
+        for check in self.checks:
+            check(self, namespace)
+        return namespace, extras
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
@@ -169,12 +177,13 @@ def add_seed(p: argparse.ArgumentParser, help: str = "random seed (default: 0); 
     p.add_argument("--seed", type=int, default=0, metavar="N", help=help)
 
 
-def add_parts(p: argparse.ArgumentParser, what: str = "the items") -> None:
-    """--part I --parts N: one part of a job split over machines (checked by `check_parts`)."""
+def add_parts(p: Parser, what: str = "the items") -> None:
+    """--part I --parts N: one part of a job split over machines (0 <= I < N, checked on parsing)."""
     p.add_argument("--part", type=count_or_zero, default=0, metavar="I",
                    help="this machine's part, 0..N-1 (default: 0)")
     p.add_argument("--parts", type=positive_int, default=1, metavar="N",
                    help=f"split {what} into N parts (item n goes to part n %% N); each part writes its own --out")
+    p.checks.append(check_parts)
 
 
 def check_parts(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -228,13 +228,10 @@ def build_parser():
 
 
 def main(argv: list[str] | None = None) -> int:
-    from anygpt import cli_flags
     from anygpt.data.check_blocks import check_blocks, format_check
     from anygpt.files import check_output_dir
 
-    p = build_parser()
-    a = p.parse_args(argv)
-    cli_flags.check_parts(p, a)
+    a = build_parser().parse_args(argv)
     cfg = BlocksConfig.from_json(a.config)
     if a.check:
         rep = check_blocks(cfg, a.out, max_blocks=a.check_limit)

@@ -249,12 +249,10 @@ def build_parser():
 def main(argv: list[str] | None = None) -> int:
     from anygpt import cli_flags
 
-    p = build_parser()
-    a = p.parse_args(argv)
-    cli_flags.check_parts(p, a)
-    kwargs = cli_flags.key_values(a.tokenizer_option, "--tokenizer-option")
     from anygpt.files import check_output_dir
 
+    a = build_parser().parse_args(argv)
+    kwargs = cli_flags.key_values(a.tokenizer_option, "--tokenizer-option")
     check_output_dir(a.out)
     counts = tokenize_corpus(a.corpus, a.modality, a.tokenizer, a.out, tokenizer_kwargs=kwargs,
                              workers=cli_flags.workers_or_cores(a.workers), items_per_shard=a.items_per_shard,
