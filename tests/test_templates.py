@@ -308,3 +308,22 @@ def test_spoken_instruction_turn(layout):
     y = layout.codes_to_text("speech", speech.codes)
     assert s == (f"{SYSTEM_MMGPT}\n[Human]: {y} Please recognize the voice command and give reply and voice"
                  "<eoh>\n[MMGPT]:")
+
+
+def test_pretraining_prompt_is_the_start_of_the_pair_in_ids():
+    """The prompt encodes to exactly the first ids of the training pair (roles as tokens, text
+    plain), so a model trained on pairs is prompted with what it saw."""
+    from anygpt.lm.sequence import SequenceEncoder
+    from anygpt.lm.tiny import random_tiny
+    from anygpt.templates import pretraining_prompt
+
+    _, tok, layout = random_tiny()
+    enc = SequenceEncoder(tok, layout)
+    media = CodesPart("image", torch.arange(32).unsqueeze(0))
+    for direction, kw in (("to_text", {"media": media}), ("from_text", {"text": "a red circle"})):
+        pair = enc.encode(pretraining_pair(media, "a red circle", direction, random.Random(0), instruction="Draw."))
+        prompt = enc.encode(pretraining_prompt(direction, "Draw.", **kw))
+        assert 0 < len(prompt) < len(pair) and pair[: len(prompt)].tolist() == prompt.tolist(), direction
+        assert tok.convert_tokens_to_ids("[Human]") == int(prompt[0])  # a token, not its characters
+    with pytest.raises(ValueError, match="needs the media"):
+        pretraining_prompt("to_text", "x")

@@ -16,11 +16,11 @@ import torch
 
 from anygpt.conversation import Conversation, Reply
 from anygpt.errors import AnyGPTError, CheckpointError, LayoutError
+from anygpt.files import atomic_path
 from anygpt.layout import TokenLayout
 from anygpt.lm.checkpoint import FolderConfig, load_lm, save_lm, tokenizer_folder
 from anygpt.lm.generation import GenerationSettings, generate_ids, get_preset
 from anygpt.lm.sequence import SequenceEncoder
-from anygpt.files import atomic_path
 from anygpt.modalities import get_modality, load_tokenizer
 from anygpt.modalities.base import ModalityTokenizer
 from anygpt.parts import CodesPart, MediaFilePart, TextPart

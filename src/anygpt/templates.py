@@ -45,6 +45,25 @@ def pretraining_pair(
     raise ValueError(f"direction must be 'to_text' or 'from_text', not {direction!r}")
 
 
+def pretraining_prompt(direction: str, instruction: str, *, media: MediaPart | None = None,
+                       text: str | None = None) -> list[Part]:
+    """The start of a pretraining pair, up to where the model's answer begins: what a model
+    trained on `pretraining_pair` is prompted with. It ends exactly where the training text
+    continues ('[MMGPT]:' before ' {text}', '[MMGPT]: ' before the media), since a prompt
+    ending in another place tokenizes differently from the training text. The roles are markup,
+    the instruction and text plain, as in pretraining_pair."""
+    if direction == "to_text":
+        if media is None:
+            raise ValueError("a to_text prompt needs the media")
+        return [markup(f"{USER_ROLE}: "), TextPart(f"{instruction} "), media, markup(f"{USER_END} {BOT_ROLE}:")]
+    if direction == "from_text":
+        if text is None:
+            raise ValueError("a from_text prompt needs the text")
+        return [markup(f"{USER_ROLE}: "), TextPart(f"{instruction} This is input: {text}"),
+                markup(f"{USER_END} {BOT_ROLE}: ")]
+    raise ValueError(f"direction must be 'to_text' or 'from_text', not {direction!r}")
+
+
 @dataclass
 class Turn:
     """One message. role: 'user' or 'assistant'; parts in order (text, media)."""
