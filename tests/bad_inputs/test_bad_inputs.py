@@ -14,7 +14,7 @@ from typing import Callable
 
 import pytest
 
-from conftest import assert_clean, manifest, run
+from bad_input_kit import assert_clean, manifest, run
 
 K = "KIT"  # placeholders in argv, replaced by the kit's folder,
 T = "TMP"  # the test's own folder,

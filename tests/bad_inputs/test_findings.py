@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import torch
-from conftest import assert_clean, run
+from bad_input_kit import assert_clean, run
 
 from anygpt.data.codes_store import CodesStore
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import manifest, record, voice
+from bad_input_kit import manifest, record, voice
 
 from anygpt.data.codes_store import CodesStore, tokenize_corpus
 
