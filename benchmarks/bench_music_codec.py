@@ -38,7 +38,7 @@ def main() -> None:
         TINY_ASSET_DIR, ReleasedMusicTokenizer, TinyMusicTokenizer, load_tiny_music_tokenizer,
         released_encodec_config,
     )
-    from anygpt.nn.music_codec import CompactMusicCodec, MusicCodecConfig
+    from anygpt.nn.compact_music_codec import CompactMusicCodec, MusicCodecConfig
 
     tokenizers = []
     if not args.skip_released:

@@ -50,7 +50,6 @@ def main() -> None:
     from anygpt.eval.audio_metrics import log_mel_distance, si_snr
     from anygpt.eval.music_notes import note_f1, transcribe_notes
     from anygpt.media_io import load_audio
-    from anygpt.modalities.music_codec import load_tiny_music_tokenizer
 
     tok = load_tiny_music_tokenizer(args.codec)
     sr = tok.sample_rate

@@ -107,7 +107,7 @@ def test_pretraining_draws_the_instruction_from_the_right_pool(layout, direction
 def test_pretraining_accepts_file_media_and_rejects_bad_direction(tmp_path):
     media = MediaFilePart("image", tmp_path / "x.png")
     parts = pretraining_pair(media, "t", "to_text", random.Random(0), instruction="I")
-    assert parts[1] is media
+    assert media in parts and sum(p is media for p in parts) == 1
     with pytest.raises(ValueError, match="direction"):
         pretraining_pair(media, "t", "image_to_text", random.Random(0))
 
@@ -138,7 +138,7 @@ def test_sampling_is_deterministic_for_a_seeded_rng():
 
     def draws(seed):
         rng = random.Random(seed)
-        return [pretraining_pair(media, "t", d, rng)[0].text for d in DIRECTIONS * 10]
+        return [pretraining_pair(media, "t", d, rng)[1].text for d in DIRECTIONS * 10]  # the instruction
 
     assert draws(123) == draws(123)
     assert draws(123) != draws(124)
@@ -158,7 +158,8 @@ def test_new_modality_falls_back_to_generic_pools(layout):
     # a pretraining pair for an unregistered modality works with the generic pool
     part = CodesPart("sensor", torch.tensor([[1, 2]]))
     parts = pretraining_pair(part, "rising", "to_text", random.Random(0))
-    instr = parts[0].text[len("[Human]: "):-1]
+    assert parts[0].text == "[Human]: " and parts[0].markup  # the template's roles are markup,
+    instr = parts[1].text[:-1]  # the instruction is plain text
     assert instr in generic_pool("sensor", "to_text")
 
 
@@ -249,7 +250,8 @@ def test_assistant_flags_mark_exactly_assistant_content_and_end(layout, name):
     assert f"{t.bot_role}: " in unflagged and f"{t.user_role}: " in unflagged
     assert [p for p, f in items if f and isinstance(p, CodesPart)] == [music]
     # the last assistant turn ends the sequence: no generation prompt is added
-    assert items[-1] == (TextPart(f"A dog.{t.bot_end}"), True)
+    assert items[-2:] == [(TextPart("A dog."), True), (TextPart(t.bot_end), True)]
+    assert not items[-2][0].markup and items[-1][0].markup  # the message is plain, the turn end a token
 
 
 def test_get_chat_template_unknown_lists_choices():
@@ -306,3 +308,22 @@ def test_spoken_instruction_turn(layout):
     y = layout.codes_to_text("speech", speech.codes)
     assert s == (f"{SYSTEM_MMGPT}\n[Human]: {y} Please recognize the voice command and give reply and voice"
                  "<eoh>\n[MMGPT]:")
+
+
+def test_pretraining_prompt_is_the_start_of_the_pair_in_ids():
+    """The prompt encodes to exactly the first ids of the training pair (roles as tokens, text
+    plain), so a model trained on pairs is prompted with what it saw."""
+    from anygpt.lm.sequence import SequenceEncoder
+    from anygpt.lm.tiny import random_tiny
+    from anygpt.templates import pretraining_prompt
+
+    _, tok, layout = random_tiny()
+    enc = SequenceEncoder(tok, layout)
+    media = CodesPart("image", torch.arange(32).unsqueeze(0))
+    for direction, kw in (("to_text", {"media": media}), ("from_text", {"text": "a red circle"})):
+        pair = enc.encode(pretraining_pair(media, "a red circle", direction, random.Random(0), instruction="Draw."))
+        prompt = enc.encode(pretraining_prompt(direction, "Draw.", **kw))
+        assert 0 < len(prompt) < len(pair) and pair[: len(prompt)].tolist() == prompt.tolist(), direction
+        assert tok.convert_tokens_to_ids("[Human]") == int(prompt[0])  # a token, not its characters
+    with pytest.raises(ValueError, match="needs the media"):
+        pretraining_prompt("to_text", "x")

@@ -1,4 +1,9 @@
-"""`anygpt chat`: talk to a model in the terminal, with attachments by path."""
+"""`anygpt chat`: talk to a model in the terminal, with attachments by path.
+
+Everything a turn needs is checked before the model is loaded or runs: the output folder can
+be written, every attachment and the voice prompt exist and can be read. In interactive mode
+an error is reported and the session (and its history) goes on.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,20 @@ import importlib
 import sys
 from pathlib import Path
 
-from anygpt.errors import AnyGPTError
+from anygpt import cli_flags
+from anygpt.errors import AnyGPTError, UsageError
+from anygpt.loaders import DEFAULT_MODEL
 from anygpt.modalities import modality_names
 
-EXAMPLE = """examples:
-  anygpt chat --model tiny-random --message "Draw a red circle." --force-modality image
-  anygpt chat --model path/to/AnyGPT-chat --image cat.png --message "What is in this picture?"
-  anygpt chat --model tiny-random            # interactive; type /help for commands
+EXAMPLE = """anygpt chat --model tiny-random --message "Draw a red circle." --force-modality image --out out/
+anygpt chat --model path/to/AnyGPT-chat --image cat.png --message "What is in this picture?"
+anygpt chat --model tiny-random            # interactive; type /help for commands
 
 In interactive mode: /image PATH, /speech PATH, /music PATH attach a file to the next
-message; /clear forgets the history; /quit leaves. Generated media go to --output-dir
-(as media files where the model has a de-tokenizer for them, else as code files).
+message; /clear forgets the history; /quit leaves. Generated media go to --out (as media
+files where the model has a de-tokenizer for them, else as code files).
 """
+
 
 def help_line() -> str:
     attach = "  ".join(f"/{m} PATH" for m in modality_names())
@@ -27,12 +34,11 @@ def help_line() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """Options for every registered modality (import a plugin module first to add one)."""
-    p = argparse.ArgumentParser(prog="anygpt chat", description=__doc__, epilog=EXAMPLE,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="tiny-random",
-                   help="model folder (released AnyGPT or ours), or 'tiny-random' (random weights, for trying the pipeline)")
+    p = cli_flags.parser("anygpt chat", __doc__, EXAMPLE)
+    cli_flags.add_model(p, DEFAULT_MODEL)
     p.add_argument("--template", choices=["MMGPT", "AnyGPT"], default=None, help="chat template (default: the model's)")
-    p.add_argument("--output-dir", type=Path, default=Path("anygpt-output"), help="where generated media are written")
+    cli_flags.add_out(p, "folder for generated media (created; default: anygpt-output)", required=False,
+                      default=Path("anygpt-output"), old=("--output-dir",))
     p.add_argument("--message", help="send this message and exit (no interactive loop)")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                    help="import MODULE first (it may register more modalities and tokenizers)")
@@ -40,17 +46,30 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{m}", action="append", default=[], metavar="PATH", help=f"attach a {m} file to the first message")
     p.add_argument("--force-modality", choices=modality_names(), help="start the reply with this modality")
     p.add_argument("--preset", default="text", help="generation preset: text, image, speech, music, paper-*")
-    p.add_argument("--max-new-tokens", type=int, help="override the preset's max new tokens")
+    p.add_argument("--max-new-tokens", type=cli_flags.positive_int, metavar="N",
+                   help="override the preset's max new tokens")
     p.add_argument("--unconstrained", action="store_true", help="the release's behaviour: no segment constraints")
-    p.add_argument("--voice-prompt", type=Path, help="~3 s of speech whose voice generated speech should use")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--voice-prompt", type=Path, metavar="PATH",
+                   help="~3 s of speech whose voice generated speech should use")
+    cli_flags.add_seed(p, "random seed of the first turn (turn n uses seed + n; default: 0)")
+    cli_flags.add_threads(p)
     p.add_argument("--engine", choices=["engine", "hf"], default="engine",
                    help="decoder: anygpt's generation engine (default) or HF generate (the reference; beam search)")
     p.add_argument("--int8", action="store_true", help="engine only: int8 projections (faster, slightly different tokens)")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="torch threads while generating (default 1: measured fastest next to other work; "
-                        "for more, also set OMP_WAIT_POLICY=PASSIVE in the environment)")
     return p
+
+
+def check_before_loading(args) -> None:
+    """Everything that can be checked without the model: fail now, not after generation."""
+    from anygpt.conversation import media_file
+    from anygpt.files import check_output_dir
+
+    check_output_dir(args.out, flag="--out")
+    for m in modality_names():
+        for path in getattr(args, m):
+            media_file(m, path)
+    if args.voice_prompt is not None:
+        media_file("speech", args.voice_prompt)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,26 +79,26 @@ def main(argv: list[str] | None = None) -> int:
         importlib.import_module(module)
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.threads is not None and args.threads < 1:
-        parser.error(f"--threads: {args.threads}: must be at least 1")
     if args.int8 and args.engine != "engine":
         parser.error("--int8 needs --engine engine")
+    check_before_loading(args)
+    cli_flags.set_threads(args.threads)
     from anygpt.conversation import Conversation
     from anygpt.lm.generation import get_preset
+    from anygpt.loaders import load_model
 
     try:
-        from anygpt.loaders import load_model
-
-        model = load_model(args.model, template=args.template)
         settings = get_preset(args.preset).with_(max_new_tokens=args.max_new_tokens)
-        if args.unconstrained:
-            settings = settings.with_(constrained=False)
-    except (AnyGPTError, ValueError) as e:
-        print(f"anygpt chat: {e}", file=sys.stderr)
-        return 1
-    conv = Conversation(template=model.template.name)
+    except ValueError as e:
+        raise UsageError(f"--preset: {e}") from None
+    if args.unconstrained:
+        settings = settings.with_(constrained=False)
+    model = load_model(args.model, template=args.template)
+    context = {}
+    if args.voice_prompt is not None and "speech" in model.tokenizers:
+        context["voice_prompt"] = model.tokenizers["speech"].prompt_codes(args.voice_prompt)  # encoded once
+    conv = Conversation()
     pending = {m: list(getattr(args, m)) for m in modality_names()}
-    context = {"voice_prompt": args.voice_prompt} if args.voice_prompt else {}
     turn = 0
 
     def send(text: str) -> None:
@@ -93,21 +112,17 @@ def main(argv: list[str] | None = None) -> int:
         try:
             reply = model.generate(conv, settings=settings, force_modality=args.force_modality, seed=args.seed + turn,
                                    engine=args.engine, quantize="int8" if args.int8 else None, threads=args.threads)
-        except AnyGPTError:
+        except BaseException:
             conv.turns.pop()
             raise
-        files = model.save_media(reply, args.output_dir, stem=f"turn{turn:03d}", **context)
+        files = model.save_media(reply, args.out, stem=f"turn{turn:03d}", **context)
         turn += 1
         print(f"assistant: {reply.text}")
         for f in files:
             print(f"  [wrote {f}]")
 
     if args.message is not None:
-        try:
-            send(args.message)
-        except (AnyGPTError, ValueError) as e:
-            print(f"anygpt chat: {e}", file=sys.stderr)
-            return 1
+        send(args.message)
         return 0
 
     print(f"anygpt chat ({args.model}). {help_line()}")
@@ -134,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"unknown command {cmd}. {help_line()}")
             else:
                 send(line)
-        except (AnyGPTError, ValueError) as e:
-            print(f"error: {e}")
+        except (AnyGPTError, OSError) as e:  # the session and its history go on
+            from anygpt.cli import message
+
+            print(f"anygpt chat: {message(e)}", file=sys.stderr)
     return 0

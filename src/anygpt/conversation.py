@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from anygpt.errors import MediaError
+from anygpt.errors import ConversationError, MediaError
+from anygpt.media_io import probe_audio, probe_image
 from anygpt.modalities import get_modality
 from anygpt.parts import CodesPart, MediaFilePart, Part, TextPart
 from anygpt.templates import Turn
 
 
 def media_file(modality: str, path: str | Path) -> MediaFilePart:
-    """A file attachment, checked now (exists, extension fits the modality) so that a bad path
-    is reported before any model runs."""
+    """A file attachment, checked now (exists, extension fits the modality, and for images and
+    audio the header: readable, not cut short, within media_io's size limits) so that a bad
+    file is reported before any model runs."""
     info = get_modality(modality)
     path = Path(path)
     if not path.exists():
@@ -25,15 +28,30 @@ def media_file(modality: str, path: str | Path) -> MediaFilePart:
             f"{path}: unsupported file type {path.suffix or '(none)'} for {modality}; "
             f"expected one of {', '.join(info.file_extensions)}"
         )
+    if info.kind == "image":
+        probe_image(path)
+    elif info.kind == "audio":
+        probe_audio(path)
     return MediaFilePart(modality, path)
 
 
-@dataclass
 class Conversation:
-    """History of turns. `template` names the chat template (MMGPT or AnyGPT)."""
+    """History of turns, kept across `generate` calls until cleared.
 
-    template: str = "MMGPT"
-    turns: list[Turn] = field(default_factory=list)
+    The chat template is the model's (`load_model(..., template=...)`); `template` here was never
+    read and is deprecated (it warns, and goes in the next release)."""
+
+    def __init__(self, template: str | None = None, turns: list[Turn] | None = None) -> None:
+        if template is not None:
+            warnings.warn("Conversation(template=...) is ignored: the model's chat template is used; pass "
+                          "template= to load_model or AnyGPT.from_pretrained", DeprecationWarning, stacklevel=2)
+        self.turns: list[Turn] = list(turns or [])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Conversation) and other.turns == self.turns
+
+    def __repr__(self) -> str:
+        return f"Conversation(turns={self.turns!r})"
 
     def add_user(self, text: str | None = None, **attachments: list[str | Path]) -> Turn:
         """Add a user turn: attachments by modality, e.g. add_user("What is this?", image=["a.png"]).
@@ -42,7 +60,7 @@ class Conversation:
         if text:
             parts.append(TextPart(text))
         if not parts:
-            raise ValueError("a user turn needs text or at least one attachment")
+            raise ConversationError("a user turn needs text or at least one attachment")
         turn = Turn("user", parts)
         self.turns.append(turn)
         return turn

@@ -21,6 +21,28 @@ class CheckpointError(AnyGPTError, ValueError):
     """A model folder is missing files or its files disagree with each other."""
 
 
+class ConversationError(AnyGPTError, ValueError):
+    """A conversation that cannot be sent as it is (an empty user turn, no user turn to answer)."""
+
+
+class ManifestError(AnyGPTError, ValueError):
+    """A JSON input (a JSONL manifest, an index or meta file, a config) is missing or malformed:
+    a line that is not a JSON object, a record without a field it needs."""
+
+
+class OutputError(AnyGPTError):
+    """An output location that cannot be used: a file where a folder is needed (or the reverse),
+    a read-only place, or a folder that holds something of another kind."""
+
+
+class UnsafePathError(AnyGPTError, ValueError):
+    """A path that comes from data (an item id, a config entry) would lead outside its folder."""
+
+
+class UsageError(AnyGPTError, ValueError):
+    """A flag value that is wrong in itself (found after parsing): exits 2 like argparse's errors."""
+
+
 class UnknownModalityError(AnyGPTError, KeyError):
     """A modality name that is not registered."""
 

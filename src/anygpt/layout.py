@@ -232,18 +232,19 @@ class TokenLayout:
 
     # ----------------------------------------------------------------- parsing
     def parse_text(self, text: str, *, strict: bool = True) -> list[TextPart | CodesPart]:
-        """A string (data file line, decoded model output) -> ordered parts.
+        """A string in the release's text form (a data file line) -> ordered parts. Its text parts
+        are markup (TextPart.markup): role and marker strings in them stand for their tokens.
 
         strict: raise ModelOutputError on any malformed segment (truncated, stray code, partial
         frame, wrong count). Lenient: repair as the release does (keep whole frames, drop what
         does not fit) and note the repair on the part.
         """
-        items: list[str | int] = []
+        items: list[TextPart | int] = []
         pos = 0
         if self._token_re is not None:
             for m in self._token_re.finditer(text):
                 if m.start() > pos:
-                    items.append(text[pos:m.start()])
+                    items.append(TextPart(text[pos:m.start()], markup=True))
                 if m.group(1):
                     r, is_start = self._by_marker[m.group(1)]
                     items.append(r.start_id if is_start else r.end_id)
@@ -256,44 +257,51 @@ class TokenLayout:
                                 f"code token {m.group(0)!r} at character {m.start()} is out of range for "
                                 f"{r.name} (0..{r.spec.vocab_size - 1})"
                             )
-                        items.append(m.group(0))  # kept as text, like any unknown string
+                        items.append(TextPart(m.group(0), markup=True))  # kept as text, like any unknown string
                     else:
                         items.append(r.code_offset + n)
                 pos = m.end()
         if pos < len(text):
-            items.append(text[pos:])
+            items.append(TextPart(text[pos:], markup=True))
         return self._assemble(items, strict)
 
     def parse_ids(
         self, ids: Iterable[int], decode_text: Callable[[list[int]], str], *, strict: bool = True
     ) -> list[TextPart | CodesPart]:
-        """LM ids -> ordered parts; runs of text ids are turned into strings by `decode_text`."""
-        items: list[str | int] = []
+        """LM ids -> ordered parts; runs of text ids are turned into strings by `decode_text`.
+        A run holding a role or chat token id (`<eoh>`, `<-Res->`, ...) is markup, so that the
+        parts encode back to the same tokens; other text is plain (characters the model wrote
+        that only look like a marker stay characters)."""
+        items: list[TextPart | int] = []
         run: list[int] = []
+        specials = set(self.special_ids.values())
+
+        def flush() -> None:
+            if run:
+                items.append(TextPart(decode_text(run), markup=any(i in specials for i in run)))
+                run.clear()
+
         for i in (int(x) for x in ids):
             if self.classify(i)[0] == "text":
                 run.append(i)
                 continue
-            if run:
-                items.append(decode_text(run))
-                run = []
+            flush()
             items.append(i)
-        if run:
-            items.append(decode_text(run))
+        flush()
         return self._assemble(items, strict)
 
-    def _assemble(self, items: list[str | int], strict: bool) -> list[TextPart | CodesPart]:
+    def _assemble(self, items: list[TextPart | int], strict: bool) -> list[TextPart | CodesPart]:
         parts: list[TextPart | CodesPart] = []
         cur: ModalityRange | None = None
         seg: list[int] = []
 
-        def add_text(s: str) -> None:
-            if not s:
+        def add_text(t: TextPart) -> None:
+            if not t.text:
                 return
-            if parts and isinstance(parts[-1], TextPart):
-                parts[-1].text += s
+            if parts and isinstance(parts[-1], TextPart) and parts[-1].markup == t.markup:
+                parts[-1].text += t.text
             else:
-                parts.append(TextPart(s))
+                parts.append(TextPart(t.text, markup=t.markup))
 
         def close(r: ModalityRange, terminated: bool) -> None:
             problems = [] if terminated else [f"{r.name} segment has no {r.spec.end} (truncated)"]
@@ -315,11 +323,11 @@ class TokenLayout:
                 parts.append(CodesPart(r.name, codes, repaired="; ".join(problems) or None))
 
         for it in items:
-            if isinstance(it, str):
+            if isinstance(it, TextPart):
                 if cur is None:
                     add_text(it)
                 elif strict:
-                    raise ModelOutputError(f"text {it[:40]!r} inside a {cur.name} segment")
+                    raise ModelOutputError(f"text {it.text[:40]!r} inside a {cur.name} segment")
                 continue  # lenient: stray text inside a segment is dropped
             kind, r = self.classify(it)
             if cur is None:

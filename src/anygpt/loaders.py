@@ -1,16 +1,18 @@
-"""One place that knows where the shipped models live and what a model name means.
+"""One place that knows where the shipped models live and what a model or tokenizer name means
+(moshi's habit: each shipped model's folder and facts beside the function that loads it).
 
     from anygpt.loaders import load_model
     model = load_model("anygpt-tiny")          # the shipped default, no download
     model = load_model("tiny-random")          # random weights: tests and trying the pipeline
     model = load_model("path/to/AnyGPT-chat")  # a released folder, or one of ours
 
-Shipped asset folders (safetensors + config.json, inside the package):
-    anygpt-tiny              the trained LM (anygpt.json names its modality tokenizers)
-    image-tokenizer-tiny     compact SEED-style image tokenizer (32 codes of 1024 per image)
-    speech-tokenizer-tiny    compact speech codec (25 Hz, layer 1 goes to the LM)
-    soundstorm-tiny          its acoustic model (voice cloning from a 3 s prompt)
-    music-codec-tiny         compact music codec (50 Hz, 4 codebooks of 1024)
+    load_tokenizer("image", "compact")         # anygpt.modalities: the registry calls the loaders below
+
+"tiny" is a size: the tiny corpus preset trains the tiny models shipped here (anygpt-tiny and
+the *-tiny asset folders); "compact" names our tokenizer architectures (CompactImageTokenizer,
+...), registered as tokenizer "compact" ("tiny" stays an alias for one release); tiny-random is
+an LM of the tiny size with random weights. Shipped asset folders (safetensors + config.json,
+inside the package); a shipped file that is missing is an error, never a silent fallback.
 """
 
 from __future__ import annotations
@@ -20,12 +22,9 @@ from pathlib import Path
 from anygpt.errors import CheckpointError
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-ANYGPT_TINY_DIR = ASSETS / "anygpt-tiny"
-IMAGE_TOKENIZER_TINY_DIR = ASSETS / "image-tokenizer-tiny"
-SPEECH_TOKENIZER_TINY_DIR = ASSETS / "speech-tokenizer-tiny"
-SOUNDSTORM_TINY_DIR = ASSETS / "soundstorm-tiny"
-MUSIC_CODEC_TINY_DIR = ASSETS / "music-codec-tiny"
 
+# ---------------------------------------------------------------- the LM
+ANYGPT_TINY_DIR = ASSETS / "anygpt-tiny"  # the trained LM (anygpt.json names its modality tokenizers)
 DEFAULT_MODEL = "anygpt-tiny"
 # name -> shipped folder; "tiny-random" is built in memory (see load_model)
 MODEL_FOLDERS: dict[str, Path] = {"anygpt-tiny": ANYGPT_TINY_DIR}
@@ -124,3 +123,69 @@ def load_base_lm(name_or_path: str | Path):
         raise CheckpointError(f"{folder}: not a causal LM transformers can load ({str(e)[:200]})") from None
     return model, tokenizer
 
+
+def _shipped(folder: Path, files: tuple[str, ...], retrain: str) -> Path:
+    missing = [f for f in files if not (folder / f).is_file()]
+    if missing:
+        raise CheckpointError(f"{folder / missing[0]}: a shipped file is missing from this installation; "
+                              f"reinstall anygpt, or retrain and export it with `{retrain}`")
+    return folder
+
+
+WEIGHTS = ("config.json", "model.safetensors")
+
+# ---------------------------------------------------------------- image tokenizer "compact"
+# 64x64 RGB -> 32 codes of 1024 (one codebook); decoder to pixels. 3.0 MB in float16.
+IMAGE_TOKENIZER_TINY_DIR = ASSETS / "image-tokenizer-tiny"
+IMAGE_TOKENIZER_RETRAIN = "anygpt train image-tokenizer --data data/tiny --out runs/image-tokenizer --ship"
+
+
+def load_compact_image_tokenizer(path: str | Path | None = None, *, bf16: bool = True):
+    """-> CompactImageTokenizer from `path`, default the shipped weights (bf16: autocast on CPU)."""
+    from anygpt.modalities.image_tokenizers import CompactImageTokenizer
+
+    folder = Path(path) if path is not None else _shipped(IMAGE_TOKENIZER_TINY_DIR, WEIGHTS, IMAGE_TOKENIZER_RETRAIN)
+    return CompactImageTokenizer.from_folder(folder, bf16=bf16)
+
+
+# ---------------------------------------------------------------- speech tokenizer "compact"
+# 16 kHz mono, 25 code frames per second, 6 RVQ layers of 512; layer 1 (content, distilled from
+# Whisper tiny.en) goes to the LM. Its SoundStorm fills layers 2-6 in the voice of a 3 s prompt
+# (the shipped default prompt: 3 s of one training voice).
+SPEECH_TOKENIZER_TINY_DIR = ASSETS / "speech-tokenizer-tiny"
+SOUNDSTORM_TINY_DIR = ASSETS / "soundstorm-tiny"
+SPEECH_TOKENIZER_RETRAIN = ("anygpt train speech-tokenizer --data data/tiny --out runs/speech-tokenizer "
+                            "--export src/anygpt/assets/speech-tokenizer-tiny")
+SOUNDSTORM_RETRAIN = ("anygpt train soundstorm --data data/tiny --out runs/soundstorm "
+                      "--export src/anygpt/assets/soundstorm-tiny")
+
+
+def load_compact_speech_tokenizer(path: str | Path | None = None, *, acoustic_path: str | Path | None = None,
+                                  device: str = "cpu"):
+    """-> CompactSpeechTokenizer. path: codec folder (default: shipped); acoustic_path: SoundStorm
+    folder (default: shipped, with its voice prompt; a given folder without weights is an error)."""
+    from anygpt.modalities.speech_compact import load_compact_speech_folders
+
+    codec = Path(path) if path is not None else _shipped(SPEECH_TOKENIZER_TINY_DIR, WEIGHTS, SPEECH_TOKENIZER_RETRAIN)
+    if acoustic_path is None:
+        acoustic = _shipped(SOUNDSTORM_TINY_DIR, WEIGHTS + ("prompt.safetensors",), SOUNDSTORM_RETRAIN)
+    else:
+        acoustic = Path(acoustic_path)
+        if not (acoustic / "model.safetensors").is_file():
+            raise CheckpointError(f"{acoustic}: no model.safetensors of the SoundStorm acoustic model")
+    return load_compact_speech_folders(codec, acoustic, device=device)
+
+
+# ---------------------------------------------------------------- music tokenizer "compact"
+# 16 kHz mono, 50 code frames per second, 4 codebooks of 1024 (2 kbps, 200 LM tokens per second).
+MUSIC_CODEC_TINY_DIR = ASSETS / "music-codec-tiny"
+MUSIC_CODEC_RETRAIN = ("anygpt train music-codec --data data/tiny --out runs/music-codec "
+                       "--export src/anygpt/assets/music-codec-tiny")
+
+
+def load_compact_music_tokenizer(path: str | Path | None = None, *, device: str = "cpu"):
+    """-> CompactMusicTokenizer from `path`, default the shipped weights."""
+    from anygpt.modalities.music_tokenizers import load_compact_music_folder
+
+    folder = Path(path) if path is not None else _shipped(MUSIC_CODEC_TINY_DIR, WEIGHTS, MUSIC_CODEC_RETRAIN)
+    return load_compact_music_folder(folder, device=device)

@@ -4,15 +4,21 @@ Audio: soundfile reads it; stereo is mixed down to mono; another sample rate is 
 with soxr. Images: Pillow reads it; any mode (RGBA, grayscale, palette) becomes RGB, alpha
 composited on white. Writes go to a temporary file that is renamed into place, so a killed
 job never leaves a half-written file under the final name.
+
+Limits, checked from the file's header before its samples or pixels are decoded (the repair is
+the user's: the message says how):
+- audio longer than MAX_AUDIO_SECONDS (120 s) is refused: cut it first
+  (`sox in.wav out.wav trim 0 60`); a 10-minute clip would be ~120k music tokens and ~1 GB;
+- images of more than MAX_IMAGE_PIXELS (4096 x 4096) are refused: downscale them first
+  (`convert in.png -resize 2048x2048 out.png`); every tokenizer reads 224 x 224 or less, and a
+  10000 x 10000 PNG takes 3.6 GB to decode;
+- a WAV file cut short (its header promises more samples than it holds: a truncated copy, or
+  a writer that was killed) is refused, where libsndfile would read the part that is there.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -21,24 +27,11 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from anygpt.errors import MediaError
+from anygpt.files import atomic_path  # noqa: F401  (also re-exported: the one atomic-write helper)
 
 
-@contextmanager
-def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or path.suffix)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+MAX_AUDIO_SECONDS = 120.0
+MAX_IMAGE_PIXELS = 4096 * 4096
 
 
 def _check_exists(path: Path) -> None:
@@ -50,13 +43,51 @@ def _check_exists(path: Path) -> None:
         raise MediaError(f"{path}: file is empty (0 bytes)")
 
 
-def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
+def probe_audio(path: str | Path, max_seconds: float | None = MAX_AUDIO_SECONDS) -> float:
+    """Check an audio file from its header (exists, readable, not cut short, not too long) without
+    decoding it; returns its duration in seconds. MediaError naming the file otherwise."""
+    path = Path(path)
+    _check_exists(path)
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise MediaError(f"{path}: cannot read audio ({e}); supported: WAV, FLAC, OGG, MP3, AIFF") from None
+    missing = wav_bytes_missing(path)
+    if missing:
+        raise MediaError(f"{path}: the WAV file is cut short: its header promises {missing} more bytes of samples "
+                         "than it holds (a truncated copy, or a writer that was stopped); use a complete file")
+    if max_seconds is not None and info.duration > max_seconds:
+        raise MediaError(f"{path}: {info.duration:.1f} s of audio is more than the {max_seconds:.0f} s read at once; "
+                         f"cut it first, e.g. `sox {path.name} part.wav trim 0 {int(max_seconds) // 2}`")
+    return float(info.duration)
+
+
+def wav_bytes_missing(path: Path) -> int:
+    """For a RIFF/WAVE file: how many bytes of its data chunk are missing from the file (0 when
+    complete or not a WAV; a streaming writer's placeholder size counts as missing)."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return 0
+        size = path.stat().st_size
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk = f.read(8)
+            length = int.from_bytes(chunk[4:8], "little")
+            if chunk[:4] == b"data":
+                return max(0, pos + 8 + length - size)
+            pos += 8 + length + (length & 1)
+    return 0
+
+
+def load_audio(path: str | Path, sample_rate: int, *, max_seconds: float | None = MAX_AUDIO_SECONDS) -> torch.Tensor:
     """Read an audio file as mono float32 at `sample_rate`: FloatTensor [1, S] in [-1, 1].
 
     Repairs: channels are averaged, another rate is resampled (soxr), samples are clipped to
-    [-1, 1]."""
+    [-1, 1]. Refused (MediaError): unreadable, empty, cut short, longer than max_seconds."""
     path = Path(path)
-    _check_exists(path)
+    probe_audio(path, max_seconds)
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # [S, C]
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
@@ -90,18 +121,40 @@ def save_audio(wav: torch.Tensor, path: str | Path, sample_rate: int) -> Path:
     return path
 
 
-def load_image(path: str | Path, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """Read an image as RGB FloatTensor [3, H, W] in [0, 1], resized to size=(H, W) if given.
-
-    Transparent pixels are composited on white; resizing uses bicubic filtering.
-    """
+def probe_image(path: str | Path, max_pixels: int | None = MAX_IMAGE_PIXELS) -> tuple[int, int]:
+    """Check an image file from its header (exists, readable, not too large) without decoding its
+    pixels; returns (width, height). MediaError naming the file otherwise."""
     path = Path(path)
     _check_exists(path)
+    side = int((max_pixels or MAX_IMAGE_PIXELS) ** 0.5)
+    fix = f"downscale it first, e.g. `convert {path.name} -resize {side // 2}x{side // 2} small.png`"
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except Image.DecompressionBombError:  # Pillow refuses it at open: over 2 x its own limit
+        raise MediaError(f"{path}: over {2 * Image.MAX_IMAGE_PIXELS} pixels is more than the {side} x {side} "
+                         f"read at once; {fix}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise MediaError(f"{path}: cannot read image ({e}); supported: PNG, JPEG, BMP, GIF, WebP, TIFF") from None
+    if max_pixels is not None and w * h > max_pixels:
+        raise MediaError(f"{path}: {w} x {h} pixels is more than the {side} x {side} read at once; {fix}")
+    return w, h
+
+
+def load_image(path: str | Path, size: tuple[int, int] | None = None, *,
+               max_pixels: int | None = MAX_IMAGE_PIXELS) -> torch.Tensor:
+    """Read an image as RGB FloatTensor [3, H, W] in [0, 1], resized to size=(H, W) if given.
+
+    Transparent pixels are composited on white; resizing uses bicubic filtering. Refused
+    (MediaError): unreadable, empty, more than max_pixels pixels.
+    """
+    path = Path(path)
+    probe_image(path, max_pixels)
     try:
         with Image.open(path) as im:
             im.load()
             rgb = to_rgb(im)
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise MediaError(f"{path}: cannot read image ({e}); supported: PNG, JPEG, BMP, GIF, WebP, TIFF") from None
     if size is not None and rgb.size != (size[1], size[0]):
         rgb = rgb.resize((size[1], size[0]), Image.BICUBIC)

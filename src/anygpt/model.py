@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import torch
 
 from anygpt.conversation import Conversation, Reply
-from anygpt.errors import AnyGPTError, LayoutError
+from anygpt.errors import AnyGPTError, CheckpointError, LayoutError
+from anygpt.files import atomic_path
 from anygpt.layout import TokenLayout
-from anygpt.lm.checkpoint import FolderConfig, load_lm, save_lm
+from anygpt.lm.checkpoint import FolderConfig, load_lm, save_lm, tokenizer_folder
 from anygpt.lm.generation import GenerationSettings, generate_ids, get_preset
-from anygpt.lm.sequence import SequenceCodec
-from anygpt.media_io import atomic_path
+from anygpt.lm.sequence import SequenceEncoder
 from anygpt.modalities import get_modality, load_tokenizer
 from anygpt.modalities.base import ModalityTokenizer
 from anygpt.parts import CodesPart, MediaFilePart, TextPart
@@ -45,7 +45,7 @@ class AnyGPT:
         self.tokenizers: dict[str, ModalityTokenizer] = {}
         for name, tok in (tokenizers or {}).items():
             self.set_tokenizer(name, tok)
-        self.codec = SequenceCodec(tokenizer, layout, self.encode_media)
+        self.codec = SequenceEncoder(tokenizer, layout, self.encode_media)
         self._codes_cache: dict[tuple, CodesPart] = {}
         self._engines: dict[tuple, object] = {}
         # modality -> {"loader", "path"}: the tokenizers a saved folder names (see lm.checkpoint)
@@ -56,14 +56,16 @@ class AnyGPT:
     def from_pretrained(cls, path: str | Path, *, tokenizers: Mapping[str, ModalityTokenizer] | None = None,
                         template: str | None = None, dtype: torch.dtype = torch.float32,
                         device: str = "cpu") -> "AnyGPT":
-        """Load a shipped model by name ("anygpt-tiny"), a released AnyGPT folder (e.g.
-        fnlp/AnyGPT-chat downloaded by the user) or one of ours. Modality tokenizers named in the folder's anygpt.json are loaded from beside it;
-        `tokenizers` adds or overrides them (the released tokenizers live in other folders)."""
-        from anygpt.loaders import resolve_model_path
-
-        path = resolve_model_path(path)
+        """Load a model folder: a released AnyGPT folder (e.g. fnlp/AnyGPT-chat downloaded by the
+        user) or one of ours. Modality tokenizers named in the folder's anygpt.json are loaded
+        from inside it; `tokenizers` adds or overrides them (the released tokenizers live in other
+        folders). A shipped model by name ("anygpt-tiny"): anygpt.loaders.load_model."""
+        path = Path(path)
+        if not path.exists():
+            raise CheckpointError(f"{path}: model folder not found (a shipped model by name, such as anygpt-tiny, "
+                                  "loads with anygpt.loaders.load_model)")
         lm, tok, layout, cfg = load_lm(path, dtype=dtype, device=device)
-        loaded = {m: load_tokenizer(m, t["loader"], **({"path": path / t["path"]} if "path" in t else {}))
+        loaded = {m: load_tokenizer(m, t["loader"], **({"path": tokenizer_folder(path, t)} if "path" in t else {}))
                   for m, t in cfg.tokenizers.items()}
         loaded.update(tokenizers or {})
         model = cls(lm, tok, layout, tokenizers=loaded, template=template or cfg.chat_template)
@@ -312,7 +314,7 @@ def _until(parts: list[TextPart | CodesPart], end: str) -> list[TextPart | Codes
         if isinstance(p, TextPart) and end in p.text:
             head = p.text.split(end, 1)[0]
             if head:
-                out.append(TextPart(head))
+                out.append(TextPart(head, markup=p.markup))
             break
         out.append(p)
     return out

@@ -11,9 +11,18 @@ import torch
 
 @dataclass
 class TextPart:
-    """Plain text."""
+    """Text.
+
+    markup False (the default): plain text. Strings that look like the layout's tokens (`<soim>`,
+    `<eoh>`, `[Human]`, `<👀12>`, `</s>`) are encoded as the characters they are, so a user who
+    types `<soim>` gets those characters, never a real image start (see lm.sequence).
+    markup True: text in the release's text form, whose marker and role strings are meant as the
+    tokens they name: what templates write around messages, and what `layout.parse_text` reads
+    from data files. Equality compares the text only.
+    """
 
     text: str
+    markup: bool = field(default=False, compare=False)
 
 
 @dataclass

@@ -109,7 +109,7 @@ class Stage:
 def stages_for(preset: Preset, out: Path, a: argparse.Namespace) -> list[Stage]:
     data, seq = out / "data", out
     stages = [Stage("data", ["data", "build", "--preset", preset.data, "--out", str(data)], data / "index.json")]
-    tok = "tiny"  # the shipped compact tokenizers (each retrains with its own `anygpt train` command)
+    tok = "compact"  # the shipped compact tokenizers (each retrains with its own `anygpt train` command)
     for m, folder in MODALITY_FOLDERS.items():
         stages.append(Stage(f"tokenize-{folder}", ["tokenize", "--corpus", str(data / folder), "--modality", m,
                                                    "--tokenizer", tok, "--out", str(seq / "codes" / folder),
@@ -118,7 +118,7 @@ def stages_for(preset: Preset, out: Path, a: argparse.Namespace) -> list[Stage]:
     for name, split, n, seed in (("chat", "train", a.conversations or preset.conversations, 0),
                                  ("chat-test", "test", preset.test_conversations, 7)):
         stages.append(Stage(f"{name}-write", ["instruct", "write", "--corpus", str(data), "--split", split, "--n", str(n),
-                                              "--seed", str(seed), "--out", str(seq / name / "scripts.jsonl")],
+                                              "--seed", str(seed), "--out-file", str(seq / name / "scripts.jsonl")],
                             seq / name / "scripts.jsonl"))
         stages.append(Stage(f"{name}-realise", ["instruct", "realise", "--scripts", str(seq / name / "scripts.jsonl"),
                                                 "--corpus", str(data), *codes, "--speech-tokenizer", tok,

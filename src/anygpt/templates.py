@@ -26,17 +26,22 @@ MediaPart = CodesPart | MediaFilePart
 SPOKEN_INSTRUCTION_PROMPT = "Please recognize the voice command and give reply and voice"
 
 
+def markup(text: str) -> TextPart:
+    """Template text whose role and marker strings are the tokens they name (TextPart.markup)."""
+    return TextPart(text, markup=True)
+
+
 def pretraining_pair(
     media: MediaPart, text: str, direction: str, rng: random.Random, instruction: str | None = None
 ) -> list[Part]:
     """One text-centric pretraining sample. direction: 'to_text' (X -> text) or 'from_text'."""
     instruction = instruction or rng.choice(instruction_pool(media.modality, direction))
     if direction == "to_text":
-        return [TextPart(f"{USER_ROLE}: {instruction} "), media,
-                TextPart(f"{USER_END} {BOT_ROLE}: {text}{BOT_END}")]
+        return [markup(f"{USER_ROLE}: "), TextPart(f"{instruction} "), media,
+                markup(f"{USER_END} {BOT_ROLE}: "), TextPart(text), markup(BOT_END)]
     if direction == "from_text":
-        return [TextPart(f"{USER_ROLE}: {instruction} This is input: {text}{USER_END} {BOT_ROLE}: "),
-                media, TextPart(BOT_END)]
+        return [markup(f"{USER_ROLE}: "), TextPart(f"{instruction} This is input: {text}"),
+                markup(f"{USER_END} {BOT_ROLE}: "), media, markup(BOT_END)]
     raise ValueError(f"direction must be 'to_text' or 'from_text', not {direction!r}")
 
 
@@ -45,15 +50,17 @@ def pretraining_prompt(direction: str, instruction: str, *, media: MediaPart | N
     """The start of a pretraining pair, up to where the model's answer begins: what a model
     trained on `pretraining_pair` is prompted with. It ends exactly where the training text
     continues ('[MMGPT]:' before ' {text}', '[MMGPT]: ' before the media), since a prompt
-    ending in another place tokenizes differently from the training text."""
+    ending in another place tokenizes differently from the training text. The roles are markup,
+    the instruction and text plain, as in pretraining_pair."""
     if direction == "to_text":
         if media is None:
             raise ValueError("a to_text prompt needs the media")
-        return [TextPart(f"{USER_ROLE}: {instruction} "), media, TextPart(f"{USER_END} {BOT_ROLE}:")]
+        return [markup(f"{USER_ROLE}: "), TextPart(f"{instruction} "), media, markup(f"{USER_END} {BOT_ROLE}:")]
     if direction == "from_text":
         if text is None:
             raise ValueError("a from_text prompt needs the text")
-        return [TextPart(f"{USER_ROLE}: {instruction} This is input: {text}{USER_END} {BOT_ROLE}: ")]
+        return [markup(f"{USER_ROLE}: "), TextPart(f"{instruction} This is input: {text}"),
+                markup(f"{USER_END} {BOT_ROLE}: ")]
     raise ValueError(f"direction must be 'to_text' or 'from_text', not {direction!r}")
 
 
@@ -86,24 +93,24 @@ class ChatTemplate:
         """turns -> [(part, is_assistant_content)], the flag marking what fine-tuning trains on
         (assistant message and its end token). With add_generation_prompt and a last user turn,
         ends with '{bot_role}:' (plus ' <soim>' etc. if force_modality_start is a start marker)."""
-        out: list[tuple[Part, bool]] = [(TextPart(self.system + "\n"), False)]
+        out: list[tuple[Part, bool]] = [(markup(self.system + "\n"), False)]
         for i, turn in enumerate(turns):
             last = i == len(turns) - 1
             if turn.role == "user":
-                out.append((TextPart(f"{self.user_role}: "), False))
+                out.append((markup(f"{self.user_role}: "), False))
                 out += [(p, False) for p in _spaced(turn.parts)]
-                out.append((TextPart(self.user_end + "\n"), False))
+                out.append((markup(self.user_end + "\n"), False))
             else:
-                out.append((TextPart(f"{self.bot_role}: "), False))
+                out.append((markup(f"{self.bot_role}: "), False))
                 out += [(p, True) for p in _spaced(turn.parts)]
-                out.append((TextPart(self.bot_end), True))
+                out.append((markup(self.bot_end), True))
                 if not last:
-                    out.append((TextPart("\n"), False))
+                    out.append((markup("\n"), False))
         if add_generation_prompt and turns and turns[-1].role == "user":
             prompt = f"{self.bot_role}:"
             if force_modality_start:
                 prompt += " " + force_modality_start
-            out.append((TextPart(prompt), False))
+            out.append((markup(prompt), False))
         return _merge_text(out)
 
     def prompt(self, turns: Sequence[Turn], **kw) -> list[Part]:
@@ -111,20 +118,28 @@ class ChatTemplate:
 
 
 def _spaced(parts: Sequence[Part]) -> list[Part]:
-    """Join a message's parts with single spaces, as the release's task prompts do ('{image} {question}')."""
+    """Join a message's parts with single spaces, as the release's task prompts do ('{image} {question}').
+    Markup parts (spoken_reply's separators) bring their own spacing."""
     out: list[Part] = []
     for p in parts:
-        if out:
+        if out and not _is_markup(out[-1]) and not _is_markup(p):
             out.append(TextPart(" "))
         out.append(p)
     return out
 
 
+def _is_markup(p: Part) -> bool:
+    return isinstance(p, TextPart) and p.markup
+
+
 def _merge_text(items: list[tuple[Part, bool]]) -> list[tuple[Part, bool]]:
+    """Adjacent text of the same flag and the same kind (markup or plain) as one part."""
     merged: list[tuple[Part, bool]] = []
     for p, flag in items:
-        if merged and isinstance(p, TextPart) and isinstance(merged[-1][0], TextPart) and merged[-1][1] == flag:
-            merged[-1] = (TextPart(merged[-1][0].text + p.text), flag)
+        prev = merged[-1][0] if merged else None
+        if (isinstance(p, TextPart) and isinstance(prev, TextPart) and merged[-1][1] == flag
+                and prev.markup == p.markup):
+            merged[-1] = (TextPart(prev.text + p.text, markup=p.markup), flag)
         elif not (isinstance(p, TextPart) and not p.text):
             merged.append((p, flag))
     return merged
@@ -156,7 +171,8 @@ def spoken_instruction_turn(speech: MediaPart, prompt: str = SPOKEN_INSTRUCTION_
 def spoken_reply(transcript: str, reply: str, speech: MediaPart) -> list[Part]:
     """The assistant's answer to a spoken instruction:
     '<-Ins-> {transcript}\\n <-Res-> {reply} <sosp>...<eosp>'."""
-    return [TextPart(f"{INSTRUCTION_SEP} {transcript}\n {RESPONSE_SEP} {reply} "), speech]
+    return [markup(f"{INSTRUCTION_SEP} "), TextPart(f"{transcript}\n "), markup(f"{RESPONSE_SEP} "),
+            TextPart(f"{reply} "), speech]
 
 
 @dataclass

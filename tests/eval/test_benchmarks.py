@@ -7,6 +7,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
+from anygpt.errors import ManifestError
 from anygpt.eval.benchmarks import (
     BenchmarkError, read_benchmark, read_coco_karpathy, read_librispeech, read_manifest, read_musiccaps, read_vctk,
 )
@@ -80,7 +81,7 @@ def test_manifest_errors(tmp_path):
         read_manifest(tmp_path / "nope.jsonl")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "path": "a.wav"}\nnot json\n')
-    with pytest.raises(BenchmarkError, match=r"bad.jsonl:2"):
+    with pytest.raises(ManifestError, match=r"bad.jsonl:2: not valid JSON"):
         read_manifest(bad, check_files=False)
     m = tmp_path / "m.jsonl"
     m.write_text('{"id": "a", "path": "a.wav", "split": "test"}\n')

@@ -14,7 +14,7 @@ import torch
 from anygpt.errors import CheckpointError, MediaError
 from anygpt.layout import TokenLayout
 from anygpt.modalities import released_specs
-from anygpt.modalities.speech import RELEASED_SPEECH_SPEC
+from anygpt.modalities.specs import RELEASED_SPEECH_SPEC
 from anygpt.modalities.speech_released import (
     RELEASED_CONFIG, SOUNDSTORM_FILE, ReleasedSpeechTokenizer, build_speechtokenizer,
     load_released_speech_modules, load_released_speech_tokenizer,

@@ -4,28 +4,8 @@
     anygpt blocks --config blocks.json --out data/tiny-blocks --check      # decode back, check masks
     anygpt blocks --config blocks.json --out blocks/part-3 --part 3 --parts 8   # one machine's part
 
-The config (JSON) names the datasets, the text tokenizer, the block length and the shares:
-    {"block_len": 4500, "seed": 0, "text_tokenizer": {"train_vocab": 4000},
-     "datasets": [
-       {"name": "speech-pairs", "kind": "pair", "modality": "speech", "corpus": "data/tiny/speech",
-        "codes": "data/tiny-codes/speech", "text_field": "text", "x2text_prob": 0.5},
-       {"name": "image-docs", "kind": "interleaved", "modality": "image", ...},
-       {"name": "text", "kind": "text", "corpus": "data/tiny/text"},
-       {"name": "chat", "kind": "chat", "corpus": "data/tiny-chat", "template": "MMGPT"}],
-     "shares": {"speech-pairs": 0.4, "image-docs": 0.2, "text": 0.4}}
-
-Per pair or interleaved dataset, optionally:
-    "excerpt_seconds": [2, 8]   each music item is a random excerpt of the clip, its length
-                                uniform between the two bounds (seconds, whole frames, at most
-                                the clip), drawn anew per sample and pass from the seed; default
-                                null: whole clips. Only for variable-length modalities whose text
-                                describes the whole piece (music captions), not for speech (a
-                                transcript must match the audio) or images. Needs the manifest's
-                                "duration" (seconds) to turn seconds into frames.
-    "per_document": [2, 4]      interleaved datasets: media items per document, uniform in range.
-and at the top level "top_up": true (default): each dataset's last block is filled with samples
-of one more pass over it (a little oversampling, counted in samples and shares), so that a small
-dataset does not end in a half-empty block; false: it ends in padding.
+The config (JSON: datasets, text tokenizer, block length, shares) is read by
+anygpt.data.blocks_config, whose docstring gives the format.
 
 The output folder is self-describing: the expanded text tokenizer and anygpt.json (the token
 specs of the codes used) sit beside the shards, so the LM is built with the same vocabulary.
@@ -38,113 +18,29 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from tqdm import tqdm
 
 from anygpt.data.balance import realised_shares, repeats_for_shares
+from anygpt.data.blocks_config import BlocksConfig, DatasetConfig, dataset_records  # noqa: F401  (also from here)
 from anygpt.data.codes_store import CodesStore
-from anygpt.data.instruct.realise import chat_sample
+from anygpt.data.conversations import CONVERSATIONS, chat_sample, record_turns
 from anygpt.data.packing import BlockPacker, Sample
-from anygpt.data.pretraining import (NO_EXCERPTS, excerpt, excerpt_frames, interleaved_samples, pair_samples,
-                                     text_samples)
+from anygpt.data.pretraining import excerpt, interleaved_samples, pair_samples, text_samples
 from anygpt.data.shards import ShardWriter
 from anygpt.errors import AnyGPTError
 from anygpt.lm.checkpoint import ANYGPT_CONFIG, FolderConfig
 from anygpt.lm.expand import add_modality_tokens
-from anygpt.lm.sequence import SequenceCodec
+from anygpt.lm.sequence import SequenceEncoder
 from anygpt.lm.text_tokenizer import train_text_tokenizer
-from anygpt.media_io import atomic_path
+from anygpt.files import atomic_path
+from anygpt.manifest import read_json
 from anygpt.modalities import modality_names
 from anygpt.modalities.base import TokenSpec
 from anygpt.parts import CodesPart
-from anygpt.templates import Turn, get_chat_template
-
-KINDS = ("pair", "interleaved", "text", "chat")
-
-
-@dataclass
-class DatasetConfig:
-    name: str
-    kind: str
-    corpus: str
-    modality: str | None = None
-    codes: str | None = None
-    text_field: str = "text"
-    x2text_prob: float = 0.5
-    splits: list[str] = field(default_factory=lambda: ["train"])
-    template: str = "MMGPT"  # chat datasets: the chat template they are rendered with
-    excerpt_seconds: list[float] | None = None  # [min, max]: random excerpts of audio clips; None: whole
-    per_document: list[int] = field(default_factory=lambda: [2, 4])  # interleaved: media items per document
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"dataset {self.name!r}: kind must be one of {KINDS}, not {self.kind!r}")
-        if self.kind in ("pair", "interleaved") and not (self.modality and self.codes):
-            raise ValueError(f"dataset {self.name!r}: a {self.kind} dataset needs 'modality' and 'codes'")
-        if self.excerpt_seconds is not None:
-            if self.kind not in ("pair", "interleaved"):
-                raise ValueError(f"dataset {self.name!r}: excerpt_seconds is for pair and interleaved datasets only")
-            if self.modality in NO_EXCERPTS:
-                raise ValueError(f"dataset {self.name!r}: no excerpts of {self.modality} ({NO_EXCERPTS[self.modality]}); "
-                                 "remove excerpt_seconds")
-            if len(self.excerpt_seconds) != 2 or not 0 < self.excerpt_seconds[0] <= self.excerpt_seconds[1]:
-                raise ValueError(f"dataset {self.name!r}: excerpt_seconds must be [min, max] with 0 < min <= max, "
-                                 f"not {self.excerpt_seconds}")
-        if len(self.per_document) != 2 or not 1 <= self.per_document[0] <= self.per_document[1]:
-            raise ValueError(f"dataset {self.name!r}: per_document must be [min, max] with 1 <= min <= max, "
-                             f"not {self.per_document}")
-
-    def excerpt_bounds(self, row: dict, frames: int) -> tuple[int, int] | None:
-        """(min, max) excerpt length in frames of the item of this manifest row, or None (whole)."""
-        if self.excerpt_seconds is None:
-            return None
-        if not row.get("duration"):
-            raise AnyGPTError(f"dataset {self.name!r}: item {row.get('id')!r} has no 'duration' in its manifest, "
-                              "needed to cut excerpts in seconds; add it or remove excerpt_seconds")
-        return excerpt_frames(tuple(self.excerpt_seconds), frames, float(row["duration"]))
-
-
-@dataclass
-class BlocksConfig:
-    datasets: list[DatasetConfig]
-    block_len: int = 4500
-    seed: int = 0
-    shares: dict[str, float] | None = None
-    text_tokenizer: dict = field(default_factory=lambda: {"train_vocab": 4000})
-    blocks_per_shard: int = 1024
-    top_up: bool = True  # fill each dataset's last block with samples of one more pass
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> "BlocksConfig":
-        path = Path(path)
-        try:
-            d = json.loads(path.read_text())
-            d["datasets"] = [DatasetConfig(**x) for x in d["datasets"]]
-            return cls(**d)
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise AnyGPTError(f"{path}: not a valid blocks config ({e})") from None
-
-
-def _records(ds: DatasetConfig, part: int = 0, parts: int = 1) -> list[dict]:
-    """The dataset's rows of its splits; with parts > 1 only every parts-th line of the manifest
-    (from line `part`), read line by line so memory holds one part."""
-    manifest = Path(ds.corpus) / ("conversations.jsonl" if ds.kind == "chat" else "manifest.jsonl")
-    if not manifest.exists():
-        raise AnyGPTError(f"{manifest}: no manifest for dataset {ds.name!r}; build the corpus first")
-    rows, n = [], 0
-    with open(manifest, encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            if n % parts == part:
-                r = json.loads(line)
-                if ds.kind == "chat" or r.get("split", "train") in ds.splits:
-                    rows.append(r)
-            n += 1
-    return rows
+from anygpt.templates import get_chat_template
 
 
 def _text_tokenizer(cfg: BlocksConfig, datasets: dict[str, list[dict]]):
@@ -175,7 +71,7 @@ def build_blocks(cfg: BlocksConfig, out_dir: str | Path, *, progress: bool = Tru
         raise AnyGPTError("a build in parts needs one text tokenizer for all parts: set \"text_tokenizer\": "
                           "{\"path\": ...} in the config (e.g. the folder of an earlier build, "
                           "such as one of a sample of the corpus)")
-    records = {ds.name: _records(ds, part, parts) for ds in cfg.datasets}
+    records = {ds.name: dataset_records(ds, part, parts) for ds in cfg.datasets}
     stores = {ds.name: CodesStore(Path(ds.codes), only={r["id"] for r in records[ds.name]})
               for ds in cfg.datasets if ds.kind in ("pair", "interleaved")}
     specs_by_modality: dict[str, TokenSpec] = {}
@@ -183,7 +79,7 @@ def build_blocks(cfg: BlocksConfig, out_dir: str | Path, *, progress: bool = Tru
         if ds.kind in ("pair", "interleaved"):
             used = [TokenSpec.from_dict(stores[ds.name].meta["token_spec"])]
         elif ds.kind == "chat":
-            used = [TokenSpec.from_dict(d) for d in json.loads((Path(ds.corpus) / "meta.json").read_text())["specs"]]
+            used = [TokenSpec.from_dict(d) for d in read_json(Path(ds.corpus) / "meta.json", what="conversations meta")["specs"]]
         else:
             used = []
         for spec in used:
@@ -192,7 +88,7 @@ def build_blocks(cfg: BlocksConfig, out_dir: str | Path, *, progress: bool = Tru
     specs = [specs_by_modality[m] for m in modality_names() if m in specs_by_modality]
     tokenizer = _text_tokenizer(cfg, records)
     layout = add_modality_tokens(tokenizer, specs)
-    codec = SequenceCodec(tokenizer, layout)
+    encoder = SequenceEncoder(tokenizer, layout)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     writer = ShardWriter(out, cfg.block_len, [ds.name for ds in cfg.datasets], blocks_per_shard=cfg.blocks_per_shard)
@@ -204,7 +100,7 @@ def build_blocks(cfg: BlocksConfig, out_dir: str | Path, *, progress: bool = Tru
 
     def run_pass(ds: DatasetConfig, rows: list[dict], pass_no: int) -> None:
         rng = random.Random(f"{cfg.seed}/{ds.name}/{pass_no}")
-        for sample, label in _samples(ds, rows, stores.get(ds.name), codec, rng):
+        for sample, label in _samples(ds, rows, stores.get(ds.name), encoder, rng):
             sample_tokens[ds.name] += len(sample)
             counts[ds.name][label] = counts[ds.name].get(label, 0) + 1
             for block in packers[ds.name].add(sample):
@@ -228,7 +124,7 @@ def build_blocks(cfg: BlocksConfig, out_dir: str | Path, *, progress: bool = Tru
         # the last block's room is topped up from one more pass (a little oversampling)
         rng = random.Random(f"{cfg.seed}/{ds.name}/top-up")
         packer = packers[ds.name]
-        more = _samples(ds, records[ds.name], stores.get(ds.name), codec, rng) if cfg.top_up else None
+        more = _samples(ds, records[ds.name], stores.get(ds.name), encoder, rng) if cfg.top_up else None
         for block in packer.flush(top_up=more):
             writer.add(block, ds.name)
         for label in packer.topped_up:
@@ -269,17 +165,20 @@ def build_blocks(cfg: BlocksConfig, out_dir: str | Path, *, progress: bool = Tru
     return {**report, "blocks": writer.blocks_per_dataset}
 
 
-def _samples(ds: DatasetConfig, rows: list[dict], store: CodesStore | None, codec: SequenceCodec,
+def _samples(ds: DatasetConfig, rows: list[dict], store: CodesStore | None, encoder: SequenceEncoder,
              rng: random.Random) -> Iterator[tuple[Sample, str]]:
     if ds.kind == "chat":
         template = get_chat_template(ds.template)
         for r in rows:
-            turns = [Turn(t["role"], codec.layout.parse_text(t["content"])) for t in r["turns"]]
-            yield chat_sample(turns, template, codec), "spoken_instruction" if r.get("spoken") else "conversation"
+            try:
+                turns = record_turns(r, encoder.layout)
+            except (AnyGPTError, KeyError, TypeError, ValueError) as e:
+                raise AnyGPTError(f"{Path(ds.corpus) / CONVERSATIONS}: conversation {r.get('id')!r}: {e}") from None
+            yield chat_sample(turns, template, encoder), "spoken_instruction" if r.get("spoken") else "conversation"
         return
     if ds.kind == "text":
         texts = [r[ds.text_field] for r in rows if r.get(ds.text_field)]
-        yield from ((s, "text") for s in text_samples(texts, codec))
+        yield from ((s, "text") for s in text_samples(texts, encoder))
         return
     order = [r for r in rows if r["id"] in store]
     rng.shuffle(order)
@@ -296,44 +195,52 @@ def _samples(ds: DatasetConfig, rows: list[dict], store: CodesStore | None, code
 
     items = ((r[ds.text_field], media(r)) for r in order if r.get(ds.text_field))
     if ds.kind == "pair":
-        yield from ((s, f"{ds.modality}_{d}") for s, d in pair_samples(items, codec, rng, ds.x2text_prob))
+        yield from ((s, f"{ds.modality}_{d}") for s, d in pair_samples(items, encoder, rng, ds.x2text_prob))
     else:
-        yield from ((s, "document") for s in interleaved_samples(items, codec, rng, tuple(ds.per_document)))
+        yield from ((s, "document") for s in interleaved_samples(items, encoder, rng, tuple(ds.per_document)))
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
+EXAMPLE = """anygpt blocks --config blocks.json --out data/tiny-blocks
+anygpt blocks --config blocks.json --out data/tiny-blocks --check
+anygpt blocks --config blocks.json --out blocks/part-3 --part 3 --parts 8
 
-    p = argparse.ArgumentParser(prog="anygpt blocks", description="Build packed, balanced training blocks.",
-                                epilog="examples:\n  anygpt blocks --config configs/blocks-tiny.json --out data/tiny-blocks\n"
-                                       "  anygpt blocks --config configs/blocks-tiny.json --out data/tiny-blocks --check\n\n"
-                                       "The config format is in anygpt.data.blocks' docstring. The summary and the full\n"
-                                       "report (index.json, key 'report') give samples per dataset and direction, blocks,\n"
-                                       "configured and realised shares, packing efficiency and samples/s.",
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--part", type=int, default=0, help="this machine's part of the manifests (see --parts)")
-    p.add_argument("--parts", type=int, default=1,
-                   help="split every dataset's manifest into this many parts (line n goes to part n %% parts); "
-                        "each part is built into its own --out; needs text_tokenizer.path in the config")
+The config format (JSON) is in the docstring of anygpt.data.blocks_config (python3 -m pydoc
+anygpt.data.blocks_config) and docs/sequences.md. The summary and the full report (index.json,
+key 'report') give samples per dataset and direction, blocks, configured and realised shares,
+packing efficiency and samples/s.
+"""
+
+
+def build_parser():
+    from anygpt import cli_flags
+
+    p = cli_flags.parser("anygpt blocks", "Build packed, balanced training blocks.", EXAMPLE)
+    p.add_argument("--config", type=Path, required=True, metavar="FILE", help="the blocks config (JSON)")
+    cli_flags.add_out(p, "output folder of block shards (created; a killed build is simply run again)")
+    cli_flags.add_parts(p, "every dataset's manifest (each part needs text_tokenizer.path in the config)")
     p.add_argument("--check", action="store_true",
                    help="do not build: decode the blocks in --out back and check media codes and loss masks "
                         "against the sources (writes check.json)")
-    p.add_argument("--check-limit", type=int, default=None, metavar="N", help="with --check: the first N blocks only")
-    a = p.parse_args(argv)
-    try:
-        cfg = BlocksConfig.from_json(a.config)
-        if a.check:
-            from anygpt.data.check_blocks import check_blocks, format_check
+    p.add_argument("--check-limit", type=cli_flags.positive_int, default=None, metavar="N",
+                   help="with --check: the first N blocks only")
+    cli_flags.add_no_progress(p)
+    return p
 
-            rep = check_blocks(cfg, a.out, max_blocks=a.check_limit)
-            print(format_check(rep))
-            return 0 if rep["ok"] else 1
-        report = build_blocks(cfg, a.out, part=a.part, parts=a.parts)
-    except AnyGPTError as e:
-        print(f"anygpt blocks: {e}")
-        return 1
+
+def main(argv: list[str] | None = None) -> int:
+    from anygpt.data.check_blocks import check_blocks, format_check
+    from anygpt.files import check_output_dir
+
+    a = build_parser().parse_args(argv)
+    cfg = BlocksConfig.from_json(a.config)
+    if a.check:
+        rep = check_blocks(cfg, a.out, max_blocks=a.check_limit)
+        print(format_check(rep))
+        if not rep["ok"]:
+            raise AnyGPTError(f"{a.out / 'check.json'}: the blocks do not match their sources (see the table above)")
+        return 0
+    check_output_dir(a.out)
+    report = build_blocks(cfg, a.out, part=a.part, parts=a.parts, progress=not a.no_progress)
     print(format_report(report))
     return 0
 

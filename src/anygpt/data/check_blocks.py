@@ -17,18 +17,20 @@ digest per source media item, plus the source codes of datasets with excerpts.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from anygpt.data.blocks_config import dataset_records
 from anygpt.data.codes_store import CodesStore
+from anygpt.data.conversations import record_turns
 from anygpt.data.packing import IGNORE
 from anygpt.data.shards import BlockReader
 from anygpt.errors import AnyGPTError
 from anygpt.layout import TokenLayout
-from anygpt.media_io import atomic_path
+from anygpt.files import write_json
+from anygpt.manifest import read_json
 from anygpt.modalities.base import TokenSpec
 from anygpt.parts import CodesPart
 from anygpt.templates import get_chat_template
@@ -77,8 +79,8 @@ def _sources(ds, layout: TokenLayout, rows: list[dict]) -> tuple[set[bytes], set
     """(digests of the dataset's own media, digests of media it must not contain, the index of
     source frames for a dataset with excerpts, else None)."""
     if ds.kind == "chat":
-        own = {codes_digest(p.modality, p.codes) for r in rows for t in r["turns"]
-               for p in layout.parse_text(t["content"]) if isinstance(p, CodesPart)}
+        own = {codes_digest(p.modality, p.codes) for r in rows for t in record_turns(r, layout)
+               for p in t.parts if isinstance(p, CodesPart)}
         return own, set(), None
     if ds.kind == "text":
         return set(), set(), None
@@ -156,13 +158,11 @@ def check_blocks(cfg, out_dir: str | Path, *, max_blocks: int | None = None) -> 
     report["ok"] is False if any block fails."""
     from transformers import AutoTokenizer
 
-    from anygpt.data.blocks import _records
-
     out = Path(out_dir)
     if not (out / "anygpt.json").exists():
         raise AnyGPTError(f"{out}: no anygpt.json; build the blocks first (anygpt blocks --config ... --out {out})")
     tok = AutoTokenizer.from_pretrained(out, local_files_only=True)
-    specs = [TokenSpec.from_dict(s) for s in json.loads((out / "anygpt.json").read_text(encoding="utf-8"))["specs"]]
+    specs = [TokenSpec.from_dict(s) for s in read_json(out / "anygpt.json", what="blocks folder config")["specs"]]
     layout = TokenLayout.from_tokenizer(tok, specs)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     by_name = {ds.name: ds for ds in cfg.datasets}
@@ -170,7 +170,7 @@ def check_blocks(cfg, out_dir: str | Path, *, max_blocks: int | None = None) -> 
     built = reader.index.get("report", {})
     split_expected = bool(built.get("split_samples"))
     part, parts = built.get("part", 0), built.get("parts", 1)  # a part's blocks hold only its part's items
-    sources = {ds.name: _sources(ds, layout, _records(ds, part, parts)) for ds in cfg.datasets}
+    sources = {ds.name: _sources(ds, layout, dataset_records(ds, part, parts)) for ds in cfg.datasets}
 
     def text_ids(s: str) -> list[int]:
         return tok(s, add_special_tokens=False)["input_ids"]
@@ -236,8 +236,7 @@ def check_blocks(cfg, out_dir: str | Path, *, max_blocks: int | None = None) -> 
         r["ok"] = faults == 0
         ok = ok and r["ok"]
     report = {"ok": ok, "blocks_checked": sum(r["blocks"] for r in per.values()), "datasets": per}
-    with atomic_path(out / CHECK_FILE) as tmp:
-        tmp.write_text(json.dumps(report, indent=1))
+    write_json(out / CHECK_FILE, report)
     return report
 
 

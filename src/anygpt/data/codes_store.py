@@ -4,20 +4,21 @@ Folder layout (one per corpus and tokenizer):
     codes-NNNNN.npz   codes int32 [sum of K*T] (each item [K, T] flattened row-major),
                       offsets int64 [n+1], frames int64 [n], ids (str) [n]
     done.jsonl        one line per finished shard: {"shard", "ids"}; written after the shard file
-    failed.jsonl      one line per item that could not be encoded: {"id", "path", "reason"}
+    failed.jsonl      one line per item that could not be encoded in its latest attempt:
+                      {"id", "path", "reason"}
     runs.jsonl        one line per run: counts, seconds, items/s, part/parts (throughput records)
-    meta.json         modality, tokenizer, token spec, num_codebooks
+    meta.json         what the folder holds: modality, tokenizer, its options, token spec
 
-Re-running skips items in finished shards and items already failed; a killed run loses only
-the shard in flight. For several machines, `part`/`parts` take every parts-th chunk of items.
+Re-running skips items in finished shards and tries failed items again; a killed run loses only
+the shard in flight (and a done.jsonl line cut by the kill costs only that shard). A folder
+holding codes of another kind (modality, tokenizer or token spec) is refused. For several
+machines, `part`/`parts` take every parts-th chunk of items.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -26,9 +27,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from anygpt.errors import AnyGPTError
-from anygpt.media_io import atomic_path
+from anygpt.errors import AnyGPTError, OutputError
+from anygpt.files import append_jsonl, atomic_path, safe_join, write_json, write_jsonl
+from anygpt.manifest import file_mismatch, read_json, read_jsonl, read_manifest
 from anygpt.modalities import load_tokenizer
+from anygpt.modalities.registry import canonical_tokenizer_name
+from anygpt.workers import process_pool
 
 log = logging.getLogger("anygpt.data")
 
@@ -41,11 +45,14 @@ def _init_worker(modality: str, loader: str, kwargs: dict) -> None:
     _worker_tok = load_tokenizer(modality, loader, **kwargs)
 
 
-def _encode_chunk(items: list[tuple[str, str]]) -> tuple[list[str], list[np.ndarray], list[dict]]:
-    """Worker: [(id, absolute path)] -> (ids, codes [K, T] arrays, failures)."""
+def _encode_chunk(items: list[tuple[str, str, dict]]) -> tuple[list[str], list[np.ndarray], list[dict]]:
+    """Worker: [(id, absolute path, manifest record)] -> (ids, codes [K, T] arrays, failures)."""
     ids, codes, failed = [], [], []
-    for item_id, path in items:
+    for item_id, path, record in items:
         try:
+            problem = file_mismatch(path, record) if Path(path).is_file() else None
+            if problem:
+                raise AnyGPTError(problem)
             c = _worker_tok.encode_file(path)
             ids.append(item_id)
             codes.append(c.numpy().astype(np.int32))
@@ -55,47 +62,69 @@ def _encode_chunk(items: list[tuple[str, str]]) -> tuple[list[str], list[np.ndar
 
 
 def _read_lines(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut by a kill
-    return out
+    """Records of one of our logs (a line cut by a kill is skipped)."""
+    return read_jsonl(path, lenient=True)
+
+
+def folder_meta(modality: str, loader: str, kwargs: dict, tok) -> dict:
+    """What a codes folder records about its contents (meta.json)."""
+    return {"modality": modality, "tokenizer": canonical_tokenizer_name(modality, loader), "tokenizer_kwargs": kwargs,
+            "token_spec": tok.token_spec.to_dict(), "num_codebooks": len(tok.lm_codebooks)}
+
+
+def _claim_folder(out: Path, meta: dict) -> None:
+    """Write meta.json, or check that the folder's codes are of the same kind as this run's."""
+    path = out / "meta.json"
+    if path.exists() and _read_lines(out / "done.jsonl"):
+        held = read_json(path, what="codes folder meta")
+        keys = ("modality", "tokenizer", "tokenizer_kwargs", "token_spec")
+        old = {k: held.get(k) for k in keys}
+        old["tokenizer"] = canonical_tokenizer_name(held.get("modality", ""), held.get("tokenizer", ""))
+        if old != {k: meta[k] for k in keys}:
+            raise OutputError(
+                f"{out}: holds {held.get('modality')} codes of tokenizer {held.get('tokenizer')!r} "
+                f"{held.get('tokenizer_kwargs') or ''}; this run writes {meta['modality']} codes of tokenizer "
+                f"{meta['tokenizer']!r} {meta['tokenizer_kwargs'] or ''}; give another --out")
+        return
+    write_json(path, meta)
 
 
 def tokenize_corpus(corpus_dir: str | Path, modality: str, loader: str, out_dir: str | Path, *,
                     tokenizer_kwargs: dict | None = None, workers: int = 2, items_per_shard: int = 256,
                     part: int = 0, parts: int = 1, progress: bool = True) -> dict:
-    """Encode every item of corpus_dir/manifest.jsonl; return counts {encoded, failed, skipped}.
-    workers: processes (each loads the tokenizer once); 0 encodes in this process.
-    The run's counts, seconds and items/s are appended to out_dir/runs.jsonl."""
+    """Encode every item of corpus_dir/manifest.jsonl; return counts {encoded, failed, skipped}
+    (skipped: already encoded by an earlier run). workers: processes (each loads the tokenizer
+    once); 0 encodes in this process. The run's counts, seconds and items/s are appended to
+    out_dir/runs.jsonl."""
     t0 = time.perf_counter()
     corpus_dir, out = Path(corpus_dir), Path(out_dir)
+    if items_per_shard < 1 or workers < 0 or not 0 <= part < parts:
+        raise AnyGPTError(f"items_per_shard {items_per_shard}, workers {workers}, part {part} of {parts}: "
+                          "need items_per_shard >= 1, workers >= 0 and 0 <= part < parts")
     manifest = corpus_dir / "manifest.jsonl"
     if not manifest.exists():
         raise AnyGPTError(f"{manifest}: no manifest; build the corpus first (anygpt data build)")
-    out.mkdir(parents=True, exist_ok=True)
+    records = read_manifest(manifest, require=("id", "path"))
+    items = [(r["id"], str(safe_join(corpus_dir, r["path"], what=f"{manifest}: item {r['id']!r} path")), r)
+             for r in records]
     kwargs = dict(tokenizer_kwargs or {})
     tok = load_tokenizer(modality, loader, **kwargs)
-    meta = {"modality": modality, "tokenizer": loader, "tokenizer_kwargs": kwargs,
-            "token_spec": tok.token_spec.to_dict(), "num_codebooks": len(tok.lm_codebooks)}
-    with atomic_path(out / "meta.json") as tmp:
-        tmp.write_text(json.dumps(meta, indent=1, ensure_ascii=False))
+    meta = folder_meta(modality, loader, kwargs, tok)
+    out.mkdir(parents=True, exist_ok=True)
+    _claim_folder(out, meta)
 
-    records = [json.loads(l) for l in manifest.read_text(encoding="utf-8").splitlines() if l.strip()]
-    done_ids = {i for entry in _read_lines(out / "done.jsonl") for i in entry["ids"]}
-    failed_ids = {f["id"] for f in _read_lines(out / "failed.jsonl")}
-    todo = [(r["id"], str(corpus_dir / r["path"])) for r in records
-            if r["id"] not in done_ids and r["id"] not in failed_ids]
+    done_ids = {i for entry in _read_lines(out / "done.jsonl") for i in entry.get("ids", [])}
+    todo = [it for it in items if it[0] not in done_ids]
     chunks = [todo[i:i + items_per_shard] for i in range(0, len(todo), items_per_shard)][part::parts]
+    retried = {it[0] for chunk in chunks for it in chunk}
+    # failed.jsonl keeps the latest attempt per item: this run's items are tried again
+    write_jsonl(out / "failed.jsonl", [f for f in _read_lines(out / "failed.jsonl") if f.get("id") not in retried])
     next_shard = len(_read_lines(out / "done.jsonl"))
     counts = {"encoded": 0, "failed": 0, "skipped": len(records) - len(todo)}
+    first_failure = None
     bar = tqdm(total=sum(map(len, chunks)), desc=f"tokenize {modality}", unit="item", disable=not progress)
     if workers > 0:
-        pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(modality, loader, kwargs))
+        pool = process_pool(workers, initializer=_init_worker, initargs=(modality, loader, kwargs))
         results = pool.map(_encode_chunk, chunks)
     else:  # in this process (tokenizers registered at run time, debugging)
         global _worker_tok
@@ -107,25 +136,26 @@ def tokenize_corpus(corpus_dir: str | Path, modality: str, loader: str, out_dir:
                 name = f"codes-{part:03d}-{next_shard:05d}.npz"
                 next_shard += 1
                 _write_shard(out / name, ids, codes)
-                with open(out / "done.jsonl", "a", encoding="utf-8") as f:
-                    f.write(json.dumps({"shard": name, "ids": ids}) + "\n")
-            if failed:
-                with open(out / "failed.jsonl", "a", encoding="utf-8") as f:
-                    for item in failed:
-                        log.warning("tokenize: skipped %s (%s)", item["path"], item["reason"])
-                        f.write(json.dumps(item) + "\n")
+                append_jsonl(out / "done.jsonl", {"shard": name, "ids": ids}, sync=True)
+            for item in failed:
+                log.warning("tokenize: skipped %s (%s)", item["path"], item["reason"])
+                append_jsonl(out / "failed.jsonl", item)
+                first_failure = first_failure or item
             counts["encoded"] += len(ids)
             counts["failed"] += len(failed)
             bar.update(len(ids) + len(failed))
     finally:
         if pool is not None:
-            pool.shutdown()
+            pool.shutdown(cancel_futures=True)
         bar.close()
     seconds = time.perf_counter() - t0
     run = {**counts, "part": part, "parts": parts, "workers": workers, "seconds": round(seconds, 3),
            "items_per_second": round((counts["encoded"] + counts["failed"]) / seconds, 3) if seconds else 0.0}
-    with open(out / "runs.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps(run) + "\n")
+    append_jsonl(out / "runs.jsonl", run)
+    if counts["failed"] and not counts["encoded"] and not done_ids:
+        raise AnyGPTError(f"{corpus_dir}: none of {counts['failed']} items could be encoded as {modality} "
+                          f"(first: {first_failure['id']}: {first_failure['reason'][:200]}); is --modality right? "
+                          f"see {out / 'failed.jsonl'}")
     return counts
 
 
@@ -149,7 +179,7 @@ class CodesStore:
         self.folder = Path(self.folder)
         if not (self.folder / "meta.json").exists():
             raise AnyGPTError(f"{self.folder}: no meta.json; run `anygpt tokenize` for this corpus first")
-        self.meta = json.loads((self.folder / "meta.json").read_text(encoding="utf-8"))
+        self.meta = read_json(self.folder / "meta.json", what="codes folder meta")
         self.k = self.meta["num_codebooks"]
         self._where: dict[str, str] = {}
         for entry in _read_lines(self.folder / "done.jsonl"):
@@ -192,37 +222,41 @@ class CodesStore:
                     yield i, self.get(i)
 
 
-EXAMPLE = """example:
-  anygpt tokenize --corpus data/tiny/images --modality image --tokenizer tiny --out data/tiny-codes/images
-  anygpt tokenize --corpus data/big/speech --modality speech --tokenizer tiny --out codes/speech --part 3 --parts 8
+EXAMPLE = """anygpt tokenize --corpus data/tiny/images --modality image --tokenizer compact --out data/tiny-codes/images
+anygpt tokenize --corpus data/big/speech --modality speech --out codes/speech --part 3 --parts 8
 
-Re-running skips finished shards; --part/--parts split the work between machines.
+Re-running skips finished shards and retries failed items; --part/--parts split the work
+between machines (each part its own --out).
 """
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
+def build_parser():
+    from anygpt import cli_flags
 
-    p = argparse.ArgumentParser(prog="anygpt tokenize", description="Encode a corpus's media into codes, once.",
-                                epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpus", required=True, help="corpus folder with manifest.jsonl (e.g. data/tiny/music)")
+    p = cli_flags.parser("anygpt tokenize", "Encode a corpus's media into codes, once.", EXAMPLE)
+    cli_flags.add_corpus(p, "one modality's corpus folder, with manifest.jsonl (e.g. data/tiny/music)", required=True)
     p.add_argument("--modality", required=True, help="image, speech, music, ...")
-    p.add_argument("--tokenizer", default="tiny", help="registered tokenizer name (tiny, released, ...)")
-    p.add_argument("--tokenizer-arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="keyword argument for the tokenizer loader, e.g. path=models/speechtokenizer")
-    p.add_argument("--out", required=True, help="output folder of code shards")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--items-per-shard", type=int, default=256)
-    p.add_argument("--part", type=int, default=0)
-    p.add_argument("--parts", type=int, default=1)
-    a = p.parse_args(argv)
-    kwargs = dict(kv.split("=", 1) for kv in a.tokenizer_arg)
-    try:
-        counts = tokenize_corpus(a.corpus, a.modality, a.tokenizer, a.out, tokenizer_kwargs=kwargs,
-                                 workers=a.workers, items_per_shard=a.items_per_shard, part=a.part, parts=a.parts)
-    except AnyGPTError as e:
-        print(f"anygpt tokenize: {e}")
-        return 1
+    cli_flags.add_tokenizer(p, "compact", "registered tokenizer name (compact, released, ...; default: compact)")
+    cli_flags.add_out(p, "output folder of code shards (created; rerun with the same --out to resume)")
+    cli_flags.add_workers(p)
+    p.add_argument("--items-per-shard", type=cli_flags.positive_int, default=256, metavar="N",
+                   help="items per code shard (default: 256)")
+    cli_flags.add_parts(p, "the manifest's items")
+    cli_flags.add_no_progress(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from anygpt import cli_flags
+
+    from anygpt.files import check_output_dir
+
+    a = build_parser().parse_args(argv)
+    kwargs = cli_flags.key_values(a.tokenizer_option, "--tokenizer-option")
+    check_output_dir(a.out)
+    counts = tokenize_corpus(a.corpus, a.modality, a.tokenizer, a.out, tokenizer_kwargs=kwargs,
+                             workers=cli_flags.workers_or_cores(a.workers), items_per_shard=a.items_per_shard,
+                             part=a.part, parts=a.parts, progress=not a.no_progress)
     run = [r for r in _read_lines(Path(a.out) / "runs.jsonl") if r.get("part") == a.part][-1]
     print(f"encoded {counts['encoded']}, failed {counts['failed']} (see failed.jsonl), skipped {counts['skipped']}; "
           f"{run['seconds']:.1f} s, {run['items_per_second']:.2f} items/s")

@@ -1,7 +1,7 @@
 """Pretraining samples as in the paper: text-centric pairs with the direction drawn per sample,
 interleaved documents (text with media in place), and pure text. Loss on every token.
 
-Each sample is a list of parts (anygpt.templates), encoded with the LM's SequenceCodec into
+Each sample is a list of parts (anygpt.templates), encoded with the LM's SequenceEncoder into
 ids with the LM's bos and eos around it.
 
 Audio whose text describes the whole piece (music and its caption) may be given as an excerpt:
@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 import torch
 
 from anygpt.data.packing import Sample
-from anygpt.lm.sequence import SequenceCodec
+from anygpt.lm.sequence import SequenceEncoder
 from anygpt.parts import CodesPart, Part, TextPart
 from anygpt.templates import pretraining_pair
 
@@ -67,13 +67,13 @@ def full_loss(ids) -> Sample:
     return Sample(ids.numpy(), ids.numpy())
 
 
-def pair_samples(items: Iterable[tuple[str, CodesPart]], codec: SequenceCodec, rng: random.Random,
+def pair_samples(items: Iterable[tuple[str, CodesPart]], encoder: SequenceEncoder, rng: random.Random,
                  x2text_prob: float = 0.5) -> Iterator[tuple[Sample, str]]:
     """items: (text, media codes) -> (sample, direction) with direction 'to_text' with
     probability x2text_prob, else 'from_text' (the release's x2text_prob)."""
     for text, media in items:
         direction = "to_text" if rng.random() < x2text_prob else "from_text"
-        yield full_loss(codec.encode(pretraining_pair(media, text, direction, rng), bos=True, eos=True)), direction
+        yield full_loss(encoder.encode(pretraining_pair(media, text, direction, rng), bos=True, eos=True)), direction
 
 
 def _sentence(text: str) -> str:
@@ -81,7 +81,7 @@ def _sentence(text: str) -> str:
     return text[:1].lower() + text[1:].rstrip(".") if text else text
 
 
-def interleaved_samples(items: Iterable[tuple[str, CodesPart]], codec: SequenceCodec, rng: random.Random,
+def interleaved_samples(items: Iterable[tuple[str, CodesPart]], encoder: SequenceEncoder, rng: random.Random,
                         per_document: tuple[int, int] = (2, 4)) -> Iterator[Sample]:
     """Documents of a few media items, each introduced by its description:
     'Here is a red circle. <soim>...<eoim> The next picture shows ...'."""
@@ -90,20 +90,20 @@ def interleaved_samples(items: Iterable[tuple[str, CodesPart]], codec: SequenceC
     for item in items:
         buf.append(item)
         if len(buf) == want:
-            yield _document(buf, codec, rng)
+            yield _document(buf, encoder, rng)
             buf, want = [], rng.randint(*per_document)
     if buf:
-        yield _document(buf, codec, rng)
+        yield _document(buf, encoder, rng)
 
 
-def _document(items: list[tuple[str, CodesPart]], codec: SequenceCodec, rng: random.Random) -> Sample:
+def _document(items: list[tuple[str, CodesPart]], encoder: SequenceEncoder, rng: random.Random) -> Sample:
     parts: list[Part] = []
     for i, (text, media) in enumerate(items):
         intro = rng.choice(CONNECTORS.get(media.modality, ["{text}:"])).format(text=_sentence(text))
         parts += [TextPart((" " if i else "") + intro + " "), media]
-    return full_loss(codec.encode(parts, bos=True, eos=True))
+    return full_loss(encoder.encode(parts, bos=True, eos=True))
 
 
-def text_samples(texts: Iterable[str], codec: SequenceCodec) -> Iterator[Sample]:
+def text_samples(texts: Iterable[str], encoder: SequenceEncoder) -> Iterator[Sample]:
     for t in texts:
-        yield full_loss(codec.encode([TextPart(t)], bos=True, eos=True))
+        yield full_loss(encoder.encode([TextPart(t)], bos=True, eos=True))

@@ -18,7 +18,8 @@ import numpy as np
 
 from anygpt.data.packing import Block
 from anygpt.errors import AnyGPTError
-from anygpt.media_io import atomic_path
+from anygpt.files import atomic_path
+from anygpt.manifest import read_json
 
 INDEX = "index.json"
 
@@ -89,7 +90,7 @@ class BlockReader:
         path = self.folder / INDEX
         if not path.exists():
             raise AnyGPTError(f"{path}: no block index; build the blocks first (or the build did not finish)")
-        self.index = json.loads(path.read_text())
+        self.index = read_json(path, what="block index")
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank {self.rank} not in 0..{self.world_size - 1}")
 

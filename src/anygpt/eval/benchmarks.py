@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from anygpt.errors import AnyGPTError
+from anygpt.errors import ManifestError
+from anygpt.manifest import file_mismatch
+from anygpt.manifest import read_manifest as read_manifest_records
 
 
-class BenchmarkError(AnyGPTError, ValueError):
+class BenchmarkError(ManifestError):
     """A benchmark folder or manifest is missing or not in the documented layout."""
 
 
@@ -60,7 +62,9 @@ def _need(path: Path, what: str, fix: str) -> Path:
 
 
 def read_manifest(path: str | Path, split: str | None = None, *, check_files: bool = True) -> list[EvalItem]:
-    """Items of a corpus JSONL manifest, optionally of one split (comma-separated list allowed)."""
+    """Items of a corpus JSONL manifest, optionally of one split (comma-separated list allowed).
+    With check_files, every item's file must exist and match the manifest's "bytes" and
+    "sha256" where it records them (a truncated or replaced file is an error, not a score)."""
     path = Path(path)
     _need(path, "manifest", "pass the manifest .jsonl of a corpus built with `anygpt data build`")
     if path.is_dir():
@@ -68,23 +72,9 @@ def read_manifest(path: str | Path, split: str | None = None, *, check_files: bo
         if len(found) != 1:
             raise BenchmarkError(f"{path}: a folder with {len(found)} .jsonl files; pass the manifest file itself")
         path = found[0]
-    want = set(split.split(",")) if split else None
-    items: list[EvalItem] = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise BenchmarkError(f"{path}:{lineno}: not valid JSON ({e.msg}); a manifest has one JSON object per line") from None
-            if not isinstance(r, dict) or "id" not in r:
-                raise BenchmarkError(f"{path}:{lineno}: a record needs at least an 'id' field")
-            if r.get("status", "ok") != "ok":
-                continue
-            if want is not None and r.get("split") not in want:
-                continue
-            items.append(_manifest_item(r, path, check_files))
+    want = split.split(",") if split else None
+    items = [_manifest_item(r, path, check_files) for r in read_manifest_records(path, splits=want)
+             if r.get("status", "ok") == "ok"]
     if not items:
         raise BenchmarkError(f"{path}: no items" + (f" in split {split!r}" if split else "")
                              + "; check the split name (e.g. train, val, test, heldout_speakers)")
@@ -103,8 +93,12 @@ def _resolve(rel: str, manifest: Path) -> Path:
 
 def _manifest_item(r: dict, manifest: Path, check: bool) -> EvalItem:
     path = _resolve(r["path"], manifest) if r.get("path") else None
-    if check and path is not None and not path.exists():
-        raise BenchmarkError(f"{manifest}: item {r['id']!r} names {r['path']!r}, not found at {path}")
+    if check and path is not None:
+        if not path.is_file():
+            raise BenchmarkError(f"{manifest}: item {r['id']!r} names {r['path']!r}, not found at {path}")
+        problem = file_mismatch(path, r)
+        if problem:
+            raise BenchmarkError(f"{manifest}: item {r['id']!r}: {problem}")
     caps = r.get("captions") or ([r["caption"]] if r.get("caption") else [])
     text = r.get("text") if r.get("text") is not None else (caps[0] if caps else None)
     return EvalItem(id=str(r["id"]), path=path, text=text, captions=list(caps), speaker=r.get("speaker"),

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from anygpt.data.conversations import record_turns
 from anygpt.errors import AnyGPTError
 from anygpt.lm.generation import GenerationSettings
 from anygpt.parts import CodesPart
@@ -35,7 +36,7 @@ def read_conversations(folder: Path, layout, limit: int | None = None) -> list[d
         step = len(rows) / limit
         rows = [rows[int(k * step)] for k in range(limit)]
     for r in rows:
-        r["turns"] = [Turn(t["role"], layout.parse_text(t["content"])) for t in r["turns"]]
+        r["turns"] = record_turns(r, layout)
     return rows
 
 

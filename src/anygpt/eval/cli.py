@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from anygpt.errors import AnyGPTError
+from anygpt import cli_flags
 
 DEFAULT_BENCHMARK = {
     "asr": "librispeech", "tts": "vctk", "voice-clone": "vctk", "caption": "coco", "text-to-image": "coco",
@@ -42,44 +42,40 @@ HELP = {
 }
 
 
-def _options(pairs: list[str]) -> dict[str, str]:
-    out = {}
-    for p in pairs or []:
-        k, sep, v = p.partition("=")
-        if not sep:
-            raise AnyGPTError(f"option {p!r} must be KEY=VALUE")
-        out[k] = v
-    return out
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="anygpt eval", description=__doc__,
-                                     epilog="example:\n  anygpt eval report --model anygpt-tiny --corpus data/tiny "
-                                            "--out runs/eval-anygpt-tiny",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="task", metavar="TASK", required=True)
+    parser = cli_flags.Parser(prog="anygpt eval", description=__doc__,
+                              epilog=cli_flags.example_text("\n".join(
+                                  [ex.split("\n")[0] for _, ex in HELP.values()]
+                                  + ["anygpt eval report --model anygpt-tiny --corpus data/tiny --out runs/eval-anygpt-tiny"
+                                     "   # every task, one table"])))
+    sub = parser.add_subparsers(dest="task", metavar="TASK", required=True, parser_class=cli_flags.Parser)
     for task, (summary, example) in HELP.items():
-        p = sub.add_parser(task, help=summary, description=summary, epilog="example:\n  " + example,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(task, help=summary, description=summary,
+                           epilog=cli_flags.example_text(example.replace("\n  ", "\n")))
         src = p.add_argument_group("items")
-        src.add_argument("--manifest", type=Path, help="corpus manifest (.jsonl) built by `anygpt data build`")
+        cli_flags.add_manifest(src, "corpus manifest (.jsonl) built by `anygpt data build`")
         src.add_argument("--split", help="manifest split(s), comma-separated (e.g. test, heldout_speakers)")
         src.add_argument("--benchmark", choices=["librispeech", "vctk", "coco", "musiccaps"],
                          help=f"external benchmark (default for this task: {DEFAULT_BENCHMARK[task]})")
         src.add_argument("--root", type=Path, help="folder of the external benchmark (layouts: docs/eval.md)")
         src.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
                          help="keep items whose manifest field or attribute KEY equals VALUE (e.g. kind=scene)")
-        src.add_argument("--limit", type=int, help="score N items, evenly spaced over the list")
+        src.add_argument("--limit", type=cli_flags.positive_int, metavar="N",
+                         help="score N items (N >= 1), evenly spaced over the list (default: all)")
         if task == "reconstruction":
-            p.add_argument("--modality", required=True, choices=["speech", "music", "image"])
-            p.add_argument("--tokenizer", default="copy", help="copy | a registered tokenizer name | package.module:factory")
-            p.add_argument("--tokenizer-option", action="append", default=[], metavar="KEY=VALUE")
-            p.add_argument("--sample-rate", type=int, help="copy tokenizer: sample rate (default 16000 speech, 32000 music)")
-            p.add_argument("--image-size", type=int, help="copy tokenizer: resize images to SIZE x SIZE (default: keep)")
+            p.add_argument("--modality", required=True, choices=["speech", "music", "image"],
+                           help="what the items are: speech, music or image")
+            cli_flags.add_tokenizer(p, "copy", "copy (lossless, the instruments' ceiling) | a registered tokenizer "
+                                               "name (compact, released) | package.module:factory")
+            p.add_argument("--sample-rate", type=cli_flags.positive_int,
+                           help="copy tokenizer: sample rate (default 16000 speech, 32000 music)")
+            p.add_argument("--image-size", type=cli_flags.positive_int,
+                           help="copy tokenizer: resize images to SIZE x SIZE (default: keep)")
         else:
+            builtin = "reference (oracle: the ground truth)" + (" | whisper (the scorer's own ASR)" if task == "asr" else "")
             p.add_argument("--system", default="whisper" if task == "asr" else "reference",
-                           help="reference (oracle: ground truth) | whisper (asr) | anygpt (a trained model; "
-                                "--system-option model=NAME_OR_DIR) | package.module:factory")
+                           help=f"{builtin} | anygpt (a trained model: --system-option model=NAME_OR_DIR) | "
+                                f"package.module:factory (default: %(default)s)")
             p.add_argument("--system-option", action="append", default=[], metavar="KEY=VALUE",
                            help="keyword arguments for the system factory")
         if task == "voice-clone":
@@ -90,60 +86,59 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--clip-model", type=Path, help="local CLIP folder (transformers format) for a CLIP score")
         if task in ("music-caption", "text-to-music"):
             p.add_argument("--clap-model", type=Path, help="local CLAP folder (transformers format) for a CLAP score")
-        p.add_argument("--out", type=Path, help="JSON report path (default: eval-<task>.json)")
-        p.add_argument("--workdir", type=Path, help="where generated media go (default: <out>.media/)")
-        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        cli_flags.add_out_file(p, "the JSON report (default: eval-TASK.json)", old=("--out",))
+        p.add_argument("--workdir", type=Path, metavar="DIR",
+                       help="folder for the media the task generates (default: REPORT.media/ beside --out-file)")
+        cli_flags.add_no_progress(p)
+        cli_flags.add_threads(p)
     return parser
 
 
 def _items(args):
+    from anygpt.errors import UsageError
     from anygpt.eval.benchmarks import BenchmarkError, read_benchmark, read_manifest
 
     if args.manifest and (args.benchmark or args.root):
-        raise BenchmarkError("pass either --manifest or --benchmark/--root, not both")
+        raise UsageError("pass either --manifest or --benchmark/--root, not both")
     if args.manifest:
         items, source = read_manifest(args.manifest, args.split), f"{args.manifest}" + (f"[{args.split}]" if args.split else "")
     elif args.root:
         name = args.benchmark or DEFAULT_BENCHMARK[args.task]
         if name is None:
-            raise BenchmarkError("reconstruction on an external benchmark needs --benchmark NAME")
+            raise UsageError("reconstruction on an external benchmark needs --benchmark NAME")
         items, source = read_benchmark(name, args.root), f"{name}:{args.root}"
     else:
-        raise BenchmarkError("no items: pass --manifest FILE.jsonl [--split S] or --benchmark NAME --root DIR")
-    for key, value in _options(args.where).items():
+        raise UsageError("no items: pass --manifest FILE.jsonl [--split S] or --benchmark NAME --root DIR")
+    for key, value in cli_flags.key_values(args.where, "--where").items():
         items = [i for i in items if i.matches(key, value)]
         if not items:
             raise BenchmarkError(f"{source}: no item has {key}={value}")
     pool = list(items)
-    if args.limit and args.limit < len(items):  # evenly spaced, so every speaker/kind is sampled
+    if args.limit is not None and args.limit < len(items):  # evenly spaced, so every speaker/kind is sampled
         step = len(items) / args.limit
         items = [items[int(k * step)] for k in range(args.limit)]
     return items, pool, source
 
 
 def main(argv: list[str] | None = None) -> int:
+    from anygpt.eval.report import render_report, write_json
+    from anygpt.eval.systems import load_system, load_tokenizer_for_eval
+    from anygpt.eval.tasks import TASKS, TaskContext
+    from anygpt.files import check_output_dir, check_output_file, safe_join
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["report"]:  # all tasks for one trained model: its own options
+    if argv[:1] == ["report"]:  # every task for one trained model: a command of its own options
         from anygpt.eval.lm_report import main as report_main
 
         return report_main(argv[1:])
     args = build_parser().parse_args(argv)
-    try:
-        return _run(args)
-    except AnyGPTError as e:
-        print(f"anygpt eval {args.task}: error: {e}", file=sys.stderr)
-        return 2
-
-
-def _run(args) -> int:
-    from anygpt.eval.report import render_report, write_json
-    from anygpt.eval.systems import load_system, load_tokenizer_for_eval
-    from anygpt.eval.tasks import TASKS, TaskContext
-
+    out = check_output_file(args.out_file or Path(f"eval-{args.task}.json"))
+    workdir = check_output_dir(args.workdir or out.with_name(out.name + ".media"), flag="--workdir")
+    cli_flags.set_threads(args.threads)
     items, pool, source = _items(args)
-    out = args.out or Path(f"eval-{args.task}.json")
-    workdir = args.workdir or out.with_name(out.name + ".media")
-    ctx = TaskContext(workdir=workdir, source=source, progress=not args.quiet,
+    for it in items:  # generated files are named by item id: refuse ids that lead out of the work folder
+        safe_join(workdir, it.id, what=f"{source}: item id")
+    ctx = TaskContext(workdir=workdir, source=source, progress=not args.no_progress,
                       prompt_seconds=getattr(args, "prompt_seconds", 3.0), meteor=not getattr(args, "no_meteor", False),
                       extra={"pool": pool, "clip_model": getattr(args, "clip_model", None),
                              "clap_model": getattr(args, "clap_model", None)})
@@ -152,10 +147,10 @@ def _run(args) -> int:
         sr = args.sample_rate or (16000 if args.modality == "speech" else 32000)
         size = (args.image_size, args.image_size) if args.image_size else None
         target = load_tokenizer_for_eval(args.tokenizer, args.modality, sample_rate=sr, image_size=size,
-                                         **_options(args.tokenizer_option))
+                                         **cli_flags.key_values(args.tokenizer_option, "--tokenizer-option"))
         ctx.system_name = f"tokenizer:{args.tokenizer}"
     else:
-        target = load_system(args.system, pool, **_options(args.system_option))
+        target = load_system(args.system, pool, **cli_flags.key_values(args.system_option, "--system-option"))
         ctx.system_name = args.system
     report = TASKS[args.task](items, target, ctx)
     print(render_report(report))

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
-from anygpt.media_io import atomic_path
+from anygpt.files import atomic_path
 
 
 def _fmt(v: Any) -> str:

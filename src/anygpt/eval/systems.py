@@ -32,6 +32,7 @@ import torch
 
 from anygpt.errors import AnyGPTError
 from anygpt.eval.benchmarks import EvalItem
+from anygpt.files import atomic_path
 from anygpt.media_io import load_audio, load_image, save_audio, save_image
 
 
@@ -57,13 +58,18 @@ def require_method(system: Any, method: str, task: str) -> None:
                            f"{method}(); task {task!r} needs it (see anygpt.eval.systems)")
 
 
+def _written(result: str | Path) -> Path:
+    """A file a system says it wrote, which must exist."""
+    p = Path(result)
+    if not p.exists():
+        raise SystemLoadError(f"system returned {p}, which does not exist")
+    return p
+
+
 def materialise_audio(result: Any, out_path: Path) -> Path:
     """A system's audio output (path or (samples, sample_rate)) -> a file path."""
     if isinstance(result, (str, Path)):
-        p = Path(result)
-        if not p.exists():
-            raise SystemLoadError(f"system returned {p}, which does not exist")
-        return p
+        return _written(result)
     if isinstance(result, tuple) and len(result) == 2:
         wav, sr = result
         wav = torch.as_tensor(np.asarray(wav, dtype=np.float32) if not isinstance(wav, torch.Tensor) else wav).float()
@@ -76,13 +82,10 @@ def materialise_image(result: Any, out_path: Path) -> Path:
     from PIL import Image
 
     if isinstance(result, (str, Path)):
-        p = Path(result)
-        if not p.exists():
-            raise SystemLoadError(f"system returned {p}, which does not exist")
-        return p
+        return _written(result)
     if isinstance(result, Image.Image):
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        result.convert("RGB").save(out_path)
+        with atomic_path(out_path) as tmp:
+            result.convert("RGB").save(tmp, format=Image.registered_extensions().get(out_path.suffix.lower(), "PNG"))
         return out_path
     if isinstance(result, torch.Tensor):
         return save_image(result, out_path)

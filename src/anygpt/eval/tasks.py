@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from anygpt.eval.benchmarks import BenchmarkError, EvalItem
 from anygpt.eval.systems import materialise_audio, materialise_image, require_method
+from anygpt.files import safe_join
 
 
 @dataclass
@@ -35,6 +36,11 @@ class TaskContext:
     image_size: tuple[int, int] | None = None
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def media_path(self, folder: str, item_id: str, ext: str) -> Path:
+        """workdir/folder/ITEM_ID.ext for a generated file; an item id that would lead out of
+        the work folder ('../x', '/abs') raises UnsafePathError naming it."""
+        return safe_join(self.workdir / folder, f"{item_id}{ext}", what="item id")
 
 
 def _mean(xs) -> float | None:
@@ -174,10 +180,10 @@ def _speech_generation(task: str, items: list[EvalItem], system: Any, ctx: TaskC
             if it.id not in prompts:
                 continue
             src = prompts[it.id]
-            prompt = _crop_prompt(Path(src.path), ctx.prompt_seconds, ctx.workdir / "prompts" / f"{it.id}.wav")
+            prompt = _crop_prompt(Path(src.path), ctx.prompt_seconds, ctx.media_path("prompts", it.id, ".wav"))
             if hasattr(system, "prompt_speakers"):
                 system.prompt_speakers[str(prompt)] = src.speaker
-        out = ctx.workdir / task / f"{it.id}.wav"
+        out = ctx.media_path(task, it.id, ".wav")
         wav = materialise_audio(system.speak(it.text, prompt, out), out)
         row = {"id": it.id, "speaker": it.speaker, "output": str(wav), **clip_errors(it.text, transcribe(wav)).to_dict()}
         if prompt is not None:
@@ -238,8 +244,8 @@ def run_text_to_image(items: list[EvalItem], system: Any, ctx: TaskContext) -> d
     rows = []
     for it in _bar(items, ctx, "text-to-image"):
         cap = it.captions[0] if it.captions else it.text
-        img = materialise_image(system.draw(cap, ctx.workdir / "images" / f"{it.id}.png"),
-                                ctx.workdir / "images" / f"{it.id}.png")
+        img = materialise_image(system.draw(cap, ctx.media_path("images", it.id, ".png")),
+                                ctx.media_path("images", it.id, ".png"))
         row = {"id": it.id, "caption": cap, "output": str(img)}
         if scenes:
             res = check_scene(img, it.attributes)
@@ -314,8 +320,8 @@ def run_text_to_music(items: list[EvalItem], system: Any, ctx: TaskContext) -> d
     rows = []
     for it in _bar(items, ctx, "text-to-music"):
         cap = it.captions[0] if it.captions else it.text
-        wav = materialise_audio(system.compose(cap, ctx.workdir / "music" / f"{it.id}.wav"),
-                                ctx.workdir / "music" / f"{it.id}.wav")
+        wav = materialise_audio(system.compose(cap, ctx.media_path("music", it.id, ".wav")),
+                                ctx.media_path("music", it.id, ".wav"))
         est = music_attributes(wav)
         rows.append({"id": it.id, "caption": cap, "output": str(wav), "estimated": est,
                      "match": compare_music(est, it.attributes)})
@@ -364,7 +370,7 @@ def run_reconstruction(items: list[EvalItem], tokenizer: Any, ctx: TaskContext) 
             row["codes_per_second"] = codes.shape[-1] / (len(ref) / sr)
             from anygpt.media_io import save_audio
 
-            out = save_audio(torch.from_numpy(est).reshape(1, -1), ctx.workdir / "recon" / f"{it.id}.wav", sr)
+            out = save_audio(torch.from_numpy(est).reshape(1, -1), ctx.media_path("recon", it.id, ".wav"), sr)
             row.update(_speech_recon(it, out) if modality == "speech" else _music_recon(Path(it.path), out))
         rows.append(row)
     summary: dict[str, Any] = {}
@@ -388,7 +394,7 @@ def _image_recon(media, recon, it: EvalItem, ctx: TaskContext) -> dict:
 
         recon = F.interpolate(recon[None], size=media.shape[-2:], mode="bicubic", align_corners=False)[0].clamp(0, 1)
     out = {"psnr": psnr(media, recon), "ssim": ssim(media, recon)}
-    save_image(recon, ctx.workdir / "recon" / f"{it.id}.png")
+    save_image(recon, ctx.media_path("recon", it.id, ".png"))
     if isinstance(it.attributes.get("objects"), list):
         from anygpt.eval.scene_checker import check_scene
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from anygpt.errors import CheckpointError
+from anygpt.errors import CheckpointError, UnsafePathError
+from anygpt.files import safe_join
 from anygpt.layout import TokenLayout
 from anygpt.modalities import released_specs
 from anygpt.modalities.base import TokenSpec
@@ -52,9 +53,22 @@ def read_folder_config(path: Path) -> FolderConfig:
     if not cfg.exists():
         return FolderConfig()
     try:
-        return FolderConfig.from_json(json.loads(cfg.read_text()))
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{cfg}: not a valid anygpt config ({e})") from None
+        folder = FolderConfig.from_json(json.loads(cfg.read_text(encoding="utf-8")))
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{cfg}: not a valid anygpt config ({type(e).__name__}: {e})") from None
+    for modality, entry in folder.tokenizers.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("loader"), str) or not isinstance(entry.get("path"), str):
+            raise CheckpointError(f"{cfg}: tokenizers.{modality} must be {{\"loader\": NAME, \"path\": FOLDER}}")
+        try:
+            safe_join(path, entry["path"], what=f"tokenizers.{modality}.path")
+        except UnsafePathError as e:
+            raise CheckpointError(f"{cfg}: {e}") from None
+    return folder
+
+
+def tokenizer_folder(path: Path, entry: dict) -> Path:
+    """The folder of a modality tokenizer named in anygpt.json, inside the model folder."""
+    return safe_join(path, entry["path"], what="tokenizer path")
 
 
 def check_folder(path: Path) -> None:
@@ -69,19 +83,54 @@ def check_folder(path: Path) -> None:
         raise CheckpointError(f"{path}: no tokenizer; expected {' or '.join(TOKENIZER_FILES)}")
 
 
+def _check_json(file: Path) -> None:
+    """A JSON file of the folder that does not parse: CheckpointError naming it (transformers'
+    own error does not)."""
+    if not file.is_file():
+        return
+    try:
+        json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{file}: not valid JSON ({e}); the model folder is damaged") from None
+
+
+def _check_weights(path: Path) -> None:
+    """Every safetensors weight file must open (a truncated or corrupt one is named). Pickled
+    .bin weights (the release's) are left to transformers, which loads them with weights_only."""
+    from safetensors import SafetensorError, safe_open
+
+    for file in sorted(path.glob("*.safetensors")):
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                f.keys()
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{file}: not a readable safetensors file, perhaps truncated or corrupt ({e})") from None
+
+
 def load_lm(path: str | Path, *, dtype: torch.dtype = torch.float32, device: str = "cpu"):
     """-> (model, tokenizer, layout, FolderConfig). The released folder uses LLaMA's slow
     sentencepiece tokenizer, as the release does; pad id 0 and left padding for generation."""
     path = Path(path)
     check_folder(path)
     cfg = read_folder_config(path)
+    for name in ("config.json", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json", "added_tokens.json"):
+        _check_json(path / name)
     use_fast = not (cfg.released and (path / "tokenizer.model").exists())
-    tokenizer = AutoTokenizer.from_pretrained(path, use_fast=use_fast, local_files_only=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=use_fast, local_files_only=True)
+    except Exception as e:  # noqa: BLE001 - transformers raises many kinds; the message names the folder
+        raise CheckpointError(f"{path}: its tokenizer files cannot be read ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token_id = 0
     tokenizer.padding_side = "left"
     layout = TokenLayout.from_tokenizer(tokenizer, cfg.specs)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True).to(device).eval()
+    _check_weights(path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True).to(device).eval()
+    except Exception as e:  # noqa: BLE001 - as above
+        raise CheckpointError(f"{path}: the model cannot be loaded from config.json and its weights "
+                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     rows = model.get_input_embeddings().weight.shape[0]
     if rows < len(tokenizer):
         raise CheckpointError(

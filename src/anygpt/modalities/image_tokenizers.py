@@ -5,15 +5,16 @@ Both write a fixed number of codes per image, one codebook, with the release's i
 | name     | input            | codes per image | codebook | decoder                                  |
 |----------|------------------|-----------------|----------|------------------------------------------|
 | released | 224x224, CLIP    | 32              | 8192     | 1024-d embedding -> SD 2.1 unCLIP (diffusers) |
-| tiny     | 64x64            | 32              | 1024     | transformer + conv, pixels directly      |
+| compact  | 64x64            | 32              | 1024     | transformer + conv, pixels directly      |
 
 Media are FloatTensor [B, 3, H, W] in [0, 1]; any other size is padded to a square on white
-and resized (the image corpus does the same). Codes are LongTensor [B, 1, 32].
+and resized (the image corpus does the same). Codes are LongTensor [B, 1, 32]. The shipped
+compact weights are loaded by anygpt.loaders.load_compact_image_tokenizer.
 """
 
 from __future__ import annotations
 
-import json
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,8 @@ import torch.nn.functional as F
 from anygpt.errors import CheckpointError, MediaError
 from anygpt.media_io import load_image, save_image
 from anygpt.modalities.base import ModalityTokenizer, TokenSpec
+from anygpt.modalities.specs import IMAGE_EXTENSIONS, RELEASED_IMAGE_SPEC
 
-TINY_ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "image-tokenizer-tiny"
 SEED2_WEIGHTS = "seed_quantizer.pt"
 EVA_WEIGHTS = "eva_vit_g.pth"
 DIFFUSION_FOLDER = "diffusion_model"
@@ -50,16 +51,23 @@ def fit_square(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class _ImageTokenizer(ModalityTokenizer):
+    """frames_per_item: codes per image (32); images have no frame rate."""
+
     name = "image"
     num_codebooks = 1
-    file_extensions = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-    _prefix, _start, _end = "\U0001F440", "<soim>", "<eoim>"
+    file_extensions = IMAGE_EXTENSIONS
+    frames_per_item: int
+
+    @property
+    def frame_rate(self) -> float:
+        """Deprecated: codes per image, which `frames_per_item` now says (goes in the next release)."""
+        warnings.warn("an image tokenizer's frame_rate is frames_per_item (codes per image)", DeprecationWarning,
+                      stacklevel=2)
+        return float(self.frames_per_item)
 
     @property
     def token_spec(self) -> TokenSpec:
-        from anygpt.modalities.image import RELEASED_IMAGE_SPEC
-
-        return replace(RELEASED_IMAGE_SPEC, codebook_size=self.codebook_size, frames_per_item=int(self.frame_rate))
+        return replace(RELEASED_IMAGE_SPEC, codebook_size=self.codebook_size, frames_per_item=self.frames_per_item)
 
     def load(self, path: str | Path) -> torch.Tensor:
         """Any image file (any size; RGBA, grayscale, palette...) -> [3, S, S] in [0, 1]."""
@@ -79,7 +87,7 @@ class _ImageTokenizer(ModalityTokenizer):
     def _check_codes(self, codes: torch.Tensor) -> torch.Tensor:
         if codes.dim() == 2:
             codes = codes.unsqueeze(1)
-        n = int(self.frame_rate)
+        n = self.frames_per_item
         if codes.dim() != 3 or codes.shape[1] != 1 or codes.shape[2] != n:
             raise ValueError(f"image codes must be [B, 1, {n}], got {tuple(codes.shape)}")
         if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
@@ -88,35 +96,41 @@ class _ImageTokenizer(ModalityTokenizer):
 
 
 # ---------------------------------------------------------------- ours
-class TinyImageTokenizer(_ImageTokenizer):
+class CompactImageTokenizer(_ImageTokenizer):
     """Compact SEED-style tokenizer (anygpt.nn.query_former): 64x64, 32 codes of 1024."""
 
     def __init__(self, model, *, bf16: bool = True) -> None:
         self.model = model.eval()
         cfg = model.cfg
         self.image_size = (cfg.image_size, cfg.image_size)
-        self.frame_rate = float(cfg.num_queries)
+        self.frames_per_item = cfg.num_queries
         self.codebook_size = cfg.codebook_size
         self.bf16 = bf16
 
     @classmethod
-    def from_folder(cls, path: str | Path = TINY_ASSET_DIR, **kw) -> "TinyImageTokenizer":
-        """Load model.safetensors + config.json from `path` (default: the shipped weights)."""
-        from safetensors.torch import load_file
-
+    def from_folder(cls, path: str | Path, **kw) -> "CompactImageTokenizer":
+        """Load model.safetensors + config.json from the folder `path` (the shipped weights:
+        anygpt.loaders.load_compact_image_tokenizer)."""
         from anygpt.nn.query_former import QueryTokenizer, QueryTokenizerConfig
+        from anygpt.nn.weights import read_meta, read_safetensors
 
         path = Path(path)
         cfg_file, weights = path / "config.json", path / "model.safetensors"
         for f in (cfg_file, weights):
             if not f.is_file():
                 raise CheckpointError(
-                    f"{f} not found: train and export the tiny image tokenizer with "
+                    f"{f} not found: train and export the compact image tokenizer with "
                     f"`anygpt train image-tokenizer --data data/tiny --out runs/image-tokenizer --ship`")
-        cfg = QueryTokenizerConfig.from_dict(json.loads(cfg_file.read_text(encoding="utf-8")))
-        model = QueryTokenizer(cfg)
-        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(weights)).items()}  # fp16 files too
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            cfg = QueryTokenizerConfig.from_dict(read_meta(path))
+            model = QueryTokenizer(cfg)
+        except (TypeError, ValueError, KeyError) as e:  # a config of other fields or values
+            raise CheckpointError(f"{cfg_file}: not a config of the compact image tokenizer ({e})") from None
+        state = {k: v.float() if v.is_floating_point() else v for k, v in read_safetensors(weights).items()}  # fp16 too
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as e:
+            raise CheckpointError(f"{weights}: does not match {cfg_file} ({str(e).splitlines()[0]})") from None
         missing = [k for k in missing if k != "quantizer.embed_sum"]  # EMA training state, not shipped
         if missing or unexpected:
             raise CheckpointError(f"{weights}: does not match {cfg_file} (missing {missing[:5]}, unexpected {unexpected[:5]})")
@@ -163,7 +177,7 @@ class Seed2ImageTokenizer(_ImageTokenizer):
                  num_inference_steps: int = 20, guidance_scale: float = 10.0, seed: int = 0) -> None:
         self.model = model.eval()
         self.image_size = (model.cfg.image_size, model.cfg.image_size)
-        self.frame_rate = float(model.cfg.num_query_tokens)
+        self.frames_per_item = model.cfg.num_query_tokens
         self.codebook_size = model.cfg.codebook_size
         self.diffusion_path = Path(diffusion_path) if diffusion_path is not None else None
         self._pipeline = pipeline
@@ -249,3 +263,11 @@ class Seed2ImageTokenizer(_ImageTokenizer):
                    noise_level=0, generator=gen, output_type="pt",
                    height=context.get("height"), width=context.get("width"))
         return out.images.float().clamp(0, 1)
+
+
+def load_released_image_tokenizer(path: str | Path, **kwargs) -> Seed2ImageTokenizer:
+    """Tokenizer "released": SEED-2 from a folder with seed_quantizer.pt (see Seed2ImageTokenizer)."""
+    return Seed2ImageTokenizer.from_folder(path, **kwargs)
+
+
+TinyImageTokenizer = CompactImageTokenizer  # the old name; goes in the next release

@@ -1,16 +1,20 @@
 """The modality registry: a new modality is one module that calls `register_modality`.
 
 Registration order is vocabulary order (the release adds image, then speech, then music).
-Tokenizer loaders are registered by name per modality ("released", "tiny", ...) so that the
-model loader can build whichever tokenizers a checkpoint names.
+Tokenizer loaders are registered by name per modality ("released", "compact", ...) so that the
+model loader can build whichever tokenizers a checkpoint names. A loader is a function, or the
+string "package.module:function" imported when the tokenizer is first loaded (so registering
+costs nothing and the registry imports no tokenizer code). An old name can stay as an alias.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
-from anygpt.errors import UnknownModalityError
+from anygpt.errors import UnknownModalityError, UsageError
 from anygpt.modalities.base import ModalityTokenizer, TokenSpec
 
 TokenizerLoader = Callable[..., ModalityTokenizer]
@@ -21,14 +25,16 @@ class ModalityInfo:
     """What the rest of anygpt knows about one modality.
 
     kind: "text", "audio" or "image". released_spec: the spec of the released AnyGPT's codes
-    (None for text, or for a modality the release does not have).
+    (None for text, or for a modality the release does not have). tokenizer_loaders: name ->
+    loader (a function or "module:function"); tokenizer_aliases: old name -> name.
     """
 
     name: str
     kind: str
     released_spec: TokenSpec | None
     file_extensions: tuple[str, ...] = ()
-    tokenizer_loaders: dict[str, TokenizerLoader] = field(default_factory=dict)
+    tokenizer_loaders: dict[str, TokenizerLoader | str] = field(default_factory=dict)
+    tokenizer_aliases: dict[str, str] = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, ModalityInfo] = {}
@@ -47,9 +53,19 @@ def unregister_modality(name: str) -> None:
     _REGISTRY.pop(name, None)
 
 
-def register_tokenizer(modality: str, name: str, loader: TokenizerLoader) -> None:
-    """Make `loader(**kwargs) -> ModalityTokenizer` available as tokenizer `name` of `modality`."""
-    get_modality(modality).tokenizer_loaders[name] = loader
+def register_tokenizer(modality: str, name: str, loader: TokenizerLoader | str, *,
+                       aliases: tuple[str, ...] = ()) -> None:
+    """Make `loader(**kwargs) -> ModalityTokenizer` available as tokenizer `name` of `modality`
+    (and under each old name in `aliases`). loader: a function or "package.module:function"."""
+    info = get_modality(modality)
+    info.tokenizer_loaders[name] = loader
+    for old in aliases:
+        info.tokenizer_aliases[old] = name
+
+
+def canonical_tokenizer_name(modality: str, name: str) -> str:
+    """The registered name for `name` (an old alias such as "tiny" -> "compact")."""
+    return get_modality(modality).tokenizer_aliases.get(name, name)
 
 
 def get_modality(name: str) -> ModalityInfo:
@@ -73,9 +89,18 @@ def released_specs() -> list[TokenSpec]:
 
 def load_tokenizer(modality: str, name: str, **kwargs) -> ModalityTokenizer:
     info = get_modality(modality)
-    if name not in info.tokenizer_loaders:
+    loader = info.tokenizer_loaders.get(canonical_tokenizer_name(modality, name))
+    if loader is None:
         raise UnknownModalityError(
             f"modality {modality!r} has no tokenizer {name!r}; available: "
             f"{', '.join(info.tokenizer_loaders) or 'none yet'}"
         )
-    return info.tokenizer_loaders[name](**kwargs)
+    if isinstance(loader, str):
+        module, _, function = loader.partition(":")
+        loader = getattr(importlib.import_module(module), function)
+    try:
+        inspect.signature(loader).bind(**kwargs)
+    except TypeError as e:
+        options = ", ".join(p for p in inspect.signature(loader).parameters if p not in ("_", "kwargs"))
+        raise UsageError(f"{modality} tokenizer {name!r}: {e}; its options: {options or 'none'}") from None
+    return loader(**kwargs)

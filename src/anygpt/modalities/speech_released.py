@@ -43,7 +43,7 @@ import torch
 from anygpt.errors import CheckpointError
 from anygpt.modalities.audio import chunked_decode, chunked_encode, to_mono
 from anygpt.modalities.base import TokenSpec
-from anygpt.modalities.speech import AUDIO_EXTENSIONS, RELEASED_SPEECH_SPEC
+from anygpt.modalities.specs import AUDIO_EXTENSIONS, RELEASED_SPEECH_SPEC
 from anygpt.modalities.speech_stage2 import TwoStageSpeechTokenizer
 
 RELEASED_REPO = "fnlp/AnyGPT-speech-modules"

@@ -15,9 +15,9 @@ space (the residual layers still receive it).
       -> layers 2..K: ResidualVectorQuantizer on e - q1                        codes[:, 1:]
       -> ConvNeXt decoder -> log-magnitude + phase of `downsample` STFT frames -> iSTFT
 
-As in the music codec (anygpt.nn.music_codec, whose ConvNeXt block and losses this reuses),
-every layer runs at the code rate, so encode and decode cost a fraction of a GFLOP per second
-of audio; codes [B, K, T] with T = S / frame_hop.
+As in the music codec (anygpt.nn.compact_music_codec; the trunk both share is
+anygpt.nn.spectral_codec), every layer runs at the code rate, so encode and decode cost a
+fraction of a GFLOP per second of audio; codes [B, K, T] with T = S / frame_hop.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from anygpt.nn.music_codec import SpectralCodecConfig, SpectralCodecTrunk
+from anygpt.nn.spectral_codec import SpectralCodecConfig, SpectralCodecTrunk
 from anygpt.nn.quantize import ResidualVectorQuantizer, VectorQuantizer, VQOutput
 
 

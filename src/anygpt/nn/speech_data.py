@@ -13,7 +13,6 @@ so targets never mix clips.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -21,6 +20,9 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from anygpt.errors import ManifestError
+from anygpt.files import atomic_path, safe_join
+from anygpt.manifest import read_manifest as read_manifest_records
 from anygpt.media_io import load_audio
 
 WHISPER_HOP = 320  # encoder frame = 2 mel frames of 160 samples at 16 kHz
@@ -44,18 +46,11 @@ def read_manifest(corpus: str | Path, splits: Iterable[str] | None = None) -> li
         corpus = corpus / "speech"
     man = corpus / "manifest.jsonl"
     if not man.is_file():
-        raise FileNotFoundError(f"{man}: no speech manifest; build the corpus first (anygpt data build)")
-    want = set(splits) if splits is not None else None
-    out = []
-    for line in man.read_text().splitlines():
-        if not line.strip():
-            continue
-        r = json.loads(line)
-        if want is not None and r["split"] not in want:
-            continue
-        out.append(Clip(r["id"], corpus / r["path"], r["speaker"], r["split"], r.get("text", ""),
-                        float(r.get("duration", 0.0))))
-    return out
+        raise ManifestError(f"{man}: no speech manifest; build the corpus first (anygpt data build)")
+    rows = read_manifest_records(man, splits=list(splits) if splits is not None else None,
+                         require=("id", "path", "speaker", "split"))
+    return [Clip(r["id"], safe_join(corpus, r["path"], what=f"{man}: item {r['id']!r} path"), r["speaker"], r["split"],
+                 r.get("text", ""), float(r.get("duration", 0.0))) for r in rows]
 
 
 def load_clips(clips: list[Clip], sample_rate: int = 16000, progress: bool = True) -> list[np.ndarray]:
@@ -124,10 +119,8 @@ def whisper_targets(clips: list[Clip], wavs: list[np.ndarray], frame_hop: int, c
             n = -(-len(w) // frame_hop)
             done[c.id] = pool_frames(enc(w), frame_hop // WHISPER_HOP, n).astype(np.float16)
             if (i + 1) % 200 == 0 or i + 1 == len(todo):
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache.with_suffix(".tmp.npz")
-                np.savez(tmp, **done)
-                tmp.replace(cache)
+                with atomic_path(cache) as tmp, open(tmp, "wb") as f:
+                    np.savez(f, **done)
     return {c.id: done[c.id] for c in clips}
 
 

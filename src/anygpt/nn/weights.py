@@ -1,4 +1,5 @@
-"""Writing shipped weights: float16 safetensors + config.json, the folder written atomically."""
+"""Shipped weights: written as float16 safetensors + config.json (both atomically) and read
+back with errors that name the file (missing, truncated, corrupt, not fitting the config)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+
+from anygpt.errors import CheckpointError
 
 TRAINING_ONLY = ("embed_sum", "cluster_size")  # EMA statistics of the quantizers
 
@@ -80,8 +83,32 @@ def _umask() -> int:
 
 
 def read_meta(folder: str | Path) -> dict:
-    """folder/config.json as save_weights wrote it."""
-    return json.loads((Path(folder) / "config.json").read_text())
+    """folder/config.json as save_weights wrote it (CheckpointError naming the file otherwise)."""
+    path = Path(folder) / "config.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: not found; a weights folder holds config.json and model.safetensors") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not a valid JSON config ({e})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: not a JSON object")
+    return meta
+
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; CheckpointError naming the file if it is missing,
+    truncated or not safetensors (never a pickle: nothing in it can run)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not found")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file, perhaps truncated or corrupt ({e})") from None
 
 
 def load_inference_state(module: torch.nn.Module, folder: str | Path,
@@ -89,12 +116,11 @@ def load_inference_state(module: torch.nn.Module, folder: str | Path,
     """folder/model.safetensors -> module (in place; float16 cast back to the module's dtype).
     Keys ending in `optional` may be missing; any other mismatch raises CheckpointError naming
     the file."""
-    from safetensors.torch import load_file
-
-    from anygpt.errors import CheckpointError
-
     path = Path(folder) / "model.safetensors"
-    missing, unexpected = module.load_state_dict(load_file(str(path)), strict=False)
+    try:
+        missing, unexpected = module.load_state_dict(read_safetensors(path), strict=False)
+    except RuntimeError as e:  # a tensor of the wrong shape
+        raise CheckpointError(f"{path}: weights do not fit the config ({str(e).splitlines()[0]})") from None
     missing = [k for k in missing if not k.endswith(optional)]
     if missing or unexpected:
         raise CheckpointError(f"{path}: weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})")

@@ -311,13 +311,13 @@ class LMTrainer:
 
 
 def tokenizer_entries(values: list[str], specs) -> dict[str, dict]:
-    """--tokenizers image=tiny ... -> anygpt.json's {"image": {"loader": "tiny"}, ...}."""
+    """--tokenizers image=compact ... -> anygpt.json's {"image": {"loader": "compact"}, ...}."""
     entries = {}
     known = {s.name for s in specs}
     for v in values:
         modality, sep, loader = v.partition("=")
         if not sep or not loader:
-            raise AnyGPTError(f"--tokenizers: {v!r} is not MODALITY=LOADER (e.g. image=tiny)")
+            raise AnyGPTError(f"--tokenizers: {v!r} is not MODALITY=LOADER (e.g. image=compact)")
         if modality not in known:
             raise AnyGPTError(f"--tokenizers: the blocks have no {modality!r} codes (they have {', '.join(sorted(known))})")
         entries[modality] = {"loader": loader}
@@ -355,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-blocks-per-dataset", type=int, default=8, help="held-out blocks per dataset (default: 8)")
     p.add_argument("--export-hf", default=None, metavar="DIR", help="also export a plain HF folder (vLLM, llama.cpp converters)")
     p.add_argument("--export-dtype", choices=["bf16", "fp16", "fp32"], default="bf16", help="weights of exports (default: bf16)")
-    p.add_argument("--tokenizers", nargs="*", default=["image=tiny", "speech=tiny", "music=tiny"], metavar="MODALITY=LOADER",
+    p.add_argument("--tokenizers", nargs="*", default=["image=compact", "speech=compact", "music=compact"], metavar="MODALITY=LOADER",
                    help="modality tokenizers named in the exported anygpt.json (default: the shipped tiny ones)")
     p.add_argument("--template", choices=["MMGPT", "AnyGPT"], default="MMGPT", help="chat template recorded in the export")
     p.add_argument("--record-ranks", action="store_true", help=argparse.SUPPRESS)

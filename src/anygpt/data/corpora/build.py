@@ -24,7 +24,9 @@ from pathlib import Path
 from anygpt.data.corpora import images, music, speech, text
 from anygpt.data.corpora.common import DoneLog, run_jobs, write_jsonl_atomic
 from anygpt.data.corpora.presets import Preset, get_preset
-from anygpt.media_io import atomic_path
+from anygpt.errors import OutputError, UsageError
+from anygpt.files import atomic_path
+from anygpt.manifest import read_json
 
 log = logging.getLogger("anygpt.data")
 CORPORA = ("text", "speech", "music", "images")
@@ -58,11 +60,11 @@ def build_corpora(preset: str | Preset, out: str | Path, seed: int = 0, corpora:
     check_dependencies(p, corpora, emoji)
     unknown = set(corpora) - set(CORPORA)
     if unknown:
-        raise ValueError(f"unknown corpora {sorted(unknown)}; choose from {CORPORA}")
+        raise UsageError(f"unknown corpora {sorted(unknown)}; choose from {CORPORA}")
     index_path = out / "index.json"
-    index = json.loads(index_path.read_text()) if index_path.exists() else {}
+    index = read_json(index_path, what="corpus index") if index_path.exists() else {}
     if index.get("preset") not in (None, p.name) or index.get("seed") not in (None, seed):
-        raise ValueError(f"{out} holds preset {index.get('preset')} seed {index.get('seed')}; "
+        raise OutputError(f"{out}: holds preset {index.get('preset')} seed {index.get('seed')}; "
                          f"build {p.name} seed {seed} into another folder (or delete it)")
     index.update(preset=p.name, seed=seed, config=_config(p))
     index.setdefault("corpora", {})

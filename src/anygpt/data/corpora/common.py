@@ -13,11 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import random
 import shutil
+import subprocess
 import traceback
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -25,6 +24,9 @@ from typing import Callable, Iterable, Iterator
 from tqdm import tqdm
 
 from anygpt.errors import AnyGPTError
+from anygpt.files import append_jsonl, remove_stale_temps, write_jsonl
+from anygpt.manifest import iter_jsonl, read_jsonl  # noqa: F401  (read_jsonl: used by the corpus builders)
+from anygpt.workers import process_pool
 
 log = logging.getLogger("anygpt.data")
 
@@ -37,6 +39,27 @@ class MissingDependencyError(AnyGPTError, RuntimeError):
 
 class JobFailed(AnyGPTError, RuntimeError):
     """A single item could not be made (bad asset, voice that fails, score that fails)."""
+
+
+class ToolTimeout(AnyGPTError, RuntimeError):
+    """A tool ran out of time on every attempt: a loaded machine, not the item. The job is not
+    recorded as done or skipped, so the next run makes it (a build's output must not depend on
+    how busy the machine was)."""
+
+
+TOOL_ATTEMPTS = 3  # a timeout is retried with twice the time, up to this many attempts
+
+
+def run_tool(cmd: list[str], timeout: float, **kw) -> subprocess.CompletedProcess:
+    """subprocess.run(cmd, capture_output=True) with `timeout` seconds, doubled on each retry;
+    ToolTimeout after TOOL_ATTEMPTS attempts."""
+    for attempt in range(TOOL_ATTEMPTS):
+        try:
+            return subprocess.run(cmd, capture_output=True, timeout=timeout * 2 ** attempt, **kw)
+        except subprocess.TimeoutExpired:
+            log.warning("%s timed out after %.0f s (attempt %d of %d)", cmd[0], timeout * 2 ** attempt, attempt + 1,
+                        TOOL_ATTEMPTS)
+    raise ToolTimeout(f"{cmd[0]} timed out {TOOL_ATTEMPTS} times (last after {timeout * 2 ** (TOOL_ATTEMPTS - 1):.0f} s)")
 
 
 def require_tool(binary: str, package: str) -> str:
@@ -101,36 +124,19 @@ class DoneLog:
 
     def load(self, corpus_dir: Path) -> "DoneLog":
         self.entries = {}
-        if self.path.exists():
-            with open(self.path, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        entry = json.loads(line)
-                        jid = entry["id"]
-                    except (json.JSONDecodeError, KeyError, TypeError):
-                        continue
-                    if entry.get("status") == "ok" and not _files_intact(corpus_dir, entry["record"]):
-                        self.entries.pop(jid, None)
-                        continue
-                    self.entries[jid] = entry
+        for _, entry in iter_jsonl(self.path, lenient=True):
+            jid = entry.get("id")
+            if jid is None:
+                continue
+            if entry.get("status") == "ok" and not _files_intact(corpus_dir, entry.get("record") or {}):
+                self.entries.pop(jid, None)
+                continue
+            self.entries[jid] = entry
         return self
 
     def append(self, entry: dict) -> None:
-        line = json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n"
-        with open(self.path, "a", encoding="utf-8") as f:
-            # Start on a fresh line if a previous run was killed mid-line.
-            if f.tell() > 0 and not _ends_with_newline(self.path):
-                f.write("\n")
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        append_jsonl(self.path, entry, sort_keys=True, sync=True)
         self.entries[entry["id"]] = entry
-
-
-def _ends_with_newline(path: Path) -> bool:
-    with open(path, "rb") as f:
-        f.seek(-1, os.SEEK_END)
-        return f.read(1) == b"\n"
 
 
 def _files_intact(corpus_dir: Path, record: dict) -> bool:
@@ -144,21 +150,14 @@ def _files_intact(corpus_dir: Path, record: dict) -> bool:
     return True
 
 
-def remove_stale_temps(corpus_dir: Path) -> int:
-    """Delete temporary files (".name.XXXX.ext") left by a killed build; returns how many."""
-    n = 0
-    for p in corpus_dir.rglob(".*"):
-        if p.is_file() and p.name != ".done.jsonl":
-            p.unlink(missing_ok=True)
-            n += 1
-    return n
-
-
 def _run_batch(args: tuple[Callable[[list[dict], Path], list[dict]], list[dict], str]) -> list[dict]:
-    """Run worker on a batch; turn exceptions into 'skipped' entries per job."""
+    """Run worker on a batch; turn exceptions into 'skipped' entries per job ('retry' for a tool
+    that timed out)."""
     worker, jobs, corpus_dir = args
     try:
         return worker(jobs, Path(corpus_dir))
+    except ToolTimeout as e:
+        return [retry_entry(j, str(e)) for j in jobs]
     except Exception as e:  # the whole batch failed: mark each job
         reason = f"{type(e).__name__}: {e}".strip()[:300]
         log.debug("batch failed: %s", traceback.format_exc())
@@ -188,13 +187,21 @@ def run_jobs(
     batches = list(_batches(todo, batch_size, group_key))
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"{name:<7}", unit="item",
                disable=not progress, dynamic_ncols=True, leave=True)
+    retries = []
     try:
         for results in _imap(batches, worker, corpus_dir, workers):
             for entry in results:
-                done.append(entry)
+                if entry["status"] == "retry":  # not logged: the next run makes it
+                    retries.append(entry)
+                else:
+                    done.append(entry)
             bar.update(len(results))
     finally:
         bar.close()
+    if retries:
+        raise ToolTimeout(f"{corpus_dir}: {len(retries)} items were not made because a tool timed out "
+                          f"({retries[0]['reason']}); the machine may be busy: run the same command again to "
+                          "make them (finished items are kept)")
     return done
 
 
@@ -212,29 +219,22 @@ def _imap(batches: list[list[dict]], worker, corpus_dir: Path, workers: int) -> 
     if workers <= 1 or len(batches) <= 1:
         yield from map(_run_batch, args)
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with process_pool(workers) as pool:
         yield from pool.map(_run_batch, args)
 
 
 def write_jsonl_atomic(path: Path, records: Iterable[dict]) -> int:
-    """Write records as JSONL to path atomically; returns the number written."""
-    from anygpt.media_io import atomic_path
-
-    n = 0
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
-            n += 1
-    return n
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """Write records as JSONL (keys sorted) to path atomically; returns the number written."""
+    return write_jsonl(path, records, sort_keys=True)
 
 
 def ok_entry(job: dict, record: dict) -> dict:
     return {"id": job["id"], "status": "ok", "record": record}
+
+
+def retry_entry(job: dict, reason: str) -> dict:
+    """A job to make again on the next run (never written to the done-log)."""
+    return {"id": job["id"], "status": "retry", "reason": reason[:300]}
 
 
 def skip_entry(job: dict, reason: str) -> dict:

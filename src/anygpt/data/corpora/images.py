@@ -28,7 +28,8 @@ from anygpt.data.corpora.common import (
     JobFailed, MissingDependencyError, SETUP_HINT, ok_entry, sha256_file, skip_entry, sub_rng, unit_hash,
 )
 from anygpt.data.corpora.presets import ImagePreset
-from anygpt.media_io import atomic_path, to_rgb
+from anygpt.files import atomic_path
+from anygpt.media_io import to_rgb
 
 EMOJI_DIR = Path(os.environ.get("ANYGPT_EMOJI_DIR", Path.home() / ".cache/anygpt/npm/node_modules/emoji-datasource-google"))
 NOTO_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import random
 import statistics
-import subprocess
 import tempfile
 from pathlib import Path
 
 import torch
 
 from anygpt.data.corpora.common import (
-    JobFailed, ok_entry, require_path, require_tool, sha256_file, skip_entry, sub_rng, unit_hash,
+    JobFailed, ToolTimeout, ok_entry, require_path, require_tool, retry_entry, run_tool, sha256_file, skip_entry,
+    sub_rng, unit_hash,
 )
 from anygpt.data.corpora.presets import MusicPreset
 from anygpt.media_io import load_audio, save_audio
@@ -215,8 +215,8 @@ def _render(notes: list[tuple[float, float, int]], program: int, velocity: int, 
     pm.instruments.append(inst)
     mid, wav = tmp / "clip.mid", tmp / "clip.wav"
     pm.write(str(mid))
-    res = subprocess.run(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.5", "-r", str(sample_rate),
-                          "-F", str(wav), str(SOUNDFONT), str(mid)], capture_output=True, timeout=120)
+    res = run_tool(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.5", "-r", str(sample_rate),
+                    "-F", str(wav), str(SOUNDFONT), str(mid)], 120)
     if res.returncode != 0 or not wav.is_file():
         raise JobFailed(f"fluidsynth failed: {res.stderr.decode(errors='replace').strip()[:200]}")
     return wav
@@ -231,6 +231,8 @@ def render_batch(jobs: list[dict], corpus_dir: Path, preset: MusicPreset) -> lis
     for job in jobs:
         try:
             entries.append(ok_entry(job, _render_one(job, corpus_dir, preset, corpus)))
+        except ToolTimeout as e:
+            entries.append(retry_entry(job, str(e)))
         except Exception as e:  # a score that fails to parse or render is skipped, not fatal
             entries.append(skip_entry(job, f"piece {job['piece_id']}: {type(e).__name__}: {e}"))
     return entries

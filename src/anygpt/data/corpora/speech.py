@@ -18,14 +18,14 @@ Output in DIR/speech: wavs/<speaker>/<id>.wav and manifest.jsonl with records
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from pathlib import Path
 
 import torch
 
 from anygpt.data.corpora.common import (
-    JobFailed, ok_entry, read_jsonl, require_tool, sha256_file, skip_entry, sub_rng, unit_hash,
+    JobFailed, ToolTimeout, ok_entry, read_jsonl, require_tool, retry_entry, run_tool, sha256_file, skip_entry,
+    sub_rng, unit_hash,
 )
 from anygpt.data.corpora.presets import SpeechPreset
 from anygpt.data.corpora.text import speakable
@@ -89,7 +89,7 @@ def plan(text_manifest: Path, preset: SpeechPreset, seed: int) -> list[dict]:
 # ---- synthesis ----
 
 def _run(cmd: list[str], **kw) -> None:
-    res = subprocess.run(cmd, capture_output=True, timeout=TIMEOUT_S, **kw)
+    res = run_tool(cmd, TIMEOUT_S, **kw)
     if res.returncode != 0:
         err = (res.stderr or b"").decode(errors="replace").strip().splitlines()
         raise JobFailed(f"{cmd[0]} exited {res.returncode}: {err[-1] if err else 'no message'}")
@@ -113,7 +113,7 @@ def _festival_batch(jobs: list[dict], tmp: Path) -> dict[str, Path]:
         lines.append(f'(utt.save.wave (SynthText "{text}") "{outs[j["id"]]}" \'riff)')
     script = tmp / "batch.scm"
     script.write_text("\n".join(lines) + "\n")
-    res = subprocess.run(["festival", "--batch", str(script)], capture_output=True, timeout=TIMEOUT_S * 4)
+    res = run_tool(["festival", "--batch", str(script)], TIMEOUT_S * 4)
     stderr = (res.stderr or b"").decode(errors="replace")
     if "not a symbol" in stderr or "unbound variable" in stderr.lower():
         pkg = FESTIVAL_VOICE_PACKAGES.get(voice, f"the festival voice {voice}")
@@ -167,7 +167,9 @@ def synthesise_batch(jobs: list[dict], corpus_dir: Path, sample_rate: int = 1600
         if engine == "festival":
             try:
                 festival_out = _festival_batch(jobs, tmp)
-            except (JobFailed, subprocess.TimeoutExpired) as e:
+            except ToolTimeout as e:
+                return [retry_entry(j, str(e)) for j in jobs]
+            except JobFailed as e:
                 return [skip_entry(j, f"voice {j['speaker']}: {e}") for j in jobs]
         for i, job in enumerate(jobs):
             try:
@@ -177,6 +179,8 @@ def synthesise_batch(jobs: list[dict], corpus_dir: Path, sample_rate: int = 1600
                 elif engine == "espeak":
                     _synth_espeak(job, raw)
                 entries.append(ok_entry(job, _finish(job, raw, corpus_dir, sample_rate, tmp)))
-            except (JobFailed, subprocess.TimeoutExpired, OSError, ValueError) as e:
+            except ToolTimeout as e:
+                entries.append(retry_entry(job, str(e)))
+            except (JobFailed, OSError, ValueError) as e:
                 entries.append(skip_entry(job, f"voice {job['speaker']}: {e}"))
     return entries

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
-from anygpt.data.corpora.common import read_jsonl
+from anygpt.manifest import read_json, read_jsonl
 
 MODALITY = {"speech": "speech", "music": "music", "images": "image", "text": "text"}
 
@@ -39,7 +38,7 @@ def corpus_stats(root: str | Path) -> dict:
             for split, s in sorted(per.items(), key=lambda kv: (kv[0] == "all", kv[0]))
         }
     index_path = root / "index.json"
-    out["index"] = json.loads(index_path.read_text()) if index_path.exists() else {}
+    out["index"] = read_json(index_path, what="corpus index") if index_path.exists() else {}
     return out
 
 

@@ -23,7 +23,7 @@ from anygpt.data.corpora.common import (
     MissingDependencyError, SETUP_HINT, sha256_text, sub_rng, unit_hash, write_jsonl_atomic,
 )
 from anygpt.data.corpora.presets import TextPreset
-from anygpt.media_io import atomic_path
+from anygpt.files import atomic_path
 
 WORDNET_DIR = Path("/usr/share/wordnet")
 GCIDE_PATH = Path("/usr/share/dictd/gcide.dict.dz")

@@ -7,33 +7,32 @@ frames, length and start drawn from the conversation's id, so a re-run writes th
 the description still fits (it names the piece's instrument, key and tempo, which an excerpt
 keeps). Speech is synthesised with a TTS voice (a different voice for the user and the
 assistant of one conversation) and encoded with the speech tokenizer. Output lines hold each
-turn's content in the release's text form (`<sosp><🗣️12>...<eosp>`), so the file is
-readable, and `meta.json` the token specs used.
-A killed run continues: finished conversations are skipped.
+turn's parts, text as text and codes as numbers (anygpt.data.conversations), and `meta.json`
+the token specs used. A killed run continues: finished conversations are skipped.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import re
 import subprocess
 from pathlib import Path
 from typing import Callable, Sequence
 
-import torch
 from tqdm import tqdm
 
 from anygpt.data.codes_store import CodesStore
+from anygpt.data.conversations import CONVERSATIONS, chat_sample, read_conversations, turn_record  # noqa: F401
 from anygpt.data.instruct.script import Element, Script
 from anygpt.data.pretraining import NO_EXCERPTS, excerpt, excerpt_frames
 from anygpt.errors import AnyGPTError
-from anygpt.layout import INSTRUCTION_SEP, RESPONSE_SEP, TokenLayout
-from anygpt.media_io import atomic_path
+from anygpt.files import append_jsonl, atomic_path, write_json
+from anygpt.layout import TokenLayout
+from anygpt.manifest import iter_jsonl
 from anygpt.modalities.base import ModalityTokenizer
 from anygpt.parts import CodesPart, Part, TextPart
-from anygpt.templates import SPOKEN_INSTRUCTION_PROMPT, Turn
+from anygpt.templates import SPOKEN_INSTRUCTION_PROMPT, Turn, spoken_reply
 
 Speaker = Callable[[str, str, Path], None]  # (text, voice, wav path)
 FLITE_VOICES = ("kal", "rms", "slt")
@@ -118,75 +117,31 @@ class Realiser:
             voice = user_voice if t.role == "user" else bot_voice
             if script.spoken and t.role == "assistant":
                 transcript, reply, speech = t.elements
-                parts: list[Part] = [TextPart(f"{INSTRUCTION_SEP} {transcript.text}\n {RESPONSE_SEP} {reply.text} "),
-                                     self.media(speech, voice, rng)]
-            else:
-                parts = [TextPart(e.text) if e.kind == "text" else self.media(e, voice, rng) for e in t.elements]
-                if script.spoken and t.role == "user":
-                    parts.append(TextPart(SPOKEN_INSTRUCTION_PROMPT))
+                out.append(Turn("assistant", spoken_reply(transcript.text, reply.text, self.media(speech, voice, rng))))
+                continue
+            parts: list[Part] = [TextPart(e.text) if e.kind == "text" else self.media(e, voice, rng) for e in t.elements]
+            if script.spoken and t.role == "user":
+                parts.append(TextPart(SPOKEN_INSTRUCTION_PROMPT))
             out.append(Turn(t.role, parts))
         return out
-
-    def content(self, turn: Turn) -> str:
-        return " ".join(p.text if isinstance(p, TextPart) else self.layout.codes_to_text(p.modality, p.codes)
-                        for p in turn.parts)
 
     def run(self, scripts: Sequence[Script], out_dir: str | Path, *, progress: bool = True) -> dict:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out / "meta.json") as tmp:
-            tmp.write_text(json.dumps({"specs": [s.to_dict() for s in self.layout.specs]}, ensure_ascii=False))
-        path = out / "conversations.jsonl"
-        done = set()
-        if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    done.add(json.loads(line)["id"])
-                except (json.JSONDecodeError, KeyError):
-                    pass  # a line cut by a kill: that conversation is made again
+        write_json(out / "meta.json", {"specs": [s.to_dict() for s in self.layout.specs]}, indent=None)
+        path = out / CONVERSATIONS
+        done = {r.get("id") for _, r in iter_jsonl(path, lenient=True)}  # a line cut by a kill is made again
         counts = {"written": 0, "skipped": len(done), "failed": 0}
-        with open(path, "a", encoding="utf-8") as f:
-            for s in tqdm(scripts, desc="conversations", disable=not progress):
-                if s.id in done:
-                    continue
-                try:
-                    turns = self.turns(s)
-                except (AnyGPTError, subprocess.SubprocessError, KeyError) as e:
-                    counts["failed"] += 1
-                    with open(out / "failed.jsonl", "a", encoding="utf-8") as log:
-                        log.write(json.dumps({"id": s.id, "reason": str(e)}) + "\n")
-                    continue
-                record = {"id": s.id, "scenario": s.scenario, "spoken": s.spoken,
-                          "turns": [{"role": t.role, "content": self.content(t)} for t in turns]}
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-                f.flush()
-                counts["written"] += 1
+        for s in tqdm(scripts, desc="conversations", disable=not progress):
+            if s.id in done:
+                continue
+            try:
+                turns = self.turns(s)
+            except (AnyGPTError, subprocess.SubprocessError, KeyError, ValueError) as e:
+                counts["failed"] += 1
+                append_jsonl(out / "failed.jsonl", {"id": s.id, "reason": str(e)})
+                continue
+            append_jsonl(path, {"id": s.id, "scenario": s.scenario, "spoken": s.spoken,
+                                "turns": [turn_record(t) for t in turns]})
+            counts["written"] += 1
         return counts
-
-
-def read_conversations(path: str | Path, layout: TokenLayout) -> list[tuple[str, list[Turn]]]:
-    """conversations.jsonl -> [(id, turns)], media parsed strictly (errors name file and line)."""
-    path = Path(path)
-    out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            turns = [Turn(t["role"], layout.parse_text(t["content"])) for t in rec["turns"]]
-        except (json.JSONDecodeError, KeyError) as e:
-            raise AnyGPTError(f"{path}:{n}: not a conversation record ({e})") from None
-        except AnyGPTError as e:
-            raise AnyGPTError(f"{path}:{n}: {e}") from None
-        out.append((rec["id"], turns))
-    return out
-
-
-def chat_sample(turns: Sequence[Turn], template, codec):
-    """Render with a chat template; labels only on assistant content and its turn end."""
-    from anygpt.data.packing import IGNORE, Sample
-
-    segments = codec.encode_segments(template.render(turns, add_generation_prompt=False), bos=True, eos=True)
-    ids = torch.cat([s for s, _ in segments])
-    labels = torch.cat([s if flag else torch.full_like(s, IGNORE) for s, flag in segments])
-    return Sample(ids.numpy(), labels.numpy())

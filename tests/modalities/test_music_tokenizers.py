@@ -12,12 +12,11 @@ import torch
 
 from anygpt.errors import CheckpointError, MediaError
 from anygpt.layout import TokenLayout
+from anygpt.loaders import load_compact_music_tokenizer
 from anygpt.modalities import load_tokenizer, released_specs
-from anygpt.modalities.music import RELEASED_MUSIC_SPEC
-from anygpt.modalities.music_codec import (
-    RELEASED_CONFIG, TINY_ASSET_DIR, chunked_decode, chunked_encode, released_encodec_config,
-)
-from anygpt.nn.music_codec import CompactMusicCodec, MusicCodecConfig
+from anygpt.modalities.music_tokenizers import RELEASED_CONFIG, chunked_decode, chunked_encode, released_encodec_config
+from anygpt.modalities.specs import RELEASED_MUSIC_SPEC
+from anygpt.nn.compact_music_codec import CompactMusicCodec, MusicCodecConfig
 
 
 def _tone(seconds: float, sr: int, f0: float = 440.0) -> torch.Tensor:
@@ -107,7 +106,7 @@ def small_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def small_tok(small_dir):
-    return load_tokenizer("music", "tiny", path=small_dir)
+    return load_tokenizer("music", "compact", path=small_dir)
 
 
 def test_tiny_spec_and_layout(small_tok):
@@ -178,9 +177,8 @@ def test_bad_input_errors(small_tok, tmp_path):
         small_tok.decode(torch.full((1, 4, 3), 64))
 
 
-@pytest.mark.skipif(not (TINY_ASSET_DIR / "model.safetensors").exists(), reason="shipped weights not exported")
 def test_shipped_tiny_codec_loads_and_reconstructs():
-    tok = load_tokenizer("music", "tiny")
+    tok = load_tokenizer("music", "compact")
     assert (tok.sample_rate, tok.frame_rate, tok.num_codebooks, tok.codebook_size) == (16000, 50.0, 4, 1024)
     t = torch.arange(16000) / 16000
     x = sum(torch.sin(2 * np.pi * 440 * h * t) / h ** 1.5 for h in range(1, 6)) * torch.exp(-t) * 0.2

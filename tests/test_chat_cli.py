@@ -1,4 +1,5 @@
-"""Conversation, Reply, AnyGPT.generate's checks, and the `anygpt` / `anygpt chat` commands."""
+"""Conversation, Reply, AnyGPT.generate's checks, and `anygpt chat` (through the dispatcher, which
+owns the error convention)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,20 @@ import pytest
 import torch
 from PIL import Image
 
-from anygpt import chat_cli, cli
+from anygpt import cli
 from anygpt.conversation import Conversation, Reply, media_file
 from anygpt.errors import AnyGPTError, MediaError, UnknownModalityError
 from anygpt.layout import TokenLayout
 from anygpt.lm.generation import GenerationSettings
 from anygpt.lm.tiny import random_tiny
-from anygpt.model import AnyGPT
 from anygpt.modalities import released_specs
+from anygpt.model import AnyGPT
 from anygpt.parts import CodesPart, MediaFilePart, TextPart
+
+
+def chat(*argv: str) -> int:
+    """`anygpt chat ARGV` as the command runs it: the exit status; messages on stdout/stderr."""
+    return cli.main(["chat", *argv])
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +107,11 @@ def test_unsupported_extension_names_the_path_and_choices(tmp_path):
         Conversation().add_user("hi", speech=[png])
     # upper-case extensions are fine
     upper = tmp_path / "CAT.PNG"
-    upper.write_bytes(b"x")
+    Image.new("RGB", (4, 4)).save(upper, format="PNG")
     assert media_file("image", upper) == MediaFilePart("image", upper)
+    # and the file is read now: a broken picture is reported before any model runs
+    with pytest.raises(MediaError, match="cannot read image"):
+        media_file("image", png)
 
 
 def test_unknown_modality_attachment(png):
@@ -114,13 +123,14 @@ def test_unknown_modality_attachment(png):
 
 
 def test_clear_forgets_everything(png):
-    conv = Conversation(template="AnyGPT")
+    with pytest.warns(DeprecationWarning, match="template"):
+        conv = Conversation(template="AnyGPT")
     conv.add_user("one", image=[png])
     conv.add_assistant([TextPart("two")])
     conv.add_user("three")
     assert [t.role for t in conv.turns] == ["user", "assistant", "user"]
     conv.clear()
-    assert conv.turns == [] and len(conv) == 0 and conv.template == "AnyGPT"
+    assert conv.turns == [] and len(conv) == 0
     conv.add_user("again")
     assert len(conv) == 1
 
@@ -186,40 +196,16 @@ def test_reply_stops_at_the_templates_turn_end(monkeypatch, template):
         return torch.tensor([written])
 
     monkeypatch.setattr(model_module, "generate_ids", fake_generate_ids)
-    conv = Conversation(template=template)
+    conv = Conversation()
     conv.add_user("Hi.")
     reply = any_model.generate(conv, engine="hf")  # the stub replaces HF generate
     assert reply.text == "Hello there"
     assert end not in reply.text and "[Human]" not in reply.text
 
 
-# ----------------------------------------------------------------------------- anygpt (top level)
-def test_cli_help_lists_commands(capsys):
-    assert cli.main(["--help"]) == 0
-    out = capsys.readouterr().out
-    for name in cli.COMMANDS:
-        assert re.search(rf"^\s+{name}\s+\S", out, re.M), out
-    assert {"chat", "data", "eval"} <= set(cli.COMMANDS)
-    assert cli.main([]) == 0
-
-
-def test_cli_unknown_command(capsys):
-    assert cli.main(["fly"]) == 2
-    err = capsys.readouterr().err
-    assert "fly" in err and "chat" in err
-
-
-def test_cli_dispatches_to_chat(tmp_path, capsys):
-    rc = cli.main(["chat", "--model", "tiny-random", "--message", "hi", "--max-new-tokens", "3",
-                   "--output-dir", str(tmp_path)])
-    assert rc == 0
-    assert "assistant:" in capsys.readouterr().out
-
-
+# ----------------------------------------------------------------------------- anygpt chat --help
 def test_chat_help_has_an_example(capsys):
-    with pytest.raises(SystemExit) as e:
-        chat_cli.main(["--help"])
-    assert e.value.code == 0
+    assert chat("--help") == 0
     out = capsys.readouterr().out
     assert "--force-modality" in out and "tiny-random" in out and "/clear" in out
 
@@ -231,8 +217,8 @@ def _codes_files(folder):
 
 def test_one_shot_forced_image_writes_32_codes(tmp_path, capsys, layout):
     out = tmp_path / "out"
-    rc = chat_cli.main(["--model", "tiny-random", "--message", "Draw a red circle.",
-                        "--force-modality", "image", "--output-dir", str(out), "--max-new-tokens", "40"])
+    rc = chat(*["--model", "tiny-random", "--message", "Draw a red circle.",
+                        "--force-modality", "image", "--out", str(out), "--max-new-tokens", "40"])
     assert rc == 0
     files = _codes_files(out)
     images = [f for f in files if "image" in f.name]
@@ -251,8 +237,8 @@ def test_one_shot_forced_image_writes_32_codes(tmp_path, capsys, layout):
 @pytest.mark.parametrize("budget", ["23", "40", "61"])
 def test_one_shot_forced_music_writes_whole_frames(tmp_path, layout, budget):
     out = tmp_path / "out"
-    rc = chat_cli.main(["--model", "tiny-random", "--message", "Play jazz.", "--force-modality", "music",
-                        "--output-dir", str(out), "--max-new-tokens", budget, "--seed", budget])
+    rc = chat(*["--model", "tiny-random", "--message", "Play jazz.", "--force-modality", "music",
+                        "--out", str(out), "--max-new-tokens", budget, "--seed", budget])
     assert rc == 0
     f = out / "turn000-0-music.codes.txt"
     text = f.read_text(encoding="utf-8").strip()
@@ -268,8 +254,8 @@ def test_one_shot_is_reproducible_with_a_seed(tmp_path):
     texts = []
     for run in range(2):
         out = tmp_path / f"run{run}"
-        assert chat_cli.main(["--model", "tiny-random", "--message", "Sing.", "--force-modality", "speech",
-                              "--max-new-tokens", "20", "--seed", "7", "--output-dir", str(out)]) == 0
+        assert chat(*["--model", "tiny-random", "--message", "Sing.", "--force-modality", "speech",
+                              "--max-new-tokens", "20", "--seed", "7", "--out", str(out)]) == 0
         texts.append((out / "turn000-0-speech.codes.txt").read_text(encoding="utf-8"))
     assert texts[0] == texts[1]
 
@@ -279,8 +265,8 @@ def test_forced_image_with_a_too_small_budget_is_explained(tmp_path, capsys, lay
     hold one. Either the budget is raised for the forced segment (and the image is complete) or
     the error says that the token budget is too small (not just 'truncated')."""
     out = tmp_path / "out"
-    rc = chat_cli.main(["--model", "tiny-random", "--message", "Draw.", "--force-modality", "image",
-                        "--max-new-tokens", "10", "--output-dir", str(out)])
+    rc = chat(*["--model", "tiny-random", "--message", "Draw.", "--force-modality", "image",
+                        "--max-new-tokens", "10", "--out", str(out)])
     err = capsys.readouterr().err
     if rc == 0:
         text = (out / "turn000-0-image.codes.txt").read_text(encoding="utf-8").strip()
@@ -295,8 +281,8 @@ def test_unconstrained_malformed_image_is_still_saved(tmp_path, capsys, layout):
     segment (here an image of fewer than 32 codes, the budget being 10 tokens) is kept and marked
     repaired. Saving it must not fail: the command prints the reply and exits 0."""
     out = tmp_path / "out"
-    rc = chat_cli.main(["--model", "tiny-random", "--message", "Draw.", "--force-modality", "image",
-                        "--max-new-tokens", "10", "--unconstrained", "--output-dir", str(out)])
+    rc = chat(*["--model", "tiny-random", "--message", "Draw.", "--force-modality", "image",
+                        "--max-new-tokens", "10", "--unconstrained", "--out", str(out)])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "assistant:" in captured.out
@@ -307,7 +293,7 @@ def test_unconstrained_malformed_image_is_still_saved(tmp_path, capsys, layout):
 
 
 def test_one_shot_bad_model_folder(tmp_path, capsys):
-    rc = chat_cli.main(["--model", "/nonexistent", "--message", "hi", "--output-dir", str(tmp_path)])
+    rc = chat(*["--model", "/nonexistent", "--message", "hi", "--out", str(tmp_path)])
     assert rc == 1
     err = capsys.readouterr().err
     assert err.startswith("anygpt chat:") and "/nonexistent" in err and "not found" in err
@@ -317,32 +303,32 @@ def test_one_shot_bad_model_folder(tmp_path, capsys):
 def test_one_shot_folder_that_is_not_a_model(tmp_path, capsys):
     folder = tmp_path / "not-a-model"
     folder.mkdir()
-    rc = chat_cli.main(["--model", str(folder), "--message", "hi", "--output-dir", str(tmp_path / "out")])
+    rc = chat(*["--model", str(folder), "--message", "hi", "--out", str(tmp_path / "out")])
     assert rc == 1
     err = capsys.readouterr().err
     assert str(folder) in err and "config.json" in err
 
 
 def test_one_shot_unknown_preset_lists_choices(tmp_path, capsys):
-    rc = chat_cli.main(["--model", "tiny-random", "--message", "hi", "--preset", "fastest",
-                        "--output-dir", str(tmp_path)])
-    assert rc == 1
+    rc = chat(*["--model", "tiny-random", "--message", "hi", "--preset", "fastest",
+                        "--out", str(tmp_path)])
+    assert rc == 2  # a bad flag value is a usage error
     err = capsys.readouterr().err
     assert "fastest" in err and "text" in err and "music" in err
 
 
 def test_one_shot_missing_attachment(tmp_path, capsys):
     missing = tmp_path / "gone.png"
-    rc = chat_cli.main(["--model", "tiny-random", "--message", "hi", "--image", str(missing),
-                        "--output-dir", str(tmp_path / "out")])
+    rc = chat(*["--model", "tiny-random", "--message", "hi", "--image", str(missing),
+                        "--out", str(tmp_path / "out")])
     assert rc == 1
     err = capsys.readouterr().err
     assert str(missing) in err and "not found" in err
 
 
 def test_one_shot_image_attachment_needs_an_image_tokenizer(tmp_path, capsys, png):
-    rc = chat_cli.main(["--model", "tiny-random", "--message", "What is this?", "--image", str(png),
-                        "--output-dir", str(tmp_path / "out")])
+    rc = chat(*["--model", "tiny-random", "--message", "What is this?", "--image", str(png),
+                        "--out", str(tmp_path / "out")])
     assert rc == 1
     err = capsys.readouterr().err
     assert "no image tokenizer" in err
@@ -366,7 +352,7 @@ def recorded(monkeypatch):
 
 def _interactive(monkeypatch, tmp_path, lines: list[str]) -> int:
     monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines) + "\n"))
-    return chat_cli.main(["--model", "tiny-random", "--max-new-tokens", "4", "--output-dir", str(tmp_path / "out")])
+    return chat(*["--model", "tiny-random", "--max-new-tokens", "4", "--out", str(tmp_path / "out")])
 
 
 def test_interactive_keeps_history_until_clear(monkeypatch, tmp_path, capsys, recorded):
@@ -387,8 +373,9 @@ def test_interactive_bad_image_path_reports_and_continues(monkeypatch, tmp_path,
     bad = tmp_path / "missing.png"
     rc = _interactive(monkeypatch, tmp_path, [f"/image {bad}", "after the error", "/bogus", "/help", "/quit"])
     assert rc == 0
-    out = capsys.readouterr().out
-    assert re.search(rf"error: .*{re.escape(str(bad))}.*not found", out), out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert re.search(rf"^anygpt chat: .*{re.escape(str(bad))}.*not found", captured.err, re.M), captured.err
     assert "unknown command /bogus" in out
     assert "/image PATH" in out
     # the failed attachment is not carried into the next message
@@ -400,9 +387,9 @@ def test_interactive_failed_turn_is_not_kept(monkeypatch, tmp_path, capsys, reco
     turn is dropped so the next message starts from a clean history."""
     rc = _interactive(monkeypatch, tmp_path, [f"/image {png}", "describe it", "just text"])
     assert rc == 0
-    out = capsys.readouterr().out
-    assert f"(attached {png})" in out
-    assert "error:" in out and "no image tokenizer" in out
+    captured = capsys.readouterr()
+    assert f"(attached {png})" in captured.out
+    assert captured.err.startswith("anygpt chat: ") and "no image tokenizer" in captured.err
     assert [len(c) for c in recorded] == [1, 1]
     assert recorded[1] == [("user", "just text")]
 

@@ -1,17 +1,23 @@
 """`anygpt eval TASK` end to end with the reference (oracle) system and the copy tokenizer."""
 
 import json
+import re
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from anygpt.eval.cli import main
+from anygpt import cli
+
+
+def main(argv: list[str]) -> int:
+    """`anygpt eval ARGV` as the command runs it (exit status; messages on stdout/stderr)."""
+    return cli.main(["eval", *argv])
 
 
 def _run(tmp_path, *argv):
     out = tmp_path / f"{argv[0]}-{len(list(tmp_path.glob('*.json')))}.json"
-    rc = main([*argv, "--out", str(out), "--quiet"])
+    rc = main([*argv, "--out-file", str(out), "--no-progress"])
     assert rc == 0
     return json.loads(out.read_text())
 
@@ -20,15 +26,18 @@ def test_every_task_has_help_with_example(capsys):
     from anygpt.eval.cli import HELP
 
     for task in HELP:
-        with pytest.raises(SystemExit):
-            main([task, "--help"])
-        assert "example:" in capsys.readouterr().out
+        assert main([task, "--help"]) == 0
+        out = capsys.readouterr().out
+        assert "example" in out and f"anygpt eval {task}" in out
+        system_help = re.search(r"^  --system SYSTEM(.*?)\n  --", out, re.S | re.M)
+        if system_help:  # whisper is offered as a system for asr only
+            assert ("whisper" in system_help.group(1)) == (task == "asr"), task
 
 
 def test_missing_and_bad_inputs_name_the_file(tmp_path, capsys):
-    assert main(["asr", "--manifest", str(tmp_path / "none.jsonl")]) == 2
-    assert "none.jsonl" in capsys.readouterr().err
-    assert main(["caption", "--benchmark", "coco", "--root", str(tmp_path)]) == 2
+    assert main(["asr", "--manifest", str(tmp_path / "none.jsonl")]) == 1
+    assert capsys.readouterr().err.startswith(f"anygpt eval asr: {tmp_path / 'none.jsonl'}: manifest not found")
+    assert main(["caption", "--benchmark", "coco", "--root", str(tmp_path)]) == 1
     assert "dataset_coco.json" in capsys.readouterr().err
     assert main(["asr"]) == 2
     assert "--manifest" in capsys.readouterr().err
@@ -58,7 +67,7 @@ def test_image_tasks(scene_corpus, tmp_path):
     r = _run(tmp_path, "text-to-image", "--manifest", str(scene_corpus), "--where", "kind=scene", "--limit", "6")
     assert r["summary"]["scene_exact"] == 1.0 and r["n"] == 6
     assert [i["id"] for i in r["items"]] == [f"scene-{k}" for k in range(0, 12, 2)]  # evenly spaced
-    assert main(["caption", "--manifest", str(scene_corpus), "--where", "kind=digit", "--quiet"]) == 2
+    assert main(["caption", "--manifest", str(scene_corpus), "--where", "kind=digit", "--no-progress"]) == 1
     r = _run(tmp_path, "reconstruction", "--modality", "image", "--manifest", str(scene_corpus))
     assert r["summary"]["psnr"] == "inf"  # lossless; JSON has no infinity, so it is written as a string
     assert r["summary"]["ssim"] == pytest.approx(1.0) and r["summary"]["scene_exact"] == 1.0
@@ -93,5 +102,6 @@ def test_music_tasks_and_plugged_system(melodies, tmp_path, monkeypatch):
     r = _run(tmp_path, "music-caption", "--manifest", str(manifest), "--no-meteor",
              "--system", "my_sut:load", "--system-option", "words=a violin in C major")
     assert r["system"] == "my_sut:load" and r["summary"]["attr_key"] == 0.5
-    assert main(["tts", "--manifest", str(manifest), "--system", "my_sut:load", "--quiet",
-                 "--out", str(tmp_path / "x.json")]) == 2  # Parrot cannot speak: a clear error
+    assert main(["tts", "--manifest", str(manifest), "--system", "my_sut:load", "--no-progress",
+                 "--out-file", str(tmp_path / "x.json")]) == 1  # Parrot cannot speak: a clear error
+    assert not (tmp_path / "x.json").exists()

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from grid_tokenizer import GridTokenizer
 
-from anygpt.data.codes_store import tokenize_corpus, CodesStore
+from anygpt.data.codes_store import CodesStore, tokenize_corpus
 from anygpt.data.instruct.offline_writer import OfflineWriter, distinct_ngrams, duplicate_share
 from anygpt.data.instruct.openai_writer import OpenAIWriter
 from anygpt.data.instruct.realise import CaptionIndex, Realiser, chat_sample, read_conversations
@@ -23,10 +24,9 @@ from anygpt.lm.text_tokenizer import train_text_tokenizer
 from anygpt.lm.tiny import builtin_texts
 from anygpt.media_io import load_audio
 from anygpt.modalities.base import ModalityTokenizer, TokenSpec
-from anygpt.modalities.speech import RELEASED_SPEECH_SPEC
+from anygpt.modalities.specs import RELEASED_SPEECH_SPEC
 from anygpt.parts import CodesPart, TextPart
 from anygpt.templates import get_chat_template
-from test_tokenize_blocks import GridTokenizer, corpus  # noqa: F401  (fixture)
 
 IMAGES = [{"id": f"img{i}", "caption": f"A {c} circle on a white background."}
           for i, c in enumerate(["red", "green", "blue", "yellow"])]
@@ -190,8 +190,14 @@ def test_realise_writes_conversations_and_resumes(realised):
     assert spoken
     user, bot = convs[spoken[0].id]
     assert isinstance(user.parts[0], CodesPart) and user.parts[0].modality == "speech"
-    assert bot.parts[0].text.startswith("<-Ins-> ") and "\n <-Res-> " in bot.parts[0].text
+    bot_text = "".join(p.text for p in bot.parts if isinstance(p, TextPart))
+    assert bot_text.startswith("<-Ins-> ") and "\n <-Res-> " in bot_text
+    assert [p.text for p in bot.parts if isinstance(p, TextPart) and p.markup] == ["<-Ins-> ", "<-Res-> "]
     assert isinstance(bot.parts[-1], CodesPart) and bot.parts[-1].modality == "speech"
+    # codes are stored as numbers, text as text (nothing in a message is parsed for markers)
+    record = json.loads((out / "conversations.jsonl").read_text().splitlines()[0])
+    media = [p for t in record["turns"] for p in t["parts"] if "codes" in p]
+    assert media and all(isinstance(p["codes"][0][0], int) for p in media)
     again = Realiser(layout, {"image": store}, speech_tokenizer=ToneTokenizer(), speaker=fake_speaker,
                      cache_dir=out.parent / "tts").run(scripts, out, progress=False)
     assert again == {"written": 0, "skipped": 41, "failed": 0}

@@ -11,7 +11,7 @@ import torch
 from anygpt.errors import MediaError
 from anygpt.layout import TokenLayout
 from anygpt.modalities import load_tokenizer
-from anygpt.modalities.speech import RELEASED_SPEECH_SPEC
+from anygpt.modalities.specs import RELEASED_SPEECH_SPEC
 from anygpt.nn.soundstorm import SoundStorm, SoundStormConfig, load_soundstorm, save_soundstorm
 from anygpt.nn.speech_codec import CompactSpeechCodec, SpeechCodecConfig, load_codec, save_codec
 
@@ -40,7 +40,7 @@ def small_dirs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tok(small_dirs):
-    return load_tokenizer("speech", "tiny", path=small_dirs / "codec", acoustic_path=small_dirs / "storm")
+    return load_tokenizer("speech", "compact", path=small_dirs / "codec", acoustic_path=small_dirs / "storm")
 
 
 def test_saved_weights_are_float16_and_load_back(small_dirs):
@@ -118,7 +118,7 @@ def test_stereo_resample_empty_and_long_input(tok, tmp_path):
 
 
 def test_shipped_tokenizer_loads_and_keeps_silence_quiet():
-    tok = load_tokenizer("speech", "tiny")
+    tok = load_tokenizer("speech", "compact")
     assert tok.acoustic is not None and tok.default_prompt is not None
     assert tok.frame_rate == 25.0 and tok.token_spec.codebook_size == tok.codec.cfg.semantic_codebook_size
     quiet = tok.decode(tok.encode(torch.zeros(1, 1, 16000)))

@@ -1,0 +1,90 @@
+"""Golden codes: every shipped tokenizer, on small inputs made here, gives exactly the codes
+recorded in golden_codes.json. Any change to shipped weights or to code on the encode path
+that moves a single code fails here; a missing shipped file fails too (never a skip).
+
+The codes were recorded once with `python3 tests/modalities/test_golden_codes.py --record`;
+re-record only for a deliberate change of shipped weights, and say so in the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from anygpt.modalities import load_tokenizer
+
+GOLDEN = Path(__file__).with_name("golden_codes.json")
+
+
+def drawn_scenes() -> torch.Tensor:
+    """Two scenes of the scene renderer (seeded): FloatTensor [2, 3, 64, 64] in [0, 1]."""
+    from anygpt.data import scenes
+
+    rng = random.Random(0)
+    imgs = [np.asarray(scenes.render_scene(scenes.sample_scene(rng, heldout=False), 64), dtype=np.float32) / 255
+            for _ in range(2)]
+    return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).contiguous()
+
+
+def voiced_audio(seconds: float = 1.2, sr: int = 16000) -> torch.Tensor:
+    """A voice-like signal: gliding f0 with harmonics under two formant bumps, plus seeded noise.
+    FloatTensor [1, 1, S]."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * sr)) / sr
+    f0 = 120 + 40 * np.sin(2 * np.pi * 1.5 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    wav = sum(np.exp(-((h * 130 - 700) / 400) ** 2 - ((h * 130 - 1800) / 600) ** 2 * 0.5) * np.sin(h * phase)
+              for h in range(1, 25))
+    wav = wav / np.abs(wav).max() * 0.6 + 0.01 * rng.standard_normal(t.size)
+    return torch.from_numpy(wav.astype(np.float32))[None, None]
+
+
+def tune(seconds: float = 1.0, sr: int = 16000) -> torch.Tensor:
+    """Four plucked notes (decaying harmonics) plus seeded noise: FloatTensor [1, 1, S]."""
+    rng = np.random.default_rng(1)
+    t = np.arange(int(seconds * sr)) / sr
+    wav = np.zeros_like(t)
+    for k, midi in enumerate((60, 64, 67, 72)):
+        start = k * seconds / 4
+        u = np.clip(t - start, 0, None)
+        f = 440 * 2 ** ((midi - 69) / 12)
+        wav += (t >= start) * np.exp(-4 * u) * sum(np.sin(2 * np.pi * f * h * u) / h for h in (1, 2, 3))
+    wav = wav / np.abs(wav).max() * 0.5 + 0.005 * rng.standard_normal(t.size)
+    return torch.from_numpy(wav.astype(np.float32))[None, None]
+
+
+def current_codes() -> dict[str, list]:
+    """The codes of every shipped tokenizer on the inputs above (loading fails if a file is missing)."""
+    torch.set_num_threads(1)
+    image = load_tokenizer("image", "compact")
+    speech = load_tokenizer("speech", "compact")
+    music = load_tokenizer("music", "compact")
+    speech_codes = speech.encode(voiced_audio())  # [1, 6, 30]
+    acoustic = speech.fill_acoustic(speech_codes[:, 0], voice_prompt=None, seed=0)  # the shipped prompt
+    return {
+        "image": image.encode(drawn_scenes()).tolist(),
+        "speech": speech_codes.tolist(),
+        "music": music.encode(tune()).tolist(),
+        "soundstorm": acoustic.tolist(),
+    }
+
+
+def test_shipped_tokenizers_give_the_recorded_codes():
+    want = json.loads(GOLDEN.read_text())
+    got = current_codes()
+    assert set(got) == set(want)
+    for name in want:
+        g, w = torch.tensor(got[name]), torch.tensor(want[name])
+        assert g.shape == w.shape, f"{name}: shape {tuple(g.shape)} != recorded {tuple(w.shape)}"
+        moved = int((g != w).sum())
+        assert moved == 0, f"{name}: {moved} of {w.numel()} codes moved from the recorded ones"
+
+
+if __name__ == "__main__" and "--record" in sys.argv:
+    GOLDEN.write_text(json.dumps(current_codes()) + "\n")
+    print(f"recorded {GOLDEN}")
