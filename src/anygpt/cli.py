@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "blocks": ("anygpt.data.blocks", "build packed, balanced training blocks from corpora and codes"),
     "instruct": ("anygpt.data.instruct.cli", "write any-to-any conversations (stage 1) and realise their media (stage 2)"),
     "train": ("anygpt.train.cli", "train the compact tokenizers and models from the corpora"),
+    "serve": ("anygpt.serve.cli", "an OpenAI-compatible HTTP API (chat completions, streaming, media)"),
+    "demo": ("anygpt.serve.demo", "a web demo (Gradio, offline): chat with text, images, speech, music"),
 }
 
 USAGE = """usage: anygpt COMMAND [ARGS] ...
