@@ -143,8 +143,12 @@ def _stream(service: ChatService, job, request: Request) -> StreamingResponse:
                     yield sse(APIError(504, f"timed out after {job.timeout:g} s", code="timeout").body())
                     break
                 try:
-                    ev = await asyncio.wait_for(events.get(), timeout=min(left, 1.0))
+                    ev = await asyncio.wait_for(events.get(), timeout=min(left, POLL_S))
                 except asyncio.TimeoutError:
+                    # uvicorn (ASGI 2.4) reports a gone client only when a write fails; while no
+                    # event comes, ask for it
+                    if await request.is_disconnected():
+                        break
                     continue
                 if isinstance(ev, TextDelta):
                     yield sse(replies.chunk(job, name, {"content": ev.text}))
