@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import soundfile as sf
 
-from conftest import MODEL, decode_data_url_image, png_url, wav_b64
+from serve_helpers import MODEL, decode_data_url_image, png_url, wav_b64
 
 
 def ask(client, content, **kw):

@@ -19,7 +19,7 @@ from PIL import Image
 from anygpt.serve.demo import build_demo, launch
 from anygpt.serve.service import ChatService, ServeConfig
 
-from conftest import MODEL, SCREENSHOTS
+from serve_helpers import MODEL, SCREENSHOTS
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import MODEL, live, png_url, wav_b64
+from serve_helpers import MODEL, live, png_url, wav_b64
 
 
 def post(url, body, **kw):
