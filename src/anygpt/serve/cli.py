@@ -20,8 +20,10 @@ The server binds only to --host (default 127.0.0.1: this machine alone).
 API_KEY_ENV = "ANYGPT_API_KEY"
 
 
-def add_service_options(p: argparse.ArgumentParser) -> None:
-    """The model and scheduler options `anygpt serve` and `anygpt demo` share."""
+def service_parser(prog: str, description: str, epilog: str, port: int) -> argparse.ArgumentParser:
+    """The options `anygpt serve` and `anygpt demo` share: model, scheduler, address, --debug."""
+    p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="anygpt-tiny", metavar="NAME_OR_DIR",
                    help="anygpt-tiny (default), tiny-random, tiny-random-media, or a model folder")
     p.add_argument("--template", choices=["MMGPT", "AnyGPT"], default=None, help="chat template (default: the model's)")
@@ -34,19 +36,18 @@ def add_service_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, metavar="N", help="torch threads (default 1)")
     p.add_argument("--media-cache", type=int, default=256, metavar="N",
                    help="encoded media remembered by content hash (default 256)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=port, help=f"port to bind (default {port})")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="anygpt serve", description=__doc__, epilog=EXAMPLE,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_service_options(p)
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000)
+    p = service_parser("anygpt serve", __doc__, EXAMPLE, 8000)
     p.add_argument("--api-key", default=None, help=f"clients must send 'Authorization: Bearer KEY' (or set {API_KEY_ENV})")
     p.add_argument("--max-body-mb", type=float, default=32.0, metavar="MB", help="largest request body (default 32)")
     p.add_argument("--max-attachment-mb", type=float, default=16.0, metavar="MB", help="largest attachment (default 16)")
     p.add_argument("--max-audio-seconds", type=float, default=120.0, metavar="S", help="longest audio attachment (default 120)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
 

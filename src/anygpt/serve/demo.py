@@ -184,16 +184,11 @@ def launch(demo, *, host: str, port: int, block: bool):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from anygpt.serve.cli import add_service_options
+    from anygpt.serve.cli import service_parser
 
-    p = argparse.ArgumentParser(prog="anygpt demo", description=__doc__, epilog=EXAMPLE,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_service_options(p)
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=7860)
+    p = service_parser("anygpt demo", __doc__, EXAMPLE, 7860)
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="where reply media are written for the page (default: a temporary folder)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
 
