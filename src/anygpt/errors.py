@@ -9,10 +9,6 @@ class MediaError(AnyGPTError, ValueError):
     """A media file (audio, image) is missing, unreadable, empty or of an unsupported type."""
 
 
-class MediaTooLargeError(MediaError):
-    """A media item over a size limit (pixels, seconds) that the caller set."""
-
-
 class LayoutError(AnyGPTError, ValueError):
     """Codes, ids or token strings that do not fit the token layout (out of range, truncated)."""
 

@@ -8,7 +8,6 @@ job never leaves a half-written file under the final name.
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ import soxr
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from anygpt.errors import MediaError, MediaTooLargeError
+from anygpt.errors import MediaError
 
 
 @contextmanager
@@ -58,28 +57,16 @@ def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
     [-1, 1]."""
     path = Path(path)
     _check_exists(path)
-    return _read_audio(str(path), sample_rate, str(path))
-
-
-def decode_audio(data: bytes, sample_rate: int, name: str = "audio") -> torch.Tensor:
-    """`load_audio` for an audio file held in memory (the format is read from its header);
-    `name` is what errors call it. -> FloatTensor [1, S]."""
-    if not data:
-        raise MediaError(f"{name}: audio is empty (0 bytes)")
-    return _read_audio(io.BytesIO(data), sample_rate, name)
-
-
-def _read_audio(source, sample_rate: int, name: str) -> torch.Tensor:
     try:
-        data, sr = sf.read(source, dtype="float32", always_2d=True)  # [S, C]
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # [S, C]
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         raise MediaError(
-            f"{name}: cannot read audio ({e}); supported: WAV, FLAC, OGG, MP3, AIFF"
+            f"{path}: cannot read audio ({e}); supported: WAV, FLAC, OGG, MP3, AIFF"
         ) from None
     if data.shape[0] == 0:
-        raise MediaError(f"{name}: audio has no samples")
+        raise MediaError(f"{path}: audio has no samples")
     if not np.isfinite(data).all():
-        raise MediaError(f"{name}: audio contains NaN or infinite samples")
+        raise MediaError(f"{path}: audio contains NaN or infinite samples")
     mono = data.mean(axis=1)
     if sr != sample_rate:
         mono = soxr.resample(mono, sr, sample_rate, quality="HQ").astype(np.float32)
@@ -110,28 +97,12 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None) -> torch.T
     """
     path = Path(path)
     _check_exists(path)
-    return _read_image(path, size, str(path))
-
-
-def decode_image(data: bytes, size: tuple[int, int] | None = None, name: str = "image",
-                 max_pixels: int | None = None) -> torch.Tensor:
-    """`load_image` for an image file held in memory; `name` is what errors call it. An image of
-    more than `max_pixels` pixels raises MediaTooLargeError before its pixels are decoded."""
-    if not data:
-        raise MediaError(f"{name}: image is empty (0 bytes)")
-    return _read_image(io.BytesIO(data), size, name, max_pixels)
-
-
-def _read_image(source, size: tuple[int, int] | None, name: str, max_pixels: int | None = None) -> torch.Tensor:
     try:
-        with Image.open(source) as im:
-            if max_pixels is not None and im.size[0] * im.size[1] > max_pixels:
-                raise MediaTooLargeError(f"{name}: image of {im.size[0]}x{im.size[1]} pixels is larger than "
-                                         f"the limit of {max_pixels} pixels")
+        with Image.open(path) as im:
             im.load()
             rgb = to_rgb(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as e:
-        raise MediaError(f"{name}: cannot read image ({e}); supported: PNG, JPEG, BMP, GIF, WebP, TIFF") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise MediaError(f"{path}: cannot read image ({e}); supported: PNG, JPEG, BMP, GIF, WebP, TIFF") from None
     if size is not None and rgb.size != (size[1], size[0]):
         rgb = rgb.resize((size[1], size[0]), Image.BICUBIC)
     arr = np.asarray(rgb, dtype=np.float32) / 255.0

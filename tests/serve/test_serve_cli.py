@@ -12,13 +12,18 @@ import time
 import httpx
 import pytest
 
-from anygpt.cli import main as anygpt
+from anygpt.cli import COMMANDS
+from anygpt.serve import cli as serve_cli
+from anygpt.serve import demo as demo_cli
+
+MAINS = {"serve": serve_cli.main, "demo": demo_cli.main}
 
 
 @pytest.mark.parametrize("command", ["serve", "demo"])
-def test_help_gives_examples(command, capsys):
+def test_registered_and_help_gives_examples(command, capsys):
+    assert COMMANDS[command][0] == MAINS[command].__module__
     with pytest.raises(SystemExit) as e:
-        anygpt([command, "--help"])
+        MAINS[command](["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "examples:" in out and f"anygpt {command} --model anygpt-tiny" in out and "--host" in out
@@ -27,12 +32,12 @@ def test_help_gives_examples(command, capsys):
 @pytest.mark.parametrize("flag", ["--max-batch=0", "--max-queue=0", "--timeout=0", "--threads=0"])
 def test_bad_flag_values_are_usage_errors(flag, capsys):
     with pytest.raises(SystemExit) as e:
-        anygpt(["serve", "--model", "tiny-random", flag])
+        serve_cli.main(["--model", "tiny-random", flag])
     assert e.value.code == 2 and flag.split("=")[0] in capsys.readouterr().err
 
 
 def test_a_missing_model_is_one_line_and_exit_1(tmp_path, capsys):
-    assert anygpt(["serve", "--model", str(tmp_path / "nowhere")]) == 1
+    assert serve_cli.main(["--model", str(tmp_path / "nowhere")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("anygpt serve: ") and "nowhere" in err and "Traceback" not in err
 

@@ -240,8 +240,7 @@ def _audio(body: dict, param: str, model, cache: MediaCache, limits: MediaLimits
     codes = cache.get(key)
     if codes is not None:
         return CodesPart(kind, codes)
-    return PendingMedia(kind, key, audio_from_b64(body.get("data"), body.get("format"), f"{param}.data", limits,
-                                                  tok.sample_rate))
+    return PendingMedia(kind, key, audio_from_b64(body.get("data"), body.get("format"), f"{param}.data", limits, tok))
 
 
 def _earlier_audio(audio: dict, param: str, cache: MediaCache) -> CodesPart:
@@ -267,4 +266,4 @@ def _voice(req: ChatRequest, model, cache: MediaCache, limits: MediaLimits) -> P
         raise bad_request("audio.voice", "this model's speech tokenizer cannot take a voice prompt")
     data = b64_bytes(voice.data, "audio.voice.data", limits)
     return PendingMedia("voice", content_key("voice", data),
-                        audio_from_b64(voice.data, voice.format, "audio.voice.data", limits, tok.sample_rate))
+                        audio_from_b64(voice.data, voice.format, "audio.voice.data", limits, tok))
