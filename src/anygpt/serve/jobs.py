@@ -17,8 +17,8 @@ import torch
 from anygpt.lm.generation import GenerationSettings, GenerationSettingsError, get_preset
 from anygpt.parts import CodesPart, TextPart
 from anygpt.serve.errors import APIError, bad_request
-from anygpt.serve.media import (AUDIO_OUTPUT_FORMATS, MediaLimits, audio_from_b64, b64_bytes, image_from_url,
-                                split_data_url)
+from anygpt.serve.media import (AUDIO_OUTPUT_FORMATS, MediaLimits, audio_from_bytes, b64_bytes, check_audio_format,
+                                image_from_bytes, split_data_url)
 from anygpt.serve.media_cache import MediaCache, content_key
 from anygpt.serve.schemas import ChatRequest
 from anygpt.templates import Turn
@@ -221,13 +221,13 @@ def _tokenizer(model, modality: str, param: str):
 
 def _image(url: Any, param: str, model, cache: MediaCache, limits: MediaLimits):
     tok = _tokenizer(model, "image", param)
-    _, data = split_data_url(url, param, limits)
+    mime, data = split_data_url(url, param, limits)
     key = content_key("image", data)
     codes = cache.get(key)
     if codes is not None:
         return CodesPart("image", codes)
     size = tok.image_size[0] if tok.image_size else None
-    return PendingMedia("image", key, image_from_url(url, param, limits, size))
+    return PendingMedia("image", key, image_from_bytes(data, mime, param, limits, size))
 
 
 def _audio(body: dict, param: str, model, cache: MediaCache, limits: MediaLimits):
@@ -238,9 +238,10 @@ def _audio(body: dict, param: str, model, cache: MediaCache, limits: MediaLimits
     data = b64_bytes(body.get("data"), f"{param}.data", limits)
     key = content_key(kind, data)
     codes = cache.get(key)
-    if codes is not None:
+    if codes is not None:  # the format is not even looked at: these bytes were read before
         return CodesPart(kind, codes)
-    return PendingMedia(kind, key, audio_from_b64(body.get("data"), body.get("format"), f"{param}.data", limits, tok))
+    check_audio_format(body.get("format"), f"{param}.format")
+    return PendingMedia(kind, key, audio_from_bytes(data, body.get("format"), f"{param}.data", limits, tok))
 
 
 def _earlier_audio(audio: dict, param: str, cache: MediaCache) -> CodesPart:
@@ -265,5 +266,6 @@ def _voice(req: ChatRequest, model, cache: MediaCache, limits: MediaLimits) -> P
     if not hasattr(tok, "prompt_codes"):
         raise bad_request("audio.voice", "this model's speech tokenizer cannot take a voice prompt")
     data = b64_bytes(voice.data, "audio.voice.data", limits)
+    check_audio_format(voice.format, "audio.voice.format")
     return PendingMedia("voice", content_key("voice", data),
-                        audio_from_b64(voice.data, voice.format, "audio.voice.data", limits, tok))
+                        audio_from_bytes(data, voice.format, "audio.voice.data", limits, tok))

@@ -64,10 +64,9 @@ def split_data_url(url: object, param: str, limits: MediaLimits) -> tuple[str, b
     return fields[0].strip().lower(), b64_bytes(payload, param, limits)
 
 
-def image_from_url(url: object, param: str, limits: MediaLimits, size: int | None) -> torch.Tensor:
-    """An image data URL -> FloatTensor [3, H, W] in [0, 1] (padded square and resized to
-    `size` when given, as the image tokenizer does)."""
-    mime, data = split_data_url(url, param, limits)
+def image_from_bytes(data: bytes, mime: str, param: str, limits: MediaLimits, size: int | None) -> torch.Tensor:
+    """An image data URL's MIME type and bytes -> FloatTensor [3, H, W] in [0, 1] (padded square
+    and resized to `size` when given, as the image tokenizer does)."""
     if mime not in IMAGE_TYPES:
         raise bad_request(param, f"unsupported MIME type {mime!r} for an image; use one of "
                                  f"{', '.join(IMAGE_TYPES)}", code="unsupported_media_type")
@@ -92,14 +91,15 @@ def image_from_url(url: object, param: str, limits: MediaLimits, size: int | Non
     return img
 
 
-def audio_from_b64(text: object, fmt: object, param: str, limits: MediaLimits, tokenizer) -> torch.Tensor:
-    """base64 audio of format `fmt` -> FloatTensor [1, S] mono at the tokenizer's sample rate
-    (mixed down and resampled by its `prepare`)."""
-    fmt_param = param.rsplit(".", 1)[0] + ".format"
+def check_audio_format(fmt: object, param: str) -> None:
     if fmt not in AUDIO_INPUT_FORMATS:
-        raise bad_request(fmt_param, f"unsupported audio format {fmt!r}; use one of {', '.join(AUDIO_INPUT_FORMATS)}",
+        raise bad_request(param, f"unsupported audio format {fmt!r}; use one of {', '.join(AUDIO_INPUT_FORMATS)}",
                           code="unsupported_media_type")
-    data = b64_bytes(text, param, limits)
+
+
+def audio_from_bytes(data: bytes, fmt: str, param: str, limits: MediaLimits, tokenizer) -> torch.Tensor:
+    """An audio file's bytes, of format `fmt` (checked first) -> FloatTensor [1, S] mono at the
+    tokenizer's sample rate (mixed down and resampled by its `prepare`)."""
     try:
         info = sf.info(io.BytesIO(data))
         if info.format != AUDIO_INPUT_FORMATS[fmt]:
