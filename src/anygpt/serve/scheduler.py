@@ -170,12 +170,16 @@ class Scheduler:
         for run in list(self._active) + list(self._continuing):
             run.job.cancel.set()
         self._thread.join(timeout)
+        closing = APIError(503, "the server is shutting down", code="shutting_down")
+        for run in self._continuing:
+            self._fail(run, closing)
+        self._continuing = []
         while True:
             try:
                 job = self._queue.get_nowait()
             except queue.Empty:
                 break
-            self._fail_job(job, APIError(503, "the server is shutting down", code="shutting_down"))
+            self._fail_job(job, closing)
 
     def submit(self, job: Job) -> None:
         if self._stop.is_set():
@@ -205,6 +209,10 @@ class Scheduler:
                 self._active = batch
                 try:
                     self._run(batch)
+                except Exception as e:  # noqa: BLE001 - a bug fails this batch, not the server
+                    log.exception("a batch failed")
+                    for run in batch:
+                        self._fail(run, APIError(500, f"internal error: {e}", code="internal_error"))
                 finally:
                     self._active = []
 
@@ -244,6 +252,10 @@ class Scheduler:
                 continue
             except AnyGPTError as e:
                 self._fail(run, APIError(400, str(e), code="invalid_request"))
+                continue
+            except Exception as e:  # noqa: BLE001
+                log.exception("preparing a request failed")
+                self._fail(run, APIError(500, f"preparing the request failed: {e}", code="internal_error"))
                 continue
             requests.append(request)
             runs.append((run, start))
