@@ -223,3 +223,15 @@ def test_corrupt_pixels_after_a_valid_header_are_a_400(server):
     url = "data:image/png;base64," + base64.b64encode(broken).decode()
     err = error_of(post(server[0], user([image_part(url)])), 400)
     assert err["param"] == "messages[0].content[0].image_url.url" and "cannot read image" in err["message"]
+
+
+def test_a_failure_inside_one_request_leaves_the_server_running(server, monkeypatch):
+    tok = server[1].model.tokenizers["image"]
+
+    def broken(media):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(tok, "encode_item", broken)
+    err = error_of(post(server[0], user([image_part(png_url(color=(1, 2, 3)))])), 500)
+    assert "simulated bug" in err["message"]
+    assert post(server[0], user("still answering")).status_code == 200
