@@ -14,6 +14,7 @@ APT_PACKAGES=(
   fonts-noto-color-emoji                                                         # emoji, 2nd style
   wordnet-base dict-gcide fortunes                                               # text
   default-jre-headless                                                           # pycocoevalcap (METEOR, PTB tokenizer)
+  chromium chromium-driver                                                       # the demo's browser test (selenium)
   sox libsndfile1
 )
 EMOJI_NPM="emoji-datasource-google@16.0.0"

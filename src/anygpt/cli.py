@@ -34,6 +34,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
               "anygpt train lm --blocks data/tiny-seq/blocks-pretrain --preset tiny --out runs/lm"),
     "pipeline": ("anygpt.pipeline", "anygpt-tiny end to end: corpus, codes, conversations, blocks, training, eval",
                  "anygpt pipeline tiny --out runs/tiny"),
+    "serve": ("anygpt.serve.cli", "an OpenAI-compatible HTTP API (chat completions, streaming, media)",
+              "anygpt serve --model anygpt-tiny --host 127.0.0.1 --port 8000"),
+    "demo": ("anygpt.serve.demo", "a web demo (Gradio, offline): chat with text, images, speech, music",
+             "anygpt demo --model anygpt-tiny --port 7860"),
 }
 WITH_ACTIONS = ("data", "eval", "instruct", "train")  # `anygpt data build`: messages name the action too
 

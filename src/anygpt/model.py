@@ -182,11 +182,6 @@ class AnyGPT:
                 ids = torch.cat([ids, torch.tensor(start)])
         return ids, start
 
-    def _reply(self, new: list[int], start: list[int], settings: GenerationSettings) -> list[TextPart | CodesPart]:
-        stops = set(self.stop_ids)
-        cut = next((i for i, t in enumerate(new) if t in stops), len(new))
-        return _until(self.codec.decode(start + new[:cut], strict=settings.constrained), self.template.bot_end)
-
     @property
     def _stop_strings(self) -> list[str]:
         return [] if self.turn_end_id is not None else [self.template.bot_end]
@@ -252,21 +247,44 @@ class AnyGPT:
         settings = self._settings(preset, settings, engine)
         if streamer is not None and len(prompts) != 1:
             raise AnyGPTError("a streamer follows one prompt at a time")
-        encoded = [self._prompt_ids(p, settings, force_modality) for p in prompts]
-        if streamer is not None and encoded[0][1]:
-            streamer.put(torch.tensor(encoded[0][1]))
         if engine == "hf" or settings.num_beams > 1:
+            encoded = [self._prompt_ids(p, settings, force_modality) for p in prompts]
+            if streamer is not None and encoded[0][1]:
+                streamer.put(torch.tensor(encoded[0][1]))
             with _torch_threads(threads):
                 news = self._generate_hf([ids for ids, _ in encoded], settings, seed, streamer)
+            starts = [start for _, start in encoded]
         else:
-            from anygpt.lm.engine import Request
-
             base = _seed(seed)
-            requests = [Request(ids, settings, generator=base + i, stop_ids=self.stop_ids,
-                                stop_strings=self._stop_strings, streamer=streamer if i == 0 else None)
-                        for i, (ids, _) in enumerate(encoded)]
-            news = [r.ids for r in self.engine(quantize=quantize).generate(requests, threads=threads)]
-        return [self._reply(new, start, settings) for (_, start), new in zip(encoded, news)]
+            built = [self.engine_request(p, settings, force_modality=force_modality, seed=base + i,
+                                         streamer=streamer if i == 0 else None) for i, p in enumerate(prompts)]
+            results = self.engine(quantize=quantize).generate([r for r, _ in built], threads=threads)
+            news, starts = [r.ids for r in results], [start for _, start in built]
+        return [self.reply_parts(new, start, settings) for start, new in zip(starts, news)]
+
+    def engine_request(self, prompt: list, settings: GenerationSettings, *, force_modality: str | None = None,
+                       seed: int = 0, streamer=None, cancel=None, logit_bias: torch.Tensor | None = None):
+        """One prompt (list of parts, media as CodesPart or MediaFilePart) -> (anygpt.lm.engine
+        Request, start: the reply ids already written, i.e. the forced start marker or []).
+        For callers that batch requests of different settings themselves (the server); the
+        streamer receives `start` now. After `engine.generate`, `reply_parts(result.ids, start,
+        settings)` gives the reply."""
+        from anygpt.lm.engine import Request
+
+        ids, start = self._prompt_ids(prompt, settings.check(), force_modality)
+        if streamer is not None and start:
+            streamer.put(torch.tensor(start))
+        return Request(ids, settings, generator=seed, stop_ids=self.stop_ids, stop_strings=self._stop_strings,
+                       streamer=streamer, cancel=cancel, logit_bias=logit_bias), start
+
+    def reply_parts(self, new: Sequence[int], start: Sequence[int],
+                    settings: GenerationSettings) -> list[TextPart | CodesPart]:
+        """New ids of a reply (as the engine returns them) -> its parts up to the turn end;
+        constrained settings parse strictly, unconstrained leniently (repaired segments marked)."""
+        stops = set(self.stop_ids)
+        new = list(new)
+        cut = next((i for i, t in enumerate(new) if t in stops), len(new))
+        return _until(self.codec.decode(list(start) + new[:cut], strict=settings.constrained), self.template.bot_end)
 
     def _generate_hf(self, prompts: list[torch.Tensor], settings: GenerationSettings, seed: int | None,
                      streamer) -> list[list[int]]:

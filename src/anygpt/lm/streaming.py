@@ -194,6 +194,15 @@ class ReplyStreamer:
             self.speech.finish()
         self._emit(Done())
 
+    def resume(self) -> None:
+        """Go on with the same reply after its turn end: the ids put next continue it (a server
+        that appends a segment the client asked for, after the model ended its turn). Text held
+        back as a possible turn end is dropped. Not after `end()`."""
+        if self.closed:
+            raise RuntimeError("ReplyStreamer.resume() after end()")
+        self._flush_text(final=True)
+        self.ended = False
+
     def __iter__(self) -> Iterator[Event]:
         while True:
             ev = self.events.get()

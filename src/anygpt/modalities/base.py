@@ -112,6 +112,10 @@ class ModalityTokenizer(ABC):
 
     def encode_file(self, path: str | Path) -> torch.Tensor:
         """One file -> LM-facing codes LongTensor [len(lm_codebooks), T]."""
-        media = self.load(path).unsqueeze(0)
+        return self.encode_item(self.load(path))
+
+    def encode_item(self, media: torch.Tensor) -> torch.Tensor:
+        """One item as `load` returns it ([C, S] or [3, H, W]) -> LM-facing codes LongTensor
+        [len(lm_codebooks), T]."""
         with torch.inference_mode():
-            return self.to_lm(self.encode(media))[0]
+            return self.to_lm(self.encode(media.unsqueeze(0)))[0]

@@ -1,0 +1,207 @@
+"""Serving under load: 1, 8 and 32 concurrent streaming clients against `anygpt serve` on
+loopback. Prints requests/s, completion tokens/s, time to first token (p50 / p90), time to
+first audio (--speech), the largest engine batch, rejected requests and the server's peak RSS
+at each level.
+
+    python benchmarks/bench_serve.py                          # random model of anygpt-tiny's shape
+    python benchmarks/bench_serve.py --model anygpt-tiny      # the shipped model
+    python benchmarks/bench_serve.py --speech                 # spoken replies, streamed as audio
+
+The server is a separate process (`python -m anygpt.cli serve`, bound to 127.0.0.1 and a free
+port) so that its RSS is its own; its memory is sampled every 20 ms while each level runs. The
+clients (httpx, asyncio, one process) share the machine with it: on 2 cores the figures are
+for the pair, not the server alone. Each client sends --requests requests one after another,
+each a short question with max_tokens=--max-tokens, seed fixed per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+
+
+def save_random_model(folder: Path) -> Path:
+    """The random anygpt-tiny-shaped model of bench_generation, written as a model folder that
+    names the shipped tiny tokenizers (so the server loads it like any other)."""
+    sys.path.insert(0, str(HERE))
+    from bench_generation import build_model
+
+    model = build_model("random")
+    model.tokenizer_entries = {m: {"loader": "tiny"} for m in model.tokenizers}
+    model.save_pretrained(folder)
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RssSampler:
+    """Peak resident memory of a process, sampled from /proc while the block runs."""
+
+    def __init__(self, pid: int, every: float = 0.02):
+        self.pid, self.every, self.peak = pid, every, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _rss(self) -> int:
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            time.sleep(self.every)
+
+    def __enter__(self):
+        self.peak = self._rss()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+async def one_request(client: httpx.AsyncClient, url: str, body: dict) -> dict:
+    """Stream one completion -> {"ttft", "tta", "tokens", "status"}."""
+    t0 = time.perf_counter()
+    out = {"ttft": None, "tta": None, "tokens": 0, "status": None}
+    async with client.stream("POST", url, json=body) as r:
+        out["status"] = r.status_code
+        if r.status_code != 200:
+            await r.aread()
+            return out
+        async for line in r.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if "error" in chunk:
+                out["status"] = chunk["error"].get("code")
+                break
+            if chunk.get("usage"):
+                out["tokens"] = chunk["usage"]["completion_tokens"]
+            for choice in chunk.get("choices", []):
+                delta = choice.get("delta", {})
+                now = time.perf_counter() - t0
+                if delta.get("content") and out["ttft"] is None:
+                    out["ttft"] = now
+                if (delta.get("audio") or {}).get("data") and out["tta"] is None:
+                    out["tta"] = now
+    return out
+
+
+async def run_level(base: str, clients: int, requests: int, args) -> tuple[list[dict], float]:
+    url = base + "/v1/chat/completions"
+    words = "tell me about the weather the sea music pictures a cat a house the city at night".split()
+
+    def body(c: int, i: int) -> dict:
+        question = " ".join(words[(c + i + k) % len(words)] for k in range(6 + (c * 7 + i) % 20))
+        b = {"messages": [{"role": "user", "content": question}], "max_tokens": args.max_tokens, "seed": c * 1000 + i,
+             "stream": True, "stream_options": {"include_usage": True}}
+        if args.speech:
+            b.update(modalities=["text", "audio"], audio={"voice": "default", "format": "pcm16"})
+        return b
+
+    async def client_loop(c: int, client: httpx.AsyncClient) -> list[dict]:
+        return [await one_request(client, url, body(c, i)) for i in range(requests)]
+
+    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+        t = time.perf_counter()
+        results = await asyncio.gather(*(client_loop(c, client) for c in range(clients)))
+        wall = time.perf_counter() - t
+    return [r for rs in results for r in rs], wall
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))] if values else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="random", help="'random' (anygpt-tiny's shape), a model name or folder")
+    p.add_argument("--clients", default="1,8,32", help="concurrency levels (default 1,8,32)")
+    p.add_argument("--requests", type=int, default=2, help="requests per client at each level (default 2)")
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--max-batch", type=int, default=8)
+    p.add_argument("--speech", action="store_true", help="ask for spoken replies (text + streamed audio)")
+    p.add_argument("--threads", type=int, default=1, help="the server's torch threads")
+    args = p.parse_args(argv)
+    levels = [int(x) for x in args.clients.split(",")]
+
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        model = str(save_random_model(Path(tmp) / "random-tiny-shape")) if args.model == "random" else args.model
+        port = free_port()
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        cmd = [sys.executable, "-m", "anygpt.cli", "serve", "--model", model, "--host", "127.0.0.1",
+               "--port", str(port), "--max-batch", str(args.max_batch), "--max-queue", str(max(levels) * 2),
+               "--threads", str(args.threads), "--timeout", "900"]
+        server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 300
+            while True:
+                if server.poll() is not None:
+                    print(server.stderr.read(), file=sys.stderr)
+                    return 1
+                try:
+                    if httpx.get(base + "/health", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise SystemExit("the server did not start in 300 s")
+                time.sleep(0.3)
+            idle_rss = RssSampler(server.pid)._rss()
+            asyncio.run(run_level(base, 1, 1, args))  # warm-up: first-call costs out of the table
+            load = os.getloadavg()[0]
+            print(f"model {args.model}, max_tokens {args.max_tokens}, max_batch {args.max_batch}, server threads "
+                  f"{args.threads}, {os.cpu_count()} cores, load average {load:.2f} before; idle server RSS "
+                  f"{idle_rss / 2**20:.0f} MiB")
+            head = (f"{'clients':>7} {'requests':>8} {'ok':>4} {'rejected':>8} {'req/s':>7} {'tok/s':>7} "
+                    f"{'TTFT p50':>9} {'TTFT p90':>9}" + (f" {'audio p50':>9}" if args.speech else "")
+                    + f" {'batch':>5} {'peak RSS':>9}")
+            print(head)
+            for clients in levels:
+                with RssSampler(server.pid) as rss:
+                    results, wall = asyncio.run(run_level(base, clients, args.requests, args))
+                health = httpx.get(base + "/health").json()
+                ok = [r for r in results if r["status"] == 200]
+                ttft = [r["ttft"] for r in ok if r["ttft"] is not None]
+                tta = [r["tta"] for r in ok if r["tta"] is not None]
+                tokens = sum(r["tokens"] for r in ok)
+                line = (f"{clients:>7} {len(results):>8} {len(ok):>4} {len(results) - len(ok):>8} "
+                        f"{len(ok) / wall:>7.2f} {tokens / wall:>7.1f} {pct(ttft, .5):>8.2f}s {pct(ttft, .9):>8.2f}s"
+                        + (f" {pct(tta, .5):>8.2f}s" if args.speech else "")
+                        + f" {health['largest_batch']:>5} {rss.peak / 2**20:>6.0f} MiB")
+                print(line, flush=True)
+            print(f"load average {os.getloadavg()[0]:.2f} after. batch: the largest engine batch so far; "
+                  "rejected: 503 (queue full) or errors")
+        finally:
+            server.terminate()
+            server.wait(30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

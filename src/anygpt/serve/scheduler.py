@@ -1,0 +1,460 @@
+"""The scheduler: one thread that owns the model and its engine. Request threads put Jobs on a
+bounded queue; the thread takes up to max_batch of them at a time (continuations first) and runs
+them through one `engine.generate` call, so concurrent requests share the decode steps.
+
+A job's life: its media are encoded (or found in the media cache), its prompt is built from
+the chat template, then
+  pass 1   the model writes its turn (media not asked for are banned by logit bias; with
+           `force` the reply starts with that modality's start marker);
+  pass 2.. for each modality in `ensure` the reply still lacks, the reply so far is extended by
+           that modality's start marker and generated on (so `modalities: ["text", "image"]`
+           always gets its image);
+then its media are rendered (PNG, WAV...) and its future resolved. Streaming jobs get events
+(text deltas, speech audio chunks, each image or music piece as it completes) through
+`job.emit` while they run.
+
+A job whose cancel event is set (client gone, timeout) is dropped from the queue or stopped by
+the engine at its next step. A full queue raises a 503 APIError with Retry-After.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from anygpt.errors import AnyGPTError
+from anygpt.lm.streaming import AudioChunk, ReplyStreamer, SegmentDone, TextDelta
+from anygpt.parts import CodesPart, TextPart
+from anygpt.serve.errors import APIError
+from anygpt.serve.jobs import Job, PendingMedia
+from anygpt.serve.media import audio_bytes, png_bytes
+from anygpt.serve.media_cache import MediaCache, content_key
+from anygpt.templates import Turn, parse_spoken_reply
+
+log = logging.getLogger("anygpt.serve")
+
+
+# ----------------------------------------------------------------------------- what jobs yield
+@dataclass
+class RenderedMedia:
+    """One media part of a reply as bytes: image PNG, or audio in the job's audio format."""
+
+    modality: str
+    data: bytes
+    format: str  # "png", "wav", "pcm16", "flac"
+    sample_rate: int | None = None
+    audio_id: str | None = None  # speech: the id a later turn may refer to
+
+
+@dataclass
+class JobResult:
+    parts: list  # TextPart | CodesPart, the whole reply
+    media: list[RenderedMedia]  # one per CodesPart, in order (empty for streamed jobs: already sent)
+    finish_reason: str  # "stop" | "length"
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def text(self) -> str:
+        return "".join(p.text for p in self.parts if isinstance(p, TextPart)).strip()
+
+    @property
+    def transcript(self) -> str:
+        """What the reply's speech says: the reply text (the part after '<-Res->' in the spoken format)."""
+        return parse_spoken_reply(self.parts).reply
+
+
+@dataclass
+class SpeechAudio:
+    """Streamed: a piece of a speech segment's audio (samples FloatTensor [S])."""
+
+    audio_id: str
+    samples: torch.Tensor
+    sample_rate: int
+
+
+@dataclass
+class SpeechDone:
+    """Streamed: a speech segment is complete (all its audio was sent)."""
+
+    audio_id: str
+    transcript: str
+
+
+@dataclass
+class MediaDone:
+    """Streamed: an image or music piece is complete."""
+
+    media: RenderedMedia
+
+
+@dataclass
+class Finished:
+    result: JobResult
+
+
+@dataclass
+class Failed:
+    error: APIError
+
+
+# ----------------------------------------------------------------------------- a job in flight
+@dataclass
+class _Run:
+    job: Job
+    prompt: list = field(default_factory=list)  # the chat template's prompt (media as CodesPart)
+    parts: list = field(default_factory=list)  # the reply so far
+    force: str | None = None  # this pass starts with this modality
+    passes: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "stop"
+    voice: torch.Tensor | None = None  # voice prompt codes [K, P], None: the default voice
+    streamer: ReplyStreamer | None = None
+    text: str = ""  # streamed text so far
+    audio_id: str | None = None  # the speech segment being streamed
+    speech_codes: torch.Tensor | None = None  # its codes, once complete
+
+
+class _HeldStreamer:
+    """Passes the engine's ids on, but not its end(): a reply may go on in another pass."""
+
+    def __init__(self, streamer: ReplyStreamer):
+        self.streamer = streamer
+
+    def put(self, ids: torch.Tensor) -> None:
+        self.streamer.put(ids)
+
+    def end(self) -> None:
+        pass
+
+
+class Scheduler:
+    """model: AnyGPT; cache: the media cache shared with the request threads; max_batch: rows per
+    engine call; max_queue: jobs waiting (beyond it, submit raises 503); quantize: engine int8;
+    retry_after: seconds a rejected client is told to wait."""
+
+    def __init__(self, model, cache: MediaCache, *, max_batch: int = 8, max_queue: int = 64,
+                 quantize: str | None = None, threads: int | None = None, retry_after: int = 1):
+        if max_queue < 1:
+            raise ValueError(f"max_queue={max_queue}: must be at least 1")
+        self.model = model
+        self.cache = cache
+        self.engine = model.engine(quantize=quantize, max_batch=max_batch)
+        self.max_batch = max_batch
+        self.threads = threads
+        self.retry_after = retry_after
+        self._queue: queue.Queue[Job] = queue.Queue(maxsize=max_queue)
+        self._continuing: list[_Run] = []
+        self._active: list[_Run] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="anygpt-scheduler", daemon=True)
+        self._bias: dict[tuple[str, ...], torch.Tensor] = {}
+        self.batches = 0  # engine calls made (tests and /health read it)
+        self.largest_batch = 0
+
+    # ------------------------------------------------------------- public
+    def start(self) -> "Scheduler":
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop taking jobs, cancel what runs, fail what waits, and join the thread."""
+        self._stop.set()
+        for run in list(self._active) + list(self._continuing):
+            run.job.cancel.set()
+        self._thread.join(timeout)
+        closing = APIError(503, "the server is shutting down", code="shutting_down")
+        for run in self._continuing:
+            self._fail(run, closing)
+        self._continuing = []
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            self._fail_job(job, closing)
+
+    def submit(self, job: Job) -> None:
+        if self._stop.is_set():
+            raise APIError(503, "the server is shutting down", code="shutting_down")
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            raise APIError(503, f"the server is busy: {self._queue.maxsize} requests are waiting; retry in "
+                                f"{self.retry_after} s", code="server_busy",
+                           headers={"Retry-After": str(self.retry_after)}) from None
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def running(self) -> int:
+        return len(self._active)
+
+    # ------------------------------------------------------------- the loop
+    def _loop(self) -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        while not self._stop.is_set():
+            batch = self._take()
+            if batch:
+                self._active = batch
+                try:
+                    self._run(batch)
+                except Exception as e:  # noqa: BLE001 - a bug fails this batch, not the server
+                    log.exception("a batch failed")
+                    for run in batch:
+                        self._fail(run, APIError(500, f"internal error: {e}", code="internal_error"))
+                finally:
+                    self._active = []
+
+    def _take(self) -> list[_Run]:
+        """Continuations first, then new jobs, up to max_batch; jobs already cancelled or past
+        their deadline are dropped."""
+        batch, self._continuing = self._continuing[: self.max_batch], self._continuing[self.max_batch:]
+        wait = not batch
+        while len(batch) < self.max_batch:
+            try:
+                job = self._queue.get(timeout=0.05) if wait else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            wait = False
+            if self._expired(job):
+                continue
+            batch.append(_Run(job, force=job.force))
+        return batch
+
+    def _expired(self, job: Job) -> bool:
+        if job.cancel.is_set():
+            self._fail_job(job, APIError(499, "the request was cancelled", code="cancelled"))
+            return True
+        if time.monotonic() > job.deadline:
+            self._fail_job(job, APIError(504, f"timed out after {job.timeout:g} s waiting in the queue",
+                                         code="timeout"))
+            return True
+        return False
+
+    def _run(self, batch: list[_Run]) -> None:
+        requests, runs = [], []
+        for run in batch:
+            try:
+                request, start = self._request(run)
+            except APIError as e:
+                self._fail(run, e)
+                continue
+            except AnyGPTError as e:
+                self._fail(run, APIError(400, str(e), code="invalid_request"))
+                continue
+            except Exception as e:  # noqa: BLE001
+                log.exception("preparing a request failed")
+                self._fail(run, APIError(500, f"preparing the request failed: {e}", code="internal_error"))
+                continue
+            requests.append(request)
+            runs.append((run, start))
+        if not requests:
+            return
+        self.batches += 1
+        self.largest_batch = max(self.largest_batch, len(requests))
+        try:
+            results = self.engine.generate(requests, threads=self.threads)
+        except Exception as e:  # noqa: BLE001 - every job of the batch learns why, the server goes on
+            log.exception("generation failed")
+            for run, _ in runs:
+                self._fail(run, APIError(500, f"generation failed: {e}", code="generation_failed"))
+            return
+        for (run, start), result in zip(runs, results):
+            try:
+                self._after(run, start, result)
+            except Exception as e:  # noqa: BLE001
+                log.exception("finishing a reply failed")
+                self._fail(run, APIError(500, f"rendering the reply failed: {e}", code="render_failed"))
+
+    # ------------------------------------------------------------- one pass
+    def _request(self, run: _Run):
+        job, model = run.job, self.model
+        if run.passes == 0:
+            turns = [Turn(t.role, [self._encoded(p) for p in t.parts]) for t in job.turns]
+            template = replace(model.template, system=job.system) if job.system is not None else model.template
+            run.prompt = template.prompt(turns)
+            if job.voice is not None:
+                run.voice = self._voice_codes(job.voice)
+            if job.emit is not None:
+                run.streamer = ReplyStreamer(model, on_event=lambda ev: self._on_event(run, ev),
+                                             voice_prompt=run.voice, seed=job.seed)
+        prompt = list(run.prompt) + list(run.parts)
+        if run.force is not None:
+            prompt = _append_text(prompt, " " + model.layout[run.force].spec.start)
+        settings = job.settings[run.force]
+        request, start = model.engine_request(
+            prompt, settings, force_modality=run.force, seed=job.seed + run.passes,
+            streamer=_HeldStreamer(run.streamer) if run.streamer is not None else None,
+            cancel=job.cancel, logit_bias=self._logit_bias(job.banned))
+        n = int(torch.as_tensor(request.prompt).numel())
+        if n >= self.engine.max_len:
+            raise APIError(400, f"messages: the conversation is {n} tokens long; the model holds at most "
+                                f"{self.engine.max_len - 1} (drop earlier turns)", param="messages",
+                           code="context_length_exceeded")
+        if run.passes == 0:
+            run.prompt_tokens = n
+        return request, start
+
+    def _after(self, run: _Run, start: list[int], result) -> None:
+        job = run.job
+        if result.finish_reason == "cancelled":
+            expired = time.monotonic() > job.deadline
+            self._fail(run, APIError(504, f"timed out after {job.timeout:g} s", code="timeout") if expired
+                       else APIError(499, "the request was cancelled", code="cancelled"))
+            return
+        settings = job.settings[run.force]
+        run.parts = run.parts + self.model.reply_parts(result.ids, start, settings)
+        run.completion_tokens += len(result.ids)
+        run.finish_reason = result.finish_reason
+        run.passes += 1
+        have = {p.modality for p in run.parts if isinstance(p, CodesPart)}
+        missing = [m for m in job.ensure if m not in have]
+        if missing and run.passes <= len(job.ensure) and not self._stop.is_set():
+            run.force = missing[0]
+            if run.streamer is not None:
+                run.streamer.resume()
+            self._continuing.append(run)
+            return
+        self._finish(run)
+
+    def _finish(self, run: _Run) -> None:
+        job = run.job
+        if run.streamer is not None:
+            run.streamer.end()  # flushes the last speech chunk
+            self._speech_done(run)
+            media = []
+        else:
+            media = [self._render(run, p) for p in run.parts if isinstance(p, CodesPart)]
+        result = JobResult(run.parts, media, run.finish_reason, run.prompt_tokens, run.completion_tokens)
+        if job.emit is not None:
+            job.emit(Finished(result))
+        if not job.future.done():
+            job.future.set_result(result)
+
+    # ------------------------------------------------------------- media
+    def _encoded(self, part):
+        """A turn's part with PendingMedia encoded (and cached)."""
+        if not isinstance(part, PendingMedia):
+            return part
+        codes = self.cache.get(part.key)
+        if codes is None:
+            try:
+                codes = self.model.tokenizers[part.modality].encode_item(part.media)
+            except (AnyGPTError, ValueError) as e:
+                raise APIError(400, f"{part.modality} attachment: cannot encode it ({e})", code="invalid_media") from None
+            self.cache.put(part.key, codes)
+        return CodesPart(part.modality, codes)
+
+    def _voice_codes(self, voice: PendingMedia) -> torch.Tensor:
+        codes = self.cache.get(voice.key)
+        if codes is None:
+            with torch.inference_mode():
+                codes = self.model.tokenizers["speech"].prompt_codes(voice.media)
+            self.cache.put(voice.key, codes)
+        return codes
+
+    def _render(self, run: _Run, part: CodesPart) -> RenderedMedia:
+        """Decode one media part and remember its codes under the bytes' hash (and the speech's
+        id), so that the reply sent back in a later turn is not re-encoded."""
+        job = run.job
+        context = {"voice_prompt": run.voice, "seed": job.seed} if part.modality == "speech" else {}
+        media = self.model.decode_media(part, **context)
+        tok = self.model.tokenizers[part.modality]
+        if media.dim() == 3:
+            rendered = RenderedMedia(part.modality, png_bytes(media), "png")
+        else:
+            rendered = RenderedMedia(part.modality, audio_bytes(media, tok.sample_rate, job.audio_format),
+                                     job.audio_format, tok.sample_rate)
+            if part.modality == "speech":
+                rendered.audio_id = _audio_id()
+                self.cache.put(f"audio:{rendered.audio_id}", part.codes)
+        self.cache.put(content_key(part.modality, rendered.data), part.codes)
+        return rendered
+
+    def _logit_bias(self, banned: list[str]) -> torch.Tensor | None:
+        """FloatTensor [V]: -inf on the start markers of the modalities the reply must not hold."""
+        if not banned:
+            return None
+        key = tuple(sorted(banned))
+        if key not in self._bias:
+            bias = torch.zeros(self.engine.model.vocab_size)
+            bias[[self.model.layout[m].start_id for m in key]] = float("-inf")
+            self._bias[key] = bias
+        return self._bias[key]
+
+    # ------------------------------------------------------------- streaming
+    def _on_event(self, run: _Run, event) -> None:
+        """ReplyStreamer events (scheduler thread, inside the engine's step) -> the job's stream
+        events. A failure here stops this job only, never the batch."""
+        try:
+            self._stream_event(run, event)
+        except Exception:  # noqa: BLE001
+            log.exception("streaming an event failed; cancelling that request")
+            run.job.cancel.set()
+
+    def _stream_event(self, run: _Run, event) -> None:
+        job = run.job
+        if isinstance(event, TextDelta):
+            run.text += event.text
+            job.emit(event)
+        elif isinstance(event, AudioChunk):
+            if run.audio_id is None:
+                run.audio_id = _audio_id()
+            job.emit(SpeechAudio(run.audio_id, event.samples, event.sample_rate))
+            if event.final:
+                self._speech_done(run)
+        elif isinstance(event, SegmentDone):
+            part = event.part
+            if part.modality == "speech" and self._streams_speech:
+                run.speech_codes = part.codes  # its audio went out in chunks; the last one follows
+            else:
+                job.emit(MediaDone(self._render(run, part)))
+
+    @property
+    def _streams_speech(self) -> bool:
+        """Speech is streamed as audio chunks (the tokenizer has the sliding-window second stage)."""
+        return hasattr(self.model.tokenizers.get("speech"), "fill_acoustic")
+
+    def _speech_done(self, run: _Run) -> None:
+        """After a speech segment's last chunk (or at the end of a reply cut inside one)."""
+        if run.audio_id is None:
+            return
+        if run.speech_codes is not None:
+            self.cache.put(f"audio:{run.audio_id}", run.speech_codes)
+        run.job.emit(SpeechDone(run.audio_id, parse_spoken_reply([TextPart(run.text)]).reply))
+        run.audio_id, run.speech_codes = None, None
+
+    # ------------------------------------------------------------- failures
+    def _fail(self, run: _Run, error: APIError) -> None:
+        if run.streamer is not None and not run.streamer.closed:
+            run.streamer.end()
+        self._fail_job(run.job, error)
+
+    @staticmethod
+    def _fail_job(job: Job, error: APIError) -> None:
+        if job.emit is not None:
+            job.emit(Failed(error))
+        if not job.future.done():
+            job.future.set_exception(error)
+
+
+def _append_text(parts: list, text: str) -> list:
+    """parts + text, merged into a trailing TextPart (so the prompt tokenizes as one string would)."""
+    if parts and isinstance(parts[-1], TextPart):
+        return parts[:-1] + [TextPart(parts[-1].text + text)]
+    return parts + [TextPart(text)]
+
+
+def _audio_id() -> str:
+    return f"audio_{uuid.uuid4().hex[:24]}"

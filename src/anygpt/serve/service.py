@@ -1,0 +1,68 @@
+"""The chat service both front ends share (the HTTP API and the Gradio demo): configuration,
+media cache and scheduler around one model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from anygpt.serve.jobs import Job, build_job
+from anygpt.serve.media import MediaLimits
+from anygpt.serve.media_cache import MediaCache
+from anygpt.serve.scheduler import JobResult, Scheduler
+from anygpt.serve.schemas import ChatRequest
+
+
+@dataclass
+class ServeConfig:
+    """model_name: the id clients send and /v1/models lists; api_key: None = no key asked;
+    timeout: seconds per request, queue time included; max_body_bytes: whole request body;
+    limits: per attachment; cache_items: media cache entries."""
+
+    model_name: str
+    api_key: str | None = None
+    max_batch: int = 8
+    max_queue: int = 64
+    timeout: float = 300.0
+    max_body_bytes: int = 32 << 20
+    limits: MediaLimits = field(default_factory=MediaLimits)
+    cache_items: int = 256
+    quantize: str | None = None
+    threads: int | None = None
+    retry_after: int = 1
+
+
+class ChatService:
+    def __init__(self, model, config: ServeConfig):
+        self.model = model
+        self.config = config
+        self.cache = MediaCache(config.cache_items)
+        self.scheduler = Scheduler(model, self.cache, max_batch=config.max_batch, max_queue=config.max_queue,
+                                   quantize=config.quantize, threads=config.threads,
+                                   retry_after=config.retry_after)
+
+    def start(self) -> "ChatService":
+        self.scheduler.start()
+        return self
+
+    def stop(self) -> None:
+        self.scheduler.stop()
+
+    def job(self, request: ChatRequest) -> Job:
+        """A checked request -> Job (raises APIError naming the field at fault)."""
+        return build_job(request, self.model, self.cache, self.config.limits, model_name=self.config.model_name,
+                         timeout=self.config.timeout)
+
+    def complete(self, request: ChatRequest) -> JobResult:
+        """Run one request to the end, blocking (the demo's path; the HTTP API waits asynchronously)."""
+        job = self.job(request)
+        self.scheduler.submit(job)
+        try:
+            return job.future.result(timeout=job.timeout + 5)
+        except TimeoutError:
+            job.cancel.set()
+            raise
+
+    def health(self) -> dict:
+        return {"status": "ok", "model": self.config.model_name, "queued": self.scheduler.queued,
+                "running": self.scheduler.running, "batches": self.scheduler.batches,
+                "largest_batch": self.scheduler.largest_batch, "media_cache": self.cache.stats()}
