@@ -74,7 +74,7 @@ def random_media_model(*, seed: int = 0, template: str | None = None, **llama_kw
     from anygpt.modalities import load_tokenizer
     from anygpt.model import AnyGPT
 
-    tokenizers = {m: load_tokenizer(m, "tiny") for m in ("image", "speech", "music")}
+    tokenizers = {m: load_tokenizer(m, "compact") for m in ("image", "speech", "music")}
     lm, tok, layout = random_tiny([t.token_spec for t in tokenizers.values()], seed=seed, **llama_kwargs)
     return AnyGPT(lm, tok, layout, tokenizers=tokenizers, template=template or "MMGPT")
 

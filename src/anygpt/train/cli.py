@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from anygpt.errors import AnyGPTError
+from anygpt.errors import UsageError
 
 # name -> (module with main(argv), one-line summary)
 TRAINERS: dict[str, tuple[str, str]] = {
@@ -21,7 +21,11 @@ USAGE = """usage: anygpt train NAME [ARGS] ...
 trainers:
 {listing}
 
-Run `anygpt train NAME --help` for its options and an example.
+Run `anygpt train NAME --help` for its options.
+
+examples:
+  anygpt train lm --blocks data/tiny-seq/blocks-pretrain --val-blocks data/tiny-seq/blocks-val --preset tiny --out runs/lm
+  anygpt train music-codec --corpus data/tiny --out runs/music-codec --steps 25000 --export runs/music-codec/export
 """
 
 
@@ -32,10 +36,5 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE.format(listing=listing))
         return 0
     if argv[0] not in TRAINERS:
-        print(f"anygpt train: unknown trainer {argv[0]!r}\n\n" + USAGE.format(listing=listing), file=sys.stderr)
-        return 2
-    try:
-        return int(importlib.import_module(TRAINERS[argv[0]][0]).main(argv[1:]) or 0)
-    except AnyGPTError as e:
-        print(f"anygpt train {argv[0]}: {e}", file=sys.stderr)
-        return 1
+        raise UsageError(f"{argv[0]}: no such trainer; trainers: {', '.join(TRAINERS)}")
+    return int(importlib.import_module(TRAINERS[argv[0]][0]).main(argv[1:]) or 0)
