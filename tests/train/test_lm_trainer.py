@@ -65,6 +65,8 @@ def test_loss_falls_and_validation_is_per_dataset(tmp_path, blocks, val_blocks):
         assert evals[-1][name] < evals[0][name] - 0.5, (name, evals)
     train = losses(run)
     assert np.mean([train[s] for s in range(36, 41)]) < np.mean([train[s] for s in range(1, 6)]) - 0.5
+    per_dataset = [{k for k in r if k.startswith("loss_")} for r in log_rows(run)]
+    assert set().union(*per_dataset) == {"loss_speech-pairs", "loss_text"}  # each step's datasets, by name
     assert any((run / "tensorboard").iterdir()), "no TensorBoard event file"
     ckpt = sorted((run / "checkpoints").iterdir())[-1]
     assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "optimizer.safetensors", "state.json"}

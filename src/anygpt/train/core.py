@@ -313,12 +313,17 @@ class TrainingRun:
         loss.backward()
         return self.step_optimizer([p for m in self.modules.values() for p in m.parameters()], clip)
 
+    def logs_now(self) -> bool:
+        """Whether `record` writes the current step (every log_every steps, and the first)."""
+        done = self.step + 1
+        return self.is_main and (done % self.o.log_every == 0 or done == 1)
+
     def record(self, tokens: int = 0, **terms: float | list) -> None:
-        """Log the current step's terms (every log_every steps, and the first); tokens: tokens
-        this step processed, for the tokens/s figure."""
+        """Log the current step's terms (see logs_now); tokens: tokens this step processed, for
+        the tokens/s figure."""
         self._rate_tokens += tokens
         done = self.step + 1
-        if not self.is_main or (done % self.o.log_every and done != 1):
+        if not self.logs_now():
             return
         now = time.time()
         rate = self._rate_tokens / max(now - self._rate_t, 1e-9)

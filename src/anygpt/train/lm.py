@@ -126,13 +126,14 @@ def apply_lora(model, rank: int, alpha: float, new_rows: list[int]):
 
 
 def token_loss(model, ids: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """ids, labels LongTensor [B, L] (labels -100 where no loss) -> (summed CE, labelled tokens).
-    Label i is the token at position i: position i-1 predicts it."""
+    """ids, labels LongTensor [B, L] (labels -100 where no loss) -> (summed CE FloatTensor [B],
+    labelled tokens LongTensor [B]), per block. Label i is the token at position i: position
+    i-1 predicts it."""
     logits = model(input_ids=ids).logits[:, :-1]
     target = labels[:, 1:]
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1),
-                           ignore_index=-100, reduction="sum")
-    return loss, (target != -100).sum()
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1),
+                         ignore_index=-100, reduction="none")
+    return ce.view(target.shape).sum(1), (target != -100).sum(1)
 
 
 class LMTrainer:
@@ -175,6 +176,7 @@ class LMTrainer:
             self.model = torch.compile(self.model)
         self.global_batch = self.world * a.batch * a.accum
         self._merged = None  # the model to export (LoRA merged once)
+        self._dataset_sums = torch.zeros(len(self.stream.datasets), 2, dtype=torch.float64)
         warmup = a.warmup if a.warmup >= 1 else int(a.warmup * a.steps)
         self.run = TrainingRun(
             RunOptions.from_args(a), modules={"model": self.model}, optimizer=self.opt, config=self.run_config(),
@@ -217,26 +219,35 @@ class LMTrainer:
 
     # ------------------------------------------------------------- steps
     def train_step(self, step: int) -> dict:
+        """One optimiser step over the global batch; -> loss, grad norm, and each dataset's mean
+        loss since the last logged step (on logged steps)."""
         a = self.a
         micro = [self.stream.batch(self.stream.positions(step, m, a.batch, a.accum, self.rank, self.world))
                  for m in range(a.accum)]
         count = torch.tensor(float(sum(int((lab[:, 1:] != -100).sum()) for _, lab, _ in micro)))
         total = float(self.acc.reduce(count, reduction="sum")) if self.world > 1 else float(count)
-        loss_sum = 0.0
-        for m, (ids, labels, _) in enumerate(micro):
+        sums = torch.zeros(len(self.stream.datasets), 2, dtype=torch.float64)  # per dataset: CE, tokens
+        for m, (ids, labels, names) in enumerate(micro):
             sync = m == a.accum - 1
             ctx = self.acc.no_sync(self.model) if not sync and self.world > 1 else nullcontext()
             with ctx, self.autocast():
-                ce, _ = token_loss(self.model, ids.to(self.acc.device), labels.to(self.acc.device))
-                self.acc.backward(ce * (self.world / max(total, 1.0)))
-            loss_sum += float(ce.detach())
+                ce, n = token_loss(self.model, ids.to(self.acc.device), labels.to(self.acc.device))
+                self.acc.backward(ce.sum() * (self.world / max(total, 1.0)))
+            for row, name in enumerate(names):
+                sums[self.stream.datasets.index(name)] += torch.tensor([float(ce[row]), float(n[row])], dtype=torch.float64)
         norm = self.acc.clip_grad_norm_(self.model.parameters(), a.clip) if a.clip else torch.zeros(())
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
-        loss = torch.tensor(loss_sum)
         if self.world > 1:
-            loss = self.acc.reduce(loss, reduction="sum")
-        return {"loss": float(loss) / max(total, 1.0), "grad_norm": float(norm)}
+            sums = self.acc.reduce(sums, reduction="sum")
+        self._dataset_sums += sums
+        terms = {"loss": float(sums[:, 0].sum()) / max(total, 1.0), "grad_norm": float(norm)}
+        if self.run.logs_now():
+            for name, (ce_sum, n) in zip(self.stream.datasets, self._dataset_sums.tolist()):
+                if n:
+                    terms[f"loss_{name}"] = ce_sum / n
+            self._dataset_sums.zero_()
+        return terms
 
     @torch.no_grad()
     def evaluate(self, val: dict[str, list]) -> dict[str, float]:
@@ -252,7 +263,7 @@ class LMTrainer:
                 labels = torch.from_numpy(np.stack([b[1] for b in chunk]).astype(np.int64))
                 with self.autocast():
                     ce, n = token_loss(self.model, ids.to(self.acc.device), labels.to(self.acc.device))
-                sums += torch.tensor([float(ce), float(n)])
+                sums += torch.tensor([float(ce.sum()), float(n.sum())])
             if self.world > 1:
                 sums = self.acc.reduce(sums, reduction="sum")
             out[f"val_{name}"] = float(sums[0] / max(float(sums[1]), 1.0))
