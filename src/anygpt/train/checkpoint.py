@@ -32,7 +32,7 @@ PREFIX = "step-"
 
 def flatten_tree(obj, prefix: str = "") -> tuple[dict[str, torch.Tensor], object]:
     """A nested structure of dicts, lists, tuples, tensors and JSON scalars (an optimizer's
-    state_dict, of torch or of DeepSpeed) -> (tensors by path, a JSON skeleton naming them)."""
+    state_dict: int parameter keys, tuples, nested groups) -> (tensors by path, a JSON skeleton naming them)."""
     tensors: dict[str, torch.Tensor] = {}
 
     def walk(x, path: str):

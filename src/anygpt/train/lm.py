@@ -8,7 +8,7 @@
         --out runs/lm-chat --steps 500 --lr 3e-4 --export runs/lm-chat/model
     # LoRA on a real pretrained LM, its vocabulary expanded to the blocks' layout
     anygpt train lm --blocks data/smol-blocks --init smollm2-135m-instruct --lora 16 --out runs/smol-lora
-    # several processes or machines (DDP, FSDP, DeepSpeed): the same command under accelerate
+    # several processes or machines (DDP, FSDP): the same command under accelerate
     accelerate launch --config_file configs/accelerate/ddp-cpu.yaml -m anygpt.train.lm --blocks ... --out ...
 
 The model is a HF `LlamaForCausalLM` from a size preset (`--preset tiny|small|llama2-7b`, built
@@ -148,6 +148,9 @@ class LMTrainer:
         self.acc = Accelerator(cpu=not torch.cuda.is_available())
         self.autocast = lambda: torch.autocast(self.acc.device.type, dtype=torch.bfloat16,
                                                enabled=a.precision == "bf16")
+        if self.acc.distributed_type.name == "DEEPSPEED":
+            raise AnyGPTError("DeepSpeed is not supported (its checkpoints are per-rank pickles); use "
+                              "configs/accelerate/fsdp.yaml for sharded training (docs/training.md)")
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         self.sources = [BlockSource.parse(s) for s in a.blocks]
         self.val_sources = [BlockSource.parse(s) for s in a.val_blocks]
