@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from anygpt.errors import AnyGPTError
+from anygpt.errors import AnyGPTError, UsageError
 
 BLOCK_LEN = 4500  # the paper's
 MODALITY_FOLDERS = {"image": "images", "music": "music", "speech": "speech"}
@@ -194,19 +194,21 @@ def run_stages(stages: list[Stage], out: Path, until: str | None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="anygpt pipeline", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from anygpt import cli_flags
+
+    p = cli_flags.Parser(prog="anygpt pipeline", description=__doc__)
     p.add_argument("preset", choices=sorted(PRESETS), help="tiny: anygpt-tiny (hours); micro: the same chain "
                                                            "on a micro corpus and LM (minutes; a smoke test)")
-    p.add_argument("--out", type=Path, default=Path("runs/tiny"), help="folder for everything it writes (default: runs/tiny)")
+    cli_flags.add_out(p, "folder for everything it writes; rerun with the same --out to resume (default: runs/tiny)",
+                      required=False, default=Path("runs/tiny"))
     p.add_argument("--list", action="store_true", help="print the stages and their commands, run nothing")
     p.add_argument("--until", help="stop after this stage")
-    p.add_argument("--export", type=Path, help="copy the final model folder here (e.g. src/anygpt/assets/anygpt-tiny)")
+    p.add_argument("--export", type=Path, metavar="DIR", help="copy the final model folder here (e.g. src/anygpt/assets/anygpt-tiny)")
     p.add_argument("--conversations", type=int, help="training conversations (tiny: 5000)")
     p.add_argument("--pretrain-steps", type=int, help="pretraining steps of 4 blocks (tiny: 600)")
     p.add_argument("--chat-steps", type=int, help="chat fine-tuning steps of 4 blocks (tiny: 200)")
     p.add_argument("--eval-limit", type=int, help="items per eval task (tiny: 40)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads of the training and eval stages")
+    cli_flags.add_threads(p)
     a = p.parse_args(argv)
     stages = stages_for(PRESETS[a.preset], a.out, a)
     if a.list:
@@ -214,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{i:2d}. {st.name:<22} anygpt {' '.join(st.argv)}")
         return 0
     if a.until and a.until not in {s.name for s in stages}:
-        raise AnyGPTError(f"--until: no stage {a.until!r}; stages: {', '.join(s.name for s in stages)}")
+        raise UsageError(f"--until: no stage {a.until!r}; stages: {', '.join(s.name for s in stages)}")
     a.out.mkdir(parents=True, exist_ok=True)
     record = run_stages(stages, a.out, a.until)
     total = sum(s["seconds"] for s in record["stages"].values())

@@ -15,7 +15,6 @@ OUT/report.json holds the table. A finished task is not run again (delete its JS
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -137,28 +136,27 @@ def build_table(summaries: dict[str, dict]) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="anygpt eval report", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="anygpt-tiny", help="model name or folder (default: anygpt-tiny)")
-    p.add_argument("--corpus", default="data/tiny", help="corpus root built by `anygpt data build` (default: data/tiny)")
+    from anygpt import cli_flags
+
+    p = cli_flags.Parser(prog="anygpt eval report", description=__doc__)
+    cli_flags.add_model(p, "anygpt-tiny")
+    cli_flags.add_corpus(p, "corpus root built by `anygpt data build` (default: data/tiny)", default=Path("data/tiny"))
     p.add_argument("--chat", type=Path, help="realised held-out conversations (anygpt instruct write --split test, "
                                              "then instruct realise): the chat row")
-    p.add_argument("--out", type=Path, default=Path("runs/eval-report"), help="folder for the reports and media")
+    cli_flags.add_out(p, "folder for the reports and generated media; a rerun skips finished tasks "
+                         "(default: runs/eval-report)", required=False, default=Path("runs/eval-report"))
     p.add_argument("--limit", type=int, default=40, help="items per task, evenly spaced (default: 40; 0: all)")
     p.add_argument("--tasks", nargs="*", help="only these tasks (caption, text-to-image, asr, tts, voice-clone, "
                                               "music-caption, text-to-music, chat)")
     p.add_argument("--system-option", action="append", default=[], metavar="KEY=VALUE",
                    help="options of the anygpt system (anygpt.eval.anygpt_system), e.g. speech_top_p=0.7")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    p.add_argument("--no-progress", "--quiet", action="store_true", help="no progress bars")
+    cli_flags.add_threads(p)
+    cli_flags.add_no_progress(p)
     a = p.parse_args(argv)
     from anygpt.eval.report import format_table, write_json
     from anygpt.eval.systems import load_system
 
-    if a.threads:
-        import torch
-
-        torch.set_num_threads(a.threads)
+    cli_flags.set_threads(a.threads)
     a.out.mkdir(parents=True, exist_ok=True)
     options = dict(kv.split("=", 1) for kv in a.system_option)
     shared: dict[str, Any] = {}

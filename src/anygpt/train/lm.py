@@ -339,8 +339,9 @@ def tokenizer_entries(values: list[str], specs) -> dict[str, dict]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="anygpt train lm", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from anygpt.cli_flags import Parser
+
+    p = Parser(prog="anygpt train lm", description=__doc__)
     p.add_argument("--blocks", action="append", required=True, metavar="DIR[:WEIGHT]",
                    help="block folder written by `anygpt blocks`, repeatable; mixed by WEIGHT (default 1)")
     p.add_argument("--val-blocks", action="append", default=[], metavar="DIR",
