@@ -17,9 +17,11 @@ from anygpt.errors import AnyGPTError, UsageError
 from anygpt.loaders import DEFAULT_MODEL
 from anygpt.modalities import modality_names
 
-EXAMPLE = """anygpt chat --model tiny-random --message "Draw a red circle." --force-modality image --out out/
+EXAMPLE = """anygpt chat --message "Draw a red circle." --force-modality image --out out/    # anygpt-tiny, the default
+anygpt chat --message "Say: the cat sat on the mat." --force-modality speech --voice-prompt me.wav --out out/
+anygpt chat --image scene.png --message "Describe this picture."
 anygpt chat --model path/to/AnyGPT-chat --image cat.png --message "What is in this picture?"
-anygpt chat --model tiny-random            # interactive; type /help for commands
+anygpt chat                                 # interactive; type /help for commands
 
 In interactive mode: /image PATH, /speech PATH, /music PATH attach a file to the next
 message; /clear forgets the history; /quit leaves. Generated media go to --out (as media

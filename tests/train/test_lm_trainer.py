@@ -73,6 +73,15 @@ def test_loss_falls_and_validation_is_per_dataset(tmp_path, blocks, val_blocks):
     assert json.loads((ckpt / "state.json").read_text())["data"] == {"next_position": 80}
 
 
+def test_a_run_stopped_by_max_minutes_is_validated(tmp_path, blocks, val_blocks):
+    run = tmp_path / "run"
+    train_lm.main(["--blocks", str(blocks), "--val-blocks", str(val_blocks), "--out", str(run), "--steps", "1000",
+                   "--max-minutes", "0.0001", "--eval-every", "500", *MICRO])
+    evals = log_rows(run, eval_rows=True)
+    assert [e["step"] for e in evals] == [0, 1]  # stops after the first step, then validates
+    assert set(evals[-1]) >= {"val_speech-pairs", "val_text"}
+
+
 def test_resume_after_kill_equals_uninterrupted(tmp_path):
     data = write_block_folder(tmp_path / "b", blocks={"a": 40}, block_len=512)
     args = ["--blocks", str(data), "--steps", "30", "--batch", "4", "--save-every", "2", "--keep", "2", *MICRO]

@@ -34,7 +34,8 @@ class FolderConfig:
 
     specs: list[TokenSpec] = field(default_factory=released_specs)
     chat_template: str = "MMGPT"
-    # modality -> {"loader": registered tokenizer name, "path": folder relative to the model}
+    # modality -> {"loader": registered tokenizer name[, "path": folder relative to the model]};
+    # without a path the loader's shipped weights (e.g. {"loader": "compact"})
     tokenizers: dict[str, dict] = field(default_factory=dict)
     released: bool = True
 
@@ -57,12 +58,15 @@ def read_folder_config(path: Path) -> FolderConfig:
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{cfg}: not a valid anygpt config ({type(e).__name__}: {e})") from None
     for modality, entry in folder.tokenizers.items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("loader"), str) or not isinstance(entry.get("path"), str):
-            raise CheckpointError(f"{cfg}: tokenizers.{modality} must be {{\"loader\": NAME, \"path\": FOLDER}}")
-        try:
-            safe_join(path, entry["path"], what=f"tokenizers.{modality}.path")
-        except UnsafePathError as e:
-            raise CheckpointError(f"{cfg}: {e}") from None
+        if not isinstance(entry, dict) or not isinstance(entry.get("loader"), str) \
+                or not isinstance(entry.get("path", ""), str):
+            raise CheckpointError(f"{cfg}: tokenizers.{modality} must be {{\"loader\": NAME}} or "
+                                  f"{{\"loader\": NAME, \"path\": FOLDER}}")
+        if "path" in entry:
+            try:
+                safe_join(path, entry["path"], what=f"tokenizers.{modality}.path")
+            except UnsafePathError as e:
+                raise CheckpointError(f"{cfg}: {e}") from None
     return folder
 
 

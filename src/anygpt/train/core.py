@@ -148,6 +148,7 @@ class TrainingRun:
         self.step, self.elapsed0, self.t0 = 0, 0.0, time.time()
         self.data_state: dict = {}
         self._stop = False
+        self.timed_out = False  # stopped by --max-minutes
         self._rate_t, self._rate_tokens = time.time(), 0
         self._log = self._tb = self._bar = None
 
@@ -275,6 +276,7 @@ class TrainingRun:
                 if self.o.max_minutes and time.time() - self.t0 > self.o.max_minutes * 60:
                     if self.is_main:
                         print(f"\nstopping at --max-minutes {self.o.max_minutes}", flush=True)
+                    self.timed_out = True
                     break
                 if self.lr is not None and self.optimizer is not None:
                     for g in self.optimizer.param_groups:
@@ -295,6 +297,11 @@ class TrainingRun:
         if self.is_main:
             print(f"{self.desc}: step {self.step} of {self.o.steps}; this run {time.time() - self.t0:.0f} s, "
                   f"all runs {self.elapsed:.0f} s; checkpoint in {self.ckpts.latest()}", flush=True)
+
+    @property
+    def ended(self) -> bool:
+        """The run is over: all steps done, or --max-minutes reached (not a signal: it resumes)."""
+        return self.finished or self.timed_out
 
     @property
     def finished(self) -> bool:

@@ -276,6 +276,7 @@ class LMTrainer:
     def fit(self) -> None:
         a, run = self.a, self.run
         run.resume()
+        first = run.step
         val = validation_blocks(self.val_sources, a.val_blocks_per_dataset, self.vocab) if self.val_sources else {}
         if val and run.step == 0:
             run.log_eval(**self.evaluate(val))
@@ -290,7 +291,7 @@ class LMTrainer:
                               for g in self.stream.positions(step, m, a.batch, a.accum, self.rank, self.world)]
             if val and (step + 1) % a.eval_every == 0 and step + 1 < a.steps:
                 run.log_eval(step + 1, **self.evaluate(val))
-        if val and run.finished:
+        if val and run.ended and run.step > first:
             run.log_eval(**self.evaluate(val))
         if a.record_ranks:
             self.record_rank(positions)
