@@ -13,7 +13,6 @@ from anygpt.lm.tiny import random_tiny
 from anygpt.model import AnyGPT
 from anygpt.modalities import load_tokenizer
 
-from conftest import COMPACT
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +51,8 @@ def test_events_of_a_mixed_reply(model):
     assert [type(e) for e in s] == [type(e) for e in events]  # the same events, by iteration
 
 
-def test_turn_end_string_is_held_back_until_it_is_complete():
-    lm, tok, layout = random_tiny(COMPACT, seed=3, text_vocab=500)
+def test_turn_end_string_is_held_back_until_it_is_complete(compact_lm):
+    lm, tok, layout = compact_lm
     any_model = AnyGPT(lm, tok, layout, template="AnyGPT")  # turn end '<eom>': several tokens
     ids = tok("Hi <e there<eom>never", add_special_tokens=False)["input_ids"]
     events = []

@@ -31,13 +31,14 @@ class SequenceEncoder:
 
     tokenizer: a HF tokenizer expanded with the layout's tokens.
     encode_media: called for MediaFilePart (file -> codes); None if only codes are used.
+    The tokenizer's added tokens are read at the first encode: make a new encoder after adding more.
     """
 
     def __init__(self, tokenizer, layout: TokenLayout, encode_media: MediaEncoder | None = None):
         self.tokenizer = tokenizer
         self.layout = layout
         self.encode_media = encode_media
-        self._token_strings: tuple[int, re.Pattern, frozenset[str]] | None = None
+        self._token_strings: tuple[re.Pattern, frozenset[str]] | None = None
 
     # ----------------------------------------------------------------- text
     def text_ids(self, text: str) -> list[int]:
@@ -51,16 +52,17 @@ class SequenceEncoder:
     def _token_pattern(self) -> tuple[re.Pattern, frozenset[str]]:
         """A regex that finds the strings the tokenizer would turn into added tokens (longest
         first, as the tokenizer matches them), and the set of those strings."""
-        size = len(self.tokenizer)
-        if self._token_strings is None or self._token_strings[0] != size:
+        # built once: reading a fast tokenizer's added vocabulary (or even len(tokenizer)) costs
+        # tens of milliseconds per call with thousands of added tokens (SmolLM2 + the release's)
+        if self._token_strings is None:
             added = frozenset(self.tokenizer.get_added_vocab())
             code = re.compile("<(?:" + "|".join(re.escape(s.prefix) for s in self.layout.specs) + r")\d+>") \
                 if self.layout.specs else None
             others = sorted((t for t in added if not (code and code.fullmatch(t))), key=len, reverse=True)
             alternatives = [re.escape(t) for t in others] + ([code.pattern] if code else [])
             pattern = re.compile("|".join(alternatives)) if alternatives else re.compile(r"(?!)")
-            self._token_strings = (size, pattern, added)
-        return self._token_strings[1], self._token_strings[2]
+            self._token_strings = (pattern, added)
+        return self._token_strings
 
     def _run_ids(self, run: Sequence[TextPart]) -> list[int]:
         """Adjacent text parts -> ids of their concatenation; token strings that touch plain text
