@@ -236,6 +236,7 @@ class LMTrainer:
             with ctx, self.autocast():
                 ce, n = token_loss(self.model, ids.to(self.acc.device), labels.to(self.acc.device))
                 self.acc.backward(ce.sum() * (self.world / max(total, 1.0)))
+            ce = ce.detach()
             for row, name in enumerate(names):
                 sums[self.stream.datasets.index(name)] += torch.tensor([float(ce[row]), float(n[row])], dtype=torch.float64)
         norm = self.acc.clip_grad_norm_(self.model.parameters(), a.clip) if a.clip else torch.zeros(())

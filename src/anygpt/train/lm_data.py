@@ -4,8 +4,9 @@ A block folder is what `anygpt blocks` writes: shard-*.npz (input_ids, labels in
 source uint16 [N]), index.json, the expanded text tokenizer and anygpt.json. Every folder of a
 run must share one vocabulary (the same tokenizer and token specs); `BlockSource` checks it.
 
-Order. Epoch e of a folder is its blocks with the shard order and the order inside each shard
-shuffled from (seed, folder, e); so a reader holds about one shard per folder at a time. The
+Order. Epoch e of a folder is its blocks with the shard order shuffled and the blocks of each
+group of 8 consecutive shards shuffled together, from (seed, folder, e); so a reader holds about
+8 shards per folder at a time, and datasets written to separate shards still mix. The
 folders' epochs are merged by weight: folder f with weight w_f contributes w_f blocks for each
 block of a weight-1 folder, its items spread evenly along the stream (a deterministic merge by
 virtual time), and restarts its next epoch whenever it runs out. The result is one global,
@@ -35,6 +36,7 @@ from anygpt.lm.checkpoint import ANYGPT_CONFIG, read_folder_config
 
 INDEX = "index.json"
 MERGE_CHUNK = 4096  # positions of the weighted merge computed at a time
+SHUFFLE_SHARDS = 8  # shards per folder whose blocks are shuffled together (and held in memory)
 
 
 class BlockDataError(AnyGPTError, ValueError):
@@ -107,15 +109,18 @@ class BlockSource:
         return read_folder_config(self.folder).specs
 
     def epoch_order(self, seed: int, epoch: int) -> list[tuple[int, int]]:
-        """[(shard number, row)] of one epoch: shard order and rows inside a shard shuffled."""
+        """[(shard number, row)] of one epoch: the shard order shuffled, then the rows of each
+        group of SHUFFLE_SHARDS consecutive shards shuffled together. `anygpt blocks` writes
+        the datasets one after another, so a shard may hold one dataset only: shuffling inside
+        single shards would feed the model one dataset for hundreds of steps."""
         rng = random.Random(f"{seed}/{self.folder.name}/{epoch}")
         shard_order = list(range(len(self.shards)))
         rng.shuffle(shard_order)
         out = []
-        for s in shard_order:
-            rows = list(range(self.shards[s][1]))
+        for g in range(0, len(shard_order), SHUFFLE_SHARDS):
+            rows = [(s, r) for s in shard_order[g:g + SHUFFLE_SHARDS] for r in range(self.shards[s][1])]
             rng.shuffle(rows)
-            out.extend((s, r) for r in rows)
+            out.extend(rows)
         return out
 
 
@@ -160,7 +165,7 @@ class BlockStream:
         self.sources, self.seed, self.vocab_size = sources, seed, vocab_size
         self.block_len = sources[0].block_len
         self.datasets = sorted({d for s in sources for d in s.datasets})
-        self.cache = ShardCache(size=2 * len(sources) + 2)
+        self.cache = ShardCache(size=SHUFFLE_SHARDS * len(sources) + 2)
         self._orders: dict[tuple[int, int], list[tuple[int, int]]] = {}
         total_w = sum(s.weight for s in sources)
         self._rate = [s.weight / total_w for s in sources]
