@@ -79,13 +79,13 @@ def build_preset(name: str, tokenizer, block_len: int, seed: int):
     return LlamaForCausalLM(config)
 
 
-def load_init(init: str, specs, seed: int):
-    """--init -> (model, tokenizer expanded to `specs`)."""
+def load_init(init: str, specs, seed: int, new_rows: str = "mean"):
+    """--init -> (model, tokenizer expanded to `specs`; new embedding/head rows `new_rows`)."""
     from anygpt.lm.expand import expand_vocabulary
     from anygpt.loaders import load_base_lm
 
     model, tokenizer = load_base_lm(init)
-    expand_vocabulary(model, tokenizer, specs, seed=seed)
+    expand_vocabulary(model, tokenizer, specs, init=new_rows, seed=seed)
     return model, tokenizer
 
 
@@ -98,7 +98,7 @@ def build_model(a: argparse.Namespace, sources: list[BlockSource]) -> BuiltModel
             raise BlockDataError(f"{s.folder}: built with another vocabulary than {sources[0].folder}; "
                                  "all block folders of a run must share one tokenizer (see docs/sequences.md)")
     if a.init:
-        model, tok = load_init(a.init, specs, a.seed)
+        model, tok = load_init(a.init, specs, a.seed, a.new_rows)
         if tokenizer_fingerprint(tok) != fp:
             mine, theirs = tok.get_vocab(), blocks_tok.get_vocab()
             diff = [t for t in theirs if mine.get(t) != theirs[t]][:3]
@@ -292,7 +292,7 @@ class LMTrainer:
                               for g in self.stream.positions(step, m, a.batch, a.accum, self.rank, self.world)]
             if val and (step + 1) % a.eval_every == 0 and step + 1 < a.steps:
                 run.log_eval(step + 1, **self.evaluate(val))
-        if val and run.ended and run.step > first:
+        if val and run.ended and run.step > first and (run.finished or run.step % a.eval_every):
             run.log_eval(**self.evaluate(val))
         if a.record_ranks:
             self.record_rank(positions)
@@ -355,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--preset", default="tiny", help=f"size preset trained from scratch: {', '.join(PRESETS)} (default: tiny)")
     m.add_argument("--init", help="start from a model: our folder, a released AnyGPT folder, a HF causal-LM folder, "
                                   "a .gguf file, or a named base (smollm2-135m-instruct)")
+    p.add_argument("--new-rows", choices=["mean", "random"], default="mean",
+                   help="--init whose vocabulary grows: new embedding and head rows start as the mean of the "
+                        "old ones (default; initial code loss near uniform) or random N(0, 0.02) as the paper")
     p.add_argument("--lora", type=int, default=0, metavar="RANK", help="train LoRA adapters of this rank (0: full fine-tuning)")
     p.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default: 2 x rank)")
     p.add_argument("--batch", type=int, default=1, help="blocks per micro-batch per process (default: 1)")
