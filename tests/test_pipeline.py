@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,7 @@ def test_micro_pipeline_runs_end_to_end_and_resumes(tmp_path):
     first = pipeline("--out", str(out), "--threads", "1", "--export", str(tmp_path / "shipped"))
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     record = json.loads((out / "pipeline.json").read_text())
-    stages = [line.split("]")[1].split(":")[0].strip() for line in first.stdout.splitlines() if line.startswith("[")]
+    stages = [m.group(1) for m in re.finditer(r"^\[\d+/\d+\] (\S+): ", first.stdout, re.M)]
     assert list(record["stages"]) == stages and stages[0] == "data" and stages[-1] == "eval"
     assert all(s["seconds"] > 0 and s["command"].startswith("anygpt ") for s in record["stages"].values())
     report = json.loads((out / "eval" / "report.json").read_text())
@@ -46,7 +47,8 @@ def test_micro_pipeline_runs_end_to_end_and_resumes(tmp_path):
 
     again = pipeline("--out", str(out), "--threads", "1")
     assert again.returncode == 0, again.stderr[-2000:]
-    assert all(": done (" in line for line in again.stdout.splitlines() if line.startswith("["))
+    lines = re.findall(r"^\[\d+/\d+\] .*$", again.stdout, re.M)
+    assert len(lines) == len(stages) and all(": done (" in line for line in lines)
 
 
 def test_list_and_bad_stage(tmp_path):
