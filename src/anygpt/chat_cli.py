@@ -17,7 +17,7 @@ from anygpt.errors import AnyGPTError, UsageError
 from anygpt.loaders import DEFAULT_MODEL
 from anygpt.modalities import modality_names
 
-EXAMPLE = """anygpt chat --message "Draw a red circle." --force-modality image --out out/    # anygpt-tiny, the default
+EXAMPLE = """anygpt chat --message "Draw a big red circle in the middle on a white background." --force-modality image --out out/
 anygpt chat --message "Say: the cat sat on the mat." --force-modality speech --voice-prompt me.wav --out out/
 anygpt chat --image scene.png --message "Describe this picture."
 anygpt chat --model path/to/AnyGPT-chat --image cat.png --message "What is in this picture?"
