@@ -277,7 +277,7 @@ class LMTrainer:
     def fit(self) -> None:
         a, run = self.a, self.run
         run.resume()
-        first = run.step
+        evaluated = run.step  # the step whose weights were last validated (a resumed run's: already)
         val = validation_blocks(self.val_sources, a.val_blocks_per_dataset, self.vocab) if self.val_sources else {}
         if val and run.step == 0:
             run.log_eval(**self.evaluate(val))
@@ -290,9 +290,10 @@ class LMTrainer:
             if a.record_ranks:
                 positions += [g for m in range(a.accum)
                               for g in self.stream.positions(step, m, a.batch, a.accum, self.rank, self.world)]
-            if val and (step + 1) % a.eval_every == 0 and step + 1 < a.steps:
+            if val and (step + 1) % a.eval_every == 0:
                 run.log_eval(step + 1, **self.evaluate(val))
-        if val and run.ended and run.step > first and (run.finished or run.step % a.eval_every):
+                evaluated = step + 1
+        if val and run.ended and run.step != evaluated:
             run.log_eval(**self.evaluate(val))
         if a.record_ranks:
             self.record_rank(positions)
