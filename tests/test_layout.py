@@ -4,7 +4,7 @@ import torch
 from anygpt.errors import LayoutError, ModelOutputError, UnknownModalityError
 from anygpt.layout import TokenLayout, added_tokens
 from anygpt.modalities import released_specs
-from anygpt.modalities.base import TokenSpec
+from anygpt.token_spec import TokenSpec
 from anygpt.parts import CodesPart, TextPart
 
 BASE = 32000

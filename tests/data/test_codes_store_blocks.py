@@ -13,7 +13,7 @@ from anygpt.data.codes_store import CodesStore, tokenize_corpus
 from anygpt.data.packing import IGNORE
 from anygpt.data.shards import BlockReader
 from anygpt.layout import TokenLayout
-from anygpt.modalities.base import TokenSpec
+from anygpt.token_spec import TokenSpec
 from anygpt.parts import CodesPart
 
 

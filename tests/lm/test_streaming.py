@@ -80,7 +80,7 @@ def test_generate_streams_what_it_returns(model):
 
 @pytest.fixture(scope="module")
 def speech_tok():
-    return load_tokenizer("speech", "tiny")
+    return load_tokenizer("speech", "compact")
 
 
 def test_speech_audio_arrives_in_chunks_before_the_segment_ends(speech_tok):

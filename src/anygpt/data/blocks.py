@@ -38,7 +38,7 @@ from anygpt.lm.text_tokenizer import train_text_tokenizer
 from anygpt.files import atomic_path
 from anygpt.manifest import read_json
 from anygpt.modalities import modality_names
-from anygpt.modalities.base import TokenSpec
+from anygpt.token_spec import TokenSpec
 from anygpt.parts import CodesPart
 from anygpt.templates import get_chat_template
 
@@ -46,7 +46,7 @@ from anygpt.templates import get_chat_template
 def _text_tokenizer(cfg: BlocksConfig, datasets: dict[str, list[dict]]):
     tt = cfg.text_tokenizer
     if "path" in tt:  # a folder, a .gguf file or a named base LM (anygpt.loaders)
-        from anygpt.loaders import load_text_tokenizer
+        from anygpt.lm.base_lm import load_text_tokenizer
 
         return load_text_tokenizer(tt["path"])
     texts = [r[ds.text_field] for ds in cfg.datasets if ds.kind != "chat"

@@ -31,7 +31,7 @@ from anygpt.errors import AnyGPTError
 from anygpt.layout import TokenLayout
 from anygpt.files import write_json
 from anygpt.manifest import read_json
-from anygpt.modalities.base import TokenSpec
+from anygpt.token_spec import TokenSpec
 from anygpt.parts import CodesPart
 from anygpt.templates import get_chat_template
 

@@ -42,7 +42,7 @@ import torch
 
 from anygpt.errors import CheckpointError
 from anygpt.modalities.audio import chunked_decode, chunked_encode, to_mono
-from anygpt.modalities.base import TokenSpec
+from anygpt.token_spec import TokenSpec
 from anygpt.modalities.specs import AUDIO_EXTENSIONS, RELEASED_SPEECH_SPEC
 from anygpt.modalities.speech_stage2 import TwoStageSpeechTokenizer
 

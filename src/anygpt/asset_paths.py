@@ -1,0 +1,66 @@
+"""The shipped asset folders (safetensors + config.json, inside the package) and the command that
+retrains each one. A leaf: it imports nothing of anygpt but errors, so the trainers that write
+these folders and the loaders that read them can both import it.
+
+Named asset_paths, not assets, because anygpt/assets/ is the data folder holding the weights.
+
+"tiny" is a size: the tiny corpus preset trains the models shipped here. A shipped file that is
+missing is an error naming the file and the retrain command, never a silent fallback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from anygpt.errors import CheckpointError
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+WEIGHTS = ("config.json", "model.safetensors")
+# every retrain command is documented, with its data and its time, in docs/training.md
+
+# ---------------------------------------------------------------- the LM
+ANYGPT_TINY_DIR = ASSETS / "anygpt-tiny"  # the trained LM (anygpt.json names its modality tokenizers)
+ANYGPT_TINY_RETRAIN = "anygpt pipeline tiny --out runs/tiny"
+DEFAULT_MODEL = "anygpt-tiny"
+# name -> shipped folder; the random models (anygpt.loaders.RANDOM_MODELS) are built in memory
+MODEL_FOLDERS: dict[str, Path] = {"anygpt-tiny": ANYGPT_TINY_DIR}
+
+# ---------------------------------------------------------------- image tokenizer "compact"
+# 64x64 RGB -> 32 codes of 1024 (one codebook); decoder to pixels. 3.0 MB in float16.
+IMAGE_TOKENIZER_TINY_DIR = ASSETS / "image-tokenizer-tiny"
+IMAGE_TOKENIZER_RETRAIN = ("anygpt train image-tokenizer --corpus data/tiny --out runs/image-tokenizer "
+                           "--export src/anygpt/assets/image-tokenizer-tiny")
+
+# ---------------------------------------------------------------- speech tokenizer "compact"
+# 16 kHz mono, 25 code frames per second, 6 RVQ layers of 512; layer 1 (content, distilled from
+# Whisper tiny.en) goes to the LM. Its SoundStorm fills layers 2-6 in the voice of a 3 s prompt
+# (the shipped default prompt: 3 s of one training voice).
+SPEECH_TOKENIZER_TINY_DIR = ASSETS / "speech-tokenizer-tiny"
+SOUNDSTORM_TINY_DIR = ASSETS / "soundstorm-tiny"
+SPEECH_TOKENIZER_RETRAIN = ("anygpt train speech-tokenizer --corpus data/tiny --out runs/speech-tokenizer "
+                            "--export src/anygpt/assets/speech-tokenizer-tiny")
+SOUNDSTORM_RETRAIN = ("anygpt train soundstorm --corpus data/tiny --out runs/soundstorm "
+                      "--export src/anygpt/assets/soundstorm-tiny")
+
+# ---------------------------------------------------------------- music tokenizer "compact"
+# 16 kHz mono, 50 code frames per second, 4 codebooks of 1024 (2 kbps, 200 LM tokens per second).
+MUSIC_CODEC_TINY_DIR = ASSETS / "music-codec-tiny"
+MUSIC_CODEC_RETRAIN = ("anygpt train music-codec --corpus data/tiny --out runs/music-codec "
+                       "--export src/anygpt/assets/music-codec-tiny")
+
+
+def shipped(folder: Path, files: tuple[str, ...], retrain: str) -> Path:
+    """-> folder, after checking that every one of `files` is in it; a missing one is a
+    CheckpointError naming it and the command that retrains the folder."""
+    missing = [f for f in files if not (folder / f).is_file()]
+    if missing:
+        raise CheckpointError(f"{folder / missing[0]}: a shipped file is missing from this installation; "
+                              f"reinstall anygpt, or retrain and export it with `{retrain}`")
+    return folder
+
+
+def shipped_model_folder(name: str) -> Path | None:
+    """A shipped model name -> its checked folder; None for any other name."""
+    if name not in MODEL_FOLDERS:
+        return None
+    return shipped(MODEL_FOLDERS[name], ("config.json",), ANYGPT_TINY_RETRAIN)
