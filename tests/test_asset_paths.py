@@ -14,8 +14,7 @@ from anygpt.errors import CheckpointError
 from anygpt.modalities import image_tokenizers, load_tokenizer, music_tokenizers, speech_compact
 from anygpt.train import cli as train_cli
 
-RETRAINS = [asset_paths.IMAGE_TOKENIZER_RETRAIN, asset_paths.SPEECH_TOKENIZER_RETRAIN,
-            asset_paths.SOUNDSTORM_RETRAIN, asset_paths.MUSIC_CODEC_RETRAIN]
+TRAINED = [c for c in asset_paths.RETRAIN.values() if c.startswith("anygpt train ")]
 
 
 def test_shipped_names_the_missing_file_and_the_retrain_command(tmp_path):
@@ -35,8 +34,9 @@ def test_shipped_model_folder(monkeypatch, tmp_path):
         asset_paths.shipped_model_folder("empty")
 
 
-@pytest.mark.parametrize("retrain", RETRAINS)
+@pytest.mark.parametrize("retrain", TRAINED)
 def test_retrain_commands_name_a_trainer_its_visible_flags_and_their_folder(retrain):
+    assert len(TRAINED) == 4
     words = shlex.split(retrain)
     assert words[:2] == ["anygpt", "train"] and words[2] in train_cli.TRAINERS
     assert "--corpus" in words and "--export" in words  # not the hidden old --data / --ship
@@ -74,3 +74,15 @@ def test_a_damaged_shipped_file_is_named(tmp_path, monkeypatch):
     (folder / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match=f"{folder / 'config.json'}: not a valid JSON config"):
         load_tokenizer("music", "compact")
+
+
+def test_every_shipped_folder_has_a_readme_with_its_retrain_command():
+    folders = sorted(p for p in asset_paths.ASSETS.iterdir() if p.is_dir())
+    assert folders == sorted(asset_paths.RETRAIN)
+    for folder in folders:
+        readme = folder / "README.md"
+        assert readme.is_file(), f"{readme} is missing"
+        text = " ".join(readme.read_text(encoding="utf-8").split())
+        assert asset_paths.RETRAIN[folder] in text, f"{readme} does not give `{asset_paths.RETRAIN[folder]}`"
+        for old in ('"tiny")', "Tiny", "speech_tiny", "nn.music_codec", " --ship", "anygpt.loaders:"):
+            assert old not in text, f"{readme} names the old {old!r}"

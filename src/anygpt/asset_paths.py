@@ -16,11 +16,11 @@ from anygpt.errors import CheckpointError
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 WEIGHTS = ("config.json", "model.safetensors")
-# every retrain command is documented, with its data and its time, in docs/training.md
+# each asset's retrain command; the shipped runs' exact commands and times: docs/training.md
 
 # ---------------------------------------------------------------- the LM
 ANYGPT_TINY_DIR = ASSETS / "anygpt-tiny"  # the trained LM (anygpt.json names its modality tokenizers)
-ANYGPT_TINY_RETRAIN = "anygpt pipeline tiny --out runs/tiny"
+ANYGPT_TINY_RETRAIN = "anygpt pipeline tiny --out runs/tiny --export src/anygpt/assets/anygpt-tiny"
 DEFAULT_MODEL = "anygpt-tiny"
 # name -> shipped folder; the random models (anygpt.loaders.RANDOM_MODELS) are built in memory
 MODEL_FOLDERS: dict[str, Path] = {"anygpt-tiny": ANYGPT_TINY_DIR}
@@ -39,14 +39,21 @@ SPEECH_TOKENIZER_TINY_DIR = ASSETS / "speech-tokenizer-tiny"
 SOUNDSTORM_TINY_DIR = ASSETS / "soundstorm-tiny"
 SPEECH_TOKENIZER_RETRAIN = ("anygpt train speech-tokenizer --corpus data/tiny --out runs/speech-tokenizer "
                             "--export src/anygpt/assets/speech-tokenizer-tiny")
-SOUNDSTORM_RETRAIN = ("anygpt train soundstorm --corpus data/tiny --out runs/soundstorm "
+SOUNDSTORM_RETRAIN = ("anygpt train soundstorm --corpus data/tiny --out runs/soundstorm --steps 6500 "
                       "--export src/anygpt/assets/soundstorm-tiny")
 
 # ---------------------------------------------------------------- music tokenizer "compact"
 # 16 kHz mono, 50 code frames per second, 4 codebooks of 1024 (2 kbps, 200 LM tokens per second).
 MUSIC_CODEC_TINY_DIR = ASSETS / "music-codec-tiny"
-MUSIC_CODEC_RETRAIN = ("anygpt train music-codec --corpus data/tiny --out runs/music-codec "
+MUSIC_CODEC_RETRAIN = ("anygpt train music-codec --corpus data/tiny --out runs/music-codec --steps 25000 "
                        "--export src/anygpt/assets/music-codec-tiny")
+
+# every shipped folder -> its retrain command (each folder's README gives the same one)
+RETRAIN: dict[Path, str] = {
+    ANYGPT_TINY_DIR: ANYGPT_TINY_RETRAIN, IMAGE_TOKENIZER_TINY_DIR: IMAGE_TOKENIZER_RETRAIN,
+    SPEECH_TOKENIZER_TINY_DIR: SPEECH_TOKENIZER_RETRAIN, SOUNDSTORM_TINY_DIR: SOUNDSTORM_RETRAIN,
+    MUSIC_CODEC_TINY_DIR: MUSIC_CODEC_RETRAIN,
+}
 
 
 def shipped(folder: Path, files: tuple[str, ...], retrain: str) -> Path:
