@@ -10,7 +10,7 @@ siblings.)
 LAYERS orders the house from the leaves up (docs/DESIGN, "Dependencies point one way"); an
 upward arrow is an edge from a module to one of a higher layer.
 
-    python3 tests/test_imports.py [SRC]    # prints the circles and upward arrows of a source tree
+    python3 tests/test_imports.py [SRC [TESTS]]   # the circles, upward arrows and untested modules
 """
 
 from __future__ import annotations
@@ -61,6 +61,30 @@ def layer(module: str) -> int:
 def upward_arrows(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
     """The edges (a, b) where a imports b of a higher layer."""
     return sorted((a, b) for a, bs in graph.items() for b in bs if layer(b) > layer(a))
+
+
+def imported_modules(path: Path, modules: set[str]) -> set[str]:
+    """The anygpt modules one file imports by statement (absolute imports only, as tests write)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+        for name in names:
+            while name and name not in modules:
+                name = name.rpartition(".")[0]
+            if name.startswith("anygpt"):
+                found.add(name)
+    return found
+
+
+def untested_modules(src: Path = SRC, tests: Path = SRC.parent / "tests") -> list[str]:
+    """The anygpt modules (not packages' __init__) that no file under tests/ imports."""
+    modules = {module_name(p, src): p for p in (src / "anygpt").rglob("*.py")}
+    seen = set().union(*(imported_modules(p, set(modules)) for p in tests.rglob("*.py")))
+    return sorted(m for m, p in modules.items() if p.name != "__init__.py" and m not in seen)
 
 
 def import_graph(src: Path = SRC) -> dict[str, set[str]]:
@@ -162,7 +186,8 @@ def test_the_circle_finder_finds_circles():
 
 
 if __name__ == "__main__":
-    g = import_graph(Path(sys.argv[1]) if len(sys.argv) > 1 else SRC)
+    src = Path(sys.argv[1]) if len(sys.argv) > 1 else SRC
+    g = import_graph(src)
     found = circles(g)
     print(f"{len(found)} import circles")
     for c in found:
@@ -171,3 +196,8 @@ if __name__ == "__main__":
     print(f"{len(up)} upward arrows")
     for a, b in up:
         print(f"  {a} -> {b}")
+    untested = untested_modules(src, Path(sys.argv[2]) if len(sys.argv) > 2 else src.parent / "tests")
+    print(f"{len(untested)} of {sum(1 for p in (src / 'anygpt').rglob('*.py') if p.name != '__init__.py')} "
+          "modules no test imports")
+    for m in untested:
+        print(f"  {m}")

@@ -59,7 +59,7 @@ def load_text_tokenizer(name_or_path: str | Path):
         folder, kwargs = Path(name_or_path), {}  # a tokenizer folder needs no weights
     try:
         return AutoTokenizer.from_pretrained(folder, local_files_only=True, **kwargs)
-    except (OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - transformers raises many kinds (an empty folder: AttributeError)
         raise CheckpointError(f"{folder}: cannot read a tokenizer there ({str(e)[:200]})") from None
 
 
@@ -73,6 +73,6 @@ def load_base_lm(name_or_path: str | Path):
     tokenizer = load_text_tokenizer(name_or_path)
     try:
         model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32, **kwargs)
-    except (OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - as above
         raise CheckpointError(f"{folder}: not a causal LM transformers can load ({str(e)[:200]})") from None
     return model, tokenizer
