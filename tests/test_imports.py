@@ -7,7 +7,8 @@ in a file that calls importlib.import_module, every string constant that names a
 __init__ first; that implicit edge is not counted, as every package's submodules import their
 siblings.)
 
-LAYERS orders the house from the leaves up (docs/DESIGN, "Dependencies point one way"); an
+LAYERS orders the house from the leaves up (data -> train -> shipped assets -> model -> loaders ->
+chat, serve, eval); an
 upward arrow is an edge from a module to one of a higher layer.
 
     python3 tests/test_imports.py [SRC [TESTS]]   # the circles, upward arrows and untested modules

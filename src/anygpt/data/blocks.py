@@ -45,7 +45,7 @@ from anygpt.templates import get_chat_template
 
 def _text_tokenizer(cfg: BlocksConfig, datasets: dict[str, list[dict]]):
     tt = cfg.text_tokenizer
-    if "path" in tt:  # a folder, a .gguf file or a named base LM (anygpt.loaders)
+    if "path" in tt:  # a folder, a .gguf file or a named base LM (anygpt.lm.base_lm)
         from anygpt.lm.base_lm import load_text_tokenizer
 
         return load_text_tokenizer(tt["path"])

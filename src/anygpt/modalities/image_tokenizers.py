@@ -104,7 +104,7 @@ class CompactImageTokenizer(_ImageTokenizer):
     @classmethod
     def from_folder(cls, path: str | Path, **kw) -> "CompactImageTokenizer":
         """Load model.safetensors + config.json from the folder `path` (the shipped weights:
-        anygpt.loaders.load_compact_image_tokenizer)."""
+        load_compact_image_tokenizer below)."""
         from anygpt.nn.query_former import QueryTokenizer, QueryTokenizerConfig
         from anygpt.nn.weights import read_meta, read_safetensors
 

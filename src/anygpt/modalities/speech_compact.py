@@ -80,7 +80,7 @@ def load_compact_speech_folders(codec_folder: str | Path, acoustic_folder: str |
                                 device: str = "cpu") -> CompactSpeechTokenizer:
     """The codec's folder and the SoundStorm's folder (None, or one without model.safetensors:
     a tokenizer that decodes only all-layer codes) -> tokenizer. The shipped ones:
-    anygpt.loaders.load_compact_speech_tokenizer."""
+    load_compact_speech_tokenizer below."""
     from anygpt.nn.soundstorm import load_soundstorm
     from anygpt.nn.speech_codec import load_codec
     from anygpt.nn.weights import read_safetensors
