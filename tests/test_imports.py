@@ -1,14 +1,14 @@
 """No import circles in anygpt, and no arrow up the house.
 
 Every `import` of an anygpt module, at the top of a file or in a function, is an edge; so is every
-string constant "anygpt.x.y:function" (the tokenizer registry's loaders, imported at run time) and,
-in a file that calls importlib.import_module, every string constant that names an anygpt module
-(the command tables). A logger name or `python -m anygpt.cli` elsewhere is no import. The graph has no cycle. (Importing a package's submodule runs the package's
-__init__ first; that implicit edge is not counted, as every package's submodules import their
-siblings.)
+string constant "anygpt.x.y:function" (the tokenizer registry's loaders, imported at run time)
+and, in a file that calls importlib.import_module, every string constant that names an anygpt
+module (the command tables). A logger name or `python -m anygpt.cli` elsewhere is no import. The
+graph has no cycle. (Importing a package's submodule runs the package's __init__ first; that
+implicit edge is not counted, as every package's submodules import their siblings.)
 
-LAYERS orders the house from the leaves up (data -> train -> shipped assets -> model -> loaders ->
-chat, serve, eval); an
+LAYERS orders the house from the leaves up: helpers, token layout, nn, modalities, lm, data,
+train, model, loaders, then the commands (chat, serve, eval, pipeline) and the dispatcher. An
 upward arrow is an edge from a module to one of a higher layer.
 
     python3 tests/test_imports.py [SRC [TESTS]]   # the circles, upward arrows and untested modules
