@@ -3,8 +3,8 @@ released_folder.py): 8x8 images, 16 codes of 16 grey levels, registered as "test
 
 from anygpt.media_io import load_image, save_image
 from anygpt.modalities.base import ModalityTokenizer
-from anygpt.token_spec import TokenSpec
 from anygpt.modalities.specs import RELEASED_IMAGE_SPEC
+from anygpt.token_spec import TokenSpec
 
 
 class GridTokenizer(ModalityTokenizer):

@@ -14,8 +14,8 @@ from anygpt.eval.lm_report import ROWS, Row, build_table, derived, run_key
 from anygpt.eval.scene_captions import scene_object_accuracy
 from anygpt.lm.sequence import SequenceEncoder
 from anygpt.lm.tiny import random_tiny
-from anygpt.model import AnyGPT
 from anygpt.modalities import load_tokenizer
+from anygpt.model import AnyGPT
 from anygpt.parts import CodesPart, TextPart
 from anygpt.templates import Turn, pretraining_pair, pretraining_prompt
 

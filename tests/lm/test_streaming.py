@@ -10,8 +10,8 @@ from anygpt.conversation import Conversation
 from anygpt.lm.generation import GenerationSettings
 from anygpt.lm.streaming import AudioChunk, Done, ReplyStreamer, SegmentDone, SpeechAudioStream, TextDelta
 from anygpt.lm.tiny import random_tiny
-from anygpt.model import AnyGPT
 from anygpt.modalities import load_tokenizer
+from anygpt.model import AnyGPT
 
 
 

@@ -13,8 +13,8 @@ from anygpt.layout import TokenLayout
 from anygpt.lm.expand import expand_vocabulary
 from anygpt.lm.text_tokenizer import train_text_tokenizer
 from anygpt.modalities import released_specs
-from anygpt.token_spec import TokenSpec
 from anygpt.templates import SYSTEM_ANYGPT, SYSTEM_MMGPT
+from anygpt.token_spec import TokenSpec
 
 
 def builtin_texts() -> list[str]:

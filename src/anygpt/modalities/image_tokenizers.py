@@ -25,8 +25,8 @@ from anygpt.asset_paths import IMAGE_TOKENIZER_RETRAIN, IMAGE_TOKENIZER_TINY_DIR
 from anygpt.errors import CheckpointError, MediaError
 from anygpt.media_io import load_image, save_image
 from anygpt.modalities.base import ModalityTokenizer
-from anygpt.token_spec import TokenSpec
 from anygpt.modalities.specs import IMAGE_EXTENSIONS, RELEASED_IMAGE_SPEC
+from anygpt.token_spec import TokenSpec
 
 SEED2_WEIGHTS = "seed_quantizer.pt"
 EVA_WEIGHTS = "eva_vit_g.pth"

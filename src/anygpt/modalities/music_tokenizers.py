@@ -29,8 +29,8 @@ import torch
 from anygpt.asset_paths import MUSIC_CODEC_RETRAIN, MUSIC_CODEC_TINY_DIR, WEIGHTS, shipped
 from anygpt.errors import CheckpointError
 from anygpt.modalities.audio import AudioTokenizerBase, chunked_decode, chunked_encode, to_mono
-from anygpt.token_spec import TokenSpec
 from anygpt.modalities.specs import AUDIO_EXTENSIONS, RELEASED_MUSIC_SPEC
+from anygpt.token_spec import TokenSpec
 
 # ---------------------------------------------------------------- released: Encodec 32 kHz
 RELEASED_REPO = "facebook/encodec_32khz"

@@ -24,10 +24,10 @@ import torch
 from anygpt.asset_paths import (SOUNDSTORM_RETRAIN, SOUNDSTORM_TINY_DIR, SPEECH_TOKENIZER_RETRAIN,
                                 SPEECH_TOKENIZER_TINY_DIR, WEIGHTS, shipped)
 from anygpt.errors import CheckpointError
-from anygpt.token_spec import TokenSpec
 from anygpt.modalities.audio import chunked_decode, chunked_encode, to_mono
 from anygpt.modalities.specs import AUDIO_EXTENSIONS, RELEASED_SPEECH_SPEC
 from anygpt.modalities.speech_stage2 import TwoStageSpeechTokenizer
+from anygpt.token_spec import TokenSpec
 
 WINDOW_SECONDS = 30.0  # longest input encoded in one call; longer input is chunked
 CONTEXT_SECONDS = 1.0

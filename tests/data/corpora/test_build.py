@@ -14,8 +14,8 @@ from PIL import Image
 
 from anygpt import cli
 from anygpt.data import corpus_stats, format_stats, get_corpus_preset
-from anygpt.data.corpora.build import build_corpora
 from anygpt.data.corpora import common, speech
+from anygpt.data.corpora.build import build_corpora
 from anygpt.data.corpora.common import MissingDependencyError, read_jsonl, sha256_file
 from anygpt.data.corpora.presets import Voice
 from anygpt.data.scenes import HELDOUT_PAIRS

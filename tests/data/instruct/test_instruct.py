@@ -24,10 +24,10 @@ from anygpt.lm.text_tokenizer import train_text_tokenizer
 from anygpt.lm.tiny import builtin_texts
 from anygpt.media_io import load_audio
 from anygpt.modalities.base import ModalityTokenizer
-from anygpt.token_spec import TokenSpec
 from anygpt.modalities.specs import RELEASED_SPEECH_SPEC
 from anygpt.parts import CodesPart, TextPart
 from anygpt.templates import get_chat_template
+from anygpt.token_spec import TokenSpec
 
 IMAGES = [{"id": f"img{i}", "caption": f"A {c} circle on a white background."}
           for i, c in enumerate(["red", "green", "blue", "yellow"])]
