@@ -7,6 +7,12 @@ policy next to a busy process.
     python benchmarks/bench_generation.py                         # random model of anygpt-tiny's shape
     python benchmarks/bench_generation.py --model anygpt-tiny     # the shipped model
     python benchmarks/bench_generation.py --sweep                 # + threads / OMP_WAIT_POLICY table
+    python benchmarks/bench_generation.py --json out.json         # + the figures as JSON
+    python benchmarks/bench_generation.py --smoke                 # tiny sizes, seconds (the test suite runs it)
+
+Decoders: HF generate (the reference), the engine (torch) fp32 and int8, and the engine on ONNX
+Runtime (anygpt.lm.onnx_engine; a row when onnxruntime is installed). x_hf_batch1 and
+x_hf_batch8 in the JSON: the fastest decoder's tokens/s over HF generate's, same run.
 
 The default model is a random LLaMA of the shape anygpt-tiny is expected to have: hidden 384,
 6 layers, 6 heads, MLP 1024, untied head, 4,608 positions, our layout over a 4,000-entry BPE
@@ -23,8 +29,11 @@ import random
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
+
+from anygpt.eval.report import write_json
 
 BUSY_CODE = """
 import time, torch
@@ -47,10 +56,15 @@ def synthetic_texts(n_words: int = 40000, seed: int = 0) -> list[str]:
 
 
 def build_model(name: str):
-    """-> AnyGPT (random one of anygpt-tiny's shape for name 'random')."""
+    """-> AnyGPT (random one of anygpt-tiny's shape for name 'random'; 'smoke': a random
+    hidden-64 x 2-layer model in the release's layout, no media tokenizers)."""
     from anygpt.modalities import load_tokenizer
     from anygpt.model import AnyGPT
 
+    if name == "smoke":
+        from anygpt.lm.tiny import random_tiny
+
+        return AnyGPT(*random_tiny(seed=0))
     if name != "random":
         from anygpt.loaders import load_model
 
@@ -74,7 +88,8 @@ def prompts(model, n: int = 8, seed: int = 0) -> list[torch.Tensor]:
     for _ in range(n):
         c = Conversation(template=model.template.name)
         c.add_user(" ".join(rng.sample(words, rng.randint(3, 40))))
-        out.append(model._prompt_ids(c, _settings(8), None)[0])
+        request, _ = model.engine_request(model.template.prompt(c.turns), _settings(8))
+        out.append(torch.as_tensor(request.prompt))
     return out
 
 
@@ -131,9 +146,9 @@ class Busy:
         self.proc.wait()
 
 
-def read_bandwidth() -> float:
-    """Single-thread read bandwidth in bytes/s: sum over a 256 MB buffer, best of 5."""
-    a = torch.ones(64 * 1024 * 1024)
+def read_bandwidth(mbytes: int = 256) -> float:
+    """Single-thread read bandwidth in bytes/s: sum over a `mbytes` MB buffer, best of 5."""
+    a = torch.ones(mbytes * 1024 * 1024 // 4)
     a.sum()
     best = 0.0
     for _ in range(5):
@@ -233,17 +248,23 @@ def sweep(args) -> None:
             print(f"{threads:>7} {policy:>15} {row[0]:>8.0f} {row[1]:>8.0f}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="random", help="NAME_OR_DIR (anygpt-tiny, a folder) or 'random' (default)")
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--repeats", type=int, default=3, help="timed runs per cell; the best is kept")
     p.add_argument("--threads", type=int, default=1, help="torch threads for every decoder")
     p.add_argument("--no-busy", action="store_true", help="skip the next-to-a-busy-process column")
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime rows")
     p.add_argument("--sweep", action="store_true", help="also the threads x OMP_WAIT_POLICY table")
     p.add_argument("--compile", action="store_true", help="also the engine with a torch.compile'd decode step")
+    p.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here as JSON")
+    p.add_argument("--smoke", action="store_true",
+                   help="a random hidden-64 model, 8 new tokens, 1 repeat, no busy column: checks the script runs")
     p.add_argument("--probe-threads", type=int, help=argparse.SUPPRESS)
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.model, args.new_tokens, args.repeats, args.no_busy = "smoke", 8, 1, True
     torch.manual_seed(0)
     model = build_model(args.model)
     batch8 = prompts(model)
@@ -264,6 +285,16 @@ def main() -> None:
     print(f"prompts: 8 of {sorted(p.numel() for p in batch8)} tokens (batch 1: the first, {batch8[0].numel()}); "
           f"{args.new_tokens} new tokens each, constrained sampling; {args.threads} thread(s); best of {args.repeats}")
     engines = {"engine": model.engine(), "engine int8": model.engine(quantize="int8")}
+    if not args.no_onnx:
+        from anygpt.lm.backends import BackendUnavailable
+
+        t = time.perf_counter()
+        try:
+            engines["onnx"] = model.engine(backend="onnx")
+            print(f"onnx: decoder exported or found in the cache and loaded in {time.perf_counter() - t:.1f} s "
+                  f"({engines['onnx'].model.path})")
+        except BackendUnavailable as e:
+            print(f"onnx: not measured ({e})")
     for e in engines.values():
         e.threads = args.threads
     decoders = {"HF generate": lambda b: run_hf(model, b, settings)}
@@ -286,17 +317,30 @@ def main() -> None:
             if "busy" in conditions:
                 line += f" {table[name, bsz, 'busy'] / q:>10.2f}"
             print(line)
+    figures: dict = {"model": args.model, "new_tokens": args.new_tokens, "threads": args.threads,
+                     "repeats": args.repeats, "tokens_per_second": {
+                         name: {f"batch{bsz}_{c}": table[name, bsz, c] for bsz in (1, 8) for c in conditions}
+                         for name in decoders}}
+    for bsz in (1, 8):
+        best = max(engines, key=lambda n: table[n, bsz, "quiet"])
+        figures[f"x_hf_batch{bsz}"] = table[best, bsz, "quiet"] / table["HF generate", bsz, "quiet"]
+        figures[f"fastest_batch{bsz}"] = best
 
-    bw = read_bandwidth()
-    print(f"\nmemory-bandwidth limit at batch 1 (single-thread read bandwidth {bw / 1e9:.1f} GB/s, sum of 256 MB):")
+    bw = read_bandwidth(16 if args.smoke else 256)
+    print(f"\nmemory-bandwidth limit at batch 1 (single-thread read bandwidth {bw / 1e9:.1f} GB/s, "
+          f"sum of {16 if args.smoke else 256} MB):")
+    figures["read_bandwidth_bytes_per_s"] = bw
+    figures["bandwidth_fraction_batch1"] = {}
     for name, e in engines.items():
         nbytes = e.model.weight_bytes_per_token()
         limit = bw / nbytes
         got = table[name, 1, "quiet"]
+        figures["bandwidth_fraction_batch1"][name] = got / limit
         print(f"  {name:<12} {nbytes / 1e6:6.1f} MB read per token -> limit {limit:6.0f} tok/s; "
               f"measured {got:.0f} = {got / limit:.2f} of the limit")
-    print(f"\nint8 vs fp32 greedy, teacher-forced per-token agreement over 8 x {args.new_tokens} tokens: "
-          f"{int8_agreement(model, batch8, args.new_tokens):.3f}")
+    agreement = int8_agreement(model, batch8, args.new_tokens)
+    figures["int8_agreement"] = agreement
+    print(f"\nint8 vs fp32 greedy, teacher-forced per-token agreement over 8 x {args.new_tokens} tokens: {agreement:.3f}")
     if "speech" in model.tokenizers:
         print()
         for q, steps in ((None, (8, 1)), ("int8", (8, 1)), (None, None)):
@@ -315,7 +359,12 @@ def main() -> None:
             print(f"  batch {bsz}: eager {eager:.0f} tok/s, compiled {compiled:.0f} tok/s")
     if args.sweep:
         sweep(args)
-    print(f"\nload average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} (on {os.cpu_count()} cores)")
+    load_after = os.getloadavg()
+    figures["load_average"] = {"before": load_before[0], "after": load_after[0], "cores": os.cpu_count()}
+    print(f"\nload average before {load_before[0]:.2f}, after {load_after[0]:.2f} (on {os.cpu_count()} cores)")
+    if args.json:
+        write_json(figures, args.json)
+        print(f"wrote {args.json}")
 
 
 class _Nothing:

@@ -148,18 +148,19 @@ class AnyGPT:
     def stop_ids(self) -> list[int]:
         return [i for i in (self.tokenizer.eos_token_id, self.turn_end_id) if i is not None]
 
-    def engine(self, *, quantize: str | None = None, max_batch: int = 8) -> "Engine":
+    def engine(self, *, quantize: str | None = None, max_batch: int = 8, backend: str = "engine") -> "Engine":
         """The generation engine for this model (built on first use, then reused): see
         anygpt.lm.engine. quantize: None (fp32, token-identical to HF generate) or "int8".
+        backend: "engine", "onnx" or "auto" (anygpt.lm.backends).
         It is rebuilt when the LM's parameters were changed in place since (e.g. by training
         steps between evaluations), since it may hold copies of them."""
-        from anygpt.lm.engine import Engine
+        from anygpt.lm.backends import build_engine
 
-        key = (quantize, max_batch)
+        key = (backend, quantize, max_batch)
         versions = [p._version for p in self.lm.parameters()]  # bumped by every in-place change
         if key not in self._engines or self._engines[key][1] != versions:
-            engine = Engine(self.lm, self.layout, max_batch=max_batch, quantize=quantize,
-                            tokenizer=self.tokenizer, pad_id=self.tokenizer.pad_token_id)
+            engine = build_engine(backend, self.lm, self.layout, max_batch=max_batch, quantize=quantize,
+                                  tokenizer=self.tokenizer, pad_id=self.tokenizer.pad_token_id)
             self._engines[key] = (engine, versions)
         return self._engines[key][0]
 
@@ -208,7 +209,8 @@ class AnyGPT:
         unconstrained (release) mode parses leniently and marks repaired segments.
         streamer: a BaseStreamer-shaped object (put/end, e.g. anygpt.lm.streaming.ReplyStreamer)
         that receives the reply's ids as they are written, the forced start marker first.
-        engine: "engine" (anygpt.lm.engine; default) or "hf" (HF generate, the reference; beam
+        engine: "engine" (anygpt.lm.engine; default), "onnx" (ONNX Runtime), "auto" (the
+        fastest installed, anygpt.lm.backends) or "hf" (HF generate, the reference; beam
         search always runs there). quantize: "int8" for the engine's int8 projections.
         threads: torch threads while generating (engine default: 1).
         """
@@ -258,7 +260,7 @@ class AnyGPT:
             base = _seed(seed)
             built = [self.engine_request(p, settings, force_modality=force_modality, seed=base + i,
                                          streamer=streamer if i == 0 else None) for i, p in enumerate(prompts)]
-            results = self.engine(quantize=quantize).generate([r for r, _ in built], threads=threads)
+            results = self.engine(quantize=quantize, backend=engine).generate([r for r, _ in built], threads=threads)
             news, starts = [r.ids for r in results], [start for _, start in built]
         return [self.reply_parts(new, start, settings) for start, new in zip(starts, news)]
 
@@ -304,7 +306,7 @@ class AnyGPT:
         return new.cpu().tolist()
 
 
-ENGINES = ("engine", "hf")
+ENGINES = ("auto", "engine", "onnx", "hf")  # see anygpt.lm.backends
 
 
 def _seed(seed: int | None) -> int:
