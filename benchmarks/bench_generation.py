@@ -86,7 +86,7 @@ def prompts(model, n: int = 8, seed: int = 0) -> list[torch.Tensor]:
     words = synthetic_texts(2000, seed=1)[0].split() * 20
     out = []
     for _ in range(n):
-        c = Conversation(template=model.template.name)
+        c = Conversation()
         c.add_user(" ".join(rng.sample(words, rng.randint(3, 40))))
         request, _ = model.engine_request(model.template.prompt(c.turns), _settings(8))
         out.append(torch.as_tensor(request.prompt))
@@ -181,6 +181,27 @@ def int8_agreement(model, batch, new: int) -> float:
     return same / total
 
 
+def greedy_parity(model, engines: dict, batch, new: int) -> dict[str, tuple[int, int]]:
+    """Greedy replies of every engine vs HF generate's, batch 1 each, no stop ids ->
+    {engine: (tokens equal to HF's at the same position, HF's tokens)}."""
+    from anygpt.lm.engine import Request
+
+    greedy = _settings(new, do_sample=False)
+    want = [_hf_ids(model, p, greedy) for p in batch]
+    out = {}
+    for name, e in engines.items():
+        got = [e.generate([Request(p, greedy)])[0].ids for p in batch]
+        out[name] = (sum(a == b for w, g in zip(want, got) for a, b in zip(w, g)), sum(len(w) for w in want))
+    return out
+
+
+def _hf_ids(model, prompt, settings) -> list[int]:
+    from anygpt.lm.generation import generate_ids
+
+    ids = prompt[None]
+    return generate_ids(model.lm, ids, torch.ones_like(ids), model.layout, settings, stop_ids=[], pad_id=0)[0].tolist()
+
+
 def first_audio(model, quantize: str | None, new: int = 150, **audio) -> tuple[float, float, float]:
     """A speech reply (forced speech segment) streamed through ReplyStreamer -> seconds from the
     first speech code to the first audio chunk, from the call to the first audio chunk, and the
@@ -200,7 +221,7 @@ def first_audio(model, quantize: str | None, new: int = 150, **audio) -> tuple[f
         if isinstance(ev, AudioChunk) and "audio" not in marks:
             marks["audio"] = time.perf_counter()
 
-    c = Conversation(template=model.template.name)
+    c = Conversation()
     c.add_user("Say something.")
     t0 = time.perf_counter()
     model.generate(c, settings=_settings(new), force_modality="speech", seed=0, quantize=quantize,
@@ -338,6 +359,10 @@ def main(argv: list[str] | None = None) -> None:
         figures["bandwidth_fraction_batch1"][name] = got / limit
         print(f"  {name:<12} {nbytes / 1e6:6.1f} MB read per token -> limit {limit:6.0f} tok/s; "
               f"measured {got:.0f} = {got / limit:.2f} of the limit")
+    parity = greedy_parity(model, engines, batch8, args.new_tokens)
+    figures["greedy_parity_with_hf"] = parity
+    print(f"\ngreedy decoding vs HF generate, 8 prompts x {args.new_tokens} new tokens, constrained: "
+          + "; ".join(f"{name} {same}/{total} tokens equal" for name, (same, total) in parity.items()))
     agreement = int8_agreement(model, batch8, args.new_tokens)
     figures["int8_agreement"] = agreement
     print(f"\nint8 vs fp32 greedy, teacher-forced per-token agreement over 8 x {args.new_tokens} tokens: {agreement:.3f}")

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -170,7 +171,9 @@ def export_decoder(lm, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with torch.no_grad():
+        # the TorchScript exporter: the torch.export one needs onnxscript, and this graph is plain
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(step, (ids, pos, mask, *past), str(tmp), dynamo=False, opset_version=17,
                               input_names=["ids", "positions", "mask", *past_names],
                               output_names=["logits", *new_names], dynamic_axes=axes)
