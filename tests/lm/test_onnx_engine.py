@@ -100,9 +100,9 @@ def test_backend_names(compact_lm):
     assert isinstance(build_engine("onnx", model, layout), OnnxEngine)
     assert isinstance(build_engine("auto", model, layout), OnnxEngine)  # installed: the faster one
     auto_int8 = build_engine("auto", model, layout, quantize="int8")
-    assert type(auto_int8) is Engine and auto_int8.quantize == "int8"
-    with pytest.raises(EngineError, match="engine 'onnx' runs fp32 only"):
-        build_engine("onnx", model, layout, quantize="int8")
+    assert type(auto_int8) is OnnxEngine and auto_int8.quantize == "int8"
+    with pytest.raises(EngineError, match="quantize='int4'"):
+        build_engine("onnx", model, layout, quantize="int4")
     with pytest.raises(EngineError, match="unknown engine 'vllm'"):
         build_engine("vllm", model, layout)
 
@@ -127,3 +127,29 @@ def test_a_model_it_cannot_hold_is_a_clear_error(compact_lm, monkeypatch):
     monkeypatch.setattr(model.config, "hidden_act", "gelu")
     with pytest.raises(BackendUnavailable, match="cannot hold this model: its hidden_act is 'gelu'"):
         build_engine("onnx", model, layout)
+
+
+def test_int8_export_is_int8_close_to_fp32_and_well_formed(compact_lm, onnx_engine):
+    import onnx
+
+    model, tok, layout = compact_lm
+    int8 = OnnxEngine(model, layout, quantize="int8", max_batch=25)
+    ops = {n.op_type for n in onnx.load(str(int8.model.path)).graph.node}
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops
+    assert int8.model.weight_bytes_per_token() < onnx_engine.model.weight_bytes_per_token() / 3
+    ids = prompts(tok, layout, 1, seed=2)[0][None]
+    pos = torch.arange(ids.shape[1])[None]
+    a = onnx_engine.model(ids, pos, _full_cache(onnx_engine.model, ids.shape[1]))
+    b = int8.model(ids, pos, _full_cache(int8.model, ids.shape[1]))
+    assert float((a - b).abs().max()) < 0.1 * float(a.std())
+    bias = marker_bias(layout, model.config.vocab_size)
+    settings = GenerationSettings(max_new_tokens=48, do_sample=True)
+    rows = [r.ids for r in int8.generate([Request([5, 6, 7], settings, generator=i, logit_bias=bias)
+                                          for i in range(50)])]
+    assert [i for i, r in enumerate(rows) if not well_formed(layout, r)] == []
+
+
+def _full_cache(decoder, width):
+    cache = decoder.new_cache(1, width)
+    cache.valid[:] = True
+    return cache

@@ -3,10 +3,10 @@
     engine = build_engine("auto", lm, layout, tokenizer=tok)   # the fastest one installed
 
 - "engine": anygpt.lm.engine.Engine (torch, static KV cache; fp32 or int8);
-- "onnx": anygpt.lm.onnx_engine.OnnxEngine (the forward pass in ONNX Runtime, fp32; the
-  `onnx` extra);
-- "auto": "onnx" when onnxruntime is installed and can hold the model, else "engine" (and
-  always "engine" for int8); measured in benchmarks/bench_generation.py;
+- "onnx": anygpt.lm.onnx_engine.OnnxEngine (the forward pass in ONNX Runtime, fp32 or int8;
+  the `onnx` extra);
+- "auto": "onnx" when onnxruntime is installed and can hold the model, else "engine"
+  (measured in benchmarks/bench_generation.py);
 - "hf" (HF generate, the reference) is not an engine object: AnyGPT.complete_batch runs it.
 
 Every backend runs the same loop over the same Request/Result types, with the segment
@@ -27,24 +27,20 @@ class BackendUnavailable(AnyGPTError):
 
 def build_engine(name: str, lm, layout, *, quantize: str | None = None, **kwargs):
     """-> an engine for `lm` (kwargs: Engine's max_batch, max_len, threads, tokenizer, pad_id).
-    An unknown name or int8 on a backend without it: EngineError; a backend that is not
+    quantize: None (fp32) or "int8". An unknown name: EngineError; a backend that is not
     installed or cannot hold the model: BackendUnavailable, except for "auto", which then
     falls back to "engine"."""
     from anygpt.lm.engine import Engine, EngineError
 
     if name == "auto":
-        if quantize is None:
-            try:
-                return build_engine("onnx", lm, layout, **kwargs)
-            except BackendUnavailable:
-                pass
-        return Engine(lm, layout, quantize=quantize, **kwargs)
+        try:
+            return build_engine("onnx", lm, layout, quantize=quantize, **kwargs)
+        except BackendUnavailable:
+            return Engine(lm, layout, quantize=quantize, **kwargs)
     if name == "engine":
         return Engine(lm, layout, quantize=quantize, **kwargs)
     if name == "onnx":
-        if quantize is not None:
-            raise EngineError(f"engine 'onnx' runs fp32 only; quantize={quantize!r} needs engine 'engine'")
         from anygpt.lm.onnx_engine import OnnxEngine
 
-        return OnnxEngine(lm, layout, **kwargs)
+        return OnnxEngine(lm, layout, quantize=quantize, **kwargs)
     raise EngineError(f"unknown engine {name!r}; choose from {', '.join(BACKENDS)} (or 'hf' through AnyGPT)")

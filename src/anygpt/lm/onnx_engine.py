@@ -183,12 +183,28 @@ def export_decoder(lm, path: Path) -> Path:
     return path
 
 
-def exported_decoder(lm) -> Path:
-    """The cached export of lm (made now if missing) -> its .onnx path."""
+def exported_decoder(lm, quantize: str | None = None) -> Path:
+    """The cached export of lm (made now if missing) -> its .onnx path. quantize "int8": the
+    export with every MatMul's weights in int8 (ONNX Runtime's dynamic quantization: int8
+    weights per output channel, activations quantized per step)."""
     path = cache_root() / weights_key(lm) / "decoder.onnx"
     if not path.exists():
         export_decoder(lm, path)
-    return path
+    if quantize is None:
+        return path
+    if quantize != "int8":
+        raise EngineError(f"quantize={quantize!r}: engine 'onnx' knows None (fp32) and 'int8'")
+    int8 = path.with_name("decoder.int8.onnx")
+    if not int8.exists():
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        tmp = int8.with_name(f".{os.getpid()}.{int8.name}")
+        try:
+            quantize_dynamic(path, tmp, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"])
+            os.replace(tmp, int8)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return int8
 
 
 class OnnxCache:
@@ -208,7 +224,7 @@ class OnnxLlama:
     """The decoder as Engine's loop sees it (LeanLlama's interface): forward(ids, positions,
     cache) -> logits of the last column, new_cache(batch, capacity), vocab_size, device, dtype."""
 
-    def __init__(self, lm, *, threads: int = 1):
+    def __init__(self, lm, *, threads: int = 1, quantize: str | None = None):
         ort = import_onnxruntime()
         check_supported(lm)
         cfg = lm.config
@@ -219,7 +235,7 @@ class OnnxLlama:
         self.vocab_size = lm.lm_head.weight.shape[0]
         self.max_positions = int(cfg.max_position_embeddings)
         self.dtype, self.device = torch.float32, torch.device("cpu")
-        self.path = exported_decoder(lm)
+        self.path = exported_decoder(lm, quantize)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -228,8 +244,9 @@ class OnnxLlama:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # a shared CPU: no spin-waiting
         self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         self.past_names = [f"past_{kv}{i}" for i in range(self.layers) for kv in "kv"]
-        self._bytes = sum(p.numel() * 4 for n, p in lm.named_parameters() if "embed_tokens" not in n) \
-            + lm.model.embed_tokens.weight.shape[1] * 4
+        matrix = 1 if quantize == "int8" else 4  # bytes per weight of a projection (norms stay fp32)
+        self._bytes = sum(p.numel() * (matrix if p.dim() == 2 else 4) for n, p in lm.named_parameters()
+                          if "embed_tokens" not in n) + lm.model.embed_tokens.weight.shape[1] * 4
 
     def new_cache(self, batch: int, capacity: int) -> OnnxCache:
         if capacity > self.max_positions:
@@ -266,19 +283,22 @@ class OnnxLlama:
     __call__ = forward
 
     def weight_bytes_per_token(self) -> int:
-        """fp32 bytes one decode step reads: every weight but the embedding matrix, plus one row of it."""
+        """Bytes one decode step reads: every weight but the embedding matrix (projections in
+        int8 when quantized), plus one fp32 row of it."""
         return self._bytes
 
 
 class OnnxEngine(Engine):
-    """anygpt.lm.engine.Engine with its forward pass in ONNX Runtime (fp32; no int8)."""
+    """anygpt.lm.engine.Engine with its forward pass in ONNX Runtime. quantize: None (fp32,
+    HF generate's greedy tokens) or "int8" (see exported_decoder; close to fp32, not equal)."""
 
     def __init__(self, lm, layout: TokenLayout, *, max_batch: int = 8, max_len: int | None = None,
-                 threads: int | None = None, tokenizer=None, pad_id: int | None = None):
+                 quantize: str | None = None, threads: int | None = None, tokenizer=None, pad_id: int | None = None):
         import_onnxruntime()
         check_supported(lm)
         super().__init__(lm, layout, max_batch=max_batch, max_len=max_len, threads=threads, tokenizer=tokenizer,
                          pad_id=pad_id, copy_weights=False)
-        self.model = OnnxLlama(lm, threads=threads or 1)
+        self.model = OnnxLlama(lm, threads=threads or 1, quantize=quantize)
+        self.quantize = quantize
         self.max_len = min(self.max_len, self.model.max_positions)
         self.decode_step = self.model.forward
