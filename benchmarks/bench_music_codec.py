@@ -1,6 +1,7 @@
 """Encode / decode speed of the music tokenizers at batch 1 on CPU, as x real time.
 
     python benchmarks/bench_music_codec.py [--seconds 10] [--threads 1 2] [--repeat 3]
+    python benchmarks/bench_music_codec.py --smoke     # 0.5 s of audio, compact codec only, seconds (the test suite runs it)
 
 Rows: the released facebook/encodec_32khz config with random weights (speed does not depend
 on the weights) and our compact codec (shipped weights if exported, else random). The load
@@ -26,18 +27,19 @@ def _time(fn, repeat: int) -> float:
     return best
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-released", action="store_true")
-    args = ap.parse_args()
+    ap.add_argument("--smoke", action="store_true", help="0.5 s of audio, 1 thread, 1 repeat, compact codec only")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.seconds, args.threads, args.repeat, args.skip_released = 0.5, [1], 1, True
 
-    from anygpt.modalities.music_codec import (
-        TINY_ASSET_DIR, ReleasedMusicTokenizer, TinyMusicTokenizer, load_tiny_music_tokenizer,
-        released_encodec_config,
-    )
+    from anygpt.loaders import MUSIC_CODEC_TINY_DIR, load_compact_music_tokenizer
+    from anygpt.modalities.music_tokenizers import CompactMusicTokenizer, ReleasedMusicTokenizer, released_encodec_config
     from anygpt.nn.compact_music_codec import CompactMusicCodec, MusicCodecConfig
 
     tokenizers = []
@@ -46,10 +48,10 @@ def main() -> None:
 
         torch.manual_seed(0)
         tokenizers.append(("released encodec_32khz (random weights)", ReleasedMusicTokenizer(EncodecModel(released_encodec_config()))))
-    if (TINY_ASSET_DIR / "model.safetensors").exists():
-        tokenizers.append(("compact (shipped)", load_tiny_music_tokenizer()))
+    if (MUSIC_CODEC_TINY_DIR / "model.safetensors").exists():
+        tokenizers.append(("compact (shipped)", load_compact_music_tokenizer()))
     else:
-        tokenizers.append(("compact (random weights)", TinyMusicTokenizer(CompactMusicCodec(MusicCodecConfig()))))
+        tokenizers.append(("compact (random weights)", CompactMusicTokenizer(CompactMusicCodec(MusicCodecConfig()))))
 
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; {args.seconds:g} s of audio, batch 1, best of {args.repeat}")
     print("| codec | sample rate | tokens/s | threads | encode x RT | decode x RT |")

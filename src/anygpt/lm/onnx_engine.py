@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -199,10 +200,12 @@ def exported_decoder(lm, quantize: str | None = None) -> Path:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         tmp = int8.with_name(f".{os.getpid()}.{int8.name}")
+        logging.disable(logging.WARNING)  # its advice to pre-process (shape inference) is for other graphs
         try:
             quantize_dynamic(path, tmp, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"])
             os.replace(tmp, int8)
         finally:
+            logging.disable(logging.NOTSET)
             tmp.unlink(missing_ok=True)
     return int8
 
