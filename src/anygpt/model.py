@@ -14,6 +14,7 @@ conversations in one batch; `streamer=ReplyStreamer(model)` streams a reply as e
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
@@ -27,6 +28,7 @@ from anygpt.lm.checkpoint import FolderConfig, load_lm, save_lm, tokenizer_folde
 from anygpt.lm.generation import GenerationSettings, generate_ids, get_preset
 from anygpt.lm.sequence import SequenceEncoder
 from anygpt.modalities import get_modality, load_tokenizer
+from anygpt.modalities.registry import LazyTokenizers, tokenizer_loader
 from anygpt.modalities.base import ModalityTokenizer
 from anygpt.parts import CodesPart, MediaFilePart, TextPart
 from anygpt.templates import get_chat_template
@@ -42,7 +44,8 @@ class AnyGPT:
         self.tokenizer = tokenizer
         self.layout = layout
         self.template = get_chat_template(template)
-        self.tokenizers: dict[str, ModalityTokenizer] = {}
+        # modality -> tokenizer; from_pretrained defers loading each until a reply needs it
+        self.tokenizers = LazyTokenizers(self._check_tokenizer)
         for name, tok in (tokenizers or {}).items():
             self.set_tokenizer(name, tok)
         self.codec = SequenceEncoder(tokenizer, layout, self.encode_media)
@@ -65,10 +68,12 @@ class AnyGPT:
             raise CheckpointError(f"{path}: model folder not found (a shipped model by name, such as anygpt-tiny, "
                                   "loads with anygpt.loaders.load_model)")
         lm, tok, layout, cfg = load_lm(path, dtype=dtype, device=device)
-        loaded = {m: load_tokenizer(m, t["loader"], **({"path": tokenizer_folder(path, t)} if "path" in t else {}))
-                  for m, t in cfg.tokenizers.items()}
-        loaded.update(tokenizers or {})
-        model = cls(lm, tok, layout, tokenizers=loaded, template=template or cfg.chat_template)
+        model = cls(lm, tok, layout, tokenizers=tokenizers, template=template or cfg.chat_template)
+        for m, t in cfg.tokenizers.items():
+            if m not in model.tokenizers:  # loaded when first used; names and paths checked now
+                tokenizer_loader(m, t["loader"])
+                kwargs = {"path": tokenizer_folder(path, t)} if "path" in t else {}
+                model.tokenizers.defer(m, partial(load_tokenizer, m, t["loader"], **kwargs))
         model.tokenizer_entries = dict(cfg.tokenizers)
         return model
 
@@ -79,6 +84,9 @@ class AnyGPT:
 
     def set_tokenizer(self, modality: str, tok: ModalityTokenizer) -> None:
         """Attach a modality tokenizer; its LM-facing codes must match the model's layout."""
+        self.tokenizers[modality] = tok  # checked by _check_tokenizer
+
+    def _check_tokenizer(self, modality: str, tok: ModalityTokenizer) -> None:
         spec = self.layout[modality].spec
         got = tok.token_spec
         if (got.codebook_size, got.num_codebooks, got.frames_per_item) != (
@@ -88,7 +96,6 @@ class AnyGPT:
                 f"({got.frames_per_item or 'variable'} frames) but the model's layout expects "
                 f"{spec.num_codebooks} x {spec.codebook_size} ({spec.frames_per_item or 'variable'})"
             )
-        self.tokenizers[modality] = tok
 
     # ----------------------------------------------------------------- media
     def _tokenizer_for(self, modality: str) -> ModalityTokenizer:

@@ -15,14 +15,11 @@ constraint as a token mask on the logits (anygpt.lm.constraints).
 
 from __future__ import annotations
 
-from anygpt.errors import AnyGPTError
+from anygpt.errors import BackendUnavailable
+
+__all__ = ["BACKENDS", "BackendUnavailable", "build_engine"]
 
 BACKENDS = ("auto", "engine", "onnx")
-
-
-class BackendUnavailable(AnyGPTError):
-    """A backend whose runtime is not installed (the message names the extra to install), or
-    one that cannot hold this model (another architecture)."""
 
 
 def build_engine(name: str, lm, layout, *, quantize: str | None = None, **kwargs):

@@ -37,9 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from anygpt.errors import AnyGPTError
+from anygpt.errors import AnyGPTError, BackendUnavailable
 from anygpt.layout import TokenLayout
-from anygpt.lm.backends import BackendUnavailable
 from anygpt.lm.engine import Engine, EngineError
 
 EXTRA = "onnx"  # pip install 'anygpt[onnx]'
