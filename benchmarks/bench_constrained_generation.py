@@ -19,6 +19,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--smoke", action="store_true", help="hidden 32 x 1 layer, 8 new tokens: checks the script runs")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.threads = 1
     torch.set_num_threads(args.threads)
     size = dict(hidden=32, layers=1) if args.smoke else dict(hidden=128, layers=4)
     new = 8 if args.smoke else 256
