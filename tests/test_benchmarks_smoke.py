@@ -17,6 +17,7 @@ BENCHMARKS = ROOT / "benchmarks"
 
 # script -> runs: (arguments, text its output must hold: the table's header)
 SMOKE = {
+    "bench_cold_start.py": [(["--smoke"], "stages of a chat reply")],
     "bench_constrained_generation.py": [(["--smoke"], "tokens/s")],
     "bench_generation.py": [(["--smoke"], "x HF")],
     "bench_image_tokenizer.py": [(["--smoke"], "| threads | precision | encode img/s")],
