@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                                             "--message", "Hello", "--out", os.path.join(tmp, "out")],
         }
         load = os.getloadavg()[0]
-        print(f"model {args.model}; {args.runs} fresh process(es) each; load average {load:.2f} on {os.cpu_count()} cores")
+        print(f"model {args.model}; {args.runs} fresh process(es) each; load average {load:.2f} "
+              f"on {os.cpu_count()} cores")
         print(f"{'command':<30} {'wall min':>9} {'wall max':>9} {'CPU min':>8} {'CPU max':>8}")
         for name, cmd in commands.items():
             runs = [timed(cmd, env, tmp) for _ in range(args.runs)]

@@ -381,10 +381,12 @@ def main(argv: list[str] | None = None) -> None:
     parity = greedy_parity(model, engines, batch8, args.new_tokens)
     figures["greedy_parity_with_hf"] = parity
     print(f"\ngreedy decoding vs HF generate, 8 prompts x {args.new_tokens} new tokens, constrained: "
-          + "; ".join(f"{name} {same}/{total} tokens equal (up to the first difference)" for name, (same, total) in parity.items()))
+          + "; ".join(f"{name} {same}/{total} tokens equal (up to the first difference)"
+                      for name, (same, total) in parity.items()))
     agreement = int8_agreement(model, batch8, args.new_tokens)
     figures["int8_agreement"] = agreement
-    print(f"\nint8 vs fp32 greedy, teacher-forced per-token agreement over 8 x {args.new_tokens} tokens: {agreement:.3f}")
+    print(f"\nint8 vs fp32 greedy, teacher-forced per-token agreement over 8 x {args.new_tokens} tokens: "
+          f"{agreement:.3f}")
     if "speech" in model.tokenizers:
         print()
         for q, steps in ((None, (8, 1)), ("int8", (8, 1)), (None, None)):

@@ -1,7 +1,7 @@
 """Encode / decode speed of the music tokenizers at batch 1 on CPU, as x real time.
 
     python benchmarks/bench_music_codec.py [--seconds 10] [--threads 1 2] [--repeat 3]
-    python benchmarks/bench_music_codec.py --smoke     # 0.5 s of audio, compact codec only, seconds (the test suite runs it)
+    python benchmarks/bench_music_codec.py --smoke     # 0.5 s of audio, compact codec only (the test suite runs it)
 
 Rows: the released facebook/encodec_32khz config with random weights (speed does not depend
 on the weights) and our compact codec (shipped weights if exported, else random). The load
@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> None:
         args.seconds, args.threads, args.repeat, args.skip_released = 0.5, [1], 1, True
 
     from anygpt.loaders import MUSIC_CODEC_TINY_DIR, load_compact_music_tokenizer
-    from anygpt.modalities.music_tokenizers import CompactMusicTokenizer, ReleasedMusicTokenizer, released_encodec_config
+    from anygpt.modalities.music_tokenizers import (CompactMusicTokenizer, ReleasedMusicTokenizer,
+                                                    released_encodec_config)
     from anygpt.nn.compact_music_codec import CompactMusicCodec, MusicCodecConfig
 
     tokenizers = []

@@ -4,7 +4,7 @@ against this machine's measured bf16 matmul peak.
     python benchmarks/bench_train_lm.py                       # tiny preset, every option, SmolLM2 full and LoRA
     python benchmarks/bench_train_lm.py --threads 1 --skip-smollm2
     python benchmarks/bench_train_lm.py --only tiny:bf16
-    python benchmarks/bench_train_lm.py --smoke        # tiny:fp32 and tiny:bf16 on 64 tokens, seconds (the test suite runs it)
+    python benchmarks/bench_train_lm.py --smoke        # tiny:fp32 and tiny:bf16 on 64 tokens (the test suite runs it)
 
 Each row runs the trainer's own step (`anygpt.train.lm.token_loss`, AdamW, clipping) on random
 blocks: 1 warm-up step, then --steps timed ones. Model FLOPs per trained token follow PaLM's
