@@ -292,7 +292,9 @@ class OnnxLlama:
 
 class OnnxEngine(Engine):
     """anygpt.lm.engine.Engine with its forward pass in ONNX Runtime. quantize: None (fp32,
-    HF generate's greedy tokens) or "int8" (see exported_decoder; close to fp32, not equal)."""
+    HF generate's greedy tokens) or "int8" (see exported_decoder; close to fp32, not equal).
+    threads: ONNX Runtime's intra-op threads, fixed when the session is built (default 1; a
+    `generate(threads=...)` sets torch's threads only, used by the sampling step)."""
 
     def __init__(self, lm, layout: TokenLayout, *, max_batch: int = 8, max_len: int | None = None,
                  quantize: str | None = None, threads: int | None = None, tokenizer=None, pad_id: int | None = None):
