@@ -374,10 +374,12 @@ def main(argv: list[str] | None = None) -> None:
     for name, e in engines.items():
         nbytes = e.model.weight_bytes_per_token()
         limit = bw / nbytes
-        got = table[name, 1, "quiet"]
+        got, got_cpu = table[name, 1, "quiet"], cpu_table[name, 1]
         figures["bandwidth_fraction_batch1"][name] = got / limit
+        figures.setdefault("bandwidth_fraction_cpu_batch1", {})[name] = got_cpu / limit
         print(f"  {name:<12} {nbytes / 1e6:6.1f} MB read per token -> limit {limit:6.0f} tok/s; "
-              f"measured {got:.0f} = {got / limit:.2f} of the limit")
+              f"measured {got:.0f} = {got / limit:.2f} of the limit ({got_cpu:.0f} per CPU-second = "
+              f"{got_cpu / limit:.2f})")
     parity = greedy_parity(model, engines, batch8, args.new_tokens)
     figures["greedy_parity_with_hf"] = parity
     print(f"\ngreedy decoding vs HF generate, 8 prompts x {args.new_tokens} new tokens, constrained: "
