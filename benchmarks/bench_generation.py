@@ -7,6 +7,12 @@ policy next to a busy process.
     python benchmarks/bench_generation.py                         # random model of anygpt-tiny's shape
     python benchmarks/bench_generation.py --model anygpt-tiny     # the shipped model
     python benchmarks/bench_generation.py --sweep                 # + threads / OMP_WAIT_POLICY table
+    python benchmarks/bench_generation.py --json out.json         # + the figures as JSON
+    python benchmarks/bench_generation.py --smoke                 # tiny sizes, seconds (the test suite runs it)
+
+Decoders: HF generate (the reference), the engine (torch) fp32 and int8, and the engine on ONNX
+Runtime fp32 and int8 (anygpt.lm.onnx_engine; rows when onnxruntime is installed). x_hf_batch1 and
+x_hf_batch8 in the JSON: the fastest decoder's tokens/s over HF generate's, same run.
 
 The default model is a random LLaMA of the shape anygpt-tiny is expected to have: hidden 384,
 6 layers, 6 heads, MLP 1024, untied head, 4,608 positions, our layout over a 4,000-entry BPE
@@ -23,8 +29,11 @@ import random
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
+
+from anygpt.eval.report import write_json
 
 BUSY_CODE = """
 import time, torch
@@ -47,10 +56,15 @@ def synthetic_texts(n_words: int = 40000, seed: int = 0) -> list[str]:
 
 
 def build_model(name: str):
-    """-> AnyGPT (random one of anygpt-tiny's shape for name 'random')."""
+    """-> AnyGPT (random one of anygpt-tiny's shape for name 'random'; 'smoke': a random
+    hidden-64 x 2-layer model in the release's layout, no media tokenizers)."""
     from anygpt.modalities import load_tokenizer
     from anygpt.model import AnyGPT
 
+    if name == "smoke":
+        from anygpt.lm.tiny import random_tiny
+
+        return AnyGPT(*random_tiny(seed=0))
     if name != "random":
         from anygpt.loaders import load_model
 
@@ -74,7 +88,8 @@ def prompts(model, n: int = 8, seed: int = 0) -> list[torch.Tensor]:
     for _ in range(n):
         c = Conversation()
         c.add_user(" ".join(rng.sample(words, rng.randint(3, 40))))
-        out.append(model._prompt_ids(c, _settings(8), None)[0])
+        request, _ = model.engine_request(model.template.prompt(c.turns), _settings(8))
+        out.append(torch.as_tensor(request.prompt))
     return out
 
 
@@ -102,15 +117,22 @@ def run_engine(engine, batch, settings) -> int:
     return sum(len(r.ids) for r in engine.generate([Request(p, settings, generator=i) for i, p in enumerate(batch)]))
 
 
+CPU_RATE: dict = {}  # fn -> tokens per CPU second of its best run (see tokens_per_second)
+
+
 def tokens_per_second(fn, repeats: int) -> float:
     """Best of `repeats` timed runs after one warm-up (the machine is shared: the best run is
-    the one least disturbed)."""
+    the one least disturbed). Also records tokens per second of this process's CPU time in
+    CPU_RATE[fn]: on a busy machine that is steadier than wall time (every decoder here runs
+    on the calling thread with 1 thread)."""
     fn()
-    best = 0.0
+    best = best_cpu = 0.0
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         n = fn()
         best = max(best, n / (time.perf_counter() - t))
+        best_cpu = max(best_cpu, n / max(time.process_time() - c, 1e-9))
+    CPU_RATE[fn] = best_cpu
     return best
 
 
@@ -131,9 +153,9 @@ class Busy:
         self.proc.wait()
 
 
-def read_bandwidth() -> float:
-    """Single-thread read bandwidth in bytes/s: sum over a 256 MB buffer, best of 5."""
-    a = torch.ones(64 * 1024 * 1024)
+def read_bandwidth(mbytes: int = 256) -> float:
+    """Single-thread read bandwidth in bytes/s: sum over a `mbytes` MB buffer, best of 5."""
+    a = torch.ones(mbytes * 1024 * 1024 // 4)
     a.sum()
     best = 0.0
     for _ in range(5):
@@ -164,6 +186,29 @@ def int8_agreement(model, batch, new: int) -> float:
         same += int((a.argmax(-1) == b.argmax(-1)).sum())
         total += a.shape[0]
     return same / total
+
+
+def greedy_parity(model, engines: dict, batch, new: int) -> dict[str, tuple[int, int]]:
+    """Greedy replies of every engine vs HF generate's, batch 1 each, no stop ids ->
+    {engine: (tokens before the first one that differs from HF's, summed over prompts; HF's tokens)}."""
+    from anygpt.lm.engine import Request
+
+    greedy = _settings(new, do_sample=False)
+    want = [_hf_ids(model, p, greedy) for p in batch]
+    out = {}
+    for name, e in engines.items():
+        got = [e.generate([Request(p, greedy)])[0].ids for p in batch]
+        same = [next((i for i, (a, b) in enumerate(zip(w, g)) if a != b), min(len(w), len(g)))
+                for w, g in zip(want, got)]
+        out[name] = (sum(same), sum(len(w) for w in want))
+    return out
+
+
+def _hf_ids(model, prompt, settings) -> list[int]:
+    from anygpt.lm.generation import generate_ids
+
+    ids = prompt[None]
+    return generate_ids(model.lm, ids, torch.ones_like(ids), model.layout, settings, stop_ids=[], pad_id=0)[0].tolist()
 
 
 def first_audio(model, quantize: str | None, new: int = 150, **audio) -> tuple[float, float, float]:
@@ -233,17 +278,23 @@ def sweep(args) -> None:
             print(f"{threads:>7} {policy:>15} {row[0]:>8.0f} {row[1]:>8.0f}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="random", help="NAME_OR_DIR (anygpt-tiny, a folder) or 'random' (default)")
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--repeats", type=int, default=3, help="timed runs per cell; the best is kept")
     p.add_argument("--threads", type=int, default=1, help="torch threads for every decoder")
     p.add_argument("--no-busy", action="store_true", help="skip the next-to-a-busy-process column")
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime rows")
     p.add_argument("--sweep", action="store_true", help="also the threads x OMP_WAIT_POLICY table")
     p.add_argument("--compile", action="store_true", help="also the engine with a torch.compile'd decode step")
+    p.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here as JSON")
+    p.add_argument("--smoke", action="store_true",
+                   help="a random hidden-64 model, 8 new tokens, 1 repeat, no busy column: checks the script runs")
     p.add_argument("--probe-threads", type=int, help=argparse.SUPPRESS)
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.model, args.new_tokens, args.repeats, args.no_busy = "smoke", 8, 1, True
     torch.manual_seed(0)
     model = build_model(args.model)
     batch8 = prompts(model)
@@ -264,39 +315,80 @@ def main() -> None:
     print(f"prompts: 8 of {sorted(p.numel() for p in batch8)} tokens (batch 1: the first, {batch8[0].numel()}); "
           f"{args.new_tokens} new tokens each, constrained sampling; {args.threads} thread(s); best of {args.repeats}")
     engines = {"engine": model.engine(), "engine int8": model.engine(quantize="int8")}
+    if not args.no_onnx:
+        from anygpt.lm.backends import BackendUnavailable
+
+        t = time.perf_counter()
+        try:
+            engines["onnx"] = model.engine(backend="onnx")
+            engines["onnx int8"] = model.engine(backend="onnx", quantize="int8")
+            print(f"onnx: decoders exported or found in the cache and loaded in {time.perf_counter() - t:.1f} s "
+                  f"({engines['onnx'].model.path.parent})")
+        except BackendUnavailable as e:
+            print(f"onnx: not measured ({e})")
     for e in engines.values():
         e.threads = args.threads
     decoders = {"HF generate": lambda b: run_hf(model, b, settings)}
     decoders.update({name: (lambda b, e=e: run_engine(e, b, settings)) for name, e in engines.items()})
     conditions = ["quiet"] + ([] if args.no_busy else ["busy"])
     table: dict[tuple[str, int, str], float] = {}
+    cpu_table: dict[tuple[str, int], float] = {}
     for cond in conditions:
         ctx = Busy() if cond == "busy" else _Nothing()
         with ctx:
             for name, fn in decoders.items():
                 for bsz in (1, 8):
-                    table[name, bsz, cond] = tokens_per_second(lambda: fn(batch8[:bsz]), args.repeats)
+                    cell = lambda fn=fn, bsz=bsz: fn(batch8[:bsz])  # noqa: E731
+                    table[name, bsz, cond] = tokens_per_second(cell, args.repeats)
+                    if cond == "quiet":
+                        cpu_table[name, bsz] = CPU_RATE[cell]
     print(f"\n{'decoder':<14} {'batch':>5} " + " ".join(f"{c + ' tok/s':>12}" for c in conditions)
-          + f" {'x HF':>6}" + (f" {'busy/quiet':>10}" if "busy" in conditions else ""))
+          + f" {'x HF':>6} {'tok/CPU-s':>9} {'x HF':>6}" + (f" {'busy/quiet':>10}" if "busy" in conditions else ""))
     for name in decoders:
         for bsz in (1, 8):
             q = table[name, bsz, "quiet"]
             line = f"{name:<14} {bsz:>5} " + " ".join(f"{table[name, bsz, c]:>12.0f}" for c in conditions)
             line += f" {q / table['HF generate', bsz, 'quiet']:>6.2f}"
+            line += f" {cpu_table[name, bsz]:>9.0f} {cpu_table[name, bsz] / cpu_table['HF generate', bsz]:>6.2f}"
             if "busy" in conditions:
                 line += f" {table[name, bsz, 'busy'] / q:>10.2f}"
             print(line)
+    figures: dict = {"model": args.model, "new_tokens": args.new_tokens, "threads": args.threads,
+                     "repeats": args.repeats, "tokens_per_second": {
+                         name: {f"batch{bsz}_{c}": table[name, bsz, c] for bsz in (1, 8) for c in conditions}
+                         for name in decoders},
+                     "tokens_per_cpu_second": {name: {f"batch{bsz}": cpu_table[name, bsz] for bsz in (1, 8)}
+                                               for name in decoders}}
+    for bsz in (1, 8):
+        best = max(engines, key=lambda n: table[n, bsz, "quiet"])
+        figures[f"x_hf_batch{bsz}"] = table[best, bsz, "quiet"] / table["HF generate", bsz, "quiet"]
+        figures[f"fastest_batch{bsz}"] = best
+        best_cpu = max(engines, key=lambda n: cpu_table[n, bsz])
+        figures[f"x_hf_cpu_batch{bsz}"] = cpu_table[best_cpu, bsz] / cpu_table["HF generate", bsz]
 
-    bw = read_bandwidth()
-    print(f"\nmemory-bandwidth limit at batch 1 (single-thread read bandwidth {bw / 1e9:.1f} GB/s, sum of 256 MB):")
+    bw = read_bandwidth(16 if args.smoke else 256)
+    print(f"\nmemory-bandwidth limit at batch 1 (single-thread read bandwidth {bw / 1e9:.1f} GB/s, "
+          f"sum of {16 if args.smoke else 256} MB):")
+    figures["read_bandwidth_bytes_per_s"] = bw
+    figures["bandwidth_fraction_batch1"] = {}
     for name, e in engines.items():
         nbytes = e.model.weight_bytes_per_token()
         limit = bw / nbytes
-        got = table[name, 1, "quiet"]
+        got, got_cpu = table[name, 1, "quiet"], cpu_table[name, 1]
+        figures["bandwidth_fraction_batch1"][name] = got / limit
+        figures.setdefault("bandwidth_fraction_cpu_batch1", {})[name] = got_cpu / limit
         print(f"  {name:<12} {nbytes / 1e6:6.1f} MB read per token -> limit {limit:6.0f} tok/s; "
-              f"measured {got:.0f} = {got / limit:.2f} of the limit")
+              f"measured {got:.0f} = {got / limit:.2f} of the limit ({got_cpu:.0f} per CPU-second = "
+              f"{got_cpu / limit:.2f})")
+    parity = greedy_parity(model, engines, batch8, args.new_tokens)
+    figures["greedy_parity_with_hf"] = parity
+    print(f"\ngreedy decoding vs HF generate, 8 prompts x {args.new_tokens} new tokens, constrained: "
+          + "; ".join(f"{name} {same}/{total} tokens equal (up to the first difference)"
+                      for name, (same, total) in parity.items()))
+    agreement = int8_agreement(model, batch8, args.new_tokens)
+    figures["int8_agreement"] = agreement
     print(f"\nint8 vs fp32 greedy, teacher-forced per-token agreement over 8 x {args.new_tokens} tokens: "
-          f"{int8_agreement(model, batch8, args.new_tokens):.3f}")
+          f"{agreement:.3f}")
     if "speech" in model.tokenizers:
         print()
         for q, steps in ((None, (8, 1)), ("int8", (8, 1)), (None, None)):
@@ -315,7 +407,12 @@ def main() -> None:
             print(f"  batch {bsz}: eager {eager:.0f} tok/s, compiled {compiled:.0f} tok/s")
     if args.sweep:
         sweep(args)
-    print(f"\nload average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} (on {os.cpu_count()} cores)")
+    load_after = os.getloadavg()
+    figures["load_average"] = {"before": load_before[0], "after": load_after[0], "cores": os.cpu_count()}
+    print(f"\nload average before {load_before[0]:.2f}, after {load_after[0]:.2f} (on {os.cpu_count()} cores)")
+    if args.json:
+        write_json(figures, args.json)
+        print(f"wrote {args.json}")
 
 
 class _Nothing:

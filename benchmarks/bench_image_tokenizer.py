@@ -1,6 +1,7 @@
 """Image tokenizer speed: encode and decode images/s at batch 32 (never run in tests).
 
     python benchmarks/bench_image_tokenizer.py [--tokenizer compact] [--threads 1 2] [--batch 32]
+    python benchmarks/bench_image_tokenizer.py --smoke     # batch 2, 1 thread, seconds (the test suite runs it)
 
 Prints a markdown table. The tiny tokenizer runs under bf16 autocast (as shipped) and in float32.
 """
@@ -15,14 +16,14 @@ import torch
 from anygpt.modalities import load_tokenizer
 
 
-def rate(fn, n_items: int, min_seconds: float = 3.0) -> float:
+def rate(fn, n_items: int, min_seconds: float = 3.0, min_reps: int = 3) -> float:
     fn()  # warm-up
     reps, t0 = 0, time.perf_counter()
     while True:
         fn()
         reps += 1
         dt = time.perf_counter() - t0
-        if dt >= min_seconds and reps >= 3:
+        if dt >= min_seconds and reps >= min_reps:
             return n_items * reps / dt
 
 
@@ -32,7 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--path", default=None)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--smoke", action="store_true", help="batch 2, 1 thread, one timed run: checks the script runs")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.batch, args.threads = 2, [1]
+    timing = dict(min_seconds=0.0, min_reps=1) if args.smoke else {}
     tok = load_tokenizer("image", args.tokenizer, **({"path": args.path} if args.path else {}))
     h, w = tok.image_size
     x = torch.rand(args.batch, 3, h, w, generator=torch.Generator().manual_seed(0))
@@ -44,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         for bf16 in ((True, False) if hasattr(tok, "bf16") else (False,)):
             if hasattr(tok, "bf16"):
                 tok.bf16 = bf16
-            e = rate(lambda: tok.encode(x), args.batch)
-            d = rate(lambda: tok.decode(codes), args.batch)
+            e = rate(lambda: tok.encode(x), args.batch, **timing)
+            d = rate(lambda: tok.decode(codes), args.batch, **timing)
             print(f"| {threads} | {'bf16' if bf16 else 'fp32'} | {e:.0f} | {d:.0f} |")
     return 0
 

@@ -1,6 +1,7 @@
 """Encode / decode speed of the music tokenizers at batch 1 on CPU, as x real time.
 
     python benchmarks/bench_music_codec.py [--seconds 10] [--threads 1 2] [--repeat 3]
+    python benchmarks/bench_music_codec.py --smoke     # 0.5 s of audio, compact codec only (the test suite runs it)
 
 Rows: the released facebook/encodec_32khz config with random weights (speed does not depend
 on the weights) and our compact codec (shipped weights if exported, else random). The load
@@ -26,13 +27,16 @@ def _time(fn, repeat: int) -> float:
     return best
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-released", action="store_true")
-    args = ap.parse_args()
+    ap.add_argument("--smoke", action="store_true", help="0.5 s of audio, 1 thread, 1 repeat, compact codec only")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.seconds, args.threads, args.repeat, args.skip_released = 0.5, [1], 1, True
 
     from anygpt.asset_paths import MUSIC_CODEC_TINY_DIR
     from anygpt.modalities.music_tokenizers import (

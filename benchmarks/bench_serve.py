@@ -6,6 +6,7 @@ at each level.
     python benchmarks/bench_serve.py                          # random model of anygpt-tiny's shape
     python benchmarks/bench_serve.py --model anygpt-tiny      # the shipped model
     python benchmarks/bench_serve.py --speech                 # spoken replies, streamed as audio
+    python benchmarks/bench_serve.py --smoke                  # a random hidden-64 model, 1 and 2 clients, 4 tokens
 
 The server is a separate process (`python -m anygpt.cli serve`, bound to 127.0.0.1 and a free
 port) so that its RSS is its own; its memory is sampled every 20 ms while each level runs. The
@@ -33,13 +34,14 @@ import httpx
 HERE = Path(__file__).resolve().parent
 
 
-def save_random_model(folder: Path) -> Path:
-    """The random anygpt-tiny-shaped model of bench_generation, written as a model folder that
-    names the shipped tiny tokenizers (so the server loads it like any other)."""
+def save_random_model(folder: Path, name: str = "random") -> Path:
+    """The random model of bench_generation ('random': anygpt-tiny's shape; 'smoke': hidden 64,
+    no media tokenizers), written as a model folder that names the shipped tiny tokenizers it
+    uses (so the server loads it like any other)."""
     sys.path.insert(0, str(HERE))
     from bench_generation import build_model
 
-    model = build_model("random")
+    model = build_model(name)
     model.tokenizer_entries = {m: {"loader": "compact"} for m in model.tokenizers}
     model.save_pretrained(folder)
     return folder
@@ -146,11 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-batch", type=int, default=8)
     p.add_argument("--speech", action="store_true", help="ask for spoken replies (text + streamed audio)")
     p.add_argument("--threads", type=int, default=1, help="the server's torch threads")
+    p.add_argument("--smoke", action="store_true", help="a random hidden-64 model, 1 and 2 clients, 1 request of "
+                                                        "4 tokens each: checks the script runs")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.model, args.clients, args.requests, args.max_tokens, args.speech = "smoke", "1,2", 1, 4, False
     levels = [int(x) for x in args.clients.split(",")]
 
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
-        model = str(save_random_model(Path(tmp) / "random-tiny-shape")) if args.model == "random" else args.model
+        model = str(save_random_model(Path(tmp) / f"{args.model}-model", args.model)) \
+            if args.model in ("random", "smoke") else args.model
         port = free_port()
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
         cmd = [sys.executable, "-m", "anygpt.cli", "serve", "--model", model, "--host", "127.0.0.1",

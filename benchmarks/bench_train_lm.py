@@ -4,6 +4,7 @@ against this machine's measured bf16 matmul peak.
     python benchmarks/bench_train_lm.py                       # tiny preset, every option, SmolLM2 full and LoRA
     python benchmarks/bench_train_lm.py --threads 1 --skip-smollm2
     python benchmarks/bench_train_lm.py --only tiny:bf16
+    python benchmarks/bench_train_lm.py --smoke        # tiny:fp32 and tiny:bf16 on 64 tokens (the test suite runs it)
 
 Each row runs the trainer's own step (`anygpt.train.lm.token_loss`, AdamW, clipping) on random
 blocks: 1 warm-up step, then --steps timed ones. Model FLOPs per trained token follow PaLM's
@@ -22,18 +23,18 @@ import time
 import torch
 
 
-def matmul_peak(threads: int) -> float:
-    """Measured bf16 GFLOP/s of a 2048^3 matmul (best of 5)."""
+def matmul_peak(threads: int, n: int = 2048) -> float:
+    """Measured bf16 GFLOP/s of an n^3 matmul (best of 5)."""
     torch.set_num_threads(threads)
-    a = torch.randn(2048, 2048, dtype=torch.bfloat16)
-    b = torch.randn(2048, 2048, dtype=torch.bfloat16)
+    a = torch.randn(n, n, dtype=torch.bfloat16)
+    b = torch.randn(n, n, dtype=torch.bfloat16)
     a @ b
     best = float("inf")
     for _ in range(5):
         t = time.perf_counter()
         a @ b
         best = min(best, time.perf_counter() - t)
-    return 2 * 2048**3 / best / 1e9
+    return 2 * n**3 / best / 1e9
 
 
 def flops_per_token(model, seq: int) -> float:
@@ -111,18 +112,24 @@ CONFIGS = {  # name -> (model, seq, batch, options)
 }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--vocab", type=int, default=9644, help="tiny preset vocabulary (default: anygpt-tiny's 9,644)")
     p.add_argument("--only", nargs="*", help=f"configs to run: {', '.join(CONFIGS)}")
     p.add_argument("--skip-smollm2", action="store_true")
-    a = p.parse_args()
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny:fp32 and tiny:bf16 on 64-token blocks, 1 step, a 256^3 peak: checks the script runs")
+    a = p.parse_args(argv)
+    seq_cap = None
+    if a.smoke:
+        a.threads, a.steps, a.only, a.skip_smollm2, seq_cap, a.vocab = 1, 1, ["tiny:fp32", "tiny:bf16"], True, 64, 512
     torch.set_num_threads(a.threads)
     print(f"load average before: {os.getloadavg()}")
-    peak = matmul_peak(a.threads)
-    print(f"bf16 matmul 2048^3 peak, {a.threads} threads: {peak:.0f} GFLOP/s\n")
+    size = 256 if a.smoke else 2048
+    peak = matmul_peak(a.threads, size)
+    print(f"bf16 matmul {size}^3 peak, {a.threads} threads: {peak:.0f} GFLOP/s\n")
     print(f"{'config':<28} {'params':>8} {'seq x batch':>11} {'tokens/s':>9} {'GFLOP/s':>8} {'MFU':>6}")
     for name, (kind, seq, batch, opts) in CONFIGS.items():
         if a.only and name not in a.only or a.skip_smollm2 and kind.startswith("smollm2"):
@@ -132,6 +139,7 @@ def main() -> None:
         else:
             model = smollm2(16 if kind == "smollm2-lora" else 0)
         opts = {"fused": False, "compile": False, "checkpointing": False, **opts}
+        seq = min(seq, seq_cap or seq)
         tps = time_steps(model, seq=seq, batch=batch, steps=a.steps, **opts)
         gflops = flops_per_token(model, seq) * tps / 1e9
         n = sum(p.numel() for p in model.parameters()) / 1e6

@@ -10,7 +10,8 @@ music:  tempo, key/mode and register read from each clip vs its metadata (the mu
         without --manifest, probe melodies of known key and tempo from anygpt.eval.probes).
 speech: Whisper tiny.en WER per voice (the speech corpus; without --manifest, Harvard
         sentences spoken by flite, festival and espeak voices synthesised here).
---json PATH also writes the figures as JSON.
+--json PATH also writes the figures as JSON. --smoke: 4 scenes at 64 px, 1 probe melody, or 1
+sentence by 1 voice (seconds; the test suite runs it).
 """
 
 from __future__ import annotations
@@ -172,7 +173,7 @@ def calibrate_speech(args) -> dict:
     else:
         tmp = Path(tempfile.mkdtemp(prefix="anygpt-voices-"))
         items = []
-        for voice in VOICES:
+        for voice in args.voices:
             for k, text in enumerate(HARVARD[: args.per_voice]):
                 items.append(EvalItem(id=f"{voice}-{k}", path=_synth(voice, text, tmp / f"{voice}-{k}.wav"),
                                       text=text, speaker=voice))
@@ -204,7 +205,12 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[64, 256], help="scenes: image sizes to render")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes (4 scenes, 1 melody, 1 voice): checks the script runs")
     args = p.parse_args(argv)
+    args.voices = list(VOICES)
+    if args.smoke:
+        args.n, args.sizes, args.per_voice, args.voices = {"scenes": 4, "music": 1, "speech": 0}[args.what], [64], 1, \
+            ["espeak-en-us"]
     args.n = args.n or {"scenes": 1000, "music": 150, "speech": 0}[args.what]
     out = {"scenes": calibrate_scenes, "music": calibrate_music, "speech": calibrate_speech}[args.what](args)
     if args.json:

@@ -8,11 +8,14 @@ Each model is scored on its own held-out blocks (the same items, tokenized with 
 tokenizer): per dataset, the cross-entropy on media-code positions in nats per code (the codes
 are the same for both, so this compares directly) and on text positions in nats per character
 of the decoded text (text tokens differ in length between tokenizers). Lower is better.
+
+    python benchmarks/compare_bases.py --smoke     # two random tiny models on made-up blocks (seconds)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 
 import numpy as np
 import torch
@@ -52,12 +55,52 @@ def score(model_dir: str, blocks_dir: str, per_dataset: int, threads: int) -> di
     return out
 
 
-def main() -> None:
+def smoke_inputs(root) -> list[str]:
+    """Two random tiny models (seeds 0 and 1, the same BPE) and one folder of made-up blocks
+    (random text and image-code ids, two datasets) -> the two --model specs."""
+    from pathlib import Path
+
+    from anygpt.data.packing import Block
+    from anygpt.data.shards import ShardWriter
+    from anygpt.lm.checkpoint import ANYGPT_CONFIG, FolderConfig
+    from anygpt.lm.tiny import random_tiny
+    from anygpt.model import AnyGPT
+
+    root = Path(root)
+    specs = []
+    for seed in (0, 1):
+        model = AnyGPT(*random_tiny(seed=seed))
+        model.save_pretrained(root / f"model{seed}")
+        specs.append(f"random{seed}={root / f'model{seed}'}:{root / 'blocks'}")
+    image = model.layout["image"]
+    rng = np.random.default_rng(0)
+    writer = ShardWriter(root / "blocks", 64, ["text", "image"], blocks_per_shard=4)
+    for name in ("text", "image"):
+        for _ in range(2):
+            ids = rng.integers(3, 400, size=64)
+            if name == "image":
+                ids[10:43] = [image.start_id, *rng.integers(image.code_offset, image.code_end, size=32)]
+            writer.add(Block(ids.astype(np.int32), ids.astype(np.int32), [0], 64), name)
+    writer.close()
+    model.tokenizer.save_pretrained(root / "blocks")  # a block folder names its tokenizer and layout
+    (root / "blocks" / ANYGPT_CONFIG).write_text(json.dumps(FolderConfig(model.layout.specs, "MMGPT", {}, released=False).to_json()))
+    return specs
+
+
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", action="append", required=True, metavar="NAME=MODEL_DIR:BLOCKS_DIR")
+    p.add_argument("--model", action="append", metavar="NAME=MODEL_DIR:BLOCKS_DIR", help="required, once per model")
     p.add_argument("--per-dataset", type=int, default=4, help="held-out blocks per dataset (default: 4)")
     p.add_argument("--threads", type=int, default=1)
-    a = p.parse_args()
+    p.add_argument("--smoke", action="store_true", help="two random tiny models on made-up blocks: checks the script runs")
+    a = p.parse_args(argv)
+    if a.smoke:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="compare-bases-") as tmp:
+            return main(sum((["--model", s] for s in smoke_inputs(tmp)), ["--per-dataset", "2"]))
+    if not a.model:
+        p.error("--model is required (or --smoke)")
     results = {}
     for spec in a.model:
         name, _, rest = spec.partition("=")

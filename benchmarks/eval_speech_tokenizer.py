@@ -1,6 +1,7 @@
 """Issue-5 figures for a speech tokenizer on held-out speakers and sentences; prints markdown.
 
     python benchmarks/eval_speech_tokenizer.py --data data/tiny [--per-split 24] [--codec DIR] [--soundstorm DIR]
+    python benchmarks/eval_speech_tokenizer.py --smoke     # 16 made-up espeak-ng clips, 1 per split (seconds)
 
 1. Resynthesis from all layers: Whisper tiny.en WER of the reconstruction beside the WER of
    the source itself (target: at most 1.5x), Resemblyzer similarity reconstruction vs source
@@ -22,11 +23,35 @@ import argparse
 import json
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import torch
 
 SPLITS = ("heldout_speakers", "heldout_sentences")
+SENTENCES = ["The birch canoe slid on the smooth planks.", "Glue the sheet to the dark blue background.",
+             "Rice is often served in round bowls.", "The juice of lemons makes fine punch."]
+
+
+def smoke_corpus(root: Path) -> Path:
+    """A made-up speech corpus at root/speech, spoken by espeak-ng at four pitches (the
+    "speakers"): p20 and p45 four clips each in the held-out splits, p70 and p95 two training
+    clips and one test clip each -> root."""
+    import subprocess
+
+    folder = root / "speech"
+    folder.mkdir(parents=True)
+    plan = [("p20", "heldout_speakers", 4), ("p45", "heldout_sentences", 4), ("p70", "train", 2), ("p70", "test", 1),
+            ("p95", "train", 2), ("p95", "test", 1)]
+    rows = []
+    for speaker, split, n in plan:
+        for k in range(n):
+            name = f"{speaker}-{split}-{k}.wav"
+            text = SENTENCES[k % len(SENTENCES)]
+            subprocess.run(["espeak-ng", "-v", "en-us", "-p", speaker[1:], "-w", str(folder / name), text], check=True)
+            rows.append({"id": name[:-4], "path": name, "speaker": speaker, "split": split, "text": text})
+    (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
 
 
 def bag_of_codes(codes: np.ndarray, sizes: list[int]) -> np.ndarray:
@@ -47,7 +72,7 @@ def speaker_probe(tok, clips_train, clips_test, layers: int) -> float:
     return float(np.mean(clf.predict(feats(clips_test)) == np.array([c.speaker for c in clips_test])))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="data/tiny")
     ap.add_argument("--codec", default=None, help="speech codec folder (default: shipped)")
@@ -57,7 +82,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
-    args = ap.parse_args()
+    ap.add_argument("--smoke", action="store_true", help="made-up espeak-ng clips, one per split: checks the script runs")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        import sys
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="eval-speech-tokenizer-") as tmp:
+            rest = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--smoke"]
+            return main(rest + ["--data", str(smoke_corpus(Path(tmp))), "--per-split", "1", "--probe-clips", "2",
+                                "--threads", "1"])
     torch.set_num_threads(args.threads)
 
     from anygpt.eval.asr import error_rates, transcribe

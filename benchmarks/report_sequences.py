@@ -17,6 +17,7 @@ sums and ratios. The commands, from the repository root, one thread each (OMP_NU
     anygpt blocks --config data/tiny-seq/chat.json --out data/tiny-seq/blocks-chat
     anygpt blocks --config data/tiny-seq/chat.json --out data/tiny-seq/blocks-chat --check
     python benchmarks/report_sequences.py                            # the tables
+    python benchmarks/report_sequences.py --smoke                    # configs and tables of an empty folder
 
 `--no-speech` writes configs without the speech dataset (and the writer's --no-speech is
 then needed too) for when no speech tokenizer is available.
@@ -155,7 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--corpus", type=Path, default=CORPUS)
     p.add_argument("--write-configs", action="store_true", help="write pretrain.json and chat.json into --root")
     p.add_argument("--no-speech", action="store_true", help="with --write-configs: no speech dataset")
+    p.add_argument("--smoke", action="store_true",
+                   help="write the configs into a temporary folder and print its (empty) tables: checks the script runs")
     a = p.parse_args(argv)
+    if a.smoke:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="report-sequences-") as tmp:
+            main(["--root", tmp, "--write-configs"])
+            return main(["--root", tmp])
     if a.write_configs:
         a.root.mkdir(parents=True, exist_ok=True)
         (a.root / "pretrain.json").write_text(json.dumps(pretrain_config(a.root, a.corpus, not a.no_speech), indent=1))

@@ -396,3 +396,32 @@ def test_interactive_failed_turn_is_not_kept(monkeypatch, tmp_path, capsys, reco
 def test_interactive_ends_at_end_of_input(monkeypatch, tmp_path, recorded):
     assert _interactive(monkeypatch, tmp_path, ["only one"]) == 0
     assert len(recorded) == 1
+
+
+def test_one_shot_engines_onnx_and_auto_write_the_engines_reply(tmp_path, monkeypatch):
+    """--engine onnx (ONNX Runtime) and auto sample the same tokens as the default engine."""
+    monkeypatch.setenv("ANYGPT_CACHE", str(tmp_path / "cache"))
+    texts = []
+    for engine in ("engine", "onnx", "auto"):
+        out = tmp_path / engine
+        assert chat("--model", "tiny-random", "--message", "Sing.", "--force-modality", "speech",
+                    "--max-new-tokens", "20", "--seed", "7", "--engine", engine, "--out", str(out)) == 0
+        texts.append((out / "turn000-0-speech.codes.txt").read_text(encoding="utf-8"))
+    assert texts[0] == texts[1] == texts[2]
+    assert list((tmp_path / "cache" / "onnx").glob("*/decoder.onnx"))  # the export went to the cache
+
+
+def test_one_shot_onnx_not_installed_names_the_extra(tmp_path, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_onnxruntime(name, *args, **kwargs):
+        if name == "onnxruntime":
+            raise ImportError("No module named 'onnxruntime'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
+    assert chat("--model", "tiny-random", "--message", "Hi", "--engine", "onnx", "--out", str(tmp_path)) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "anygpt chat: engine 'onnx' needs onnxruntime: pip install 'anygpt[onnx]'"

@@ -55,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="~3 s of speech whose voice generated speech should use")
     cli_flags.add_seed(p, "random seed of the first turn (turn n uses seed + n; default: 0)")
     cli_flags.add_threads(p)
-    p.add_argument("--engine", choices=["engine", "hf"], default="engine",
-                   help="decoder: anygpt's generation engine (default) or HF generate (the reference; beam search)")
+    p.add_argument("--engine", choices=["engine", "onnx", "auto", "hf"], default="engine",
+                   help="decoder: anygpt's generation engine (default), ONNX Runtime (pip install 'anygpt[onnx]'), "
+                        "auto (the fastest installed) or HF generate (the reference; beam search)")
     p.add_argument("--int8", action="store_true", help="engine only: int8 projections (faster, slightly different tokens)")
     return p
 
@@ -81,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         importlib.import_module(module)
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.int8 and args.engine != "engine":
-        parser.error("--int8 needs --engine engine")
+    if args.int8 and args.engine not in ("engine", "auto"):
+        parser.error("--int8 needs --engine engine (or auto)")
     check_before_loading(args)
     cli_flags.set_threads(args.threads)
     from anygpt.conversation import Conversation

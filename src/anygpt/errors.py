@@ -17,6 +17,11 @@ class ModelOutputError(LayoutError):
     """A model's output is malformed (e.g. an unterminated segment) and strict parsing was asked."""
 
 
+class BackendUnavailable(AnyGPTError):
+    """A decoder backend (--engine) whose runtime is not installed (the message names the extra
+    to install), or one that cannot hold this model (another architecture)."""
+
+
 class CheckpointError(AnyGPTError, ValueError):
     """A model folder is missing files or its files disagree with each other."""
 

@@ -27,6 +27,7 @@ from anygpt.lm.checkpoint import FolderConfig, save_lm
 from anygpt.lm.generation import GenerationSettings, generate_ids, get_preset
 from anygpt.lm.sequence import SequenceEncoder
 from anygpt.modalities import get_modality
+from anygpt.modalities.registry import LazyTokenizers
 from anygpt.modalities.base import ModalityTokenizer
 from anygpt.model_parts import ModelParts
 from anygpt.parts import CodesPart, MediaFilePart, TextPart
@@ -43,7 +44,8 @@ class AnyGPT:
         self.tokenizer = tokenizer
         self.layout = layout
         self.template = get_chat_template(template)
-        self.tokenizers: dict[str, ModalityTokenizer] = {}
+        # modality -> tokenizer; from_pretrained defers loading each until a reply needs it
+        self.tokenizers = LazyTokenizers(self._check_tokenizer)
         for name, tok in (tokenizers or {}).items():
             self.set_tokenizer(name, tok)
         self.sequence_encoder = SequenceEncoder(tokenizer, layout, self.encode_media)
@@ -57,6 +59,8 @@ class AnyGPT:
     def from_parts(cls, parts: ModelParts) -> "AnyGPT":
         """The model of resolved parts (anygpt.model_parts)."""
         model = cls(parts.lm, parts.text_tokenizer, parts.layout, tokenizers=parts.tokenizers, template=parts.template)
+        for modality, load in parts.deferred.items():
+            model.tokenizers.defer(modality, load)
         model.tokenizer_entries = dict(parts.tokenizer_entries)
         return model
 
@@ -77,6 +81,9 @@ class AnyGPT:
 
     def set_tokenizer(self, modality: str, tok: ModalityTokenizer) -> None:
         """Attach a modality tokenizer; its LM-facing codes must match the model's layout."""
+        self.tokenizers[modality] = tok  # checked by _check_tokenizer
+
+    def _check_tokenizer(self, modality: str, tok: ModalityTokenizer) -> None:
         spec = self.layout[modality].spec
         got = tok.token_spec
         if (got.codebook_size, got.num_codebooks, got.frames_per_item) != (
@@ -86,7 +93,6 @@ class AnyGPT:
                 f"({got.frames_per_item or 'variable'} frames) but the model's layout expects "
                 f"{spec.num_codebooks} x {spec.codebook_size} ({spec.frames_per_item or 'variable'})"
             )
-        self.tokenizers[modality] = tok
 
     # ----------------------------------------------------------------- media
     def _tokenizer_for(self, modality: str) -> ModalityTokenizer:
@@ -146,18 +152,19 @@ class AnyGPT:
     def stop_ids(self) -> list[int]:
         return [i for i in (self.tokenizer.eos_token_id, self.turn_end_id) if i is not None]
 
-    def engine(self, *, quantize: str | None = None, max_batch: int = 8) -> "Engine":
+    def engine(self, *, quantize: str | None = None, max_batch: int = 8, backend: str = "engine") -> "Engine":
         """The generation engine for this model (built on first use, then reused): see
         anygpt.lm.engine. quantize: None (fp32, token-identical to HF generate) or "int8".
+        backend: "engine", "onnx" or "auto" (anygpt.lm.backends).
         It is rebuilt when the LM's parameters were changed in place since (e.g. by training
         steps between evaluations), since it may hold copies of them."""
-        from anygpt.lm.engine import Engine
+        from anygpt.lm.backends import build_engine
 
-        key = (quantize, max_batch)
+        key = (backend, quantize, max_batch)
         versions = [p._version for p in self.lm.parameters()]  # bumped by every in-place change
         if key not in self._engines or self._engines[key][1] != versions:
-            engine = Engine(self.lm, self.layout, max_batch=max_batch, quantize=quantize,
-                            tokenizer=self.tokenizer, pad_id=self.tokenizer.pad_token_id)
+            engine = build_engine(backend, self.lm, self.layout, max_batch=max_batch, quantize=quantize,
+                                  tokenizer=self.tokenizer, pad_id=self.tokenizer.pad_token_id)
             self._engines[key] = (engine, versions)
         return self._engines[key][0]
 
@@ -206,7 +213,8 @@ class AnyGPT:
         unconstrained (release) mode parses leniently and marks repaired segments.
         streamer: a BaseStreamer-shaped object (put/end, e.g. anygpt.lm.streaming.ReplyStreamer)
         that receives the reply's ids as they are written, the forced start marker first.
-        engine: "engine" (anygpt.lm.engine; default) or "hf" (HF generate, the reference; beam
+        engine: "engine" (anygpt.lm.engine; default), "onnx" (ONNX Runtime), "auto" (the
+        fastest installed, anygpt.lm.backends) or "hf" (HF generate, the reference; beam
         search always runs there). quantize: "int8" for the engine's int8 projections.
         threads: torch threads while generating (engine default: 1).
         """
@@ -256,7 +264,7 @@ class AnyGPT:
             base = _seed(seed)
             built = [self.engine_request(p, settings, force_modality=force_modality, seed=base + i,
                                          streamer=streamer if i == 0 else None) for i, p in enumerate(prompts)]
-            results = self.engine(quantize=quantize).generate([r for r, _ in built], threads=threads)
+            results = self.engine(quantize=quantize, backend=engine).generate([r for r, _ in built], threads=threads)
             news, starts = [r.ids for r in results], [start for _, start in built]
         return [self.reply_parts(new, start, settings) for start, new in zip(starts, news)]
 
@@ -302,7 +310,7 @@ class AnyGPT:
         return new.cpu().tolist()
 
 
-ENGINES = ("engine", "hf")
+ENGINES = ("auto", "engine", "onnx", "hf")  # see anygpt.lm.backends
 
 
 def _seed(seed: int | None) -> int:

@@ -9,8 +9,9 @@ tokenizer, the token layout, each modality tokenizer the folder names, and the c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -19,11 +20,14 @@ from anygpt.layout import TokenLayout
 from anygpt.lm.checkpoint import load_lm, tokenizer_folder
 from anygpt.modalities import load_tokenizer
 from anygpt.modalities.base import ModalityTokenizer
+from anygpt.modalities.registry import tokenizer_loader
 
 
 @dataclass
 class ModelParts:
-    """lm: HF causal LM; text_tokenizer: its HF tokenizer; tokenizers: modality -> tokenizer;
+    """lm: HF causal LM; text_tokenizer: its HF tokenizer; tokenizers: modality -> tokenizer given
+    by the caller; deferred: modality -> a zero-argument load of a tokenizer the folder names (its
+    name and path checked, not yet loaded: a model loads only the de-tokenizers its replies use);
     template: chat template name; tokenizer_entries: modality -> {"loader"[, "path"]} as the
     folder's anygpt.json names them (written back by save_pretrained); folder: where they were read."""
 
@@ -31,6 +35,7 @@ class ModelParts:
     text_tokenizer: Any
     layout: TokenLayout
     tokenizers: dict[str, ModalityTokenizer] = field(default_factory=dict)
+    deferred: dict[str, Callable[[], ModalityTokenizer]] = field(default_factory=dict)
     template: str = "MMGPT"
     tokenizer_entries: dict[str, dict] = field(default_factory=dict)
     folder: Path | None = None
@@ -41,14 +46,18 @@ class ModelParts:
                     device: str = "cpu") -> "ModelParts":
         """Read a model folder: a released AnyGPT folder (e.g. fnlp/AnyGPT-chat, downloaded by the
         user) or one of ours. Modality tokenizers named in its anygpt.json are loaded (from inside
-        the folder when the entry has a path); `tokenizers` adds or overrides them (the released
-        tokenizers live in other folders); `template` overrides the folder's chat template."""
+        the folder when the entry has a path) when first used; `tokenizers` adds or overrides them
+        (the released tokenizers live in other folders); `template` overrides the folder's chat template."""
         path = Path(path)
         if not path.exists():
             raise CheckpointError(f"{path}: model folder not found (a shipped model by name, such as anygpt-tiny, "
                                   "loads with anygpt.loaders.load_model)")
         lm, text_tokenizer, layout, cfg = load_lm(path, dtype=dtype, device=device)
-        loaded = {m: load_tokenizer(m, t["loader"], **({"path": tokenizer_folder(path, t)} if "path" in t else {}))
-                  for m, t in cfg.tokenizers.items() if m not in (tokenizers or {})}
-        loaded.update(tokenizers or {})
-        return cls(lm, text_tokenizer, layout, loaded, template or cfg.chat_template, dict(cfg.tokenizers), path)
+        deferred = {}
+        for m, t in cfg.tokenizers.items():
+            if m not in (tokenizers or {}):
+                tokenizer_loader(m, t["loader"])  # an unknown name fails now, not at the first reply
+                kwargs = {"path": tokenizer_folder(path, t)} if "path" in t else {}
+                deferred[m] = partial(load_tokenizer, m, t["loader"], **kwargs)
+        return cls(lm, text_tokenizer, layout, dict(tokenizers or {}), deferred, template or cfg.chat_template,
+                   dict(cfg.tokenizers), path)

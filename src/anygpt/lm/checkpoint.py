@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import anygpt.lm.hf_imports  # noqa: F401  (before transformers: no scikit-learn)
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from anygpt.errors import CheckpointError, UnsafePathError

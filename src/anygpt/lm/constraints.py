@@ -21,6 +21,7 @@ affordable; inside modality r at codebook l with codes and/or the end marker all
 from __future__ import annotations
 
 import torch
+import anygpt.lm.hf_imports  # noqa: F401  (before transformers: no scikit-learn)
 from transformers import LogitsProcessor
 
 from anygpt.layout import TokenLayout

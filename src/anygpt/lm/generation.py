@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import torch
+import anygpt.lm.hf_imports  # noqa: F401  (before transformers: no scikit-learn)
 from transformers import GenerationConfig, LogitsProcessorList
 
 from anygpt.errors import AnyGPTError

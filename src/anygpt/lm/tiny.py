@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import anygpt.lm.hf_imports  # noqa: F401  (before transformers: no scikit-learn)
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from anygpt.instructions import POOLS

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from dataclasses import dataclass, field
+from collections.abc import MutableMapping
 from typing import Callable
 
 from anygpt.errors import UnknownModalityError, UsageError
@@ -78,7 +79,9 @@ def released_specs() -> list[TokenSpec]:
     return [m.released_spec for m in _REGISTRY.values() if m.released_spec is not None]
 
 
-def load_tokenizer(modality: str, name: str, **kwargs) -> ModalityTokenizer:
+def tokenizer_loader(modality: str, name: str) -> TokenizerLoader | str:
+    """The registered loader of a tokenizer name (a function or "module:function", not imported);
+    UnknownModalityError for a name the modality does not have."""
     info = get_modality(modality)
     loader = info.tokenizer_loaders.get(name)
     if loader is None:
@@ -86,6 +89,11 @@ def load_tokenizer(modality: str, name: str, **kwargs) -> ModalityTokenizer:
             f"modality {modality!r} has no tokenizer {name!r}; available: "
             f"{', '.join(info.tokenizer_loaders) or 'none yet'}"
         )
+    return loader
+
+
+def load_tokenizer(modality: str, name: str, **kwargs) -> ModalityTokenizer:
+    loader = tokenizer_loader(modality, name)
     if isinstance(loader, str):
         module, _, function = loader.partition(":")
         loader = getattr(importlib.import_module(module), function)
@@ -95,3 +103,53 @@ def load_tokenizer(modality: str, name: str, **kwargs) -> ModalityTokenizer:
         options = ", ".join(p for p in inspect.signature(loader).parameters if p not in ("_", "kwargs"))
         raise UsageError(f"{modality} tokenizer {name!r}: {e}; its options: {options or 'none'}") from None
     return loader(**kwargs)
+
+
+class LazyTokenizers(MutableMapping):
+    """modality -> tokenizer, where an entry may be a deferred load: `defer(modality, load)`
+    stores a zero-argument function that is called, and its tokenizer checked with
+    `check(modality, tokenizer)`, the first time the entry is read. So a model loads only the
+    de-tokenizers its replies use (a text reply: none). Iterating lists deferred entries
+    without loading them; reading values (items(), values()) loads them."""
+
+    def __init__(self, check: Callable[[str, ModalityTokenizer], None]):
+        self._check = check
+        self._loaded: dict[str, ModalityTokenizer] = {}
+        self._deferred: dict[str, Callable[[], ModalityTokenizer]] = {}
+
+    def defer(self, modality: str, load: Callable[[], ModalityTokenizer]) -> None:
+        self._loaded.pop(modality, None)
+        self._deferred[modality] = load
+
+    def loaded(self) -> list[str]:
+        """Modalities whose tokenizer is loaded now."""
+        return list(self._loaded)
+
+    def __getitem__(self, modality: str) -> ModalityTokenizer:
+        if modality not in self._loaded:
+            tok = self._deferred[modality]()
+            self._check(modality, tok)
+            self._loaded[modality] = tok
+            del self._deferred[modality]
+        return self._loaded[modality]
+
+    def __setitem__(self, modality: str, tok: ModalityTokenizer) -> None:
+        self._check(modality, tok)
+        self._deferred.pop(modality, None)
+        self._loaded[modality] = tok
+
+    def __delitem__(self, modality: str) -> None:
+        if self._loaded.pop(modality, None) is None and self._deferred.pop(modality, None) is None:
+            raise KeyError(modality)
+
+    def __iter__(self):
+        return iter([*self._loaded, *self._deferred])
+
+    def __len__(self) -> int:
+        return len(self._loaded) + len(self._deferred)
+
+    def __contains__(self, modality) -> bool:
+        return modality in self._loaded or modality in self._deferred
+
+    def __repr__(self) -> str:
+        return f"LazyTokenizers(loaded={list(self._loaded)}, deferred={list(self._deferred)})"

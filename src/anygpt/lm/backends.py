@@ -1,0 +1,43 @@
+"""Decoder backends by name, the one place that maps `--engine NAME` to an engine object.
+
+    engine = build_engine("auto", lm, layout, tokenizer=tok)   # the fastest one installed
+
+- "engine": anygpt.lm.engine.Engine (torch, static KV cache; fp32 or int8);
+- "onnx": anygpt.lm.onnx_engine.OnnxEngine (the forward pass in ONNX Runtime, fp32 or int8;
+  the `onnx` extra);
+- "auto": "onnx" when onnxruntime is installed and can hold the model, else "engine"
+  (measured in benchmarks/bench_generation.py);
+- "hf" (HF generate, the reference) is not an engine object: AnyGPT.complete_batch runs it.
+
+Every backend runs the same loop over the same Request/Result types, with the segment
+constraint as a token mask on the logits (anygpt.lm.constraints).
+"""
+
+from __future__ import annotations
+
+from anygpt.errors import BackendUnavailable
+
+__all__ = ["BACKENDS", "BackendUnavailable", "build_engine"]
+
+BACKENDS = ("auto", "engine", "onnx")
+
+
+def build_engine(name: str, lm, layout, *, quantize: str | None = None, **kwargs):
+    """-> an engine for `lm` (kwargs: Engine's max_batch, max_len, threads, tokenizer, pad_id).
+    quantize: None (fp32) or "int8". An unknown name: EngineError; a backend that is not
+    installed or cannot hold the model: BackendUnavailable, except for "auto", which then
+    falls back to "engine"."""
+    from anygpt.lm.engine import Engine, EngineError
+
+    if name == "auto":
+        try:
+            return build_engine("onnx", lm, layout, quantize=quantize, **kwargs)
+        except BackendUnavailable:
+            return Engine(lm, layout, quantize=quantize, **kwargs)
+    if name == "engine":
+        return Engine(lm, layout, quantize=quantize, **kwargs)
+    if name == "onnx":
+        from anygpt.lm.onnx_engine import OnnxEngine
+
+        return OnnxEngine(lm, layout, quantize=quantize, **kwargs)
+    raise EngineError(f"unknown engine {name!r}; choose from {', '.join(BACKENDS)} (or 'hf' through AnyGPT)")
