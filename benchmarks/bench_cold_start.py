@@ -3,7 +3,7 @@ fresh process, and where a chat reply's time goes (imports, loading, generating)
 stage in one fresh process.
 
     python benchmarks/bench_cold_start.py                 # the shipped anygpt-tiny, 3 runs each
-    python benchmarks/bench_cold_start.py --smoke         # tiny-random, 1 run (the test suite runs it)
+    python benchmarks/bench_cold_start.py --smoke         # random-64x2, 1 run (the test suite runs it)
 
 CPU time (user + system of the child) is printed beside wall time: on a shared machine it is
 the steadier figure. The imports themselves: `python -X importtime -m anygpt chat --message Hello`.
@@ -66,10 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="anygpt-tiny", help="model name or folder for chat (default anygpt-tiny)")
     p.add_argument("--runs", type=int, default=3, help="fresh processes per command (default 3)")
-    p.add_argument("--smoke", action="store_true", help="tiny-random, 1 run: checks the script runs")
+    p.add_argument("--smoke", action="store_true", help="random-64x2, 1 run: checks the script runs")
     args = p.parse_args(argv)
     if args.smoke:
-        args.model, args.runs = "tiny-random", 1
+        args.model, args.runs = "random-64x2", 1
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     with tempfile.TemporaryDirectory(prefix="cold-start-") as tmp:
         commands = {

@@ -404,7 +404,7 @@ def test_one_shot_engines_onnx_and_auto_write_the_engines_reply(tmp_path, monkey
     texts = []
     for engine in ("engine", "onnx", "auto"):
         out = tmp_path / engine
-        assert chat("--model", "tiny-random", "--message", "Sing.", "--force-modality", "speech",
+        assert chat("--model", "random-64x2", "--message", "Sing.", "--force-modality", "speech",
                     "--max-new-tokens", "20", "--seed", "7", "--engine", engine, "--out", str(out)) == 0
         texts.append((out / "turn000-0-speech.codes.txt").read_text(encoding="utf-8"))
     assert texts[0] == texts[1] == texts[2]
@@ -422,6 +422,6 @@ def test_one_shot_onnx_not_installed_names_the_extra(tmp_path, capsys, monkeypat
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
-    assert chat("--model", "tiny-random", "--message", "Hi", "--engine", "onnx", "--out", str(tmp_path)) == 1
+    assert chat("--model", "random-64x2", "--message", "Hi", "--engine", "onnx", "--out", str(tmp_path)) == 1
     err = capsys.readouterr().err.strip()
     assert err == "anygpt chat: engine 'onnx' needs onnxruntime: pip install 'anygpt[onnx]'"

@@ -39,7 +39,8 @@ def folder(tmp_path, grid_loader):
 def test_a_folder_resolves_to_its_parts(folder, grid_loader):
     parts = ModelParts.from_folder(folder)
     assert parts.folder == folder and parts.template == "AnyGPT"
-    assert isinstance(parts.tokenizers["image"], GridTokenizer) and grid_loader == [None]
+    assert parts.tokenizers == {} and grid_loader == []  # named, checked, loaded on first use
+    assert isinstance(parts.deferred["image"](), GridTokenizer) and grid_loader == [None]
     assert parts.tokenizer_entries == {"image": {"loader": "test-grid"}}
     assert parts.layout.modalities == ["image"] and parts.layout["image"].spec.codebook_size == 16
     assert parts.lm.get_input_embeddings().weight.shape[0] == len(parts.text_tokenizer)
@@ -49,7 +50,7 @@ def test_a_folder_resolves_to_its_parts(folder, grid_loader):
 def test_a_given_tokenizer_replaces_the_named_one_without_loading_it(folder, grid_loader):
     mine = GridTokenizer()
     parts = ModelParts.from_folder(folder, tokenizers={"image": mine})
-    assert parts.tokenizers["image"] is mine and grid_loader == []
+    assert parts.tokenizers["image"] is mine and "image" not in parts.deferred and grid_loader == []
 
 
 def test_from_pretrained_is_from_parts(folder):
