@@ -9,6 +9,7 @@ one-line note on stderr, and do not show in --help.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -49,34 +50,76 @@ def example_text(example: str) -> str:
 
 
 # ---------------------------------------------------------------- value types
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1."""
-    return _int_at_least(text, 1)
+class Number:
+    """A range-checked number, the one check for flags and config values alike.
+
+    As an argparse `type` it parses a flag's text; `.check(value, what)` checks a value read
+    from JSON (a bool, a string or a list is not a number there). NaN and infinity are always
+    refused; `low`/`high` are inclusive bounds, `above`/`below` exclusive ones.
+
+        p.add_argument("--lr", type=Number(float, above=0))
+        block_len = BLOCK_LEN.check(d.get("block_len"), f"{path}: block_len")
+    """
+
+    def __init__(self, kind: type = int, *, low: float | None = None, high: float | None = None,
+                 above: float | None = None, below: float | None = None) -> None:
+        self.kind, self.low, self.high, self.above, self.below = kind, low, high, above, below
+        self.__name__ = self.describe()  # argparse names a type by it
+
+    def describe(self) -> str:
+        noun = "a whole number" if self.kind is int else "a number"
+        bounds = " and ".join(f"{sign} {_shown(bound)}" for sign, bound in
+                              ((">=", self.low), (">", self.above), ("<=", self.high), ("<", self.below))
+                              if bound is not None)
+        return f"{noun} {bounds}" if bounds else noun
+
+    def __call__(self, text: str):
+        """argparse: the flag's text -> the number (ArgumentTypeError saying what is allowed)."""
+        try:
+            value = self.kind(text)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {self.describe()}") from None
+        problem = self._problem(value)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{text} is not allowed; it must be {problem}")
+        return value
+
+    def check(self, value: Any, what: str):
+        """A JSON value -> the number; ValueError '`what`: PROBLEM' otherwise (an int is accepted
+        where a float is expected; a float with a fraction is not an int)."""
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and self.kind is int and isinstance(value, float):
+            ok = value.is_integer() and math.isfinite(value)
+            value = int(value) if ok else value
+        if not ok:
+            raise ValueError(f"{what}: {value!r} is not {self.describe()}")
+        value = self.kind(value)
+        problem = self._problem(value)
+        if problem:
+            raise ValueError(f"{what}: {value!r} is not allowed; it must be {problem}")
+        return value
+
+    def _problem(self, value) -> str | None:
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{self.describe()} (not NaN or infinite)"
+        if ((self.low is not None and value < self.low) or (self.high is not None and value > self.high)
+                or (self.above is not None and value <= self.above) or (self.below is not None and value >= self.below)):
+            return self.describe()
+        return None
 
 
-def count_or_zero(text: str) -> int:
-    """argparse type: a whole number >= 0."""
-    return _int_at_least(text, 0)
+def _shown(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
-def _int_at_least(text: str, low: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < low:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed; it must be {low} or more")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not allowed; it must be a number above 0")
-    return value
+positive_int = Number(int, low=1)
+count_or_zero = Number(int, low=0)
+positive_float = Number(float, above=0)
+non_negative_float = Number(float, low=0)
+fraction = Number(float, low=0, high=1)
+SEED_MAX = 2**63 - 1  # torch, numpy and Python all take a seed of this size
+seed_int = Number(int, low=0, high=SEED_MAX)
+port_int = Number(int, low=1, high=65535)
 
 
 def key_values(pairs: list[str] | None, flag: str) -> dict[str, str]:
@@ -174,7 +217,7 @@ def add_threads(p: argparse.ArgumentParser) -> None:
 
 
 def add_seed(p: argparse.ArgumentParser, help: str = "random seed (default: 0); same seed, same bytes") -> None:
-    p.add_argument("--seed", type=int, default=0, metavar="N", help=help)
+    p.add_argument("--seed", type=seed_int, default=0, metavar="N", help=help)
 
 
 def add_parts(p: Parser, what: str = "the items") -> None:

@@ -232,9 +232,9 @@ def ship_model(model: Path, dest: Path, record: dict) -> Path:
     stage times in dest/pipeline.json."""
     import shutil
 
-    from anygpt.nn.weights import atomic_folder
+    from anygpt.files import atomic_folder
 
-    with atomic_folder(dest) as tmp:
+    with atomic_folder(dest, "model", flag="--export", inputs={"the trained model": model}) as tmp:
         for f in model.iterdir():
             if f.is_file():
                 shutil.copyfile(f, tmp / f.name)

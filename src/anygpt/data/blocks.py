@@ -35,7 +35,7 @@ from anygpt.lm.checkpoint import ANYGPT_CONFIG, FolderConfig
 from anygpt.lm.expand import add_modality_tokens
 from anygpt.lm.sequence import SequenceEncoder
 from anygpt.lm.text_tokenizer import train_text_tokenizer
-from anygpt.files import atomic_path
+from anygpt.files import atomic_path, claim_output_dir, mark_output_dir
 from anygpt.manifest import read_json
 from anygpt.modalities import modality_names
 from anygpt.modalities.base import TokenSpec
@@ -71,6 +71,9 @@ def build_blocks(cfg: BlocksConfig, out_dir: str | Path, *, progress: bool = Tru
         raise AnyGPTError("a build in parts needs one text tokenizer for all parts: set \"text_tokenizer\": "
                           "{\"path\": ...} in the config (e.g. the folder of an earlier build, "
                           "such as one of a sample of the corpus)")
+    claim_output_dir(out, "blocks", inputs=blocks_inputs(cfg))
+    out.mkdir(parents=True, exist_ok=True)
+    mark_output_dir(out, "blocks")
     records = {ds.name: dataset_records(ds, part, parts) for ds in cfg.datasets}
     stores = {ds.name: CodesStore(Path(ds.codes), only={r["id"] for r in records[ds.name]})
               for ds in cfg.datasets if ds.kind in ("pair", "interleaved")}
@@ -229,8 +232,6 @@ def build_parser():
 
 def main(argv: list[str] | None = None) -> int:
     from anygpt.data.check_blocks import check_blocks, format_check
-    from anygpt.files import check_output_dir
-
     a = build_parser().parse_args(argv)
     cfg = BlocksConfig.from_json(a.config)
     if a.check:
@@ -239,10 +240,21 @@ def main(argv: list[str] | None = None) -> int:
         if not rep["ok"]:
             raise AnyGPTError(f"{a.out / 'check.json'}: the blocks do not match their sources (see the table above)")
         return 0
-    check_output_dir(a.out)
     report = build_blocks(cfg, a.out, part=a.part, parts=a.parts, progress=not a.no_progress)
     print(format_report(report))
     return 0
+
+
+def blocks_inputs(cfg: BlocksConfig) -> dict[str, str]:
+    """The folders a build reads, which its --out must stay apart from."""
+    inputs = {}
+    for ds in cfg.datasets:
+        inputs[f"dataset {ds.name!r}'s corpus"] = ds.corpus
+        if ds.codes:
+            inputs[f"dataset {ds.name!r}'s codes"] = ds.codes
+    if cfg.text_tokenizer.get("path"):
+        inputs["the text tokenizer's folder"] = cfg.text_tokenizer["path"]
+    return inputs
 
 
 def dataset_modality(ds: DatasetConfig) -> str:

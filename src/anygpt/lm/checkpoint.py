@@ -144,17 +144,19 @@ def load_lm(path: str | Path, *, dtype: torch.dtype = torch.float32, device: str
     return model, tokenizer, layout, cfg
 
 
-def save_lm(path: str | Path, model, tokenizer, cfg: FolderConfig | None, *, dtype: torch.dtype | None = None) -> Path:
-    """Write a model folder atomically (anygpt.nn.weights.atomic_folder): safetensors weights
+def save_lm(path: str | Path, model, tokenizer, cfg: FolderConfig | None, *, dtype: torch.dtype | None = None,
+            flag: str = "folder", inputs: dict | None = None) -> Path:
+    """Write a model folder atomically (anygpt.files.atomic_folder): safetensors weights
     (cast to `dtype` if given, the model itself untouched), the tokenizer, and anygpt.json
-    unless cfg is None (a plain HF folder)."""
-    from anygpt.nn.weights import atomic_folder
+    unless cfg is None (a plain HF folder). `path` must be new, empty or one of our model
+    folders, and apart from `inputs` (flag -> path); OutputError naming `flag` otherwise."""
+    from anygpt.files import atomic_folder
 
     path = Path(path)
     state = None
     if dtype is not None:
         state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    with atomic_folder(path) as tmp:
+    with atomic_folder(path, "model", flag=flag, inputs=inputs) as tmp:
         model.save_pretrained(tmp, safe_serialization=True, state_dict=state)
         if dtype is not None:  # save_pretrained records the model's own dtype; record the file's
             config = json.loads((tmp / "config.json").read_text())

@@ -47,10 +47,10 @@ import numpy as np
 import torch
 
 from anygpt.errors import AnyGPTError
-from anygpt.loaders import IMAGE_TOKENIZER_TINY_DIR
 from anygpt.media_io import atomic_path
 from anygpt.nn.query_former import QueryTokenizer, QueryTokenizerConfig
-from anygpt.train.core import LOG, RunOptions, TrainingRun, add_run_args, lr_at, set_threads
+from anygpt.train.core import LOG, RunOptions, TrainingRun, add_run_args, lr_at
+from anygpt.cli_flags import set_threads
 from anygpt.train.recipes import CorpusError, add_corpus_arg, command_line, train_or_export
 
 # the decoder's parameters (everything after the codebook), the ones --train decoder trains
@@ -321,7 +321,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast (default: on)")
     p.add_argument("--fp16", action="store_true", help="export the weights in float16 (half the size)")
     add_run_args(p, out="runs/image-tokenizer", steps=2400, save_every=100, log_every=25,
-                 ship=IMAGE_TOKENIZER_TINY_DIR,
                  export_help="after training, export model.safetensors + config.json + training.json here")
     return p
 

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import torch
 
-from anygpt.loaders import MUSIC_CODEC_TINY_DIR
 from anygpt.nn.music_codec import CompactMusicCodec, LossWeights, MultiScaleMelLoss, MusicCodecConfig, codec_losses
-from anygpt.train.core import RunOptions, TrainingRun, add_run_args, lr_at, set_threads
+from anygpt.train.core import RunOptions, TrainingRun, add_run_args, lr_at
+from anygpt.cli_flags import set_threads
 from anygpt.train.recipes import CorpusError, add_corpus_arg, command_line, train_or_export
 
 
@@ -153,8 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enc-dim", type=int, default=192)
     p.add_argument("--dec-dim", type=int, default=256)
     p.add_argument("--dec-blocks", type=int, default=6)
-    add_run_args(p, out="runs/music-codec", steps=3000, save_every=200, log_every=10, ship=MUSIC_CODEC_TINY_DIR,
-                 export_help="after training, export config.json + model.safetensors to this folder")
+    add_run_args(p, out="runs/music-codec", steps=3000, save_every=200, log_every=10, export_help="after training, export config.json + model.safetensors to this folder")
     return p
 
 

@@ -30,9 +30,10 @@ import numpy as np
 import torch
 
 from anygpt.errors import AnyGPTError, CheckpointError
-from anygpt.loaders import SOUNDSTORM_TINY_DIR, SPEECH_TOKENIZER_TINY_DIR
+from anygpt.loaders import SPEECH_TOKENIZER_TINY_DIR
 from anygpt.nn.soundstorm import SoundStorm, SoundStormConfig
-from anygpt.train.core import RunOptions, TrainingRun, add_run_args, lr_at, set_threads
+from anygpt.train.core import RunOptions, TrainingRun, add_run_args, lr_at
+from anygpt.cli_flags import set_threads
 from anygpt.train.recipes import add_corpus_arg, command_line, train_or_export
 from anygpt.train.speech_tokenizer import train_clips
 
@@ -113,8 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=100, help="warmup steps (default: 100)")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast (default: on)")
     p.add_argument("--config", type=str, default="{}", help="JSON overrides of SoundStormConfig")
-    add_run_args(p, out="runs/soundstorm", steps=2000, save_every=100, log_every=10, ship=SOUNDSTORM_TINY_DIR,
-                 export_help="after training, export config.json + model.safetensors + prompt.safetensors here")
+    add_run_args(p, out="runs/soundstorm", steps=2000, save_every=100, log_every=10, export_help="after training, export config.json + model.safetensors + prompt.safetensors here")
     return p
 
 

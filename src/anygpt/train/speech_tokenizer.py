@@ -32,10 +32,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from anygpt.errors import AnyGPTError
-from anygpt.loaders import SPEECH_TOKENIZER_TINY_DIR
 from anygpt.nn.music_codec import MultiScaleMelLoss, mel_filterbank
 from anygpt.nn.speech_codec import CompactSpeechCodec, SpeechCodecConfig, grad_reverse, save_codec
-from anygpt.train.core import RunOptions, TrainingRun, add_run_args, lr_at, set_threads
+from anygpt.train.core import RunOptions, TrainingRun, add_run_args, lr_at
+from anygpt.cli_flags import set_threads
 from anygpt.train.recipes import CorpusError, add_corpus_arg, command_line, train_or_export
 
 SYNTHETIC = dict(n=32, seconds=3.0, n_speakers=4)  # --synthetic: clips, seconds each, speakers
@@ -118,7 +118,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adversary-weight", type=float, default=0.1, help="gradient-reversal scale (0: off)")
     p.add_argument("--config", type=str, default="{}", help="JSON overrides of SpeechCodecConfig")
     add_run_args(p, out="runs/speech-tokenizer", steps=4200, save_every=250, log_every=10,
-                 ship=SPEECH_TOKENIZER_TINY_DIR,
                  export_help="after training, export config.json + model.safetensors to this folder")
     return p
 

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from anygpt import cli_flags
-from anygpt.errors import ManifestError, UsageError
-from anygpt.files import append_jsonl, check_output_dir, check_output_file, write_json
+from anygpt.errors import ManifestError, OutputError, UsageError
+from anygpt.files import append_jsonl, check_apart, check_output_dir, check_output_file, write_json
 from anygpt.manifest import iter_jsonl, read_manifest
 
 WRITE_EXAMPLE = """anygpt instruct write --corpus data/tiny --n 5000 --out-file data/tiny-chat/scripts.jsonl
@@ -173,6 +173,17 @@ def build_parser():
     return p
 
 
+def check_scripts_file(a) -> None:
+    """--out-file must be apart from the inputs, and an existing file there must be a scripts
+    file of ours (its NAME.stats.json beside it): a manifest or a user's file is never replaced."""
+    out = Path(a.out_file)
+    check_apart(out, {"--corpus": a.corpus if a.writer == "offline" else None, "--topics": a.topics},
+                flag="--out-file")
+    if out.exists() and not stats_path(out).is_file():
+        raise OutputError(f"{out}: --out-file exists and is not a scripts file of `anygpt instruct write` "
+                          f"(no {stats_path(out).name} beside it); choose a new file (nothing was changed)")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     a = p.parse_args(argv)
@@ -182,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.writer == "openai" and not (a.base_url and a.endpoint_model and a.topics):
             raise UsageError("--writer openai needs --base-url, --endpoint-model and --topics")
         check_output_file(a.out_file)
+        check_scripts_file(a)
         return write(a)
     a.excerpt = dict(a.excerpt)
     check_output_dir(a.out)
