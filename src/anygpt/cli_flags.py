@@ -2,8 +2,7 @@
 
 Every sub-command builds its parser with `parser(...)` and adds the shared flags with the
 `add_*` functions here, so the same thing has the same name, type, check and help text
-everywhere. Old spellings are kept as hidden aliases for one release: they work, print a
-one-line note on stderr, and do not show in --help.
+everywhere; numbers are range-checked by `Number` (also used for config values).
 """
 
 from __future__ import annotations
@@ -133,49 +132,16 @@ def key_values(pairs: list[str] | None, flag: str) -> dict[str, str]:
     return out
 
 
-# ---------------------------------------------------------------- old spellings
-class _OldSpelling(argparse.Action):
-    """A hidden alias: stores like `new` does and notes the new spelling on stderr."""
-
-    def __init__(self, option_strings, dest, new: str, append: bool = False, **kwargs) -> None:
-        self.new, self.append = new, append
-        super().__init__(option_strings, dest, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
-        print(f"{parser.prog}: {option_string} is the old spelling of {self.new}; it goes in the next release",
-              file=sys.stderr)
-        if self.append:
-            items = list(getattr(namespace, self.dest, None) or [])
-            items.append(values)
-            values = items
-        elif self.nargs == 0:
-            values = self.const
-        setattr(namespace, self.dest, values)
-
-
-def old_spelling(p: argparse.ArgumentParser, old: str, new: str, dest: str, *, flag: bool = False,
-                 append: bool = False, type: Callable[[str], Any] | None = None) -> None:
-    """Accept `old` as a hidden alias of `new` (same dest)."""
-    kw: dict[str, Any] = {"nargs": 0, "const": True} if flag else {"type": type}
-    p.add_argument(old, dest=dest, action=_OldSpelling, new=new, append=append, help=argparse.SUPPRESS,
-                   default=argparse.SUPPRESS, **kw)
-
-
 # ---------------------------------------------------------------- the shared flags
 def add_out(p: argparse.ArgumentParser, help: str = "output folder (created; rerun with the same --out to resume)",
-            *, required: bool = True, default: Path | None = None, old: tuple[str, ...] = ()) -> None:
+            *, required: bool = True, default: Path | None = None) -> None:
     """--out DIR: an output folder."""
     p.add_argument("--out", type=Path, required=required, default=default, metavar="DIR", help=help)
-    for o in old:
-        old_spelling(p, o, "--out", "out", type=Path)
 
 
-def add_out_file(p: argparse.ArgumentParser, help: str, *, required: bool = False, default: Path | None = None,
-                 old: tuple[str, ...] = ()) -> None:
+def add_out_file(p: argparse.ArgumentParser, help: str, *, required: bool = False, default: Path | None = None) -> None:
     """--out-file FILE: one output file (a report, a scripts file)."""
-    p.add_argument("--out-file", type=Path, required=required and not old, default=default, metavar="FILE", help=help)
-    for o in old:
-        old_spelling(p, o, "--out-file", "out_file", type=Path)
+    p.add_argument("--out-file", type=Path, required=required, default=default, metavar="FILE", help=help)
 
 
 def add_corpus(p: argparse.ArgumentParser, help: str, *, required: bool = False, default: Path | None = None) -> None:
@@ -193,17 +159,15 @@ def add_model(p: argparse.ArgumentParser, default: str, help: str | None = None)
 
 
 def add_tokenizer(p: argparse.ArgumentParser, default: str | None, help: str) -> None:
-    """--tokenizer NAME and --tokenizer-option KEY=VALUE (old: --tokenizer-arg)."""
+    """--tokenizer NAME and --tokenizer-option KEY=VALUE."""
     p.add_argument("--tokenizer", default=default, metavar="NAME", help=help)
     p.add_argument("--tokenizer-option", action="append", default=[], metavar="KEY=VALUE",
                    help="keyword argument for the tokenizer loader, repeatable (e.g. path=models/speechtokenizer)")
-    old_spelling(p, "--tokenizer-arg", "--tokenizer-option", "tokenizer_option", append=True)
 
 
 def add_no_progress(p: argparse.ArgumentParser) -> None:
-    """--no-progress (old: --quiet)."""
+    """--no-progress: no progress bars."""
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    old_spelling(p, "--quiet", "--no-progress", "no_progress", flag=True)
 
 
 def add_workers(p: argparse.ArgumentParser, help: str = "worker processes (default: the number of cores; 0: all "
@@ -211,9 +175,13 @@ def add_workers(p: argparse.ArgumentParser, help: str = "worker processes (defau
     p.add_argument("--workers", type=count_or_zero, default=None, metavar="N", help=help)
 
 
+DEFAULT_THREADS = 1  # one default for every command: the decoding engine's, and safe on a shared CPU
+
+
 def add_threads(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
-                   help="torch threads (default: the number of cores; use 1 when jobs share the CPU)")
+    """--threads N: torch threads of this process (every command: default 1)."""
+    p.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS, metavar="N",
+                   help=f"torch threads (default: {DEFAULT_THREADS}; more can be faster on a machine of your own)")
 
 
 def add_seed(p: argparse.ArgumentParser, help: str = "random seed (default: 0); same seed, same bytes") -> None:

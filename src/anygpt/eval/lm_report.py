@@ -108,7 +108,7 @@ def run_task(row: Row, args, system_for: Callable[[str, list], Any], out: Path) 
     if not items:
         raise AnyGPTError(f"{manifest}: no items in split {row.split!r}" + (f" with {dict(row.where)}" if row.where else ""))
     pool = list(items)
-    if args.limit and args.limit < len(items):
+    if args.limit is not None and args.limit < len(items):
         step = len(items) / args.limit
         items = [items[int(k * step)] for k in range(args.limit)]
     ctx = TaskContext(workdir=out / f"{run_key(row)}.media", source=f"{manifest}[{row.split}]",
@@ -145,7 +145,11 @@ def main(argv: list[str] | None = None) -> int:
                                              "then instruct realise): the chat row")
     cli_flags.add_out(p, "folder for the reports and generated media; a rerun skips finished tasks "
                          "(default: runs/eval-report)", required=False, default=Path("runs/eval-report"))
-    p.add_argument("--limit", type=int, default=40, help="items per task, evenly spaced (default: 40; 0: all)")
+    limit = p.add_mutually_exclusive_group()
+    limit.add_argument("--limit", type=cli_flags.positive_int, default=40,
+                       help="items per task, evenly spaced (default: 40)")
+    limit.add_argument("--all-items", dest="limit", action="store_const", const=None,
+                       help="every item of each task (no --limit)")
     p.add_argument("--tasks", nargs="*", help="only these tasks (caption, text-to-image, asr, tts, voice-clone, "
                                               "music-caption, text-to-music, chat)")
     p.add_argument("--system-option", action="append", default=[], metavar="KEY=VALUE",
@@ -158,7 +162,11 @@ def main(argv: list[str] | None = None) -> int:
 
     cli_flags.set_threads(a.threads)
     a.out.mkdir(parents=True, exist_ok=True)
-    options = dict(kv.split("=", 1) for kv in a.system_option)
+    options = cli_flags.key_values(a.system_option, "--system-option")
+    from anygpt.eval.anygpt_system import AnyGPTSystem
+    from anygpt.eval.systems import check_options
+
+    check_options(AnyGPTSystem, options, "system 'anygpt'")  # before any task runs
     shared: dict[str, Any] = {}
 
     def system_for(name: str, pool: list) -> Any:

@@ -148,13 +148,13 @@ def build_parser():
                         "(default: train; held-out conversations: test or val)")
     w.add_argument("--base-url", help="openai writer: endpoint base URL, e.g. http://127.0.0.1:8000/v1")
     w.add_argument("--endpoint-model", metavar="NAME", help="openai writer: the endpoint's model name")
-    cli_flags.old_spelling(w, "--model", "--endpoint-model", "endpoint_model")
     w.add_argument("--api-key", help="openai writer: the endpoint's API key, if it needs one")
     w.add_argument("--topics", type=Path, metavar="FILE", help="openai writer: a text file, one topic or scenario per line")
     w.add_argument("--n", type=cli_flags.positive_int, default=1000, metavar="N",
                    help="conversations to write (default: 1000)")
     cli_flags.add_seed(w)
-    cli_flags.add_out_file(w, "the scripts file (JSONL; its statistics go beside it as NAME.stats.json)", old=("--out",))
+    cli_flags.add_out_file(w, "the scripts file (JSONL; its statistics go beside it as NAME.stats.json)",
+                           required=True)
     r = sub.add_parser("realise", help="stage 2: descriptions -> media codes",
                        description="Stage 2: each media description becomes codes (corpus items, TTS speech).",
                        epilog=cli_flags.example_text(REALISE_EXAMPLE))
@@ -188,8 +188,6 @@ def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     a = p.parse_args(argv)
     if a.cmd == "write":
-        if a.out_file is None:
-            raise UsageError("--out-file is required (see anygpt instruct write --help)")
         if a.writer == "openai" and not (a.base_url and a.endpoint_model and a.topics):
             raise UsageError("--writer openai needs --base-url, --endpoint-model and --topics")
         check_output_file(a.out_file)
