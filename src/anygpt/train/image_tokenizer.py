@@ -50,6 +50,7 @@ from anygpt.errors import AnyGPTError
 from anygpt.media_io import atomic_path
 from anygpt.nn.query_former import QueryTokenizer, QueryTokenizerConfig
 from anygpt.train.core import LOG, RunOptions, TrainingRun, add_run_args, lr_at
+from anygpt import cli_flags
 from anygpt.cli_flags import set_threads
 from anygpt.train.recipes import CorpusError, add_corpus_arg, command_line, train_or_export
 
@@ -298,23 +299,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="anygpt train image-tokenizer", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_corpus_arg(p, "images/manifest.jsonl")
-    p.add_argument("--batch", type=int, default=32, help="images per step (default: 32)")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: 2e-3)")
-    p.add_argument("--warmup", type=int, default=100, help="warmup steps (default: 100)")
-    p.add_argument("--extra-scenes", type=int, default=0,
+    p.add_argument("--batch", type=cli_flags.positive_int, default=32, help="images per step (default: 32)")
+    p.add_argument("--lr", type=cli_flags.positive_float, default=2e-3, help="peak learning rate (default: 2e-3)")
+    p.add_argument("--warmup", type=cli_flags.count_or_zero, default=100, help="warmup steps (default: 100)")
+    p.add_argument("--extra-scenes", type=cli_flags.count_or_zero, default=0,
                    help="also train on this many freshly rendered scenes (never a held-out pair)")
-    p.add_argument("--contrastive-weight", type=float, default=0.1)
-    p.add_argument("--vq-warmup", type=int, default=400, help="steps before the codebook is switched on (0 with --init)")
+    p.add_argument("--contrastive-weight", type=cli_flags.non_negative_float, default=0.1, help="weight of the image-caption contrastive loss (default: 0.1)")
+    p.add_argument("--vq-warmup", type=cli_flags.count_or_zero, default=400, help="steps before the codebook is switched on (0 with --init)")
     p.add_argument("--init", default=None, help="start from an exported folder (model.safetensors + config.json)")
     p.add_argument("--train", dest="trainable", choices=("all", "decoder"), default="all",
                    help="decoder: fine-tune only the decoder on fixed codes")
-    p.add_argument("--object-weight", type=float, default=0.0,
+    p.add_argument("--object-weight", type=cli_flags.non_negative_float, default=0.0,
                    help="extra L1/L2 weight on pixels that differ from the background")
-    p.add_argument("--l2-weight", type=float, default=1.0,
+    p.add_argument("--l2-weight", type=cli_flags.non_negative_float, default=1.0,
                    help="weight of the squared-error term (L1 alone settles on the background median)")
-    p.add_argument("--edge-weight", type=float, default=0.0,
+    p.add_argument("--edge-weight", type=cli_flags.non_negative_float, default=0.0,
                    help="weight of an image-gradient L1 term on the objects and their outline")
-    p.add_argument("--attr-weight", type=float, default=0.0,
+    p.add_argument("--attr-weight", type=cli_flags.non_negative_float, default=0.0,
                    help="weight of a training-only head reading each scene cell's shape/colour/size from the codes")
     p.add_argument("--config", default=None,
                    help="QueryTokenizerConfig overrides: a JSON file, or inline JSON starting with '{'")

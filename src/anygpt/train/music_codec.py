@@ -29,6 +29,7 @@ import torch
 
 from anygpt.nn.music_codec import CompactMusicCodec, LossWeights, MultiScaleMelLoss, MusicCodecConfig, codec_losses
 from anygpt.train.core import RunOptions, TrainingRun, add_run_args, lr_at
+from anygpt import cli_flags
 from anygpt.cli_flags import set_threads
 from anygpt.train.recipes import CorpusError, add_corpus_arg, command_line, train_or_export
 
@@ -142,17 +143,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="anygpt train music-codec", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_corpus_arg(p, "music/manifest.jsonl")
-    p.add_argument("--synthetic", type=int, default=0, metavar="N", help="train on N generated clips instead of --corpus")
-    p.add_argument("--batch", type=int, default=16, help="crops per step (default: 16)")
-    p.add_argument("--seconds", type=float, default=1.28, help="crop length (default: 1.28)")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: 1e-3)")
-    p.add_argument("--warmup", type=int, default=100, help="warmup steps (default: 100)")
+    p.add_argument("--synthetic", type=cli_flags.count_or_zero, default=0, metavar="N", help="train on N generated clips instead of --corpus")
+    p.add_argument("--batch", type=cli_flags.positive_int, default=16, help="crops per step (default: 16)")
+    p.add_argument("--seconds", type=cli_flags.positive_float, default=1.28, help="crop length (default: 1.28)")
+    p.add_argument("--lr", type=cli_flags.positive_float, default=1e-3, help="peak learning rate (default: 1e-3)")
+    p.add_argument("--warmup", type=cli_flags.count_or_zero, default=100, help="warmup steps (default: 100)")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast (default: on)")
-    p.add_argument("--codebook-size", type=int, default=1024)
-    p.add_argument("--downsample", type=int, default=2, help="STFT frames (100/s) per code frame: 2 -> 50 Hz, 4 -> 25 Hz")
-    p.add_argument("--enc-dim", type=int, default=192)
-    p.add_argument("--dec-dim", type=int, default=256)
-    p.add_argument("--dec-blocks", type=int, default=6)
+    p.add_argument("--codebook-size", type=cli_flags.positive_int, default=1024, help="codes per codebook (default: 1024)")
+    p.add_argument("--downsample", type=cli_flags.positive_int, default=2, help="STFT frames (100/s) per code frame: 2 -> 50 Hz, 4 -> 25 Hz")
+    p.add_argument("--enc-dim", type=cli_flags.positive_int, default=192, help="encoder width (default: 192)")
+    p.add_argument("--dec-dim", type=cli_flags.positive_int, default=256, help="decoder width (default: 256)")
+    p.add_argument("--dec-blocks", type=cli_flags.positive_int, default=6, help="decoder blocks (default: 6)")
     add_run_args(p, out="runs/music-codec", steps=3000, save_every=200, log_every=10, export_help="after training, export config.json + model.safetensors to this folder")
     return p
 
