@@ -205,21 +205,21 @@ def run_stage(argv: list[str], env: dict) -> int:
 
     proc = subprocess.Popen(argv, env=env, preexec_fn=functools.partial(die_with_parent, os.getpid()))
 
+    stopping: list[int] = []
+
     def pass_on(signum, frame):
-        proc.send_signal(signum)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        raise SystemExit(128 + signum)
+        stopping.append(signum)
+        proc.send_signal(signum)  # the wait below returns once the stage has stopped
 
     previous = {s: signal.signal(s, pass_on) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return proc.wait()
+        rc = proc.wait()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+    if stopping:
+        raise SystemExit(128 + stopping[0])
+    return rc
 
 
 def main(argv: list[str] | None = None) -> int:
