@@ -72,8 +72,6 @@ def build_blocks(cfg: BlocksConfig, out_dir: str | Path, *, progress: bool = Tru
                           "{\"path\": ...} in the config (e.g. the folder of an earlier build, "
                           "such as one of a sample of the corpus)")
     claim_output_dir(out, "blocks", inputs=blocks_inputs(cfg))
-    out.mkdir(parents=True, exist_ok=True)
-    mark_output_dir(out, "blocks")
     records = {ds.name: dataset_records(ds, part, parts) for ds in cfg.datasets}
     stores = {ds.name: CodesStore(Path(ds.codes), only={r["id"] for r in records[ds.name]})
               for ds in cfg.datasets if ds.kind in ("pair", "interleaved")}
@@ -94,6 +92,8 @@ def build_blocks(cfg: BlocksConfig, out_dir: str | Path, *, progress: bool = Tru
     encoder = SequenceEncoder(tokenizer, layout)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
+    out.mkdir(parents=True, exist_ok=True)
+    mark_output_dir(out, "blocks")  # ours from now on: a rerun may replace what is here
     writer = ShardWriter(out, cfg.block_len, [ds.name for ds in cfg.datasets], blocks_per_shard=cfg.blocks_per_shard)
     packers = {ds.name: BlockPacker(cfg.block_len, pad) for ds in cfg.datasets}
     sample_tokens = {ds.name: 0 for ds in cfg.datasets}

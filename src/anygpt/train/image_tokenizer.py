@@ -65,6 +65,7 @@ def load_split(data_dir: str | Path, splits: tuple[str, ...], size: int = 64,
                kinds: tuple[str, ...] | None = None) -> dict:
     """Images of DATA/images/manifest.jsonl in `splits` -> {"images": uint8 [N, 3, S, S],
     "captions": [...], "records": [...]} (records are the manifest lines)."""
+    from anygpt.manifest import media_path, read_manifest
     from anygpt.media_io import load_image
 
     corpus = Path(data_dir) / "images"
@@ -72,11 +73,12 @@ def load_split(data_dir: str | Path, splits: tuple[str, ...], size: int = 64,
     if not manifest.is_file():
         raise CorpusError(
             f"{manifest} not found: build the corpus first with `anygpt data build --preset tiny --out {data_dir}`")
-    records = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
-    records = [r for r in records if r["split"] in splits and (kinds is None or r["kind"] in kinds)]
+    records = read_manifest(manifest, splits=list(splits), require=("id", "path", "caption"))
+    records = [r for r in records if kinds is None or r.get("kind") in kinds]
     imgs = np.zeros((len(records), 3, size, size), dtype=np.uint8)
     for i, r in enumerate(records):
-        imgs[i] = (load_image(corpus / r["path"], size=(size, size)).numpy() * 255).round().astype(np.uint8)
+        path = media_path([corpus], r, str(manifest))
+        imgs[i] = (load_image(path, size=(size, size)).numpy() * 255).round().astype(np.uint8)
     return {"images": torch.from_numpy(imgs), "captions": [r["caption"] for r in records], "records": records}
 
 
@@ -359,8 +361,9 @@ def training_data(a: argparse.Namespace, size: int) -> tuple[torch.Tensor, torch
 def last_logged(out: Path) -> dict | None:
     """The last training row of OUT/log.jsonl."""
     path = out / LOG
-    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-    rows = [r for r in rows if not r.get("eval")]
+    from anygpt.manifest import read_jsonl
+
+    rows = [r for r in read_jsonl(path, lenient=True) if not r.get("eval")]
     return rows[-1] if rows else None
 
 

@@ -20,7 +20,6 @@ checkpoint without training. `--synthetic N` trains on N generated clips of harm
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -57,18 +56,16 @@ def synthetic_music(n: int, seconds: float, sample_rate: int, seed: int = 0) -> 
 
 def load_corpus(data: Path, split: str, sample_rate: int, limit: int | None = None) -> list[torch.Tensor]:
     """Clips of one split of DATA/music/manifest.jsonl as FloatTensor [S] at sample_rate."""
+    from anygpt.manifest import media_path, read_manifest
     from anygpt.media_io import load_audio
 
     manifest = data / "music" / "manifest.jsonl"
     if not manifest.is_file():
         raise CorpusError(f"{manifest}: not found; build the corpus with `anygpt data build --preset tiny --out {data}`")
     clips = []
-    for line in manifest.read_text().splitlines():
-        rec = json.loads(line)
-        if rec.get("split") != split:
-            continue
+    for rec in read_manifest(manifest, splits=[split], require=("id", "path")):
         rel = rec["path_16k"] if rec.get("path_16k") and sample_rate == 16000 else rec["path"]
-        clips.append(load_audio(data / "music" / rel, sample_rate)[0])
+        clips.append(load_audio(media_path([data / "music"], {**rec, "path": rel}, str(manifest)), sample_rate)[0])
         if limit and len(clips) >= limit:
             break
     if not clips:
