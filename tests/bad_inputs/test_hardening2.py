@@ -63,7 +63,7 @@ def train(capsys, blocks: Path, out: Path, *more):
 def test_export_refuses_a_folder_holding_a_users_files(capsys, blocks, trained, tmp_path):
     target = users_folder(tmp_path / "mine")
     before = snapshot(target)
-    res = train(capsys, blocks, trained, "--export", target)
+    res = train(capsys, blocks, trained, "--export", target, "--tokenizers", "image=compact")
     assert_clean(res, 1, r"mine: --export holds files anygpt did not write \(data, thesis\.txt\)")
     assert snapshot(target) == before
 
@@ -94,7 +94,7 @@ def test_save_pretrained_refuses_a_folder_holding_a_users_files(tmp_path):
 
 def test_export_equal_to_out_keeps_the_checkpoints(capsys, blocks, trained):
     before = snapshot(trained / "checkpoints")
-    res = train(capsys, blocks, trained, "--export", trained, "--export-only")
+    res = train(capsys, blocks, trained, "--export", trained, "--export-only", "--tokenizers", "image=compact")
     assert_clean(res, 1, r"--export holds the run's checkpoints \(--out\)")
     assert snapshot(trained / "checkpoints") == before
 
@@ -105,10 +105,10 @@ def test_export_at_a_blocks_folder_keeps_the_blocks(capsys, blocks, trained, tmp
 
     mark_output_dir(other, "blocks")  # as `anygpt blocks` marks its folders
     before = snapshot(other)
-    res = train(capsys, blocks, trained, "--export", other, "--export-only")
+    res = train(capsys, blocks, trained, "--export", other, "--export-only", "--tokenizers", "image=compact")
     assert_clean(res, 1, r"other-blocks: --export holds our blocks folder, not a model folder")
     assert snapshot(other) == before
-    res = train(capsys, blocks, trained, "--export", blocks, "--export-only")  # an input of the run
+    res = train(capsys, blocks, trained, "--export", blocks, "--export-only", "--tokenizers", "image=compact")
     assert_clean(res, 1, r"--export is the same place as --blocks")
 
 
