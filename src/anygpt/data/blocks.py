@@ -15,7 +15,6 @@ minutes, so a killed build is simply run again; shards and index are written ato
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ from anygpt.lm.checkpoint import ANYGPT_CONFIG, FolderConfig
 from anygpt.lm.expand import add_modality_tokens
 from anygpt.lm.sequence import SequenceEncoder
 from anygpt.lm.text_tokenizer import train_text_tokenizer
-from anygpt.files import atomic_path, claim_output_dir, mark_output_dir
+from anygpt.files import claim_output_dir, mark_output_dir, write_json
 from anygpt.manifest import read_json
 from anygpt.modalities import modality_names
 from anygpt.modalities.base import TokenSpec
@@ -162,8 +161,7 @@ def build_blocks(cfg: BlocksConfig, out_dir: str | Path, *, progress: bool = Tru
         "parts": parts,
     }
     tokenizer.save_pretrained(out)
-    with atomic_path(out / ANYGPT_CONFIG) as tmp:
-        tmp.write_text(json.dumps(FolderConfig(specs, "MMGPT", {}, released=False).to_json(), indent=1, ensure_ascii=False))
+    write_json(out / ANYGPT_CONFIG, FolderConfig(specs, "MMGPT", {}, released=False).to_json())
     writer.close(report=report)
     return {**report, "blocks": writer.blocks_per_dataset}
 

@@ -10,7 +10,6 @@ block, as training does.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 
 from anygpt.data.packing import Block
 from anygpt.errors import AnyGPTError
-from anygpt.files import atomic_path
+from anygpt.files import atomic_path, write_json
 from anygpt.manifest import read_json
 
 INDEX = "index.json"
@@ -67,8 +66,7 @@ class ShardWriter:
         self._write()
         index = {"block_len": self.block_len, "datasets": self.datasets, "shards": self.shards,
                  "blocks_per_dataset": self.blocks_per_dataset, "tokens_per_dataset": self.tokens_per_dataset, **extra}
-        with atomic_path(self.out / INDEX) as tmp:
-            tmp.write_text(json.dumps(index, indent=1))
+        write_json(self.out / INDEX, index)
         return index
 
 
@@ -116,14 +114,18 @@ def read_block_index(folder: str | Path) -> BlockIndex:
         if not isinstance(datasets, list) or not datasets or not all(isinstance(d, str) for d in datasets):
             raise ValueError(f"datasets: {datasets!r} is not a list of dataset names")
         entries = raw.get("shards")
-        if not isinstance(entries, list) or not entries:
-            raise ValueError("shards: no shards listed")
+        if not isinstance(entries, list):
+            raise ValueError("shards: not a list of shards")
+        if not entries:
+            raise BlockDataError(f"{folder}: the block folder holds no blocks; rebuild it with `anygpt blocks`")
         shards = []
         for i, e in enumerate(entries):
             if not isinstance(e, dict) or not isinstance(e.get("file"), str):
                 raise ValueError(f"shards[{i}]: {e!r} is not {{\"file\": NAME, \"blocks\": N}}")
             safe_join(folder, e["file"], what=f"shards[{i}].file")
             shards.append((e["file"], positive_int.check(e.get("blocks"), f"shards[{i}].blocks")))
+    except BlockDataError:
+        raise
     except (ManifestError, UnsafePathError, ValueError) as e:
         raise BlockDataError(f"{path}: not a usable block index: {e}") from None
     for name, _ in shards:

@@ -18,7 +18,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from anygpt.errors import CheckpointError, UnsafePathError
-from anygpt.files import safe_join
+from anygpt.files import safe_join, write_json
 from anygpt.layout import TokenLayout
 from anygpt.modalities import released_specs
 from anygpt.modalities.base import TokenSpec
@@ -161,8 +161,8 @@ def save_lm(path: str | Path, model, tokenizer, cfg: FolderConfig | None, *, dty
         if dtype is not None:  # save_pretrained records the model's own dtype; record the file's
             config = json.loads((tmp / "config.json").read_text())
             config["dtype"] = str(dtype).removeprefix("torch.")
-            (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+            write_json(tmp / "config.json", config, indent=2, sort_keys=True)
         tokenizer.save_pretrained(tmp)
         if cfg is not None:
-            (tmp / ANYGPT_CONFIG).write_text(json.dumps(cfg.to_json(), indent=1, ensure_ascii=False))
+            write_json(tmp / ANYGPT_CONFIG, cfg.to_json())
     return path

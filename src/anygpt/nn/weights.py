@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from anygpt.errors import CheckpointError
-from anygpt.files import atomic_folder
+from anygpt.files import atomic_folder, write_json
 
 TRAINING_ONLY = ("embed_sum", "cluster_size")  # EMA statistics of the quantizers
 
@@ -43,7 +43,7 @@ def save_weights(folder: str | Path, state: dict[str, torch.Tensor], meta: dict,
             if name.endswith(".safetensors"):
                 save_file({k: v.detach().contiguous() for k, v in value.items()}, str(tmp / name))
             else:
-                (tmp / name).write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+                write_json(tmp / name, value, indent=2)
     return Path(folder)
 
 

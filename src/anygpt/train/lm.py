@@ -28,7 +28,6 @@ every trainer are `anygpt.train.core`'s; the block stream is `anygpt.train.lm_da
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -307,10 +306,10 @@ class LMTrainer:
         for k, v in sorted(self.acc.unwrap_model(self.model).state_dict().items()):
             h.update(k.encode())
             h.update(v.detach().float().cpu().numpy().tobytes())
-        path = Path(self.a.out) / "ranks" / f"rank-{self.rank}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"rank": self.rank, "world": self.world, "positions": positions,
-                                    "weights_sha256": h.hexdigest()}))
+        from anygpt.files import write_json
+
+        write_json(Path(self.a.out) / "ranks" / f"rank-{self.rank}.json",
+                   {"rank": self.rank, "world": self.world, "positions": positions, "weights_sha256": h.hexdigest()})
 
     # ------------------------------------------------------------- export
     def export(self, folder: Path, *, plain_hf: bool = False) -> None:
