@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from anygpt.errors import AnyGPTError, CheckpointError
+from anygpt.files import MARKER
 from anygpt.modalities import load_tokenizer
 from anygpt.train import image_tokenizer, music_codec, soundstorm, speech_tokenizer
 from anygpt.train.recipes import CorpusError
@@ -110,7 +111,7 @@ def test_short_run_learns_checkpoints_and_exports(tmp_path, corpus, codec_dir, n
     ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert ckpts == [f"step-{steps // 2:08d}", f"step-{steps:08d}"]
     files = {p.name for p in (run / "checkpoints" / ckpts[-1]).iterdir()}
-    assert "state.json" in files and all(f.endswith(".safetensors") for f in files - {"state.json"}), files
+    assert "state.json" in files and all(f.endswith(".safetensors") for f in files - {"state.json", MARKER}), files
     assert not list(run.rglob("*.pt")) and not list(run.rglob("*.pth"))
     check_export_loads(name, tmp_path / "exp", codec_dir)
     # --export-only: the newest checkpoint again, the same weights, no training

@@ -73,7 +73,7 @@ def load_split(data_dir: str | Path, splits: tuple[str, ...], size: int = 64,
     if not manifest.is_file():
         raise CorpusError(
             f"{manifest} not found: build the corpus first with `anygpt data build --preset tiny --out {data_dir}`")
-    records = read_manifest(manifest, splits=list(splits), require=("id", "path", "caption"))
+    records = read_manifest(manifest, splits=list(splits), require=("path", "caption"))
     records = [r for r in records if kinds is None or r.get("kind") in kinds]
     imgs = np.zeros((len(records), 3, size, size), dtype=np.uint8)
     for i, r in enumerate(records):
@@ -298,8 +298,7 @@ def evaluate_recon(model: QueryTokenizer, images: torch.Tensor, batch: int = 64)
 
 # ---------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="anygpt train image-tokenizer", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_flags.Parser(prog="anygpt train image-tokenizer", description=__doc__)
     add_corpus_arg(p, "images/manifest.jsonl")
     p.add_argument("--batch", type=cli_flags.positive_int, default=32, help="images per step (default: 32)")
     p.add_argument("--lr", type=cli_flags.positive_float, default=2e-3, help="peak learning rate (default: 2e-3)")

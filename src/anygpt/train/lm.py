@@ -450,9 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except AnyGPTError as e:
-        print(f"anygpt train lm: {e}", file=sys.stderr)
-        sys.exit(1)
+if __name__ == "__main__":  # `accelerate launch -m anygpt.train.lm ...`: the dispatcher's error convention
+    from anygpt.cli import run
+
+    sys.exit(run("anygpt train lm", __name__, [a for a in sys.argv[1:] if a != "--debug"], debug="--debug" in sys.argv))

@@ -63,7 +63,7 @@ def load_corpus(data: Path, split: str, sample_rate: int, limit: int | None = No
     if not manifest.is_file():
         raise CorpusError(f"{manifest}: not found; build the corpus with `anygpt data build --preset tiny --out {data}`")
     clips = []
-    for rec in read_manifest(manifest, splits=[split], require=("id", "path")):
+    for rec in read_manifest(manifest, splits=[split], require=("path",)):
         rel = rec["path_16k"] if rec.get("path_16k") and sample_rate == 16000 else rec["path"]
         clips.append(load_audio(media_path([data / "music"], {**rec, "path": rel}, str(manifest)), sample_rate)[0])
         if limit and len(clips) >= limit:
@@ -137,8 +137,7 @@ def fit(run: TrainingRun, model: CompactMusicCodec, a: argparse.Namespace) -> No
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="anygpt train music-codec", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_flags.Parser(prog="anygpt train music-codec", description=__doc__)
     add_corpus_arg(p, "music/manifest.jsonl")
     p.add_argument("--synthetic", type=cli_flags.count_or_zero, default=0, metavar="N", help="train on N generated clips instead of --corpus")
     p.add_argument("--batch", type=cli_flags.positive_int, default=16, help="crops per step (default: 16)")

@@ -34,6 +34,7 @@ from anygpt.loaders import SPEECH_TOKENIZER_TINY_DIR
 from anygpt.nn.soundstorm import SoundStorm, SoundStormConfig
 from anygpt.train.core import RunOptions, TrainingRun, add_run_args, lr_at
 from anygpt import cli_flags
+from anygpt.files import atomic_path
 from anygpt.cli_flags import set_threads
 from anygpt.train.recipes import add_corpus_arg, command_line, train_or_export
 from anygpt.train.speech_tokenizer import train_clips
@@ -57,10 +58,8 @@ def encode_corpus(codec, clips, wavs, cache: Path, progress: bool = True) -> dic
             n = -(-len(w) // hop) * hop
             x = torch.from_numpy(np.pad(w, (0, n - len(w))))[None, None]
             out[c.id] = codec.encode(x)[0].numpy().astype(np.int16)
-    tmp = cache.with_suffix(".tmp.npz")
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(tmp, __codec__=np.frombuffer(key, np.uint8), **out)
-    tmp.replace(cache)
+    with atomic_path(cache) as tmp:
+        np.savez(tmp, __codec__=np.frombuffer(key, np.uint8), **out)
     return out
 
 
@@ -103,8 +102,7 @@ def draw_batch(codes: list[np.ndarray], speakers: list[int], batch: int, target_
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="anygpt train soundstorm", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_flags.Parser(prog="anygpt train soundstorm", description=__doc__)
     add_corpus_arg(p, "speech/manifest.jsonl")
     p.add_argument("--codec", type=Path, default=None,
                    help="speech codec folder whose codes are learned (default: the shipped speech-tokenizer-tiny)")

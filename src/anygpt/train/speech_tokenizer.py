@@ -106,8 +106,7 @@ def draw_crops(wavs: list[np.ndarray], batch: int, frames: int, hop: int, seed: 
 
 # ---------------------------------------------------------------- training
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="anygpt train speech-tokenizer", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_flags.Parser(prog="anygpt train speech-tokenizer", description=__doc__)
     add_corpus_arg(p, "speech/manifest.jsonl")
     p.add_argument("--synthetic", action="store_true", help="train on generated clips instead of --corpus")
     p.add_argument("--batch", type=cli_flags.positive_int, default=32, help="crops per step (default: 32)")
