@@ -15,7 +15,6 @@ OUT/report.json holds the table. A finished task is not run again (delete its JS
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from anygpt.errors import AnyGPTError
+from anygpt.manifest import read_json
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def run_task(row: Row, args, system_for: Callable[[str, list], Any], out: Path) 
 
     path = out / f"{run_key(row)}.json"
     if path.is_file():
-        return json.loads(path.read_text())
+        return read_json(path, what="task report")
     manifest = Path(args.corpus) / row.corpus / "manifest.jsonl"
     items = read_manifest(manifest, row.split)
     for k, v in row.where:
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             if not path.is_file():
                 write_json(run_chat(a.chat, system_for("anygpt", []).model, limit=a.limit,
                                     progress=not a.no_progress), path)
-            summaries[run_key(row)] = json.loads(path.read_text())["summary"]
+            summaries[run_key(row)] = read_json(path, what="task report")["summary"]
             continue
         summaries[run_key(row)] = run_task(row, a, system_for, a.out)["summary"]
     table = build_table(summaries)
