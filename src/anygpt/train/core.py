@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from anygpt.errors import CheckpointError, ManifestError
-from anygpt.files import write_json
+from anygpt.files import append_jsonl, write_json
 from anygpt.manifest import read_json
 from anygpt.train.checkpoint import CheckpointFolder, check_optimizer_shapes
 
@@ -247,7 +247,7 @@ class TrainingRun:
         if self._log is not None:
             return
         self.out.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.out / LOG, "a", encoding="utf-8")
+        self._log = self.out / LOG  # appended line by line (files.append_jsonl: a cut line stays alone)
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -256,7 +256,7 @@ class TrainingRun:
             self._tb = None
 
     def _close_logs(self) -> None:
-        for h in (self._bar, self._log, self._tb):
+        for h in (self._bar, self._tb):
             if h is not None:
                 h.close()
         self._log = self._tb = self._bar = None
@@ -365,8 +365,7 @@ class TrainingRun:
 
     def _write(self, row: dict) -> None:
         self._ensure_logs()
-        self._log.write(json.dumps(row) + "\n")
-        self._log.flush()
+        append_jsonl(self._log, row)
         if self._tb is not None:
             prefix = "eval/" if row.get("eval") else "train/"
             for k, v in row.items():
