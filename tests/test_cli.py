@@ -1,9 +1,10 @@
 """The `anygpt` command: one error convention (in the dispatcher), a --help with an example for
-every command and sub-command, every flag with help text, and the old spellings still working."""
+every command and sub-command, every flag with help text and one spelling."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
 import sys
 import types
@@ -105,16 +106,21 @@ def test_every_help_has_an_example(argv, capsys):
 
 
 def _parsers():
-    """(name, parser) of every sub-command parser of ours (the trainers' come with the lead's part)."""
+    """(name, parser) of every sub-command parser: each command's, each action's, each trainer's."""
     from anygpt import chat_cli
     from anygpt.data import blocks, codes_store
     from anygpt.data import cli as data_cli
     from anygpt.data.instruct import cli as instruct_cli
     from anygpt.eval import cli as eval_cli
 
+    from anygpt.serve import cli as serve_cli
+    from anygpt.serve import demo
+    from anygpt.train.cli import TRAINERS
+
     todo = [("chat", chat_cli.build_parser()), ("data", data_cli.build_parser()), ("eval", eval_cli.build_parser()),
             ("tokenize", codes_store.build_parser()), ("blocks", blocks.build_parser()),
-            ("instruct", instruct_cli.build_parser())]
+            ("instruct", instruct_cli.build_parser()), ("serve", serve_cli.build_parser()), ("demo", demo.build_parser())]
+    todo += [(f"train {name}", importlib.import_module(TRAINERS[name][0]).build_parser()) for name in TRAINERS]
     out = []
     while todo:
         name, p = todo.pop()
@@ -140,17 +146,10 @@ def test_every_flag_has_help_and_old_spellings_are_hidden():
             "--tokenizer-option", "--part", "--parts"} <= seen
 
 
-def test_old_spellings_still_work_with_a_note(tmp_path, capsys):
-    from anygpt import cli_flags
-
-    p = cli_flags.Parser(prog="anygpt x")
-    cli_flags.add_out(p, "out", required=False, old=("--output-dir",))
-    cli_flags.add_no_progress(p)
-    cli_flags.add_tokenizer(p, "compact", "tok")
-    cli_flags.add_out_file(p, "report", old=("--out-report",))
-    a = p.parse_args(["--output-dir", "o", "--quiet", "--tokenizer-arg", "a=1", "--tokenizer-option", "b=2",
-                      "--out-report", "r.json"])
-    assert (str(a.out), a.no_progress, a.tokenizer_option, str(a.out_file)) == ("o", True, ["a=1", "b=2"], "r.json")
-    err = capsys.readouterr().err
-    assert "--output-dir is the old spelling of --out" in err and "--quiet is the old spelling of --no-progress" in err
-    assert "--output-dir" not in p.format_help() and "--quiet" not in p.format_help()
+def test_old_spellings_are_gone(capsys):
+    """One flag vocabulary: the old spellings are usage errors now, in every parser."""
+    for name, p in _parsers():
+        flags = {o for action in p._actions for o in action.option_strings}
+        assert not flags & {"--output-dir", "--quiet", "--tokenizer-arg", "--minutes", "--data", "--ship", "--debug"}, name
+    assert cli.main(["chat", "--output-dir", "o", "--message", "hi"]) == 2
+    assert "unrecognized arguments: --output-dir" in capsys.readouterr().err

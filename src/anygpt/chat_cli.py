@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_flags.add_model(p, DEFAULT_MODEL)
     p.add_argument("--template", choices=["MMGPT", "AnyGPT"], default=None, help="chat template (default: the model's)")
     cli_flags.add_out(p, "folder for generated media (created; default: anygpt-output)", required=False,
-                      default=Path("anygpt-output"), old=("--output-dir",))
+                      default=Path("anygpt-output"))
     p.add_argument("--message", help="send this message and exit (no interactive loop)")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                    help="import MODULE first (it may register more modalities and tokenizers)")
@@ -79,7 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     plugins = argparse.ArgumentParser(add_help=False)
     plugins.add_argument("--plugin", action="append", default=[])
     for module in plugins.parse_known_args(argv)[0].plugin:
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise UsageError(f"--plugin {module}: cannot import it ({e}); give an importable module name, "
+                             "e.g. mypkg.my_modality") from None
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.int8 and args.engine not in ("engine", "auto"):
@@ -129,7 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     print(f"anygpt chat ({args.model}). {help_line()}")
-    for line in sys.stdin:
+    for line in stdin_lines():
+        if line is None:
+            print("anygpt chat: stdin: that line is not valid UTF-8 text; it was skipped", file=sys.stderr)
+            continue
         line = line.strip()
         if not line:
             continue
@@ -153,5 +160,22 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 send(line)
         except (AnyGPTError, OSError) as e:  # the session and its history go on
-            print(f"anygpt chat: {message(e)}", file=sys.stderr)
+            hint = ""
+            if conv.turns and "does not fit" in str(e):
+                hint = (f"; the conversation ({len(conv.turns)} turns) has outgrown the model's context: "
+                        "type /clear to start a new one")
+            print(f"anygpt chat: {message(e)}{hint}", file=sys.stderr)
     return 0
+
+
+def stdin_lines():
+    """The lines of stdin as text; None for a line that is not valid UTF-8 (the session goes on)."""
+    raw = getattr(sys.stdin, "buffer", None)
+    if raw is None:  # a text stream without bytes under it (tests, embedding)
+        yield from sys.stdin
+        return
+    for line in raw:
+        try:
+            yield line.decode("utf-8")
+        except UnicodeDecodeError:
+            yield None

@@ -2,15 +2,14 @@
 
 Every sub-command builds its parser with `parser(...)` and adds the shared flags with the
 `add_*` functions here, so the same thing has the same name, type, check and help text
-everywhere. Old spellings are kept as hidden aliases for one release: they work, print a
-one-line note on stderr, and do not show in --help.
+everywhere; numbers are range-checked by `Number` (also used for config values).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -49,34 +48,76 @@ def example_text(example: str) -> str:
 
 
 # ---------------------------------------------------------------- value types
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1."""
-    return _int_at_least(text, 1)
+class Number:
+    """A range-checked number, the one check for flags and config values alike.
+
+    As an argparse `type` it parses a flag's text; `.check(value, what)` checks a value read
+    from JSON (a bool, a string or a list is not a number there). NaN and infinity are always
+    refused; `low`/`high` are inclusive bounds, `above`/`below` exclusive ones.
+
+        p.add_argument("--lr", type=Number(float, above=0))
+        block_len = BLOCK_LEN.check(d.get("block_len"), f"{path}: block_len")
+    """
+
+    def __init__(self, kind: type = int, *, low: float | None = None, high: float | None = None,
+                 above: float | None = None, below: float | None = None) -> None:
+        self.kind, self.low, self.high, self.above, self.below = kind, low, high, above, below
+        self.__name__ = self.describe()  # argparse names a type by it
+
+    def describe(self) -> str:
+        noun = "a whole number" if self.kind is int else "a number"
+        bounds = " and ".join(f"{sign} {_shown(bound)}" for sign, bound in
+                              ((">=", self.low), (">", self.above), ("<=", self.high), ("<", self.below))
+                              if bound is not None)
+        return f"{noun} {bounds}" if bounds else noun
+
+    def __call__(self, text: str):
+        """argparse: the flag's text -> the number (ArgumentTypeError saying what is allowed)."""
+        try:
+            value = self.kind(text)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {self.describe()}") from None
+        problem = self._problem(value)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{text} is not allowed; it must be {problem}")
+        return value
+
+    def check(self, value: Any, what: str):
+        """A JSON value -> the number; ValueError '`what`: PROBLEM' otherwise (an int is accepted
+        where a float is expected; a float with a fraction is not an int)."""
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and self.kind is int and isinstance(value, float):
+            ok = value.is_integer() and math.isfinite(value)
+            value = int(value) if ok else value
+        if not ok:
+            raise ValueError(f"{what}: {value!r} is not {self.describe()}")
+        value = self.kind(value)
+        problem = self._problem(value)
+        if problem:
+            raise ValueError(f"{what}: {value!r} is not allowed; it must be {problem}")
+        return value
+
+    def _problem(self, value) -> str | None:
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{self.describe()} (not NaN or infinite)"
+        if ((self.low is not None and value < self.low) or (self.high is not None and value > self.high)
+                or (self.above is not None and value <= self.above) or (self.below is not None and value >= self.below)):
+            return self.describe()
+        return None
 
 
-def count_or_zero(text: str) -> int:
-    """argparse type: a whole number >= 0."""
-    return _int_at_least(text, 0)
+def _shown(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
-def _int_at_least(text: str, low: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < low:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed; it must be {low} or more")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not allowed; it must be a number above 0")
-    return value
+positive_int = Number(int, low=1)
+count_or_zero = Number(int, low=0)
+positive_float = Number(float, above=0)
+non_negative_float = Number(float, low=0)
+fraction = Number(float, low=0, high=1)
+SEED_MAX = 2**63 - 1  # torch, numpy and Python all take a seed of this size
+seed_int = Number(int, low=0, high=SEED_MAX)
+port_int = Number(int, low=1, high=65535)
 
 
 def key_values(pairs: list[str] | None, flag: str) -> dict[str, str]:
@@ -90,49 +131,16 @@ def key_values(pairs: list[str] | None, flag: str) -> dict[str, str]:
     return out
 
 
-# ---------------------------------------------------------------- old spellings
-class _OldSpelling(argparse.Action):
-    """A hidden alias: stores like `new` does and notes the new spelling on stderr."""
-
-    def __init__(self, option_strings, dest, new: str, append: bool = False, **kwargs) -> None:
-        self.new, self.append = new, append
-        super().__init__(option_strings, dest, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
-        print(f"{parser.prog}: {option_string} is the old spelling of {self.new}; it goes in the next release",
-              file=sys.stderr)
-        if self.append:
-            items = list(getattr(namespace, self.dest, None) or [])
-            items.append(values)
-            values = items
-        elif self.nargs == 0:
-            values = self.const
-        setattr(namespace, self.dest, values)
-
-
-def old_spelling(p: argparse.ArgumentParser, old: str, new: str, dest: str, *, flag: bool = False,
-                 append: bool = False, type: Callable[[str], Any] | None = None) -> None:
-    """Accept `old` as a hidden alias of `new` (same dest)."""
-    kw: dict[str, Any] = {"nargs": 0, "const": True} if flag else {"type": type}
-    p.add_argument(old, dest=dest, action=_OldSpelling, new=new, append=append, help=argparse.SUPPRESS,
-                   default=argparse.SUPPRESS, **kw)
-
-
 # ---------------------------------------------------------------- the shared flags
 def add_out(p: argparse.ArgumentParser, help: str = "output folder (created; rerun with the same --out to resume)",
-            *, required: bool = True, default: Path | None = None, old: tuple[str, ...] = ()) -> None:
+            *, required: bool = True, default: Path | None = None) -> None:
     """--out DIR: an output folder."""
     p.add_argument("--out", type=Path, required=required, default=default, metavar="DIR", help=help)
-    for o in old:
-        old_spelling(p, o, "--out", "out", type=Path)
 
 
-def add_out_file(p: argparse.ArgumentParser, help: str, *, required: bool = False, default: Path | None = None,
-                 old: tuple[str, ...] = ()) -> None:
+def add_out_file(p: argparse.ArgumentParser, help: str, *, required: bool = False, default: Path | None = None) -> None:
     """--out-file FILE: one output file (a report, a scripts file)."""
-    p.add_argument("--out-file", type=Path, required=required and not old, default=default, metavar="FILE", help=help)
-    for o in old:
-        old_spelling(p, o, "--out-file", "out_file", type=Path)
+    p.add_argument("--out-file", type=Path, required=required, default=default, metavar="FILE", help=help)
 
 
 def add_corpus(p: argparse.ArgumentParser, help: str, *, required: bool = False, default: Path | None = None) -> None:
@@ -150,17 +158,15 @@ def add_model(p: argparse.ArgumentParser, default: str, help: str | None = None)
 
 
 def add_tokenizer(p: argparse.ArgumentParser, default: str | None, help: str) -> None:
-    """--tokenizer NAME and --tokenizer-option KEY=VALUE (old: --tokenizer-arg)."""
+    """--tokenizer NAME and --tokenizer-option KEY=VALUE."""
     p.add_argument("--tokenizer", default=default, metavar="NAME", help=help)
     p.add_argument("--tokenizer-option", action="append", default=[], metavar="KEY=VALUE",
                    help="keyword argument for the tokenizer loader, repeatable (e.g. path=models/speechtokenizer)")
-    old_spelling(p, "--tokenizer-arg", "--tokenizer-option", "tokenizer_option", append=True)
 
 
 def add_no_progress(p: argparse.ArgumentParser) -> None:
-    """--no-progress (old: --quiet)."""
+    """--no-progress: no progress bars."""
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    old_spelling(p, "--quiet", "--no-progress", "no_progress", flag=True)
 
 
 def add_workers(p: argparse.ArgumentParser, help: str = "worker processes (default: the number of cores; 0: all "
@@ -168,13 +174,17 @@ def add_workers(p: argparse.ArgumentParser, help: str = "worker processes (defau
     p.add_argument("--workers", type=count_or_zero, default=None, metavar="N", help=help)
 
 
+DEFAULT_THREADS = 1  # one default for every command: the decoding engine's, and safe on a shared CPU
+
+
 def add_threads(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
-                   help="torch threads (default: the number of cores; use 1 when jobs share the CPU)")
+    """--threads N: torch threads of this process (every command: default 1)."""
+    p.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS, metavar="N",
+                   help=f"torch threads (default: {DEFAULT_THREADS}; more can be faster on a machine of your own)")
 
 
 def add_seed(p: argparse.ArgumentParser, help: str = "random seed (default: 0); same seed, same bytes") -> None:
-    p.add_argument("--seed", type=int, default=0, metavar="N", help=help)
+    p.add_argument("--seed", type=seed_int, default=0, metavar="N", help=help)
 
 
 def add_parts(p: Parser, what: str = "the items") -> None:

@@ -34,6 +34,17 @@ def media_file(modality: str, path: str | Path) -> MediaFilePart:
     return MediaFilePart(modality, path)
 
 
+def utf8_text(text: str) -> str:
+    """`text` if it is valid Unicode (what UTF-8 can carry); ConversationError otherwise. Bytes
+    that are not UTF-8 reach Python as lone surrogates (argv, stdin, a JSON \\udcxx escape)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ConversationError(f"the message is not valid UTF-8 text (a bad byte or lone surrogate at "
+                                f"character {e.start}); send UTF-8 text") from None
+    return text
+
+
 class Conversation:
     """History of turns, kept across `generate` calls until cleared. The chat template is the
     model's (`load_model(..., template=...)`), not the conversation's."""
@@ -51,8 +62,10 @@ class Conversation:
         """Add a user turn: attachments by modality, e.g. add_user("What is this?", image=["a.png"]).
         Media come first, then the text, as in the release's task prompts."""
         parts: list[Part] = [media_file(m, p) for m, paths in attachments.items() for p in paths]
-        if text:
-            parts.append(TextPart(text))
+        if text is not None and not isinstance(text, str):
+            raise ConversationError(f"a user turn's text must be a string, not {type(text).__name__}")
+        if text and text.strip():  # whitespace alone is no message
+            parts.append(TextPart(utf8_text(text)))
         if not parts:
             raise ConversationError("a user turn needs text or at least one attachment")
         turn = Turn("user", parts)

@@ -7,6 +7,13 @@ their folder, and output locations checked before any work starts.
     append_jsonl(out / "done.jsonl", entry)         # a line cut by a kill never swallows the next
     wav = safe_join(workdir, f"{item_id}.wav")      # an id like '../../x' is refused
     check_output_dir(args.out)                      # a file there, or a read-only place: fail now
+    with atomic_folder(export, "model", flag="--export") as tmp:   # a whole folder, swapped in
+        ...
+
+An output folder is ours only if it is new, empty, or carries our marker (`.anygpt-output`, a
+JSON object naming its kind: "model", "blocks", "checkpoint"). `claim_output_dir` refuses any
+other folder, and an output equal to, inside or around one of the command's inputs, so that no
+command ever replaces or deletes a file it did not write.
 
 Temporary files are named `.NAME.anygpt-tmp-XXXXXXXX.EXT` beside their target, so a cleanup
 after a kill (`remove_stale_temps`) removes ours and nothing else.
@@ -17,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -153,3 +161,90 @@ def _check_writable(folder: Path, flag: str) -> None:
         raise OutputError(f"{folder}: {flag} cannot be made there: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise OutputError(f"{folder}: {flag} cannot be written ({existing} is read-only); choose another place")
+
+
+# ---------------------------------------------------------------- output folders that are ours
+MARKER = ".anygpt-output"
+
+
+def output_kind(folder: str | Path) -> str | None:
+    """The kind our marker gives `folder` ("model", "blocks", ...), or None without a marker."""
+    try:
+        kind = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return kind if isinstance(kind, str) else None
+
+
+def mark_output_dir(folder: str | Path, kind: str) -> None:
+    """Record that `folder` holds our output of `kind` (a later run may replace it)."""
+    write_json(Path(folder) / MARKER, {"kind": kind, "written_by": "anygpt"})
+
+
+def claim_output_dir(path: str | Path, kind: str, *, flag: str = "--out",
+                     inputs: dict[str, str | Path | None] | None = None) -> Path:
+    """Check, before any work, that `path` may receive our output of `kind`: it is new, empty, or
+    carries our marker of that kind (OutputError otherwise, naming a few of the files in it), and
+    it is neither equal to, inside nor around one of `inputs` (flag -> path). Creates nothing."""
+    path = Path(path)
+    check_output_dir(path, flag=flag)
+    check_apart(path, inputs or {}, flag=flag)
+    if path.is_dir():
+        theirs = sorted(p.name for p in path.iterdir() if not is_temp_file(p) and p.name != MARKER)
+        found = output_kind(path)
+        if theirs and found != kind:
+            shown = ", ".join(theirs[:3]) + (f" and {len(theirs) - 3} more" if len(theirs) > 3 else "")
+            what = f"our {found} folder, not a {kind} folder" if found else f"files anygpt did not write ({shown})"
+            raise OutputError(f"{path}: {flag} holds {what}; choose a new or empty folder (nothing was changed)")
+    return path
+
+
+def check_apart(output: str | Path, inputs: dict[str, str | Path | None], *, flag: str = "--out") -> None:
+    """OutputError if `output` is the same place as an input, inside one, or holds one."""
+    out = Path(output).resolve()
+    for name, given in inputs.items():
+        if given is None:
+            continue
+        src = Path(given).resolve()
+        if out == src:
+            how = "is the same place as"
+        elif out.is_relative_to(src):
+            how = "is inside"
+        elif src.is_relative_to(out):
+            how = "holds"
+        else:
+            continue
+        raise OutputError(f"{output}: {flag} {how} {name} {given}; an output must be apart from the inputs")
+
+
+@contextmanager
+def atomic_folder(folder: str | Path, kind: str, *, flag: str = "--out", keep: tuple[str, ...] = ("*.md",),
+                  inputs: dict[str, str | Path | None] | None = None) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `folder`; on success mark it as our `kind`, copy
+    into it the files of the folder it replaces that match `keep` (a README) and that the block
+    did not write, and swap it into place (the old folder is removed only after the rename). The
+    folder must be ours to replace (claim_output_dir) and is checked before and after the block.
+    On error the temporary folder is removed and `folder` is left as it was."""
+    folder = Path(folder)
+    claim_output_dir(folder, kind, flag=flag, inputs=inputs)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}{TEMP_TAG}"))
+    try:
+        yield tmp
+        claim_output_dir(folder, kind, flag=flag, inputs=inputs)  # nobody put files there meanwhile
+        mark_output_dir(tmp, kind)
+        if folder.is_dir():
+            for old in folder.iterdir():
+                if old.is_file() and any(old.match(k) for k in keep) and not (tmp / old.name).exists():
+                    shutil.copy2(old, tmp / old.name)
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes the folder private; give it the usual mode
+        trash = folder.parent / f".{folder.name}{TEMP_TAG}old{os.getpid()}"
+        if folder.exists():
+            os.replace(folder, trash)
+        os.replace(tmp, folder)
+        shutil.rmtree(trash, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

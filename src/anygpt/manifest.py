@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -99,6 +100,7 @@ def read_manifest(path: str | Path, *, splits: Sequence[str] | None = None, requ
         missing = [f for f in need if f not in r or r[f] in (None, "")]
         if missing:
             raise ManifestError(f"{path}:{n}: the record has no {', '.join(repr(f) for f in missing)} field")
+        check_record(r, f"{path}:{n}")
         if "id" in r:
             key = str(r["id"])
             if key in seen:
@@ -110,6 +112,47 @@ def read_manifest(path: str | Path, *, splits: Sequence[str] | None = None, requ
             continue
         rows.append(r)
     return rows
+
+
+_TEXT_FIELDS = ("path", "text", "caption", "speaker", "split", "status", "kind")
+
+
+def check_record(r: dict, where: str) -> None:
+    """The types and ranges of a manifest record's common fields, where present (ManifestError
+    naming `where` and the field): id a string or whole number, path and the text fields
+    strings, bytes a whole number >= 0, duration a finite number >= 0, captions a list of
+    strings, attributes an object."""
+    def bad(field: str, want: str) -> ManifestError:
+        return ManifestError(f"{where}: {field} {r[field]!r} is not {want}")
+
+    if "id" in r and (isinstance(r["id"], bool) or not isinstance(r["id"], (str, int))):
+        raise bad("id", "a string or a whole number")
+    for f in _TEXT_FIELDS:
+        if r.get(f) is not None and not isinstance(r[f], str):
+            raise bad(f, "a string")
+    if "bytes" in r and (isinstance(r["bytes"], bool) or not isinstance(r["bytes"], int) or r["bytes"] < 0):
+        raise bad("bytes", "a whole number of bytes")
+    d = r.get("duration")
+    if d is not None and (isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) or d < 0):
+        raise bad("duration", "a number of seconds")
+    caps = r.get("captions")
+    if caps is not None and (not isinstance(caps, list) or not all(isinstance(c, str) for c in caps)):
+        raise bad("captions", "a list of strings (one per reference caption)")
+    if r.get("attributes") is not None and not isinstance(r["attributes"], dict):
+        raise bad("attributes", "an object")
+    if "sha256" in r and not isinstance(r["sha256"], str):
+        raise bad("sha256", "a hex string")
+
+
+def media_path(roots: Sequence[str | Path], record: dict, where: str) -> Path:
+    """The media file of a manifest record: its "path" joined to the first of `roots` where it
+    exists (else the first), always inside that root (files.safe_join: no absolute path, no
+    '..', no link out; UnsafePathError naming `where`)."""
+    from anygpt.files import safe_join
+
+    what = f"{where}: item {record.get('id')!r} path"
+    joined = [safe_join(root, record["path"], what=what) for root in roots]
+    return next((j for j in joined if j.exists()), joined[0])
 
 
 def file_mismatch(path: str | Path, record: dict) -> str | None:

@@ -1,5 +1,8 @@
 """Reading and writing media files with clear errors and documented repairs.
 
+Every reader takes a path or the file's bytes (an upload, read without touching the disk; `name=`
+names it in messages), so the server and the command line share one set of checks.
+
 Audio: soundfile reads it; stereo is mixed down to mono; another sample rate is resampled
 with soxr. Images: Pillow reads it; any mode (RGBA, grayscale, palette) becomes RGB, alpha
 composited on white. Writes go to a temporary file that is renamed into place, so a killed
@@ -9,7 +12,10 @@ Limits, checked from the file's header before its samples or pixels are decoded 
 the user's: the message says how):
 - audio longer than MAX_AUDIO_SECONDS (120 s) is refused: cut it first
   (`sox in.wav out.wav trim 0 60`); a 10-minute clip would be ~120k music tokens and ~1 GB;
-- images of more than MAX_IMAGE_PIXELS (4096 x 4096) are refused: downscale them first
+  so is audio of more samples x channels than 120 s of 48 kHz stereo, or a rate above 192 kHz
+  (a small FLAC of many channels at a high rate would decode to gigabytes);
+- images of more than MAX_IMAGE_PIXELS (4096 x 4096), or a container (ICO) holding one, are
+  refused: downscale them first
   (`convert in.png -resize 2048x2048 out.png`); every tokenizer reads 224 x 224 or less, and a
   10000 x 10000 PNG takes 3.6 GB to decode;
 - a WAV file cut short (its header promises more samples than it holds: a truncated copy, or
@@ -18,6 +24,7 @@ the user's: the message says how):
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -34,42 +41,68 @@ MAX_AUDIO_SECONDS = 120.0
 MAX_IMAGE_PIXELS = 4096 * 4096
 
 
-def _check_exists(path: Path) -> None:
+MAX_SAMPLE_RATE = 192000  # Hz; above any real recording
+MAX_AUDIO_VALUES = int(MAX_AUDIO_SECONDS * 48000 * 2)  # samples x channels decoded at most (~88 MB of float32)
+
+def _source(source: str | Path | bytes, name: str | None) -> tuple[str, str | io.BytesIO, int]:
+    """A path or bytes -> (the name errors use, what soundfile and Pillow open, its size)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if not data:
+            raise MediaError(f"{name or 'attachment'}: empty (0 bytes)")
+        return name or "attachment", io.BytesIO(data), len(data)
+    path = Path(source)
     if not path.exists():
         raise MediaError(f"{path}: file not found")
     if path.is_dir():
         raise MediaError(f"{path}: is a folder, expected a media file")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise MediaError(f"{path}: file is empty (0 bytes)")
+    return str(name or path), str(path), size
 
 
-def probe_audio(path: str | Path, max_seconds: float | None = MAX_AUDIO_SECONDS) -> float:
-    """Check an audio file from its header (exists, readable, not cut short, not too long) without
-    decoding it; returns its duration in seconds. MediaError naming the file otherwise."""
-    path = Path(path)
-    _check_exists(path)
+def probe_audio(source: str | Path | bytes, max_seconds: float | None = MAX_AUDIO_SECONDS, *,
+                name: str | None = None) -> float:
+    """Check audio (a file, or its bytes) from its header: readable, not cut short, not too long,
+    not too many samples (rate x channels), without decoding it; returns its duration in
+    seconds. MediaError naming the file (or `name`) otherwise."""
+    label, handle, size = _source(source, name)
     try:
-        info = sf.info(str(path))
+        info = sf.info(handle)
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        raise MediaError(f"{path}: cannot read audio ({e}); supported: WAV, FLAC, OGG, MP3, AIFF") from None
-    missing = wav_bytes_missing(path)
+        raise MediaError(f"{label}: cannot read audio ({e}); supported: WAV, FLAC, OGG, MP3, AIFF") from None
+    missing = _wav_bytes_missing(_reopen(handle), size)
     if missing:
-        raise MediaError(f"{path}: the WAV file is cut short: its header promises {missing} more bytes of samples "
+        raise MediaError(f"{label}: the WAV file is cut short: its header promises {missing} more bytes of samples "
                          "than it holds (a truncated copy, or a writer that was stopped); use a complete file")
+    if info.samplerate > MAX_SAMPLE_RATE:
+        raise MediaError(f"{label}: a sample rate of {info.samplerate} Hz is above the {MAX_SAMPLE_RATE} Hz read; "
+                         f"resample it first, e.g. `sox in.wav -r 48000 out.wav`")
     if max_seconds is not None and info.duration > max_seconds:
-        raise MediaError(f"{path}: {info.duration:.1f} s of audio is more than the {max_seconds:.0f} s read at once; "
-                         f"cut it first, e.g. `sox {path.name} part.wav trim 0 {int(max_seconds) // 2}`")
+        raise MediaError(f"{label}: {info.duration:.1f} s of audio is more than the {max_seconds:.0f} s read at once; "
+                         f"cut it first, e.g. `sox {Path(label).name} part.wav trim 0 {int(max_seconds) // 2}`")
+    if info.frames * info.channels > MAX_AUDIO_VALUES:
+        raise MediaError(f"{label}: {info.channels} channels x {info.frames} samples is more than the "
+                         f"{MAX_AUDIO_VALUES} values read at once; mix it down to mono first, e.g. "
+                         "`sox in.wav -c 1 out.wav`")
     return float(info.duration)
 
 
-def wav_bytes_missing(path: Path) -> int:
-    """For a RIFF/WAVE file: how many bytes of its data chunk are missing from the file (0 when
-    complete or not a WAV; a streaming writer's placeholder size counts as missing)."""
-    with open(path, "rb") as f:
+def _reopen(handle: str | io.BytesIO):
+    if isinstance(handle, io.BytesIO):
+        handle.seek(0)
+        return handle
+    return open(handle, "rb")
+
+
+def _wav_bytes_missing(f, size: int) -> int:
+    """For a RIFF/WAVE file (open, binary, `size` bytes): how many bytes of its data chunk are
+    missing (0 when complete or not a WAV; a streaming writer's placeholder size counts)."""
+    with f:
         head = f.read(12)
         if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
             return 0
-        size = path.stat().st_size
         pos = 12
         while pos + 8 <= size:
             f.seek(pos)
@@ -81,23 +114,26 @@ def wav_bytes_missing(path: Path) -> int:
     return 0
 
 
-def load_audio(path: str | Path, sample_rate: int, *, max_seconds: float | None = MAX_AUDIO_SECONDS) -> torch.Tensor:
-    """Read an audio file as mono float32 at `sample_rate`: FloatTensor [1, S] in [-1, 1].
+def load_audio(source: str | Path | bytes, sample_rate: int, *, max_seconds: float | None = MAX_AUDIO_SECONDS,
+               name: str | None = None) -> torch.Tensor:
+    """Read audio (a file, or its bytes) as mono float32 at `sample_rate`: FloatTensor [1, S] in
+    [-1, 1].
 
     Repairs: channels are averaged, another rate is resampled (soxr), samples are clipped to
-    [-1, 1]. Refused (MediaError): unreadable, empty, cut short, longer than max_seconds."""
-    path = Path(path)
-    probe_audio(path, max_seconds)
+    [-1, 1]. Refused (MediaError naming the file or `name`): unreadable, empty, cut short,
+    longer than max_seconds, too many samples (checked from the header, before decoding)."""
+    probe_audio(source, max_seconds, name=name)
+    label, handle, _ = _source(source, name)
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # [S, C]
+        data, sr = sf.read(handle, dtype="float32", always_2d=True)  # [S, C]
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         raise MediaError(
-            f"{path}: cannot read audio ({e}); supported: WAV, FLAC, OGG, MP3, AIFF"
+            f"{label}: cannot read audio ({e}); supported: WAV, FLAC, OGG, MP3, AIFF"
         ) from None
     if data.shape[0] == 0:
-        raise MediaError(f"{path}: audio has no samples")
+        raise MediaError(f"{label}: audio has no samples")
     if not np.isfinite(data).all():
-        raise MediaError(f"{path}: audio contains NaN or infinite samples")
+        raise MediaError(f"{label}: audio contains NaN or infinite samples")
     mono = data.mean(axis=1)
     if sr != sample_rate:
         mono = soxr.resample(mono, sr, sample_rate, quality="HQ").astype(np.float32)
@@ -121,41 +157,50 @@ def save_audio(wav: torch.Tensor, path: str | Path, sample_rate: int) -> Path:
     return path
 
 
-def probe_image(path: str | Path, max_pixels: int | None = MAX_IMAGE_PIXELS) -> tuple[int, int]:
-    """Check an image file from its header (exists, readable, not too large) without decoding its
-    pixels; returns (width, height). MediaError naming the file otherwise."""
-    path = Path(path)
-    _check_exists(path)
+def probe_image(source: str | Path | bytes, max_pixels: int | None = MAX_IMAGE_PIXELS, *,
+                name: str | None = None) -> tuple[int, int]:
+    """Check an image (a file, or its bytes) from its header (readable, not too large) without
+    decoding its pixels; returns (width, height). MediaError naming the file (or `name`)
+    otherwise. A container of several images (ICO, a multi-frame TIFF or GIF) is measured by
+    its largest."""
+    label, handle, _ = _source(source, name)
     side = int((max_pixels or MAX_IMAGE_PIXELS) ** 0.5)
-    fix = f"downscale it first, e.g. `convert {path.name} -resize {side // 2}x{side // 2} small.png`"
+    fix = f"downscale it first, e.g. `convert {Path(label).name} -resize {side // 2}x{side // 2} small.png`"
     try:
-        with Image.open(path) as im:
+        with Image.open(handle) as im:
             w, h = im.size
+            sizes = [tuple(s) for s in (im.info.get("sizes") or ())]  # ICO: every image it holds
     except Image.DecompressionBombError:  # Pillow refuses it at open: over 2 x its own limit
-        raise MediaError(f"{path}: over {2 * Image.MAX_IMAGE_PIXELS} pixels is more than the {side} x {side} "
+        raise MediaError(f"{label}: over {2 * Image.MAX_IMAGE_PIXELS} pixels is more than the {side} x {side} "
                          f"read at once; {fix}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise MediaError(f"{path}: cannot read image ({e}); supported: PNG, JPEG, BMP, GIF, WebP, TIFF") from None
-    if max_pixels is not None and w * h > max_pixels:
-        raise MediaError(f"{path}: {w} x {h} pixels is more than the {side} x {side} read at once; {fix}")
+        raise MediaError(f"{label}: cannot read image ({e}); supported: PNG, JPEG, BMP, GIF, WebP, TIFF") from None
+    for sw, sh in [(w, h), *sizes]:
+        if max_pixels is not None and sw * sh > max_pixels:
+            raise MediaError(f"{label}: {sw} x {sh} pixels is more than the {side} x {side} read at once; {fix}")
     return w, h
 
 
-def load_image(path: str | Path, size: tuple[int, int] | None = None, *,
-               max_pixels: int | None = MAX_IMAGE_PIXELS) -> torch.Tensor:
-    """Read an image as RGB FloatTensor [3, H, W] in [0, 1], resized to size=(H, W) if given.
+def load_image(source: str | Path | bytes, size: tuple[int, int] | None = None, *,
+               max_pixels: int | None = MAX_IMAGE_PIXELS, name: str | None = None) -> torch.Tensor:
+    """Read an image (a file, or its bytes) as RGB FloatTensor [3, H, W] in [0, 1], resized to
+    size=(H, W) if given.
 
     Transparent pixels are composited on white; resizing uses bicubic filtering. Refused
-    (MediaError): unreadable, empty, more than max_pixels pixels.
+    (MediaError naming the file or `name`): unreadable, empty, more than max_pixels pixels.
     """
-    path = Path(path)
-    probe_image(path, max_pixels)
+    probe_image(source, max_pixels, name=name)
+    label, handle, _ = _source(source, name)
     try:
-        with Image.open(path) as im:
+        with Image.open(handle) as im:
             im.load()
+            if max_pixels is not None and im.size[0] * im.size[1] > max_pixels:  # what was decoded, not declared
+                raise MediaError(f"{label}: {im.size[0]} x {im.size[1]} pixels is more than {max_pixels} read at once")
             rgb = to_rgb(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise MediaError(f"{path}: cannot read image ({e}); supported: PNG, JPEG, BMP, GIF, WebP, TIFF") from None
+        if isinstance(e, MediaError):
+            raise
+        raise MediaError(f"{label}: cannot read image ({e}); supported: PNG, JPEG, BMP, GIF, WebP, TIFF") from None
     if size is not None and rgb.size != (size[1], size[0]):
         rgb = rgb.resize((size[1], size[0]), Image.BICUBIC)
     arr = np.asarray(rgb, dtype=np.float32) / 255.0

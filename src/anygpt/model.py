@@ -75,9 +75,11 @@ class AnyGPT:
                                                      dtype=dtype, device=device))
 
     def save_pretrained(self, path: str | Path) -> Path:
-        """Write our folder format (safetensors weights, tokenizer, anygpt.json)."""
+        """Write our folder format (safetensors weights, tokenizer, anygpt.json) into `path`: a
+        new or empty folder, or one of our model folders (replaced whole, its README kept). A
+        folder holding anything else is refused (OutputError), never overwritten."""
         cfg = FolderConfig(self.layout.specs, self.template.name, self.tokenizer_entries, released=False)
-        return save_lm(path, self.lm, self.tokenizer, cfg)
+        return save_lm(path, self.lm, self.tokenizer, cfg, flag="save_pretrained's folder")
 
     def set_tokenizer(self, modality: str, tok: ModalityTokenizer) -> None:
         """Attach a modality tokenizer; its LM-facing codes must match the model's layout."""

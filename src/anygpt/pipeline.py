@@ -22,7 +22,6 @@ an unfinished one is run again and continues where it stopped.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -31,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from anygpt.errors import AnyGPTError, UsageError
+from anygpt.files import write_json
+from anygpt.manifest import read_json
 
 BLOCK_LEN = 4500  # the paper's
 MODALITY_FOLDERS = {"image": "images", "music": "music", "speech": "speech"}
@@ -132,15 +133,14 @@ def stages_for(preset: PipelinePreset, out: Path, a: argparse.Namespace) -> list
     }
 
     def write_configs():
-        (out / "configs").mkdir(parents=True, exist_ok=True)
         for name, cfg in configs.items():
-            (out / "configs" / f"{name}.json").write_text(json.dumps(cfg, indent=1))
+            write_json(out / "configs" / f"{name}.json", cfg)
 
     for name in configs:
         stages.append(Stage(f"blocks-{name}", ["blocks", "--config", str(out / "configs" / f"{name}.json"),
                                                "--out", str(seq / f"blocks-{name}")],
                             seq / f"blocks-{name}" / "index.json", before=write_configs))
-    lm = ["--threads", str(a.threads)] if a.threads else []
+    lm = ["--threads", str(a.threads)]
     stages.append(Stage("pretrain", ["train", "lm", "--blocks", str(seq / "blocks-pretrain"),
                                      "--val-blocks", str(seq / "blocks-pretrain-val"), "--preset", preset.lm,
                                      "--out", str(out / "runs" / "pretrain"),
@@ -168,7 +168,9 @@ def stages_for(preset: PipelinePreset, out: Path, a: argparse.Namespace) -> list
 
 def run_stages(stages: list[Stage], out: Path, until: str | None) -> dict:
     record_path = out / "pipeline.json"
-    record = json.loads(record_path.read_text()) if record_path.is_file() else {"stages": {}}
+    record = read_json(record_path, what="pipeline record") if record_path.is_file() else {"stages": {}}
+    if not isinstance(record, dict) or not isinstance(record.get("stages"), dict):
+        raise AnyGPTError(f"{record_path}: not a pipeline record ({{\"stages\": {{...}}}}); delete it to run every stage again")
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     for i, st in enumerate(stages, 1):
         if st.name in record["stages"] and st.done.exists():
@@ -178,19 +180,46 @@ def run_stages(stages: list[Stage], out: Path, until: str | None) -> dict:
             if callable(st.before):
                 st.before()
             t0 = time.time()
-            rc = subprocess.call([sys.executable, "-m", "anygpt.cli", *st.argv], env=env)
+            rc = run_stage([sys.executable, "-m", "anygpt.cli", *st.argv], env)
             if rc != 0 or not st.done.exists():
                 raise AnyGPTError(f"stage {st.name!r} failed (exit {rc}); fix the cause and rerun the same command "
                                   "to continue from this stage")
             runs = record["stages"].get(st.name, {"seconds": 0.0, "runs": 0})
             record["stages"][st.name] = {"seconds": runs["seconds"] + time.time() - t0, "runs": runs["runs"] + 1,
                                          "command": "anygpt " + " ".join(st.argv)}
-            tmp = record_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(record, indent=1))
-            os.replace(tmp, record_path)
+            write_json(record_path, record)
         if st.name == until:
             break
     return record
+
+
+def run_stage(argv: list[str], env: dict) -> int:
+    """Run one stage's command and wait; -> its exit status. The stage dies with the pipeline:
+    the kernel kills it if the pipeline dies, however (PR_SET_PDEATHSIG), and a SIGTERM or
+    Ctrl-C to the pipeline is passed on to the stage (which saves and stops) before the
+    pipeline exits. A stage never goes on writing into --out on its own."""
+    import functools
+    import signal
+
+    from anygpt.workers import die_with_parent
+
+    proc = subprocess.Popen(argv, env=env, preexec_fn=functools.partial(die_with_parent, os.getpid()))
+
+    stopping: list[int] = []
+
+    def pass_on(signum, frame):
+        stopping.append(signum)
+        proc.send_signal(signum)  # the wait below returns once the stage has stopped
+
+    previous = {s: signal.signal(s, pass_on) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        rc = proc.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if stopping:
+        raise SystemExit(128 + stopping[0])
+    return rc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,10 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--list", action="store_true", help="print the stages and their commands, run nothing")
     p.add_argument("--until", help="stop after this stage")
     p.add_argument("--export", type=Path, metavar="DIR", help="copy the final model folder here (e.g. src/anygpt/assets/anygpt-tiny)")
-    p.add_argument("--conversations", type=int, help="training conversations (tiny: 5000)")
-    p.add_argument("--pretrain-steps", type=int, help="pretraining steps of 4 blocks (tiny: 600)")
-    p.add_argument("--chat-steps", type=int, help="chat fine-tuning steps of 4 blocks (tiny: 200)")
-    p.add_argument("--eval-limit", type=int, help="items per eval task (tiny: 40)")
+    p.add_argument("--conversations", type=cli_flags.positive_int, help="training conversations (tiny: 5000)")
+    p.add_argument("--pretrain-steps", type=cli_flags.positive_int, help="pretraining steps of 4 blocks (tiny: 600)")
+    p.add_argument("--chat-steps", type=cli_flags.positive_int, help="chat fine-tuning steps of 4 blocks (tiny: 200)")
+    p.add_argument("--eval-limit", type=cli_flags.positive_int, help="items per eval task (tiny: 40)")
     cli_flags.add_threads(p)
     a = p.parse_args(argv)
     stages = stages_for(PIPELINE_PRESETS[a.preset], a.out, a)
@@ -232,13 +261,13 @@ def ship_model(model: Path, dest: Path, record: dict) -> Path:
     stage times in dest/pipeline.json."""
     import shutil
 
-    from anygpt.nn.weights import atomic_folder
+    from anygpt.files import atomic_folder
 
-    with atomic_folder(dest) as tmp:
+    with atomic_folder(dest, "model", flag="--export", inputs={"the trained model": model}) as tmp:
         for f in model.iterdir():
             if f.is_file():
                 shutil.copyfile(f, tmp / f.name)
-        (tmp / "pipeline.json").write_text(json.dumps(record, indent=1))
+        write_json(tmp / "pipeline.json", record)
     return dest
 
 

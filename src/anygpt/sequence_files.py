@@ -3,12 +3,12 @@ the release's data files use: `[Human]: ... <soim><👀12>...<eoim> ...`."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Iterator
 
-from anygpt.errors import LayoutError
+from anygpt.errors import LayoutError, ManifestError
 from anygpt.layout import TokenLayout
+from anygpt.manifest import iter_jsonl
 from anygpt.parts import CodesPart, TextPart
 
 
@@ -19,16 +19,24 @@ def read_sequences(path: str | Path, layout: TokenLayout, *, strict: bool = True
     path = Path(path)
     if not path.exists():
         raise LayoutError(f"{path}: file not found")
-    jsonl = path.suffix == ".jsonl"
+    if path.suffix == ".jsonl":
+        try:
+            for n, record in iter_jsonl(path):
+                if not isinstance(record.get("text"), str):
+                    raise LayoutError(f"{path}:{n}: not a JSON object with a 'text' field")
+                yield n, _parse(layout, record["text"], strict, f"{path}:{n}")
+        except ManifestError as e:
+            raise LayoutError(str(e)) from None
+        return
     with path.open(encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            try:
-                text = json.loads(line)["text"] if jsonl else line
-                yield n, layout.parse_text(text, strict=strict)
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise LayoutError(f"{path}:{n}: not a JSON object with a 'text' field ({e})") from None
-            except LayoutError as e:
-                raise LayoutError(f"{path}:{n}: {e}") from None
+            if line.strip():
+                yield n, _parse(layout, line, strict, f"{path}:{n}")
+
+
+def _parse(layout: TokenLayout, text: str, strict: bool, where: str) -> list[TextPart | CodesPart]:
+    try:
+        return layout.parse_text(text, strict=strict)
+    except LayoutError as e:
+        raise LayoutError(f"{where}: {e}") from None

@@ -78,9 +78,12 @@ def test_music_tasks_and_plugged_system(melodies, tmp_path, monkeypatch):
     lines = []
     for name, (path, _, attrs) in melodies.items():
         cap = f"A melody in {attrs['key']} at {attrs['tempo_bpm']} BPM."
-        lines.append(json.dumps({"id": name, "path": str(path), "caption": cap, "split": "test",
+        lines.append(json.dumps({"id": name, "path": path.name, "caption": cap, "split": "test",
                                  "attributes": {**attrs, "register": "middle"}}))
-    manifest = tmp_path / "music.jsonl"
+    manifest = tmp_path / "corpus" / "music.jsonl"  # its paths are relative to its folder, as every manifest's
+    manifest.parent.mkdir()
+    for path, _, _ in melodies.values():
+        (manifest.parent / path.name).write_bytes(path.read_bytes())
     manifest.write_text("\n".join(lines) + "\n")
     r = _run(tmp_path, "text-to-music", "--manifest", str(manifest))
     assert r["summary"]["key_accuracy"] == 1.0 and r["summary"]["tempo_accuracy"] == 1.0

@@ -12,6 +12,7 @@ import time
 import httpx
 import pytest
 
+from anygpt import cli
 from anygpt.cli import COMMANDS
 from anygpt.serve import cli as serve_cli
 from anygpt.serve import demo as demo_cli
@@ -37,7 +38,7 @@ def test_bad_flag_values_are_usage_errors(flag, capsys):
 
 
 def test_a_missing_model_is_one_line_and_exit_1(tmp_path, capsys):
-    assert serve_cli.main(["--model", str(tmp_path / "nowhere")]) == 1
+    assert cli.main(["serve", "--model", str(tmp_path / "nowhere")]) == 1  # the dispatcher prints the error
     err = capsys.readouterr().err
     assert err.startswith("anygpt serve: ") and "nowhere" in err and "Traceback" not in err
 

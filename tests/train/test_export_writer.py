@@ -13,6 +13,7 @@ import torch
 
 from anygpt.asset_paths import (IMAGE_TOKENIZER_TINY_DIR, MUSIC_CODEC_TINY_DIR, SOUNDSTORM_TINY_DIR,
                                 SPEECH_TOKENIZER_TINY_DIR)
+from anygpt.files import MARKER
 from anygpt.modalities import load_tokenizer
 from anygpt.nn.weights import read_meta, save_weights
 
@@ -20,7 +21,7 @@ from anygpt.nn.weights import read_meta, save_weights
 def _same_folder(shipped: Path, exported: Path) -> None:
     """Weights byte for byte, JSON files field for field (key order aside)."""
     names = sorted(p.name for p in shipped.iterdir() if p.suffix in (".safetensors", ".json"))
-    assert names == sorted(p.name for p in exported.iterdir()), (names, list(exported.iterdir()))
+    assert names == sorted(p.name for p in exported.iterdir() if p.name != MARKER), (names, list(exported.iterdir()))
     for name in names:
         a, b = shipped / name, exported / name
         if name.endswith(".json"):
@@ -68,7 +69,7 @@ def test_folder_is_replaced_whole_keeping_its_readme(tmp_path):
     save_weights(folder, {"w": torch.ones(2)}, {"v": 1}, files={"extra.safetensors": {"x": torch.zeros(1)}})
     (folder / "README.md").write_text("how this was trained")
     save_weights(folder, {"w": torch.full((2,), 2.0)}, {"v": 2})
-    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == [MARKER, "README.md", "config.json", "model.safetensors"]
     assert read_meta(folder) == {"v": 2} and (folder / "README.md").read_text() == "how this was trained"
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temporary folder left behind
 

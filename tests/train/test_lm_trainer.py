@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from anygpt.errors import AnyGPTError
+from anygpt.files import MARKER
 from anygpt.train import lm as train_lm
 from blockfolders import small_tokenizer, write_block_folder
 from killed_runs import kill_then_rerun
@@ -69,7 +70,7 @@ def test_loss_falls_and_validation_is_per_dataset(tmp_path, blocks, val_blocks):
     assert set().union(*per_dataset) == {"loss_speech-pairs", "loss_text"}  # each step's datasets, by name
     assert any((run / "tensorboard").iterdir()), "no TensorBoard event file"
     ckpt = sorted((run / "checkpoints").iterdir())[-1]
-    assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "optimizer.safetensors", "state.json"}
+    assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "optimizer.safetensors", "state.json", MARKER}
     assert json.loads((ckpt / "state.json").read_text())["data"] == {"next_position": 80}
 
 

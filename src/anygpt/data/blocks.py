@@ -15,7 +15,6 @@ minutes, so a killed build is simply run again; shards and index are written ato
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from anygpt.data.packing import BlockPacker, Sample
 from anygpt.data.pretraining import excerpt, interleaved_samples, pair_samples, text_samples
 from anygpt.data.shards import ShardWriter
 from anygpt.errors import AnyGPTError
-from anygpt.files import atomic_path
+from anygpt.files import claim_output_dir, mark_output_dir, write_json
 from anygpt.lm.checkpoint import ANYGPT_CONFIG, FolderConfig
 from anygpt.lm.expand import add_modality_tokens
 from anygpt.lm.sequence import SequenceEncoder
@@ -71,6 +70,7 @@ def build_blocks(cfg: BlocksConfig, out_dir: str | Path, *, progress: bool = Tru
         raise AnyGPTError("a build in parts needs one text tokenizer for all parts: set \"text_tokenizer\": "
                           "{\"path\": ...} in the config (e.g. the folder of an earlier build, "
                           "such as one of a sample of the corpus)")
+    claim_output_dir(out, "blocks", inputs=blocks_inputs(cfg))
     records = {ds.name: dataset_records(ds, part, parts) for ds in cfg.datasets}
     stores = {ds.name: CodesStore(Path(ds.codes), only={r["id"] for r in records[ds.name]})
               for ds in cfg.datasets if ds.kind in ("pair", "interleaved")}
@@ -91,6 +91,8 @@ def build_blocks(cfg: BlocksConfig, out_dir: str | Path, *, progress: bool = Tru
     encoder = SequenceEncoder(tokenizer, layout)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
+    out.mkdir(parents=True, exist_ok=True)
+    mark_output_dir(out, "blocks")  # ours from now on: a rerun may replace what is here
     writer = ShardWriter(out, cfg.block_len, [ds.name for ds in cfg.datasets], blocks_per_shard=cfg.blocks_per_shard)
     packers = {ds.name: BlockPacker(cfg.block_len, pad) for ds in cfg.datasets}
     sample_tokens = {ds.name: 0 for ds in cfg.datasets}
@@ -159,8 +161,7 @@ def build_blocks(cfg: BlocksConfig, out_dir: str | Path, *, progress: bool = Tru
         "parts": parts,
     }
     tokenizer.save_pretrained(out)
-    with atomic_path(out / ANYGPT_CONFIG) as tmp:
-        tmp.write_text(json.dumps(FolderConfig(specs, "MMGPT", {}, released=False).to_json(), indent=1, ensure_ascii=False))
+    write_json(out / ANYGPT_CONFIG, FolderConfig(specs, "MMGPT", {}, released=False).to_json())
     writer.close(report=report)
     return {**report, "blocks": writer.blocks_per_dataset}
 
@@ -229,8 +230,6 @@ def build_parser():
 
 def main(argv: list[str] | None = None) -> int:
     from anygpt.data.check_blocks import check_blocks, format_check
-    from anygpt.files import check_output_dir
-
     a = build_parser().parse_args(argv)
     cfg = BlocksConfig.from_json(a.config)
     if a.check:
@@ -239,10 +238,21 @@ def main(argv: list[str] | None = None) -> int:
         if not rep["ok"]:
             raise AnyGPTError(f"{a.out / 'check.json'}: the blocks do not match their sources (see the table above)")
         return 0
-    check_output_dir(a.out)
     report = build_blocks(cfg, a.out, part=a.part, parts=a.parts, progress=not a.no_progress)
     print(format_report(report))
     return 0
+
+
+def blocks_inputs(cfg: BlocksConfig) -> dict[str, str]:
+    """The folders a build reads, which its --out must stay apart from."""
+    inputs = {}
+    for ds in cfg.datasets:
+        inputs[f"dataset {ds.name!r}'s corpus"] = ds.corpus
+        if ds.codes:
+            inputs[f"dataset {ds.name!r}'s codes"] = ds.codes
+    if cfg.text_tokenizer.get("path"):
+        inputs["the text tokenizer's folder"] = cfg.text_tokenizer["path"]
+    return inputs
 
 
 def dataset_modality(ds: DatasetConfig) -> str:

@@ -29,12 +29,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from anygpt.cli_flags import Number, fraction, non_negative_float, positive_float, seed_int
 from anygpt.data.conversations import CONVERSATIONS
 from anygpt.data.pretraining import NO_EXCERPTS, excerpt_frames
 from anygpt.errors import AnyGPTError
 from anygpt.manifest import read_json, read_manifest
 
 KINDS = ("pair", "interleaved", "text", "chat")
+MAX_BLOCK_LEN = 131072  # tokens; far above any context trained here, far below what exhausts memory
+MAX_SHARD_TOKENS = 1 << 26  # block_len x blocks_per_shard: a shard's arrays stay under 512 MB
 
 
 @dataclass
@@ -52,6 +55,18 @@ class DatasetConfig:
     per_document: list[int] = field(default_factory=lambda: [2, 4])  # interleaved: media items per document
 
     def __post_init__(self) -> None:
+        for key in ("name", "kind", "corpus", "text_field", "template"):
+            if not isinstance(getattr(self, key), str) or not getattr(self, key):
+                raise ValueError(f"dataset {self.name!r}: {key} must be a non-empty string, not {getattr(self, key)!r}")
+        self.x2text_prob = fraction.check(self.x2text_prob, f"dataset {self.name!r}: x2text_prob")
+        if not isinstance(self.per_document, list) or not all(isinstance(n, int) and not isinstance(n, bool)
+                                                               for n in self.per_document):
+            raise ValueError(f"dataset {self.name!r}: per_document must be [min, max] whole numbers, not {self.per_document!r}")
+        if self.excerpt_seconds is not None:
+            if not isinstance(self.excerpt_seconds, list):
+                raise ValueError(f"dataset {self.name!r}: excerpt_seconds must be [min, max], not {self.excerpt_seconds!r}")
+            self.excerpt_seconds = [positive_float.check(x, f"dataset {self.name!r}: excerpt_seconds")
+                                    for x in self.excerpt_seconds]
         if self.kind not in KINDS:
             raise ValueError(f"dataset {self.name!r}: kind must be one of {KINDS}, not {self.kind!r}")
         if self.kind in ("pair", "interleaved") and not (self.modality and self.codes):
@@ -89,15 +104,39 @@ class BlocksConfig:
     blocks_per_shard: int = 1024
     top_up: bool = True  # fill each dataset's last block with samples of one more pass
 
+    def __post_init__(self) -> None:
+        self.block_len = Number(int, low=8, high=MAX_BLOCK_LEN).check(self.block_len, "block_len")
+        self.seed = seed_int.check(self.seed, "seed")
+        self.blocks_per_shard = Number(int, low=1, high=MAX_SHARD_TOKENS // self.block_len).check(
+            self.blocks_per_shard, f"blocks_per_shard (at most {MAX_SHARD_TOKENS:,} tokens a shard)")
+        if not isinstance(self.top_up, bool):
+            raise ValueError(f"top_up: must be true or false, not {self.top_up!r}")
+        if not isinstance(self.text_tokenizer, dict):
+            raise ValueError(f"text_tokenizer: must be an object, not {self.text_tokenizer!r}")
+        if self.shares is not None:
+            if not isinstance(self.shares, dict):
+                raise ValueError(f"shares: must be an object of dataset name -> share, not {self.shares!r}")
+            names = {ds.name for ds in self.datasets}
+            for name, share in self.shares.items():
+                if name not in names:
+                    raise ValueError(f"shares: {name!r} is not a dataset of this config ({', '.join(sorted(names))})")
+                self.shares[name] = non_negative_float.check(share, f"shares: {name!r}")
+            if not sum(self.shares.values()) > 0:
+                raise ValueError("shares: at least one share must be above 0")
+
     @classmethod
     def from_json(cls, path: str | Path) -> "BlocksConfig":
         path = Path(path)
         d = read_json(path, what="blocks config")
         try:
+            if not isinstance(d, dict):
+                raise ValueError("not a JSON object")
+            if not isinstance(d.get("datasets"), list) or not all(isinstance(x, dict) for x in d["datasets"]):
+                raise ValueError("datasets: must be a list of objects")
             d["datasets"] = [DatasetConfig(**x) for x in d["datasets"]]
             return cls(**d)
         except (KeyError, TypeError, ValueError) as e:
-            raise AnyGPTError(f"{path}: not a valid blocks config ({type(e).__name__}: {e}); "
+            raise AnyGPTError(f"{path}: not a valid blocks config ({e}); "
                               "the format is in anygpt.data.blocks' docstring (docs/sequences.md)") from None
 
 

@@ -167,7 +167,7 @@ def check_blocks(cfg, out_dir: str | Path, *, max_blocks: int | None = None) -> 
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     by_name = {ds.name: ds for ds in cfg.datasets}
     reader = BlockReader(out, shuffle=False)
-    built = reader.index.get("report", {})
+    built = reader.index.raw.get("report", {})
     split_expected = bool(built.get("split_samples"))
     part, parts = built.get("part", 0), built.get("parts", 1)  # a part's blocks hold only its part's items
     sources = {ds.name: _sources(ds, layout, dataset_records(ds, part, parts)) for ds in cfg.datasets}

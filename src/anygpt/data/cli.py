@@ -37,8 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Print counts, hours and sizes per split and modality of a built folder, "
                                    "and the items skipped during the build.",
                        epilog=cli_flags.example_text(STATS_EXAMPLE))
-    cli_flags.add_corpus(s, "a corpus root made by `anygpt data build` (e.g. data/tiny)")
-    s.add_argument("dir", nargs="?", default=None, help=argparse.SUPPRESS)  # the old spelling: a bare folder
+    cli_flags.add_corpus(s, "a corpus root made by `anygpt data build` (e.g. data/tiny)", required=True)
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
 
@@ -58,14 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         print(format_stats(corpus_stats(args.out)))
         return 0
     import json
-    from pathlib import Path
 
     from anygpt.data.corpora.stats import corpus_stats, format_stats
     from anygpt.errors import ManifestError
 
-    folder = args.corpus or (Path(args.dir) if args.dir else None)
-    if folder is None:
-        p.error("the following arguments are required: --corpus")
+    folder = args.corpus
     if not (folder / "index.json").exists() and not any(folder.glob("*/manifest.jsonl")):
         raise ManifestError(f"{folder}: holds no corpus (no index.json or */manifest.jsonl); "
                             f"build one with `anygpt data build --preset micro --out {folder}`")

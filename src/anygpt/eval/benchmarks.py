@@ -3,7 +3,8 @@
 Every reader returns a list of EvalItem. Layouts (see docs/eval.md):
 
 - corpus manifest: JSONL, one record per line with id, path (relative to the manifest's
-  folder, or to its parent), text or caption, speaker, duration, attributes, split.
+  folder, or to its parent, and inside it: no absolute path, no '..', no link out), text or
+  caption (or captions: a list), speaker, duration, attributes, split.
 - LibriSpeech test-clean: ROOT/test-clean/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac and
   <spk>-<chapter>.trans.txt ("<utt id> <TRANSCRIPT>" per line). ROOT may be test-clean itself.
 - VCTK 0.92: ROOT/wav48_silence_trimmed/pXXX/pXXX_NNN_mic1.flac and ROOT/txt/pXXX/pXXX_NNN.txt
@@ -17,13 +18,13 @@ Every reader returns a list of EvalItem. Layouts (see docs/eval.md):
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from anygpt.errors import ManifestError
-from anygpt.manifest import file_mismatch
+from anygpt.files import safe_join
+from anygpt.manifest import file_mismatch, media_path, read_json
 from anygpt.manifest import read_manifest as read_manifest_records
 
 
@@ -81,18 +82,8 @@ def read_manifest(path: str | Path, split: str | None = None, *, check_files: bo
     return items
 
 
-def _resolve(rel: str, manifest: Path) -> Path:
-    p = Path(rel)
-    if p.is_absolute():
-        return p
-    for base in (manifest.parent, manifest.parent.parent):
-        if (base / p).exists():
-            return base / p
-    return manifest.parent / p
-
-
 def _manifest_item(r: dict, manifest: Path, check: bool) -> EvalItem:
-    path = _resolve(r["path"], manifest) if r.get("path") else None
+    path = media_path((manifest.parent, manifest.parent.parent), r, str(manifest)) if r.get("path") else None
     if check and path is not None:
         if not path.is_file():
             raise BenchmarkError(f"{manifest}: item {r['id']!r} names {r['path']!r}, not found at {path}")
@@ -147,20 +138,29 @@ def read_coco_karpathy(root: str | Path, split: str = "test") -> list[EvalItem]:
     """COCO Karpathy split (default test: 5,000 images, 5 captions each)."""
     root = Path(root)
     meta = _need(root / "dataset_coco.json", "Karpathy split file", "download dataset_coco.json into ROOT")
-    try:
-        data = json.loads(meta.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise BenchmarkError(f"{meta}: not valid JSON ({e.msg})") from None
+    data = read_json(meta, what="Karpathy split file")
+    images = data.get("images") if isinstance(data, dict) else None
+    if not isinstance(images, list):
+        raise BenchmarkError(f"{meta}: no \"images\" list; expected the Karpathy dataset_coco.json")
     items = []
-    for im in data.get("images", []):
+    for k, im in enumerate(images):
+        where = f"{meta}: images[{k}]"
+        if not isinstance(im, dict) or not isinstance(im.get("filename"), str) \
+                or not isinstance(im.get("filepath", ""), str):
+            raise BenchmarkError(f"{where}: expected an object with filename and filepath strings")
         if im.get("split") != split:
             continue
-        cands = [root / im.get("filepath", "") / im["filename"], root / "images" / im.get("filepath", "") / im["filename"],
-                 root / "images" / im["filename"]]
+        rel = [Path(im.get("filepath", "")) / im["filename"], Path("images") / im.get("filepath", "") / im["filename"],
+               Path("images") / im["filename"]]
+        cands = [safe_join(root, r, what=f"{where}: filename") for r in rel]
         path = next((c for c in cands if c.exists()), None)
         if path is None:
             raise BenchmarkError(f"{meta}: image {im['filename']} not found under {root} (tried {cands[0]})")
-        caps = [s["raw"].strip() for s in im.get("sentences", [])]
+        sentences = im.get("sentences", [])
+        if not isinstance(sentences, list) or not all(isinstance(x, dict) and isinstance(x.get("raw"), str)
+                                                      for x in sentences):
+            raise BenchmarkError(f"{where}: sentences must be a list of {{\"raw\": CAPTION}} objects")
+        caps = [x["raw"].strip() for x in sentences]
         items.append(EvalItem(id=str(im.get("cocoid", im["filename"])), path=path, text=caps[0] if caps else None,
                               captions=caps, split=split))
     if not items:

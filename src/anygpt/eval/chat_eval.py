@@ -9,7 +9,6 @@ of each kind asked for and no other; every segment must parse strictly (well-for
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -19,6 +18,7 @@ from tqdm import tqdm
 from anygpt.data.conversations import record_turns
 from anygpt.errors import AnyGPTError
 from anygpt.lm.generation import GenerationSettings
+from anygpt.manifest import read_jsonl
 from anygpt.parts import CodesPart
 from anygpt.templates import Turn
 
@@ -31,7 +31,7 @@ def read_conversations(folder: Path, layout, limit: int | None = None) -> list[d
     if not path.is_file():
         raise AnyGPTError(f"{path}: no realised conversations; run `anygpt instruct write --split test` and "
                           "`anygpt instruct realise` first")
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_jsonl(path)
     if limit and limit < len(rows):
         step = len(rows) / limit
         rows = [rows[int(k * step)] for k in range(limit)]

@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--clip-model", type=Path, help="local CLIP folder (transformers format) for a CLIP score")
         if task in ("music-caption", "text-to-music"):
             p.add_argument("--clap-model", type=Path, help="local CLAP folder (transformers format) for a CLAP score")
-        cli_flags.add_out_file(p, "the JSON report (default: eval-TASK.json)", old=("--out",))
+        cli_flags.add_out_file(p, "the JSON report (default: eval-TASK.json)")
         p.add_argument("--workdir", type=Path, metavar="DIR",
                        help="folder for the media the task generates (default: REPORT.media/ beside --out-file)")
         cli_flags.add_no_progress(p)

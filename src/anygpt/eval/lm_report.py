@@ -15,7 +15,6 @@ OUT/report.json holds the table. A finished task is not run again (delete its JS
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from anygpt.errors import AnyGPTError
+from anygpt.manifest import read_json
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def run_task(row: Row, args, system_for: Callable[[str, list], Any], out: Path) 
 
     path = out / f"{run_key(row)}.json"
     if path.is_file():
-        return json.loads(path.read_text())
+        return read_json(path, what="task report")
     manifest = Path(args.corpus) / row.corpus / "manifest.jsonl"
     items = read_manifest(manifest, row.split)
     for k, v in row.where:
@@ -108,7 +108,7 @@ def run_task(row: Row, args, system_for: Callable[[str, list], Any], out: Path) 
     if not items:
         raise AnyGPTError(f"{manifest}: no items in split {row.split!r}" + (f" with {dict(row.where)}" if row.where else ""))
     pool = list(items)
-    if args.limit and args.limit < len(items):
+    if args.limit is not None and args.limit < len(items):
         step = len(items) / args.limit
         items = [items[int(k * step)] for k in range(args.limit)]
     ctx = TaskContext(workdir=out / f"{run_key(row)}.media", source=f"{manifest}[{row.split}]",
@@ -145,7 +145,11 @@ def main(argv: list[str] | None = None) -> int:
                                              "then instruct realise): the chat row")
     cli_flags.add_out(p, "folder for the reports and generated media; a rerun skips finished tasks "
                          "(default: runs/eval-report)", required=False, default=Path("runs/eval-report"))
-    p.add_argument("--limit", type=int, default=40, help="items per task, evenly spaced (default: 40; 0: all)")
+    limit = p.add_mutually_exclusive_group()
+    limit.add_argument("--limit", type=cli_flags.positive_int, default=40,
+                       help="items per task, evenly spaced (default: 40)")
+    limit.add_argument("--all-items", dest="limit", action="store_const", const=None,
+                       help="every item of each task (no --limit)")
     p.add_argument("--tasks", nargs="*", help="only these tasks (caption, text-to-image, asr, tts, voice-clone, "
                                               "music-caption, text-to-music, chat)")
     p.add_argument("--system-option", action="append", default=[], metavar="KEY=VALUE",
@@ -158,7 +162,11 @@ def main(argv: list[str] | None = None) -> int:
 
     cli_flags.set_threads(a.threads)
     a.out.mkdir(parents=True, exist_ok=True)
-    options = dict(kv.split("=", 1) for kv in a.system_option)
+    options = cli_flags.key_values(a.system_option, "--system-option")
+    from anygpt.eval.anygpt_system import AnyGPTSystem
+    from anygpt.eval.systems import check_options
+
+    check_options(AnyGPTSystem, options, "system 'anygpt'")  # before any task runs
     shared: dict[str, Any] = {}
 
     def system_for(name: str, pool: list) -> Any:
@@ -182,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             if not path.is_file():
                 write_json(run_chat(a.chat, system_for("anygpt", []).model, limit=a.limit,
                                     progress=not a.no_progress), path)
-            summaries[run_key(row)] = json.loads(path.read_text())["summary"]
+            summaries[run_key(row)] = read_json(path, what="task report")["summary"]
             continue
         summaries[run_key(row)] = run_task(row, a, system_for, a.out)["summary"]
     table = build_table(summaries)

@@ -24,6 +24,7 @@ sample_rate or image_size. Built-in: "copy" (lossless PCM/8-bit codes: the ident
 from __future__ import annotations
 
 import importlib
+import inspect
 from pathlib import Path
 from typing import Any, Iterable, Protocol, runtime_checkable
 
@@ -167,8 +168,25 @@ def load_system(spec: str, items: list[EvalItem], **options: Any) -> Any:
     if spec == "anygpt":
         from anygpt.eval.anygpt_system import AnyGPTSystem
 
-        return AnyGPTSystem(**options)
-    return _import_factory(spec, "system")(**options)
+        factory = AnyGPTSystem
+    else:
+        factory = _import_factory(spec, "system")
+    check_options(factory, options, f"system {spec!r}")
+    return factory(**options)
+
+
+def check_options(factory, options: dict[str, Any], what: str) -> None:
+    """SystemLoadError naming the unknown keys (and the known ones) before `factory` is called."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return  # a builtin without a signature: its own error will do
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        known = ", ".join(n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)) or "none"
+        raise SystemLoadError(f"--system-option {', '.join(unknown)}: not an option of {what}; its options: {known}")
 
 
 def _import_factory(spec: str, what: str):

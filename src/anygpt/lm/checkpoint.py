@@ -19,7 +19,7 @@ import anygpt.lm.hf_imports  # noqa: F401  (before transformers: no scikit-learn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from anygpt.errors import CheckpointError, UnsafePathError
-from anygpt.files import safe_join
+from anygpt.files import safe_join, write_json
 from anygpt.layout import TokenLayout
 from anygpt.modalities import released_specs
 from anygpt.token_spec import TokenSpec
@@ -145,23 +145,25 @@ def load_lm(path: str | Path, *, dtype: torch.dtype = torch.float32, device: str
     return model, tokenizer, layout, cfg
 
 
-def save_lm(path: str | Path, model, tokenizer, cfg: FolderConfig | None, *, dtype: torch.dtype | None = None) -> Path:
-    """Write a model folder atomically (anygpt.nn.weights.atomic_folder): safetensors weights
+def save_lm(path: str | Path, model, tokenizer, cfg: FolderConfig | None, *, dtype: torch.dtype | None = None,
+            flag: str = "folder", inputs: dict | None = None) -> Path:
+    """Write a model folder atomically (anygpt.files.atomic_folder): safetensors weights
     (cast to `dtype` if given, the model itself untouched), the tokenizer, and anygpt.json
-    unless cfg is None (a plain HF folder)."""
-    from anygpt.nn.weights import atomic_folder
+    unless cfg is None (a plain HF folder). `path` must be new, empty or one of our model
+    folders, and apart from `inputs` (flag -> path); OutputError naming `flag` otherwise."""
+    from anygpt.files import atomic_folder
 
     path = Path(path)
     state = None
     if dtype is not None:
         state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    with atomic_folder(path) as tmp:
+    with atomic_folder(path, "model", flag=flag, inputs=inputs) as tmp:
         model.save_pretrained(tmp, safe_serialization=True, state_dict=state)
         if dtype is not None:  # save_pretrained records the model's own dtype; record the file's
             config = json.loads((tmp / "config.json").read_text())
             config["dtype"] = str(dtype).removeprefix("torch.")
-            (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+            write_json(tmp / "config.json", config, indent=2, sort_keys=True)
         tokenizer.save_pretrained(tmp)
         if cfg is not None:
-            (tmp / ANYGPT_CONFIG).write_text(json.dumps(cfg.to_json(), indent=1, ensure_ascii=False))
+            write_json(tmp / ANYGPT_CONFIG, cfg.to_json())
     return path

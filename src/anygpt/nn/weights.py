@@ -4,16 +4,12 @@ back with errors that name the file (missing, truncated, corrupt, not fitting th
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
 from anygpt.errors import CheckpointError
+from anygpt.files import atomic_folder, write_json
 
 TRAINING_ONLY = ("embed_sum", "cluster_size")  # EMA statistics of the quantizers
 
@@ -32,54 +28,23 @@ def inference_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_weights(folder: str | Path, state: dict[str, torch.Tensor], meta: dict,
-                 files: dict[str, dict] | None = None) -> Path:
+                 files: dict[str, dict] | None = None, *, flag: str = "--export") -> Path:
     """folder/model.safetensors (state) + folder/config.json (meta) [+ `files`: name ->
     tensors for a name ending in .safetensors, else a JSON value]; -> folder.
 
-    The folder is written whole beside `folder` and renamed into place, so a kill never leaves
-    half an export; an existing folder's README (*.md) is kept, every other file replaced."""
+    The folder is written whole beside `folder` and renamed into place (files.atomic_folder), so
+    a kill never leaves half an export; an existing folder must be one of our model folders (its
+    README, *.md, is kept, every other file replaced); any other is refused, naming `flag`."""
     from safetensors.torch import save_file
 
     written = {"model.safetensors": state, "config.json": meta, **(files or {})}
-    with atomic_folder(folder) as tmp:
+    with atomic_folder(folder, "model", flag=flag) as tmp:
         for name, value in written.items():
             if name.endswith(".safetensors"):
                 save_file({k: v.detach().contiguous() for k, v in value.items()}, str(tmp / name))
             else:
-                (tmp / name).write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+                write_json(tmp / name, value, indent=2)
     return Path(folder)
-
-
-@contextmanager
-def atomic_folder(folder: str | Path, keep: tuple[str, ...] = ("*.md",)) -> Iterator[Path]:
-    """Yield an empty temporary folder beside `folder`; on success, copy into it the files of an
-    existing `folder` that match `keep` and that the block did not write, and swap it into place
-    (the old folder is removed only after the rename). On error the temporary folder is removed
-    and `folder` is left as it was."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
-    try:
-        yield tmp
-        if folder.is_dir():
-            for old in folder.iterdir():
-                if old.is_file() and any(old.match(k) for k in keep) and not (tmp / old.name).exists():
-                    shutil.copy2(old, tmp / old.name)
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes the folder private; give it the usual mode
-        trash = folder.parent / f".{folder.name}.old-{os.getpid()}"
-        if folder.exists():
-            os.replace(folder, trash)
-        os.replace(tmp, folder)
-        shutil.rmtree(trash, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def read_meta(folder: str | Path) -> dict:

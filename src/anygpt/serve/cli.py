@@ -21,45 +21,56 @@ API_KEY_ENV = "ANYGPT_API_KEY"
 
 
 def service_parser(prog: str, description: str, epilog: str, port: int) -> argparse.ArgumentParser:
-    """The options `anygpt serve` and `anygpt demo` share: model, scheduler, address, --debug."""
-    p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="anygpt-tiny", metavar="NAME_OR_DIR",
-                   help="anygpt-tiny (default), random-64x2, random-64x2-media, or a model folder")
+    """The options `anygpt serve` and `anygpt demo` share (model, scheduler, address), from the
+    one flag vocabulary (cli_flags), each range-checked on parsing."""
+    from anygpt import cli_flags
+
+    p = cli_flags.Parser(prog=prog, description=description, epilog=epilog)
+    cli_flags.add_model(p, "anygpt-tiny", "anygpt-tiny (default), random-64x2, random-64x2-media, or a model folder")
     p.add_argument("--template", choices=["MMGPT", "AnyGPT"], default=None, help="chat template (default: the model's)")
-    p.add_argument("--max-batch", type=int, default=8, metavar="N", help="requests decoded together (default 8)")
-    p.add_argument("--max-queue", type=int, default=64, metavar="N",
+    p.add_argument("--max-batch", type=cli_flags.positive_int, default=8, metavar="N",
+                   help="requests decoded together (default 8)")
+    p.add_argument("--max-queue", type=cli_flags.positive_int, default=64, metavar="N",
                    help="requests waiting beyond the running batch; more get 503 with Retry-After (default 64)")
-    p.add_argument("--timeout", type=float, default=300.0, metavar="S",
+    p.add_argument("--timeout", type=cli_flags.Number(float, above=0, high=7 * 24 * 3600), default=300.0, metavar="S",
                    help="seconds per request, waiting included (default 300)")
     p.add_argument("--int8", action="store_true", help="int8 projections in the engine (faster, slightly different tokens)")
-    p.add_argument("--threads", type=int, default=None, metavar="N", help="torch threads (default 1)")
-    p.add_argument("--media-cache", type=int, default=256, metavar="N",
+    cli_flags.add_threads(p)
+    p.add_argument("--media-cache", type=cli_flags.count_or_zero, default=256, metavar="N",
                    help="encoded media remembered by content hash (default 256)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=port, help=f"port to bind (default {port})")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--port", type=cli_flags.port_int, default=port, help=f"port to bind, 1-65535 (default {port})")
     return p
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from anygpt import cli_flags
+
+    megabytes = cli_flags.Number(float, above=0, high=4096)
     p = service_parser("anygpt serve", __doc__, EXAMPLE, 8000)
-    p.add_argument("--api-key", default=None, help=f"clients must send 'Authorization: Bearer KEY' (or set {API_KEY_ENV})")
-    p.add_argument("--max-body-mb", type=float, default=32.0, metavar="MB", help="largest request body (default 32)")
-    p.add_argument("--max-attachment-mb", type=float, default=16.0, metavar="MB", help="largest attachment (default 16)")
-    p.add_argument("--max-audio-seconds", type=float, default=120.0, metavar="S", help="longest audio attachment (default 120)")
+    p.add_argument("--api-key", default=None,
+                   help=f"clients must send 'Authorization: Bearer KEY' (or set {API_KEY_ENV}); an empty key is refused")
+    p.add_argument("--max-body-mb", type=megabytes, default=32.0, metavar="MB", help="largest request body (default 32)")
+    p.add_argument("--max-attachment-mb", type=megabytes, default=16.0, metavar="MB",
+                   help="largest attachment (default 16)")
+    p.add_argument("--max-audio-seconds", type=cli_flags.Number(float, above=0, high=3600), default=120.0, metavar="S",
+                   help="longest audio attachment (default 120)")
     return p
 
 
-def check_service_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    for name in ("max_batch", "max_queue", "threads"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            parser.error(f"--{name.replace('_', '-')}: {value}: must be at least 1")
-    if args.timeout <= 0:
-        parser.error(f"--timeout: {args.timeout}: must be above 0")
-    if args.media_cache < 0:
-        parser.error(f"--media-cache: {args.media_cache}: must be at least 0")
+def api_key(args: argparse.Namespace) -> str | None:
+    """--api-key, else $ANYGPT_API_KEY, else None (no authentication). An empty key is refused:
+    it would turn authentication off without a word."""
+    from anygpt.errors import UsageError
+
+    if args.api_key is not None:
+        if not args.api_key.strip():
+            raise UsageError("--api-key: empty; give a key, or leave the flag out to serve without one")
+        return args.api_key
+    env = os.environ.get(API_KEY_ENV)
+    if env is not None and not env.strip():
+        raise UsageError(f"{API_KEY_ENV}: set but empty; set a key, or unset it to serve without one")
+    return env
 
 
 def load_service(args: argparse.Namespace, **config):
@@ -69,7 +80,7 @@ def load_service(args: argparse.Namespace, **config):
     from anygpt.loaders import load_model
     from anygpt.serve.service import ChatService, ServeConfig
 
-    torch.set_num_threads(args.threads or 1)
+    torch.set_num_threads(args.threads)
     model = load_model(args.model, template=args.template)
     cfg = ServeConfig(model_name=os.path.basename(str(args.model).rstrip("/")), max_batch=args.max_batch,
                       max_queue=args.max_queue, timeout=args.timeout, cache_items=args.media_cache,
@@ -80,10 +91,7 @@ def load_service(args: argparse.Namespace, **config):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    check_service_options(parser, args)
-    for flag in ("max_body_mb", "max_attachment_mb", "max_audio_seconds"):
-        if getattr(args, flag) <= 0:
-            parser.error(f"--{flag.replace('_', '-')}: {getattr(args, flag)}: must be above 0")
+    key = api_key(args)
     from anygpt.errors import AnyGPTError
     from anygpt.serve.media import MediaLimits
 
@@ -93,14 +101,13 @@ def main(argv: list[str] | None = None) -> int:
         from anygpt.serve.app import create_app
 
         limits = MediaLimits(max_bytes=int(args.max_attachment_mb * 2**20), max_audio_seconds=args.max_audio_seconds)
-        service = load_service(args, api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
+        service = load_service(args, api_key=key,
                                max_body_bytes=int(args.max_body_mb * 2**20), limits=limits)
         app = create_app(service)
-    except (AnyGPTError, ValueError, ImportError) as e:
-        if args.debug:
+    except (ValueError, ImportError) as e:
+        if isinstance(e, AnyGPTError):
             raise
-        print(f"anygpt serve: {e}", file=sys.stderr)
-        return 1
+        raise AnyGPTError(str(e)) from e  # the dispatcher prints it (and its traceback with --debug)
     print(f"anygpt serve: {service.config.model_name} on http://{args.host}:{args.port}/v1", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.debug else "warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

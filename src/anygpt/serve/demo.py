@@ -193,21 +193,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from anygpt.serve.cli import check_service_options, load_service
+    from anygpt.serve.cli import load_service
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    check_service_options(parser, args)
     from anygpt.errors import AnyGPTError
 
     try:
         service = load_service(args)
         demo = build_demo(service, out_dir=args.out)
-    except (AnyGPTError, ValueError, ImportError) as e:
-        if args.debug:
+    except (ValueError, ImportError) as e:
+        if isinstance(e, AnyGPTError):
             raise
-        print(f"anygpt demo: {e}", file=sys.stderr)
-        return 1
+        raise AnyGPTError(str(e)) from e  # the dispatcher prints it (and its traceback with --debug)
     service.start()
     print(f"anygpt demo: {service.config.model_name} on http://{args.host}:{args.port}", file=sys.stderr)
     try:

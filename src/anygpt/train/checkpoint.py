@@ -13,9 +13,8 @@ newest K are kept.
 
 from __future__ import annotations
 
-import json
-import os
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -24,10 +23,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from anygpt.errors import CheckpointError
+from anygpt.cli_flags import Number, non_negative_float
+from anygpt.errors import AnyGPTError, CheckpointError
+from anygpt.files import atomic_folder, output_kind, safe_join, write_json
+from anygpt.manifest import read_json
 
 STATE = "state.json"
 PREFIX = "step-"
+STEP_NAME = re.compile(r"step-\d{8,}")
+MAX_STEP = 10**12  # far more steps than any run takes; a bigger number is a tampered file
 
 
 def flatten_tree(obj, prefix: str = "") -> tuple[dict[str, torch.Tensor], object]:
@@ -55,6 +59,7 @@ def flatten_tree(obj, prefix: str = "") -> tuple[dict[str, torch.Tensor], object
 
 def unflatten_tree(tensors: dict[str, torch.Tensor], skeleton):
     def build(x):
+        """A missing tensor raises KeyError (the caller names the file)."""
         if isinstance(x, list):
             return [build(v) for v in x]
         if isinstance(x, dict):
@@ -96,10 +101,11 @@ class CheckpointFolder:
         self.keep = max(1, keep)
 
     def all(self) -> list[Path]:
-        """Complete checkpoints, oldest first (a folder without state.json never counts)."""
+        """Complete checkpoints, oldest first: folders named step-NNNNNNNN holding state.json (a
+        folder without state.json, or of another name, never counts)."""
         if not self.root.is_dir():
             return []
-        done = [p for p in self.root.iterdir() if p.name.startswith(PREFIX) and (p / STATE).is_file()]
+        done = [p for p in self.root.iterdir() if STEP_NAME.fullmatch(p.name) and (p / STATE).is_file()]
         return sorted(done, key=lambda p: int(p.name[len(PREFIX):]))
 
     def latest(self) -> Path | None:
@@ -110,37 +116,68 @@ class CheckpointFolder:
              state: dict) -> Path:
         """modules: name -> state_dict; optimizer: a torch optimizer state_dict (or None)."""
         final = self.root / f"{PREFIX}{step:08d}"
-        tmp = self.root / f".tmp-{PREFIX}{step:08d}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for name, sd in modules.items():
-            save_file(_contiguous(sd), str(tmp / f"{name}.safetensors"))
-        meta = dict(state)
-        rng_tensors, meta["rng"] = rng_state()
-        opt_tensors, meta["optimizer"] = flatten_tree(optimizer, "opt") if optimizer is not None else ({}, None)
-        save_file({**opt_tensors, **rng_tensors}, str(tmp / "optimizer.safetensors"))
-        meta["modules"] = sorted(modules)
-        (tmp / STATE).write_text(json.dumps(meta, indent=1))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        with atomic_folder(final, "checkpoint", flag="checkpoint", keep=()) as tmp:
+            for name, sd in modules.items():
+                save_file(_contiguous(sd), str(tmp / f"{name}.safetensors"))
+            meta = dict(state)
+            rng_tensors, meta["rng"] = rng_state()
+            opt_tensors, meta["optimizer"] = flatten_tree(optimizer, "opt") if optimizer is not None else ({}, None)
+            save_file({**opt_tensors, **rng_tensors}, str(tmp / "optimizer.safetensors"))
+            meta["modules"] = sorted(modules)
+            write_json(tmp / STATE, meta)
         for old in self.all()[:-self.keep]:
-            shutil.rmtree(old, ignore_errors=True)
+            if output_kind(old) == "checkpoint":  # never a folder we did not write
+                shutil.rmtree(old, ignore_errors=True)
         return final
 
     @staticmethod
     def load(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict | None, dict]:
-        """-> (modules, optimizer state_dict or None, state). RNG states are restored."""
+        """The checked reader of one checkpoint folder -> (modules, optimizer state_dict or None,
+        state). RNG states are restored. Every field of state.json is checked (its step is the
+        folder's, the times are finite, the modules are files inside the folder), and a
+        tampered or corrupt part raises CheckpointError naming the folder and the field."""
+        def bad(problem: str) -> CheckpointError:
+            return CheckpointError(f"{path}: {problem}; delete this folder to resume from the one before it")
+
         try:
-            state = json.loads((path / STATE).read_text())
-            modules = {name: load_file(str(path / f"{name}.safetensors")) for name in state["modules"]}
+            state = read_json(path / STATE, what="checkpoint state")
+            if not isinstance(state, dict):
+                raise ValueError("state.json: not a JSON object")
+            step = Number(int, low=0, high=MAX_STEP).check(state.get("step"), "state.json: step")
+            if STEP_NAME.fullmatch(path.name) and step != int(path.name[len(PREFIX):]):
+                raise ValueError(f"state.json: step {step} is not the folder's step {path.name}")
+            state["elapsed"] = non_negative_float.check(state.get("elapsed", 0.0), "state.json: elapsed")
+            if not isinstance(state.get("data", {}), dict):
+                raise ValueError("state.json: data is not an object")
+            names = state.get("modules")
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise ValueError("state.json: modules is not a list of names")
+            files = {n: safe_join(path, f"{n}.safetensors", what="state.json: module") for n in names}
+            modules = {name: load_file(str(f)) for name, f in files.items()}
             extra = load_file(str(path / "optimizer.safetensors"))
-        except (OSError, ValueError, KeyError, SafetensorError) as e:
-            raise CheckpointError(f"{path}: unreadable checkpoint ({e}); delete this folder to resume "
-                                  "from the one before it") from None
-        opt = unflatten_tree(extra, state["optimizer"]) if state.get("optimizer") is not None else None
-        set_rng_state(extra, state["rng"])
+        except (OSError, ValueError, SafetensorError, AnyGPTError) as e:
+            raise bad(f"unreadable checkpoint ({e})") from None
+        try:
+            opt = unflatten_tree(extra, state["optimizer"]) if state.get("optimizer") is not None else None
+        except (KeyError, TypeError, ValueError) as e:
+            raise bad(f"optimizer.safetensors does not hold what state.json names ({type(e).__name__}: {e})") from None
+        try:
+            set_rng_state(extra, state["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as e:
+            raise bad(f"the saved random-number state is not usable ({type(e).__name__}: {e})") from None
         return modules, opt, state
+
+
+def check_optimizer_shapes(optimizer: torch.optim.Optimizer, where: Path) -> None:
+    """After loading a checkpoint: every per-parameter state tensor that is not a scalar (Adam's
+    moments) must have its parameter's shape (CheckpointError naming the folder otherwise)."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for key, value in optimizer.state.get(param, {}).items():
+                if isinstance(value, torch.Tensor) and value.ndim and value.shape != param.shape:
+                    raise CheckpointError(f"{where}: optimizer state {key!r} has shape {tuple(value.shape)}, its "
+                                          f"parameter {tuple(param.shape)}; delete this checkpoint to resume from "
+                                          "the one before it")
 
 
 def _contiguous(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import signal
 import time
 from dataclasses import dataclass
@@ -33,8 +32,10 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from anygpt.errors import CheckpointError
-from anygpt.train.checkpoint import CheckpointFolder
+from anygpt.errors import CheckpointError, ManifestError
+from anygpt.files import append_jsonl, write_json
+from anygpt.manifest import read_json
+from anygpt.train.checkpoint import CheckpointFolder, check_optimizer_shapes
 
 RUN_CONFIG = "run.json"
 LOG = "log.jsonl"
@@ -75,35 +76,35 @@ class RunOptions:
 
 
 def add_run_args(p: argparse.ArgumentParser, *, out: str, steps: int, save_every: int = 200,
-                 log_every: int = 10, export_help: str = "after training, export the weights to this folder",
-                 ship: Path | None = None) -> None:
-    """The flags every trainer shares (docs/cli.md), with the old spellings as hidden aliases.
-    ship: the package's asset folder of this model; the old `--ship` then means `--export` there."""
+                 log_every: int = 10, export_help: str = "after training, export the weights to this folder") -> None:
+    """The flags every trainer shares (docs/cli.md), each range-checked on parsing (cli_flags)."""
+    from anygpt import cli_flags
+
     g = p.add_argument_group("run (the same for every trainer)")
     g.add_argument("--out", default=out, help=f"run folder: checkpoints, log.jsonl, TensorBoard events; "
                                               f"rerun with the same folder to resume (default: {out})")
-    g.add_argument("--steps", type=int, default=steps, help=f"total optimiser steps, the schedule's length (default: {steps})")
-    g.add_argument("--max-minutes", type=float, default=None, dest="max_minutes",
+    g.add_argument("--steps", type=cli_flags.positive_int, default=steps,
+                   help=f"total optimiser steps, the schedule's length (default: {steps})")
+    g.add_argument("--max-minutes", type=cli_flags.positive_float, default=None, dest="max_minutes",
                    help="stop cleanly (and save) after this many minutes of this invocation")
-    hidden_alias(g, "--minutes", "max_minutes", type=float)
-    g.add_argument("--save-every", type=int, default=save_every, help=f"checkpoint every N steps (default: {save_every})")
-    g.add_argument("--save-every-minutes", type=float, default=None, help="also checkpoint every M minutes")
-    g.add_argument("--keep", type=int, default=3, help="checkpoints kept (newest first; default: 3)")
-    g.add_argument("--log-every", type=int, default=log_every, help=f"log every N steps (default: {log_every})")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    hidden_alias(g, "--quiet", "no_progress", action="store_true")
-    g.add_argument("--seed", type=int, default=0, help="random seed: same seed, same run (default: 0)")
-    g.add_argument("--threads", type=int, default=None,
-                   help="torch threads per process (default: all cores; use 1 when jobs share the CPU)")
-    g.add_argument("--export", default=None, help=export_help)
+    g.add_argument("--save-every", type=cli_flags.positive_int, default=save_every,
+                   help=f"checkpoint every N steps (default: {save_every})")
+    g.add_argument("--save-every-minutes", type=cli_flags.positive_float, default=None,
+                   help="also checkpoint every M minutes")
+    g.add_argument("--keep", type=cli_flags.positive_int, default=3, help="checkpoints kept (newest first; default: 3)")
+    g.add_argument("--log-every", type=cli_flags.positive_int, default=log_every,
+                   help=f"log every N steps (default: {log_every})")
+    cli_flags.add_no_progress(g)
+    cli_flags.add_seed(g, "random seed: same seed, same run (default: 0)")
+    cli_flags.add_threads(g)
+    g.add_argument("--export", default=None, metavar="DIR",
+                   help=export_help + " (a new or empty folder, or one this command exported before)")
     g.add_argument("--export-only", action="store_true", help="export the newest checkpoint of --out and exit")
-    if ship is not None:
-        hidden_alias(g, "--ship", "export", action="store_const", const=str(ship))
 
 
-def hidden_alias(p, old: str, dest: str, **kwargs) -> None:
-    """An old spelling of a flag: it still works, --help no longer shows it (docs/cli.md)."""
-    p.add_argument(old, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
+def export_inputs(a: argparse.Namespace, **more) -> dict:
+    """The places an --export must stay apart from: the run's checkpoints and the given inputs."""
+    return {"the run's checkpoints (--out)": Path(a.out) / "checkpoints", **more}
 
 
 def module_generators(modules: dict[str, nn.Module]) -> dict[str, torch.Generator]:
@@ -116,11 +117,6 @@ def module_generators(modules: dict[str, nn.Module]) -> dict[str, torch.Generato
                 if isinstance(value, torch.Generator):
                     found[".".join(p for p in (name, path, attr) if p)] = value
     return found
-
-
-def set_threads(n: int | None) -> None:
-    if n:
-        torch.set_num_threads(n)
 
 
 class TrainingRun:
@@ -161,9 +157,17 @@ class TrainingRun:
         for name, m in self.modules.items():
             if name not in modules:
                 raise CheckpointError(f"{self.out}: the checkpoint has no weights for {name!r}")
-            m.load_state_dict(modules[name])
+            try:
+                m.load_state_dict(modules[name])
+            except RuntimeError as e:
+                raise CheckpointError(f"{self.out}: the checkpoint's {name!r} weights do not fit this model "
+                                      f"({str(e).splitlines()[0][:200]})") from None
         if opt is not None and self.optimizer is not None:
-            self.optimizer.load_state_dict(opt)
+            try:
+                self.optimizer.load_state_dict(opt)
+            except (ValueError, KeyError, TypeError, RuntimeError) as e:
+                raise CheckpointError(f"{self.out}: the checkpoint's optimizer state does not fit this model "
+                                      f"({type(e).__name__}: {str(e)[:200]})") from None
 
     @property
     def elapsed(self) -> float:
@@ -178,19 +182,18 @@ class TrainingRun:
         config = json.loads(json.dumps(self.config))  # as it reads back (tuples -> lists)
         if path.is_file() and self.ckpts.latest() is not None:
             try:
-                old = json.loads(path.read_text())
-            except json.JSONDecodeError as e:
-                raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+                old = read_json(path, what="run config")
+            except ManifestError as e:
+                raise CheckpointError(str(e)) from None
+            if not isinstance(old, dict):
+                raise CheckpointError(f"{path}: not a JSON object; it records the run's configuration")
             diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
             if diff:
                 shown = "; ".join(f"{k}: {old.get(k)!r} there, {config.get(k)!r} now" for k in diff[:4])
                 raise CheckpointError(f"{self.out}: this run folder was written with another configuration ({shown}); "
                                       "use a new --out, or the same options as before")
         elif self.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(config, indent=1))
-            os.replace(tmp, path)
+            write_json(path, config)
 
     def resume(self) -> dict | None:
         """Load the newest checkpoint of OUT if there is one; -> the recipe's data state or None."""
@@ -200,6 +203,8 @@ class TrainingRun:
             return None
         modules, opt, state = CheckpointFolder.load(latest)
         self._set_state(modules, opt)
+        if self.optimizer is not None:
+            check_optimizer_shapes(getattr(self.optimizer, "optimizer", self.optimizer), latest)
         saved = modules.get(GENERATORS, {})
         for path, gen in module_generators(self.modules).items():
             if path in saved:
@@ -242,7 +247,7 @@ class TrainingRun:
         if self._log is not None:
             return
         self.out.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.out / LOG, "a", encoding="utf-8")
+        self._log = self.out / LOG  # appended line by line (files.append_jsonl: a cut line stays alone)
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -251,7 +256,7 @@ class TrainingRun:
             self._tb = None
 
     def _close_logs(self) -> None:
-        for h in (self._bar, self._log, self._tb):
+        for h in (self._bar, self._tb):
             if h is not None:
                 h.close()
         self._log = self._tb = self._bar = None
@@ -360,8 +365,7 @@ class TrainingRun:
 
     def _write(self, row: dict) -> None:
         self._ensure_logs()
-        self._log.write(json.dumps(row) + "\n")
-        self._log.flush()
+        append_jsonl(self._log, row)
         if self._tb is not None:
             prefix = "eval/" if row.get("eval") else "train/"
             for k, v in row.items():

@@ -46,11 +46,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anygpt.asset_paths import IMAGE_TOKENIZER_TINY_DIR
 from anygpt.errors import AnyGPTError
 from anygpt.media_io import atomic_path
 from anygpt.nn.query_former import QueryTokenizer, QueryTokenizerConfig
-from anygpt.train.core import LOG, RunOptions, TrainingRun, add_run_args, lr_at, set_threads
+from anygpt.train.core import LOG, RunOptions, TrainingRun, add_run_args, lr_at
+from anygpt import cli_flags
+from anygpt.cli_flags import set_threads
 from anygpt.train.recipes import CorpusError, add_corpus_arg, command_line, train_or_export
 
 # the decoder's parameters (everything after the codebook), the ones --train decoder trains
@@ -64,6 +65,7 @@ def load_split(data_dir: str | Path, splits: tuple[str, ...], size: int = 64,
                kinds: tuple[str, ...] | None = None) -> dict:
     """Images of DATA/images/manifest.jsonl in `splits` -> {"images": uint8 [N, 3, S, S],
     "captions": [...], "records": [...]} (records are the manifest lines)."""
+    from anygpt.manifest import media_path, read_manifest
     from anygpt.media_io import load_image
 
     corpus = Path(data_dir) / "images"
@@ -71,11 +73,12 @@ def load_split(data_dir: str | Path, splits: tuple[str, ...], size: int = 64,
     if not manifest.is_file():
         raise CorpusError(
             f"{manifest} not found: build the corpus first with `anygpt data build --preset tiny --out {data_dir}`")
-    records = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
-    records = [r for r in records if r["split"] in splits and (kinds is None or r["kind"] in kinds)]
+    records = read_manifest(manifest, splits=list(splits), require=("path", "caption"))
+    records = [r for r in records if kinds is None or r.get("kind") in kinds]
     imgs = np.zeros((len(records), 3, size, size), dtype=np.uint8)
     for i, r in enumerate(records):
-        imgs[i] = (load_image(corpus / r["path"], size=(size, size)).numpy() * 255).round().astype(np.uint8)
+        path = media_path([corpus], r, str(manifest))
+        imgs[i] = (load_image(path, size=(size, size)).numpy() * 255).round().astype(np.uint8)
     return {"images": torch.from_numpy(imgs), "captions": [r["caption"] for r in records], "records": records}
 
 
@@ -295,33 +298,31 @@ def evaluate_recon(model: QueryTokenizer, images: torch.Tensor, batch: int = 64)
 
 # ---------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="anygpt train image-tokenizer", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_flags.Parser(prog="anygpt train image-tokenizer", description=__doc__)
     add_corpus_arg(p, "images/manifest.jsonl")
-    p.add_argument("--batch", type=int, default=32, help="images per step (default: 32)")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: 2e-3)")
-    p.add_argument("--warmup", type=int, default=100, help="warmup steps (default: 100)")
-    p.add_argument("--extra-scenes", type=int, default=0,
+    p.add_argument("--batch", type=cli_flags.positive_int, default=32, help="images per step (default: 32)")
+    p.add_argument("--lr", type=cli_flags.positive_float, default=2e-3, help="peak learning rate (default: 2e-3)")
+    p.add_argument("--warmup", type=cli_flags.count_or_zero, default=100, help="warmup steps (default: 100)")
+    p.add_argument("--extra-scenes", type=cli_flags.count_or_zero, default=0,
                    help="also train on this many freshly rendered scenes (never a held-out pair)")
-    p.add_argument("--contrastive-weight", type=float, default=0.1)
-    p.add_argument("--vq-warmup", type=int, default=400, help="steps before the codebook is switched on (0 with --init)")
+    p.add_argument("--contrastive-weight", type=cli_flags.non_negative_float, default=0.1, help="weight of the image-caption contrastive loss (default: 0.1)")
+    p.add_argument("--vq-warmup", type=cli_flags.count_or_zero, default=400, help="steps before the codebook is switched on (0 with --init)")
     p.add_argument("--init", default=None, help="start from an exported folder (model.safetensors + config.json)")
     p.add_argument("--train", dest="trainable", choices=("all", "decoder"), default="all",
                    help="decoder: fine-tune only the decoder on fixed codes")
-    p.add_argument("--object-weight", type=float, default=0.0,
+    p.add_argument("--object-weight", type=cli_flags.non_negative_float, default=0.0,
                    help="extra L1/L2 weight on pixels that differ from the background")
-    p.add_argument("--l2-weight", type=float, default=1.0,
+    p.add_argument("--l2-weight", type=cli_flags.non_negative_float, default=1.0,
                    help="weight of the squared-error term (L1 alone settles on the background median)")
-    p.add_argument("--edge-weight", type=float, default=0.0,
+    p.add_argument("--edge-weight", type=cli_flags.non_negative_float, default=0.0,
                    help="weight of an image-gradient L1 term on the objects and their outline")
-    p.add_argument("--attr-weight", type=float, default=0.0,
+    p.add_argument("--attr-weight", type=cli_flags.non_negative_float, default=0.0,
                    help="weight of a training-only head reading each scene cell's shape/colour/size from the codes")
     p.add_argument("--config", default=None,
                    help="QueryTokenizerConfig overrides: a JSON file, or inline JSON starting with '{'")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast (default: on)")
     p.add_argument("--fp16", action="store_true", help="export the weights in float16 (half the size)")
     add_run_args(p, out="runs/image-tokenizer", steps=2400, save_every=100, log_every=25,
-                 ship=IMAGE_TOKENIZER_TINY_DIR,
                  export_help="after training, export model.safetensors + config.json + training.json here")
     return p
 
@@ -359,8 +360,9 @@ def training_data(a: argparse.Namespace, size: int) -> tuple[torch.Tensor, torch
 def last_logged(out: Path) -> dict | None:
     """The last training row of OUT/log.jsonl."""
     path = out / LOG
-    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-    rows = [r for r in rows if not r.get("eval")]
+    from anygpt.manifest import read_jsonl
+
+    rows = [r for r in read_jsonl(path, lenient=True) if not r.get("eval")]
     return rows[-1] if rows else None
 
 

@@ -28,7 +28,6 @@ every trainer are `anygpt.train.core`'s; the block stream is `anygpt.train.lm_da
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -38,8 +37,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from anygpt.errors import AnyGPTError, CheckpointError
-from anygpt.train.core import RunOptions, TrainingRun, add_run_args, lr_at, set_threads
+from anygpt.errors import AnyGPTError, CheckpointError, UsageError
+from anygpt.train.core import RunOptions, TrainingRun, add_run_args, lr_at
+from anygpt.cli_flags import set_threads
 from anygpt.train.lm_data import (BlockDataError, BlockSource, BlockStream, tokenizer_fingerprint,
                                   validation_blocks)
 
@@ -306,10 +306,10 @@ class LMTrainer:
         for k, v in sorted(self.acc.unwrap_model(self.model).state_dict().items()):
             h.update(k.encode())
             h.update(v.detach().float().cpu().numpy().tobytes())
-        path = Path(self.a.out) / "ranks" / f"rank-{self.rank}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"rank": self.rank, "world": self.world, "positions": positions,
-                                    "weights_sha256": h.hexdigest()}))
+        from anygpt.files import write_json
+
+        write_json(Path(self.a.out) / "ranks" / f"rank-{self.rank}.json",
+                   {"rank": self.rank, "world": self.world, "positions": positions, "weights_sha256": h.hexdigest()})
 
     # ------------------------------------------------------------- export
     def export(self, folder: Path, *, plain_hf: bool = False) -> None:
@@ -323,8 +323,54 @@ class LMTrainer:
             self._merged = model.merge_and_unload() if self.a.lora else model
         tokenizers = {} if plain_hf else tokenizer_entries(self.a.tokenizers, self.specs)
         cfg = None if plain_hf else FolderConfig(self.specs, self.a.template, tokenizers, released=False)
-        save_lm(folder, self._merged, self.tokenizer, cfg, dtype=EXPORT_DTYPES[self.a.export_dtype])
+        save_lm(folder, self._merged, self.tokenizer, cfg, dtype=EXPORT_DTYPES[self.a.export_dtype],
+                flag="--export-hf" if plain_hf else "--export", inputs=export_inputs(self.a))
         print(f"exported {'HF' if plain_hf else 'anygpt'} model folder {folder}", flush=True)
+
+
+def export_inputs(a: argparse.Namespace) -> dict:
+    """What an export must stay apart from: the run's checkpoints, the blocks, --init."""
+    inputs = {"the run's checkpoints (--out)": Path(a.out) / "checkpoints"}
+    for flag, specs in (("--blocks", a.blocks), ("--val-blocks", a.val_blocks)):
+        for spec in specs:
+            folder = spec.rpartition(":")[0] if ":" in spec and Path(spec.rpartition(":")[0]).is_dir() else spec
+            inputs[f"{flag} {folder}"] = folder
+    if a.init and Path(a.init).exists():
+        inputs["--init"] = a.init
+    return inputs
+
+
+def check_exports(a: argparse.Namespace) -> None:
+    """Before training: each export folder is ours to replace, apart from the inputs and the
+    other export (files.claim_output_dir), and its tokenizer loaders are known."""
+    from anygpt.files import check_apart, claim_output_dir
+
+    if a.export_only and not (a.export or a.export_hf):
+        raise UsageError("--export-only needs --export DIR (or --export-hf DIR)")
+    for flag, folder in (("--export", a.export), ("--export-hf", a.export_hf)):
+        if folder:
+            claim_output_dir(folder, "model", flag=flag, inputs=export_inputs(a))
+    if a.export and a.export_hf:
+        check_apart(a.export_hf, {"--export": a.export}, flag="--export-hf")
+    if a.export:
+        check_loaders(a.tokenizers)
+
+
+def check_loaders(values: list[str]) -> None:
+    """--tokenizers: every LOADER must be one a model folder can be loaded with."""
+    import anygpt.modalities  # noqa: F401  (registers the modalities and their loaders)
+    from anygpt.errors import UnknownModalityError
+    from anygpt.modalities.registry import get_modality
+
+    for v in values:
+        modality, _, loader = v.partition("=")
+        try:
+            known = get_modality(modality).tokenizer_loaders
+        except UnknownModalityError:
+            continue  # tokenizer_entries names the modality the blocks lack
+        if loader not in known:
+            raise UsageError(f"--tokenizers {v}: no {modality} tokenizer loader {loader!r}; "
+                             f"known: {', '.join(sorted(known))}")
 
 
 def tokenizer_entries(values: list[str], specs) -> dict[str, dict]:
@@ -342,9 +388,9 @@ def tokenizer_entries(values: list[str], specs) -> dict[str, dict]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from anygpt.cli_flags import Parser
+    from anygpt import cli_flags
 
-    p = Parser(prog="anygpt train lm", description=__doc__)
+    p = cli_flags.Parser(prog="anygpt train lm", description=__doc__)
     p.add_argument("--blocks", action="append", required=True, metavar="DIR[:WEIGHT]",
                    help="block folder written by `anygpt blocks`, repeatable; mixed by WEIGHT (default 1)")
     p.add_argument("--val-blocks", action="append", default=[], metavar="DIR",
@@ -359,21 +405,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--new-rows", choices=["mean", "random"], default="mean",
                    help="--init whose vocabulary grows: new embedding and head rows start as the mean of the "
                         "old ones (default; initial code loss near uniform) or random N(0, 0.02) as the paper")
-    p.add_argument("--lora", type=int, default=0, metavar="RANK", help="train LoRA adapters of this rank (0: full fine-tuning)")
-    p.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default: 2 x rank)")
-    p.add_argument("--batch", type=int, default=1, help="blocks per micro-batch per process (default: 1)")
-    p.add_argument("--accum", type=int, default=1, help="micro-batches per step (gradient accumulation; default: 1)")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 1e-3 pretrain, 3e-4 chat)")
-    p.add_argument("--warmup", type=float, default=None, help="warmup steps, or a fraction of --steps if < 1 (default: 0.03)")
-    p.add_argument("--min-lr-ratio", type=float, default=0.1, help="cosine floor as a fraction of --lr (default: 0.1)")
-    p.add_argument("--weight-decay", type=float, default=0.1)
-    p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip (0: none)")
+    p.add_argument("--lora", type=cli_flags.count_or_zero, default=0, metavar="RANK", help="train LoRA adapters of this rank (0: full fine-tuning)")
+    p.add_argument("--lora-alpha", type=cli_flags.positive_float, default=None, help="LoRA alpha (default: 2 x rank)")
+    p.add_argument("--batch", type=cli_flags.positive_int, default=1, help="blocks per micro-batch per process (default: 1)")
+    p.add_argument("--accum", type=cli_flags.positive_int, default=1, help="micro-batches per step (gradient accumulation; default: 1)")
+    p.add_argument("--lr", type=cli_flags.positive_float, default=None, help="peak learning rate (default: 1e-3 pretrain, 3e-4 chat)")
+    p.add_argument("--warmup", type=cli_flags.non_negative_float, default=None, help="warmup steps, or a fraction of --steps if < 1 (default: 0.03)")
+    p.add_argument("--min-lr-ratio", type=cli_flags.fraction, default=0.1, help="cosine floor as a fraction of --lr (default: 0.1)")
+    p.add_argument("--weight-decay", type=cli_flags.non_negative_float, default=0.1,
+                   help="AdamW weight decay of the matrices (default: 0.1)")
+    p.add_argument("--clip", type=cli_flags.non_negative_float, default=1.0, help="gradient-norm clip (0: none)")
     p.add_argument("--precision", choices=["bf16", "fp32"], default="bf16", help="bf16 autocast or fp32 (default: bf16)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--grad-checkpointing", action="store_true", help="activation checkpointing (less memory, ~30%% slower)")
     p.add_argument("--fused-adam", action="store_true", help="fused AdamW kernel")
-    p.add_argument("--eval-every", type=int, default=200, help="validation every N steps (default: 200)")
-    p.add_argument("--val-blocks-per-dataset", type=int, default=8, help="held-out blocks per dataset (default: 8)")
+    p.add_argument("--eval-every", type=cli_flags.positive_int, default=200, help="validation every N steps (default: 200)")
+    p.add_argument("--val-blocks-per-dataset", type=cli_flags.positive_int, default=8, help="held-out blocks per dataset (default: 8)")
     p.add_argument("--export-hf", default=None, metavar="DIR", help="also export a plain HF folder (vLLM, llama.cpp converters)")
     p.add_argument("--export-dtype", choices=["bf16", "fp16", "fp32"], default="bf16", help="weights of exports (default: bf16)")
     p.add_argument("--tokenizers", nargs="*", default=["image=compact", "speech=compact", "music=compact"], metavar="MODALITY=LOADER",
@@ -390,8 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     lr, warmup = STAGES[a.stage]
     a.lr = a.lr if a.lr is not None else lr
     a.warmup = a.warmup if a.warmup is not None else warmup
-    if a.batch < 1 or a.accum < 1 or a.steps < 1:
-        raise AnyGPTError("--batch, --accum and --steps must be at least 1")
+    check_exports(a)
     trainer = LMTrainer(a)
     if not a.export_only:
         trainer.fit()
@@ -404,9 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except AnyGPTError as e:
-        print(f"anygpt train lm: {e}", file=sys.stderr)
-        sys.exit(1)
+if __name__ == "__main__":  # `accelerate launch -m anygpt.train.lm ...`: the dispatcher's error convention
+    from anygpt.cli import run
+
+    sys.exit(run("anygpt train lm", __name__, [a for a in sys.argv[1:] if a != "--debug"], debug="--debug" in sys.argv))

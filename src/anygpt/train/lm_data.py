@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,16 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anygpt.errors import AnyGPTError
+from anygpt.data.shards import BlockDataError, BlockIndex, load_shard, read_block_index  # noqa: F401
 from anygpt.lm.checkpoint import ANYGPT_CONFIG, read_folder_config
 
-INDEX = "index.json"
 MERGE_CHUNK = 4096  # positions of the weighted merge computed at a time
 SHUFFLE_SHARDS = 8  # shards per folder whose blocks are shuffled together (and held in memory)
-
-
-class BlockDataError(AnyGPTError, ValueError):
-    """A block folder that is missing, empty, corrupt or built for another vocabulary."""
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -59,29 +53,18 @@ class BlockSource:
     weight: float = 1.0
 
     def __post_init__(self) -> None:
+        from anygpt.cli_flags import positive_float
+
         self.folder = Path(self.folder)
-        index = self.folder / INDEX
-        if not self.folder.is_dir():
-            raise BlockDataError(f"{self.folder}: no such block folder")
-        if not index.is_file():
-            raise BlockDataError(f"{index}: no block index; build the blocks with `anygpt blocks` "
-                                 "(or the build did not finish)")
-        try:
-            self.index = json.loads(index.read_text())
-            self.block_len = int(self.index["block_len"])
-            self.datasets = list(self.index["datasets"])
-            self.shards = [(s["file"], int(s["blocks"])) for s in self.index["shards"]]
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            raise BlockDataError(f"{index}: not a block index ({e})") from None
-        if not self.shards or sum(n for _, n in self.shards) == 0:
-            raise BlockDataError(f"{self.folder}: the block folder holds no blocks")
-        for name, _ in self.shards:
-            if not (self.folder / name).is_file():
-                raise BlockDataError(f"{self.folder / name}: shard listed in {INDEX} is missing")
+        self.checked = read_block_index(self.folder)
+        self.index, self.block_len = self.checked.raw, self.checked.block_len
+        self.datasets, self.shards = self.checked.datasets, self.checked.shards
         if not (self.folder / ANYGPT_CONFIG).is_file():
             raise BlockDataError(f"{self.folder}: no {ANYGPT_CONFIG}; this folder was not written by `anygpt blocks`")
-        if self.weight <= 0:
-            raise BlockDataError(f"{self.folder}: weight must be positive, not {self.weight}")
+        try:
+            self.weight = positive_float.check(self.weight, f"{self.folder}: weight")
+        except ValueError as e:
+            raise BlockDataError(str(e)) from None
 
     @classmethod
     def parse(cls, spec: str) -> "BlockSource":
@@ -125,27 +108,18 @@ class BlockSource:
 
 
 class ShardCache:
-    """The last few shards read, as arrays; errors name the shard file."""
+    """The last few shards read, as checked arrays (data.shards.load_shard)."""
 
     def __init__(self, size: int = 4):
         self.size = size
         self._cache: OrderedDict[Path, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
 
-    def get(self, path: Path, block_len: int, vocab_size: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def get(self, index: BlockIndex, i: int, vocab_size: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        path = index.shard_path(i)
         if path in self._cache:
             self._cache.move_to_end(path)
             return self._cache[path]
-        try:
-            with np.load(path) as z:
-                arrays = (z["input_ids"], z["labels"], z["source"])
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-            raise BlockDataError(f"{path}: corrupt or truncated block shard ({e}); rebuild the blocks") from None
-        ids, labels, source = arrays
-        if ids.ndim != 2 or ids.shape != labels.shape or ids.shape[1] != block_len or len(source) != len(ids):
-            raise BlockDataError(f"{path}: shard arrays {ids.shape}/{labels.shape} do not match block_len {block_len}")
-        if vocab_size is not None and ids.size and (ids.max() >= vocab_size or ids.min() < 0):
-            raise BlockDataError(f"{path}: token id {int(ids.max())} is outside the model's vocabulary of {vocab_size}; "
-                                 "these blocks were built for another vocabulary")
+        arrays = load_shard(index, i, vocab_size)
         self._cache[path] = arrays
         while len(self._cache) > self.size:
             self._cache.popitem(last=False)
@@ -205,7 +179,7 @@ class BlockStream:
             self._orders = {kk: v for kk, v in self._orders.items() if kk[0] != src}  # one epoch per source
             self._orders[key] = s.epoch_order(self.seed, epoch)
         shard, row = self._orders[key][i]
-        ids, labels, source = self.cache.get(s.folder / s.shards[shard][0], s.block_len, self.vocab_size)
+        ids, labels, source = self.cache.get(s.checked, shard, self.vocab_size)
         return ids[row], labels[row], s.datasets[int(source[row])]
 
     def positions(self, step: int, micro: int, micro_batch: int, accum: int, rank: int, world: int) -> list[int]:
@@ -227,8 +201,8 @@ def validation_blocks(sources: list[BlockSource], per_dataset: int, vocab_size: 
     cache = ShardCache(size=2)
     out: dict[str, list] = {}
     for s in sources:
-        for name, n in s.shards:
-            ids, labels, source = cache.get(s.folder / name, s.block_len, vocab_size)
+        for i, (_, n) in enumerate(s.shards):
+            ids, labels, source = cache.get(s.checked, i, vocab_size)
             for row in range(n):
                 d = s.datasets[int(source[row])]
                 if len(out.setdefault(d, [])) < per_dataset:

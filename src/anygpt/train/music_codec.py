@@ -20,17 +20,17 @@ checkpoint without training. `--synthetic N` trains on N generated clips of harm
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
 import torch
 
-from anygpt.asset_paths import MUSIC_CODEC_TINY_DIR
+from anygpt import cli_flags
+from anygpt.cli_flags import set_threads
 from anygpt.nn.compact_music_codec import CompactMusicCodec, LossWeights, MusicCodecConfig, codec_losses
 from anygpt.nn.spectral_codec import MultiScaleMelLoss
-from anygpt.train.core import RunOptions, TrainingRun, add_run_args, lr_at, set_threads
+from anygpt.train.core import RunOptions, TrainingRun, add_run_args, lr_at
 from anygpt.train.recipes import CorpusError, add_corpus_arg, command_line, train_or_export
 
 
@@ -57,18 +57,16 @@ def synthetic_music(n: int, seconds: float, sample_rate: int, seed: int = 0) -> 
 
 def load_corpus(data: Path, split: str, sample_rate: int, limit: int | None = None) -> list[torch.Tensor]:
     """Clips of one split of DATA/music/manifest.jsonl as FloatTensor [S] at sample_rate."""
+    from anygpt.manifest import media_path, read_manifest
     from anygpt.media_io import load_audio
 
     manifest = data / "music" / "manifest.jsonl"
     if not manifest.is_file():
         raise CorpusError(f"{manifest}: not found; build the corpus with `anygpt data build --preset tiny --out {data}`")
     clips = []
-    for line in manifest.read_text().splitlines():
-        rec = json.loads(line)
-        if rec.get("split") != split:
-            continue
+    for rec in read_manifest(manifest, splits=[split], require=("path",)):
         rel = rec["path_16k"] if rec.get("path_16k") and sample_rate == 16000 else rec["path"]
-        clips.append(load_audio(data / "music" / rel, sample_rate)[0])
+        clips.append(load_audio(media_path([data / "music"], {**rec, "path": rel}, str(manifest)), sample_rate)[0])
         if limit and len(clips) >= limit:
             break
     if not clips:
@@ -140,22 +138,20 @@ def fit(run: TrainingRun, model: CompactMusicCodec, a: argparse.Namespace) -> No
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="anygpt train music-codec", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_flags.Parser(prog="anygpt train music-codec", description=__doc__)
     add_corpus_arg(p, "music/manifest.jsonl")
-    p.add_argument("--synthetic", type=int, default=0, metavar="N", help="train on N generated clips instead of --corpus")
-    p.add_argument("--batch", type=int, default=16, help="crops per step (default: 16)")
-    p.add_argument("--seconds", type=float, default=1.28, help="crop length (default: 1.28)")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: 1e-3)")
-    p.add_argument("--warmup", type=int, default=100, help="warmup steps (default: 100)")
+    p.add_argument("--synthetic", type=cli_flags.count_or_zero, default=0, metavar="N", help="train on N generated clips instead of --corpus")
+    p.add_argument("--batch", type=cli_flags.positive_int, default=16, help="crops per step (default: 16)")
+    p.add_argument("--seconds", type=cli_flags.positive_float, default=1.28, help="crop length (default: 1.28)")
+    p.add_argument("--lr", type=cli_flags.positive_float, default=1e-3, help="peak learning rate (default: 1e-3)")
+    p.add_argument("--warmup", type=cli_flags.count_or_zero, default=100, help="warmup steps (default: 100)")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast (default: on)")
-    p.add_argument("--codebook-size", type=int, default=1024)
-    p.add_argument("--downsample", type=int, default=2, help="STFT frames (100/s) per code frame: 2 -> 50 Hz, 4 -> 25 Hz")
-    p.add_argument("--enc-dim", type=int, default=192)
-    p.add_argument("--dec-dim", type=int, default=256)
-    p.add_argument("--dec-blocks", type=int, default=6)
-    add_run_args(p, out="runs/music-codec", steps=3000, save_every=200, log_every=10, ship=MUSIC_CODEC_TINY_DIR,
-                 export_help="after training, export config.json + model.safetensors to this folder")
+    p.add_argument("--codebook-size", type=cli_flags.positive_int, default=1024, help="codes per codebook (default: 1024)")
+    p.add_argument("--downsample", type=cli_flags.positive_int, default=2, help="STFT frames (100/s) per code frame: 2 -> 50 Hz, 4 -> 25 Hz")
+    p.add_argument("--enc-dim", type=cli_flags.positive_int, default=192, help="encoder width (default: 192)")
+    p.add_argument("--dec-dim", type=cli_flags.positive_int, default=256, help="decoder width (default: 256)")
+    p.add_argument("--dec-blocks", type=cli_flags.positive_int, default=6, help="decoder blocks (default: 6)")
+    add_run_args(p, out="runs/music-codec", steps=3000, save_every=200, log_every=10, export_help="after training, export config.json + model.safetensors to this folder")
     return p
 
 

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Callable
 
 from anygpt.errors import AnyGPTError
-from anygpt.train.core import RunOptions, TrainingRun, hidden_alias
+from anygpt import cli_flags
+from anygpt.files import claim_output_dir
+from anygpt.train.core import RunOptions, TrainingRun
 
 
 class CorpusError(AnyGPTError, ValueError):
@@ -18,11 +20,10 @@ class CorpusError(AnyGPTError, ValueError):
 
 
 def add_corpus_arg(p: argparse.ArgumentParser, what: str, default: str | None = "data/tiny") -> None:
-    """--corpus DIR (docs/cli.md), with the old --data as a hidden alias."""
+    """--corpus DIR (cli_flags.add_corpus)."""
     shown = f" (default: {default})" if default else ""
-    p.add_argument("--corpus", default=default, required=default is None,
-                   help=f"corpus root with {what}, written by `anygpt data build`{shown}")
-    hidden_alias(p, "--data", "corpus")
+    cli_flags.add_corpus(p, f"corpus root with {what}, written by `anygpt data build`{shown}",
+                         required=default is None, default=Path(default) if default else None)
 
 
 def command_line(trainer: str, argv: list[str] | None) -> str:
@@ -36,6 +37,9 @@ def train_or_export(run: TrainingRun, options: RunOptions, train: Callable[[], N
     newest checkpoint; then, with --export DIR, export there."""
     if options.export_only and options.export is None:
         raise AnyGPTError("--export-only needs --export DIR")
+    if options.export is not None:  # before an hour of training, not after it
+        claim_output_dir(options.export, "model", flag="--export",
+                         inputs={"the run's checkpoints (--out)": options.out / "checkpoints"})
     if options.export_only:
         run.resume_for_export()
     else:

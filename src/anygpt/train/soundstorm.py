@@ -29,10 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anygpt.asset_paths import SOUNDSTORM_TINY_DIR, SPEECH_TOKENIZER_TINY_DIR
+from anygpt.asset_paths import SPEECH_TOKENIZER_TINY_DIR
 from anygpt.errors import AnyGPTError, CheckpointError
 from anygpt.nn.soundstorm import SoundStorm, SoundStormConfig
-from anygpt.train.core import RunOptions, TrainingRun, add_run_args, lr_at, set_threads
+from anygpt.train.core import RunOptions, TrainingRun, add_run_args, lr_at
+from anygpt import cli_flags
+from anygpt.files import atomic_path
+from anygpt.cli_flags import set_threads
 from anygpt.train.recipes import add_corpus_arg, command_line, train_or_export
 from anygpt.train.speech_tokenizer import train_clips
 
@@ -55,10 +58,8 @@ def encode_corpus(codec, clips, wavs, cache: Path, progress: bool = True) -> dic
             n = -(-len(w) // hop) * hop
             x = torch.from_numpy(np.pad(w, (0, n - len(w))))[None, None]
             out[c.id] = codec.encode(x)[0].numpy().astype(np.int16)
-    tmp = cache.with_suffix(".tmp.npz")
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(tmp, __codec__=np.frombuffer(key, np.uint8), **out)
-    tmp.replace(cache)
+    with atomic_path(cache) as tmp:
+        np.savez(tmp, __codec__=np.frombuffer(key, np.uint8), **out)
     return out
 
 
@@ -101,20 +102,18 @@ def draw_batch(codes: list[np.ndarray], speakers: list[int], batch: int, target_
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="anygpt train soundstorm", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_flags.Parser(prog="anygpt train soundstorm", description=__doc__)
     add_corpus_arg(p, "speech/manifest.jsonl")
     p.add_argument("--codec", type=Path, default=None,
                    help="speech codec folder whose codes are learned (default: the shipped speech-tokenizer-tiny)")
-    p.add_argument("--batch", type=int, default=16, help="items per step (default: 16)")
-    p.add_argument("--target-frames", type=int, default=100, help="target crop length in code frames (default: 100)")
-    p.add_argument("--cross-prompt", type=float, default=0.5, help="share of items prompted by another clip (default: 0.5)")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: 1e-3)")
-    p.add_argument("--warmup", type=int, default=100, help="warmup steps (default: 100)")
+    p.add_argument("--batch", type=cli_flags.positive_int, default=16, help="items per step (default: 16)")
+    p.add_argument("--target-frames", type=cli_flags.positive_int, default=100, help="target crop length in code frames (default: 100)")
+    p.add_argument("--cross-prompt", type=cli_flags.fraction, default=0.5, help="share of items prompted by another clip (default: 0.5)")
+    p.add_argument("--lr", type=cli_flags.positive_float, default=1e-3, help="peak learning rate (default: 1e-3)")
+    p.add_argument("--warmup", type=cli_flags.count_or_zero, default=100, help="warmup steps (default: 100)")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast (default: on)")
     p.add_argument("--config", type=str, default="{}", help="JSON overrides of SoundStormConfig")
-    add_run_args(p, out="runs/soundstorm", steps=2000, save_every=100, log_every=10, ship=SOUNDSTORM_TINY_DIR,
-                 export_help="after training, export config.json + model.safetensors + prompt.safetensors here")
+    add_run_args(p, out="runs/soundstorm", steps=2000, save_every=100, log_every=10, export_help="after training, export config.json + model.safetensors + prompt.safetensors here")
     return p
 
 

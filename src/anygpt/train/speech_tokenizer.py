@@ -31,11 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anygpt.asset_paths import SPEECH_TOKENIZER_TINY_DIR
 from anygpt.errors import AnyGPTError
 from anygpt.nn.spectral_codec import MultiScaleMelLoss, mel_filterbank
 from anygpt.nn.speech_codec import CompactSpeechCodec, SpeechCodecConfig, grad_reverse, save_codec
-from anygpt.train.core import RunOptions, TrainingRun, add_run_args, lr_at, set_threads
+from anygpt.train.core import RunOptions, TrainingRun, add_run_args, lr_at
+from anygpt import cli_flags
+from anygpt.cli_flags import set_threads
 from anygpt.train.recipes import CorpusError, add_corpus_arg, command_line, train_or_export
 
 SYNTHETIC = dict(n=32, seconds=3.0, n_speakers=4)  # --synthetic: clips, seconds each, speakers
@@ -105,20 +106,18 @@ def draw_crops(wavs: list[np.ndarray], batch: int, frames: int, hop: int, seed: 
 
 # ---------------------------------------------------------------- training
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="anygpt train speech-tokenizer", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_flags.Parser(prog="anygpt train speech-tokenizer", description=__doc__)
     add_corpus_arg(p, "speech/manifest.jsonl")
     p.add_argument("--synthetic", action="store_true", help="train on generated clips instead of --corpus")
-    p.add_argument("--batch", type=int, default=32, help="crops per step (default: 32)")
-    p.add_argument("--crop-frames", type=int, default=50, help="code frames per crop (default: 50)")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: 2e-3)")
-    p.add_argument("--warmup", type=int, default=200, help="warmup steps (default: 200)")
+    p.add_argument("--batch", type=cli_flags.positive_int, default=32, help="crops per step (default: 32)")
+    p.add_argument("--crop-frames", type=cli_flags.positive_int, default=50, help="code frames per crop (default: 50)")
+    p.add_argument("--lr", type=cli_flags.positive_float, default=2e-3, help="peak learning rate (default: 2e-3)")
+    p.add_argument("--warmup", type=cli_flags.count_or_zero, default=200, help="warmup steps (default: 200)")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast (default: on)")
-    p.add_argument("--distill-weight", type=float, default=2.0, help="weight of the layer-1 distillation loss")
-    p.add_argument("--adversary-weight", type=float, default=0.1, help="gradient-reversal scale (0: off)")
+    p.add_argument("--distill-weight", type=cli_flags.non_negative_float, default=2.0, help="weight of the layer-1 distillation loss")
+    p.add_argument("--adversary-weight", type=cli_flags.non_negative_float, default=0.1, help="gradient-reversal scale (0: off)")
     p.add_argument("--config", type=str, default="{}", help="JSON overrides of SpeechCodecConfig")
     add_run_args(p, out="runs/speech-tokenizer", steps=4200, save_every=250, log_every=10,
-                 ship=SPEECH_TOKENIZER_TINY_DIR,
                  export_help="after training, export config.json + model.safetensors to this folder")
     return p
 

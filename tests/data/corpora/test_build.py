@@ -115,7 +115,8 @@ def test_stats_command_prints_counts_per_split(micro_dir, capsys):
     assert stats["corpora"]["speech"]["all"]["hours"] > 0
     assert cli.main(["data", "stats", "--corpus", str(micro_dir / "nothing")]) == 1
     assert capsys.readouterr().err.startswith(f"anygpt data stats: {micro_dir / 'nothing'}: holds no corpus")
-    assert cli.main(["data", "stats", str(micro_dir)]) == 0  # the old spelling: a bare folder
+    assert cli.main(["data", "stats", str(micro_dir)]) == 2  # the old spelling, a bare folder, is gone
+    assert "the following arguments are required: --corpus" in capsys.readouterr().err
 
 
 def test_help_shows_examples(capsys):

@@ -11,7 +11,6 @@ its sentences from text/manifest.jsonl.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -25,7 +24,7 @@ from anygpt.data.corpora import images, music, speech, text
 from anygpt.data.corpora.common import DoneLog, run_jobs, write_jsonl_atomic
 from anygpt.data.corpora.presets import CorpusPreset, get_corpus_preset
 from anygpt.errors import OutputError, UsageError
-from anygpt.files import atomic_path
+from anygpt.files import write_json
 from anygpt.manifest import read_json
 
 log = logging.getLogger("anygpt.data")
@@ -148,5 +147,4 @@ def _config(p: CorpusPreset) -> dict:
 
 
 def _write_index(path: Path, index: dict) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    write_json(path, index, indent=2, sort_keys=True)

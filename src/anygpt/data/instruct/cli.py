@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from anygpt import cli_flags
-from anygpt.errors import ManifestError, UsageError
-from anygpt.files import append_jsonl, check_output_dir, check_output_file, write_json
+from anygpt.errors import ManifestError, OutputError, UsageError
+from anygpt.files import append_jsonl, check_apart, check_output_dir, check_output_file, write_json
 from anygpt.manifest import iter_jsonl, read_manifest
 
 WRITE_EXAMPLE = """anygpt instruct write --corpus data/tiny --n 5000 --out-file data/tiny-chat/scripts.jsonl
@@ -148,13 +148,13 @@ def build_parser():
                         "(default: train; held-out conversations: test or val)")
     w.add_argument("--base-url", help="openai writer: endpoint base URL, e.g. http://127.0.0.1:8000/v1")
     w.add_argument("--endpoint-model", metavar="NAME", help="openai writer: the endpoint's model name")
-    cli_flags.old_spelling(w, "--model", "--endpoint-model", "endpoint_model")
     w.add_argument("--api-key", help="openai writer: the endpoint's API key, if it needs one")
     w.add_argument("--topics", type=Path, metavar="FILE", help="openai writer: a text file, one topic or scenario per line")
     w.add_argument("--n", type=cli_flags.positive_int, default=1000, metavar="N",
                    help="conversations to write (default: 1000)")
     cli_flags.add_seed(w)
-    cli_flags.add_out_file(w, "the scripts file (JSONL; its statistics go beside it as NAME.stats.json)", old=("--out",))
+    cli_flags.add_out_file(w, "the scripts file (JSONL; its statistics go beside it as NAME.stats.json)",
+                           required=True)
     r = sub.add_parser("realise", help="stage 2: descriptions -> media codes",
                        description="Stage 2: each media description becomes codes (corpus items, TTS speech).",
                        epilog=cli_flags.example_text(REALISE_EXAMPLE))
@@ -173,15 +173,25 @@ def build_parser():
     return p
 
 
+def check_scripts_file(a) -> None:
+    """--out-file must be apart from the inputs, and an existing file there must be a scripts
+    file of ours (its NAME.stats.json beside it): a manifest or a user's file is never replaced."""
+    out = Path(a.out_file)
+    check_apart(out, {"--corpus": a.corpus if a.writer == "offline" else None, "--topics": a.topics},
+                flag="--out-file")
+    if out.exists() and not stats_path(out).is_file():
+        raise OutputError(f"{out}: --out-file exists and is not a scripts file of `anygpt instruct write` "
+                          f"(no {stats_path(out).name} beside it); choose a new file (nothing was changed)")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     a = p.parse_args(argv)
     if a.cmd == "write":
-        if a.out_file is None:
-            raise UsageError("--out-file is required (see anygpt instruct write --help)")
         if a.writer == "openai" and not (a.base_url and a.endpoint_model and a.topics):
             raise UsageError("--writer openai needs --base-url, --endpoint-model and --topics")
         check_output_file(a.out_file)
+        check_scripts_file(a)
         return write(a)
     a.excerpt = dict(a.excerpt)
     check_output_dir(a.out)
