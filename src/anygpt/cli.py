@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import importlib
 import sys
-import traceback
 
-from anygpt.errors import AnyGPTError, UsageError, message
+from anygpt.errors import run
 
 # name -> (module, one-line summary, example)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -71,23 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     command = f"anygpt {name}"
     if name in WITH_ACTIONS and rest and not rest[0].startswith("-"):
         command += f" {rest[0]}"
-    return run(command, COMMANDS[name][0], rest, debug)
-
-
-def run(command: str, module: str, argv: list[str], debug: bool = False) -> int:
-    """Run `module.main(argv)` under the error convention; returns the exit status."""
-    try:
-        return int(importlib.import_module(module).main(argv) or 0)
-    except SystemExit as e:  # argparse: --help (0) and usage errors (2), already printed
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    except KeyboardInterrupt:
-        print(f"{command}: interrupted", file=sys.stderr)
-        return 130
-    except (AnyGPTError, OSError) as e:
-        if debug:
-            traceback.print_exc()
-        print(f"{command}: {message(e)}", file=sys.stderr)
-        return 2 if isinstance(e, UsageError) else 1
+    module = COMMANDS[name][0]  # imported under the error convention, only when it runs
+    return run(command, lambda args: importlib.import_module(module).main(args), rest, debug)
 
 
 if __name__ == "__main__":

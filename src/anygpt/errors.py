@@ -1,4 +1,8 @@
-"""Exceptions with messages a user can act on: what failed, where, and how to fix it."""
+"""Exceptions with messages a user can act on: what failed, where, and how to fix it; and the
+one convention that turns them into a command's one-line message and exit status (`run`)."""
+
+import sys
+import traceback
 
 
 class AnyGPTError(Exception):
@@ -62,3 +66,20 @@ def message(e: BaseException) -> str:
         files = [f for f in (e.filename, e.filename2) if f is not None]
         return f"{' -> '.join(map(str, files))}: {what}" if files else what
     return " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
+
+
+def run(command: str, main, argv: list[str], debug: bool = False) -> int:
+    """Run `main(argv)` under the error convention (one line `COMMAND: message`, exit 1, or 2 for a
+    usage error; --debug adds the traceback); returns the exit status."""
+    try:
+        return int(main(argv) or 0)
+    except SystemExit as e:  # argparse: --help (0) and usage errors (2), already printed
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted", file=sys.stderr)
+        return 130
+    except (AnyGPTError, OSError) as e:
+        if debug:
+            traceback.print_exc()
+        print(f"{command}: {message(e)}", file=sys.stderr)
+        return 2 if isinstance(e, UsageError) else 1

@@ -451,6 +451,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # `accelerate launch -m anygpt.train.lm ...`: the dispatcher's error convention
-    from anygpt.cli import run
+    from anygpt.errors import run
 
-    sys.exit(run("anygpt train lm", __name__, [a for a in sys.argv[1:] if a != "--debug"], debug="--debug" in sys.argv))
+    sys.exit(run("anygpt train lm", main, [a for a in sys.argv[1:] if a != "--debug"], debug="--debug" in sys.argv))
