@@ -13,9 +13,12 @@ and tokenized on the fly, both directions, the release's templates and instructi
 no example repeats. It reuses the LM training core: the size presets and `token_loss` of
 anygpt.train.lm, the step log of anygpt.train.core.TrainingRun (OUT/log.jsonl). Every
 `--eval-every` minutes of training (evaluation time not counted) it scores the abilities on
-fixed held-out scenes (anygpt.eval.scene_abilities): captions (objects right, per attribute,
-optional beam search) and text-to-image read back by the pixel scene checker (exact and per
-attribute, optional classifier-free guidance). Speech abilities are not streamed yet.
+fixed held-out items: captions (objects right, per attribute, optional beam search) and
+text-to-image read back by the pixel scene checker (exact and per attribute, optional
+classifier-free guidance) on scenes (anygpt.eval.scene_abilities); speech recognition WER on
+test-split sentences spoken by flite (anygpt.eval.speech_abilities, `--abilities asr`). TTS
+WER (Whisper on de-tokenized speech) and the requested modality are not probed here: the
+reply's modality is chosen by a rule (anygpt.modality_choice), not learnt.
 
 Writes OUT/points.jsonl (one row per evaluation and ability: tokens seen, training seconds,
 the scores; rows of several runs can be plotted together), OUT/outputs/eval-NNNNNN.jsonl (what
@@ -38,7 +41,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ABILITIES = ("caption", "text-to-image")
+ABILITIES = ("caption", "text-to-image", "asr")
+IMAGE_ABILITIES = ("caption", "text-to-image")
 SMOKE = dict(preset="micro", block_len=128, batch=2, minutes=0.1, eval_every=0.05, eval_items=3, text_vocab=300,
              chunk=8, warmup=2)
 
@@ -50,14 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("runs/curves/run"), help="run folder (default: runs/curves/run)")
     p.add_argument("--label", default=None, help="name of this run in tables and plots (default: the --out folder's name)")
-    p.add_argument("--abilities", default=",".join(ABILITIES), help=f"comma list of {', '.join(ABILITIES)} (default: both)")
+    p.add_argument("--abilities", default=",".join(IMAGE_ABILITIES),
+                   help=f"comma list of {', '.join(ABILITIES)} (default: caption,text-to-image); image abilities "
+                        "train on fresh scene pairs, asr on sentences spoken by flite")
     p.add_argument("--minutes", type=float, default=15.0, help="training wall time, evaluation not counted (default: 15, at most 20)")
     p.add_argument("--eval-every", type=float, default=3.0, help="minutes of training between evaluations (default: 3)")
     p.add_argument("--eval-items", type=int, default=40, help="held-out scenes per ability (default: 40)")
     g = p.add_argument_group("recipe")
     g.add_argument("--answer-only", action="store_true", help="loss on the answer half of each pair only (default: every token)")
     g.add_argument("--curriculum", type=float, default=0.0, metavar="F",
-                   help="one-object scenes for the first F of the training time, then up to 4 (default: 0)")
+                   help="one-object scenes and sentences of at most 6 words for the first F of the training time, "
+                        "then up to 4 objects and 12 words (default: 0)")
+    g.add_argument("--speech-share", type=float, default=0.5,
+                   help="share of speech pairs when both image and speech abilities train (default: 0.5)")
     g.add_argument("--block-len", type=int, default=1024, help="tokens per block (default: 1024)")
     g.add_argument("--batch", type=int, default=4, help="blocks per step (default: 4)")
     g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: 1e-3)")
@@ -104,16 +113,27 @@ def text_sample(seed: int, n: int = 3000) -> list[str]:
     return builtin_texts() + [scenes.caption(scenes.sample_scene(rng), rng) for _ in range(n)]
 
 
-def build_model(a):
-    """-> AnyGPT: a fresh LM of the preset for a BPE text vocabulary plus the image layout."""
+def build_model(a, abilities: list[str]):
+    """-> AnyGPT: a fresh LM of the preset for a BPE text vocabulary plus the layout of the
+    media the abilities need (image, speech), with those tokenizers attached."""
     from anygpt.lm.expand import add_modality_tokens
     from anygpt.lm.text_tokenizer import train_text_tokenizer
+    from anygpt.modalities import load_tokenizer
     from anygpt.model import AnyGPT
     from anygpt.train.lm import build_preset
 
-    image = load_image_tokenizer(a.image_tokenizer)
-    tokenizer = train_text_tokenizer(text_sample(a.seed), vocab_size=a.text_vocab)
-    layout = add_modality_tokens(tokenizer, [image.token_spec])
+    media = {}
+    if set(abilities) & set(IMAGE_ABILITIES):
+        media["image"] = load_image_tokenizer(a.image_tokenizer)
+    if "asr" in abilities:
+        media["speech"] = load_tokenizer("speech", "compact")
+    texts = text_sample(a.seed)
+    if "speech" in media:
+        from anygpt.data.fresh_pairs import speakable_sentences
+
+        texts += random.Random(a.seed).sample(speakable_sentences("train"), 5000)
+    tokenizer = train_text_tokenizer(texts, vocab_size=a.text_vocab)
+    layout = add_modality_tokens(tokenizer, [t.token_spec for t in media.values()])
     shape = {}
     if a.hidden:
         shape.update(hidden_size=a.hidden, intermediate_size=a.hidden * 8 // 3, num_attention_heads=max(1, a.hidden // 64),
@@ -121,7 +141,7 @@ def build_model(a):
     if a.layers:
         shape["num_hidden_layers"] = a.layers
     lm = build_preset(a.preset, tokenizer, a.block_len, a.seed, **shape)
-    return AnyGPT(lm, tokenizer, layout, tokenizers={"image": image})
+    return AnyGPT(lm, tokenizer, layout, tokenizers=media)
 
 
 def optimizer(lm, lr: float) -> torch.optim.Optimizer:
@@ -140,18 +160,23 @@ def lr_now(a, step: int, frac: float) -> float:
 
 # ------------------------------------------------------------------------- evaluation
 def evaluate(model, a, items, abilities, out: Path, point: dict) -> list[dict]:
-    """Score each ability on the items; -> points rows; writes what the model wrote."""
+    """Score each ability on its items ({"scenes": [...], "speech": [...]}); -> points rows;
+    writes what the model wrote."""
     from anygpt.eval.scene_abilities import caption_scores, text_to_image_scores
+    from anygpt.eval.speech_abilities import asr_scores
 
     model.lm.eval()
     rows, outputs = [], {}
     try:
         if "caption" in abilities:
-            summary, outputs["caption"] = caption_scores(model, items, beams=a.beams)
+            summary, outputs["caption"] = caption_scores(model, items["scenes"], beams=a.beams)
             rows.append({**point, "ability": "caption", "score": summary["object_accuracy"], **summary})
         if "text-to-image" in abilities:
-            summary, outputs["text-to-image"] = text_to_image_scores(model, items, cfg_scale=a.cfg_scale)
+            summary, outputs["text-to-image"] = text_to_image_scores(model, items["scenes"], cfg_scale=a.cfg_scale)
             rows.append({**point, "ability": "text-to-image", "score": summary["exact"], **summary})
+        if "asr" in abilities:
+            summary, outputs["asr"] = asr_scores(model, items["speech"], beams=a.beams)
+            rows.append({**point, "ability": "asr", "score": summary["word_accuracy"], **summary})
     finally:
         model.lm.train()
     folder = out / "outputs"
@@ -169,8 +194,9 @@ def evaluate(model, a, items, abilities, out: Path, point: dict) -> list[dict]:
 
 # ------------------------------------------------------------------------- training
 def train(a) -> list[dict]:
-    from anygpt.data.fresh_pairs import PairOptions, PairStream
+    from anygpt.data.fresh_pairs import PairOptions, PairStream, SceneSource, SpokenSource
     from anygpt.eval.scene_abilities import scene_items
+    from anygpt.eval.speech_abilities import spoken_items
     from anygpt.train.core import RunOptions, TrainingRun
     from anygpt.train.lm import token_loss
 
@@ -182,15 +208,22 @@ def train(a) -> list[dict]:
     out, label = a.out, a.label or a.out.name
     if (out / "points.jsonl").exists():
         raise SystemExit(f"ability_curves.py: {out}/points.jsonl exists; use a new --out")
-    model = build_model(a)
+    model = build_model(a, abilities)
     lm = model.lm
-    opts = PairOptions(answer_only=a.answer_only, cfg_drop=a.cfg_drop, to_text_share=a.to_text_share,
-                       chunk=getattr(a, "chunk", 64))
-    stream = PairStream(model.codec, model.tokenizers["image"], opts, seed=a.seed,
-                        max_objects=1 if a.curriculum > 0 else 4)
-    items = scene_items(a.eval_items, seed=1)
+    opts = PairOptions(answer_only=a.answer_only, cfg_drop=a.cfg_drop, to_text_share=a.to_text_share)
+    sources, items = [], {}
+    scene_source = speech_source = None
+    if "image" in model.tokenizers:
+        scene_source = SceneSource(model.tokenizers["image"], seed=a.seed, chunk=getattr(a, "chunk", 64))
+        sources.append((scene_source, 1.0 - a.speech_share if "speech" in model.tokenizers else 1.0))
+        items["scenes"] = scene_items(a.eval_items, seed=1)
+    if "speech" in model.tokenizers:
+        speech_source = SpokenSource(model.tokenizers["speech"], seed=a.seed)
+        sources.append((speech_source, a.speech_share if scene_source else 1.0))
+        items["speech"] = spoken_items(model.tokenizers["speech"], a.eval_items, seed=1)
+    stream = PairStream(model.codec, sources, opts, seed=a.seed)
     opt = optimizer(lm, a.lr)
-    recipe = {k: getattr(a, k) for k in ("answer_only", "curriculum", "block_len", "batch", "lr", "warmup", "preset",
+    recipe = {k: getattr(a, k) for k in ("abilities", "answer_only", "curriculum", "speech_share", "block_len", "batch", "lr", "warmup", "preset",
                                           "hidden", "layers", "text_vocab", "to_text_share", "cfg_drop", "cfg_scale",
                                           "beams", "image_tokenizer", "precision", "seed", "minutes")}
     run = TrainingRun(RunOptions(out=out, steps=10 ** 9, save_every=10 ** 9, log_every=10, progress=False,
@@ -218,7 +251,11 @@ def train(a) -> list[dict]:
             if train_s >= budget:
                 break
         t0 = time.time()
-        stream.max_objects = 1 if train_s < a.curriculum * budget else 4
+        early = train_s < a.curriculum * budget
+        if scene_source:
+            scene_source.max_objects = 1 if early else 4
+        if speech_source:
+            speech_source.max_words = 6 if early else 12
         blocks = [stream.block(a.block_len) for _ in range(a.batch)]
         ids = torch.from_numpy(np.stack([b[0] for b in blocks]))
         labels = torch.from_numpy(np.stack([b[1] for b in blocks]))

@@ -1,10 +1,13 @@
-"""Fresh scene pairs, streamed: every training example is a scene never drawn before.
+"""Fresh pairs, streamed: every training example is new (a scene never drawn, a sentence
+spoken anew).
 
 Drawn scenes (anygpt.data.scenes) render and tokenize at over a thousand a second, so a short
 training run can see unique caption <-> image pairs instead of epochs of a fixed corpus; the
-probe on image pairs found grounding grows with unique examples, not with epochs. Each pair is
-one pretraining sample in the release's template (anygpt.templates.pretraining_pair), in a
-direction drawn per sample, with a random instruction of that direction's pool.
+probe on image pairs found grounding grows with unique examples, not with epochs. Speech pairs
+are sentences of the text sources (WordNet glosses and examples, train split) spoken by a flite
+voice on the fly (a few a second). Each pair is one pretraining sample in the release's
+template (anygpt.templates.pretraining_pair), in a direction drawn per sample, with a random
+instruction of that direction's pool; sources are mixed by weight.
 
 Recipe switches a probe compares:
 - answer_only: loss only on the answer half (the caption, or the image codes and end) instead
@@ -12,7 +15,8 @@ Recipe switches a probe compares:
 - cfg_drop: the share of text-to-image pairs whose caption is dropped (the condition empty),
   so the model also learns the unconditional image distribution that classifier-free guidance
   (anygpt.lm.guidance) needs;
-- max_objects: 1 for a curriculum's first phase (one-object scenes), else up to 4.
+- a curriculum's first phase: SceneSource.max_objects = 1 (one-object scenes),
+  SpokenSource.max_words small (short sentences).
 
 `PairStream.block(block_len)` packs samples end to end into a training block (a sample may
 run over into the next block, as in plain LM packing).
@@ -21,7 +25,9 @@ run over into the next block, as in plain LM packing).
 from __future__ import annotations
 
 import random
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -51,8 +57,69 @@ def encode_scenes(tokenizer, specs: list[scenes.SceneSpec]) -> torch.Tensor:
 class PairOptions:
     answer_only: bool = False
     cfg_drop: float = 0.0
-    to_text_share: float = 0.5  # share of pairs in the image -> text direction
-    chunk: int = 64  # scenes rendered and encoded at once
+    to_text_share: float = 0.5  # share of pairs in the media -> text direction
+
+
+class SceneSource:
+    """Fresh training scenes (no held-out pair) -> (caption, image codes); `chunk` scenes are
+    rendered and encoded at once."""
+
+    modality = "image"
+
+    def __init__(self, tokenizer, seed: int = 0, chunk: int = 64, max_objects: int = scenes.MAX_OBJECTS):
+        self.tokenizer, self.chunk, self.max_objects = tokenizer, chunk, max_objects
+        self.rng = random.Random(f"fresh-scenes/{seed}")
+        self._pending: list[tuple[scenes.SceneSpec, torch.Tensor]] = []
+
+    def next_scene(self) -> tuple[scenes.SceneSpec, torch.Tensor]:
+        if not self._pending or len(self._pending[-1][0].objects) > self.max_objects:
+            specs = [scenes.sample_scene(self.rng, heldout=False, max_objects=self.max_objects)
+                     for _ in range(self.chunk)]
+            self._pending = list(zip(specs, encode_scenes(self.tokenizer, specs)))[::-1]
+        return self._pending.pop()
+
+    def next(self) -> tuple[str, CodesPart]:
+        spec, codes = self.next_scene()
+        return scenes.caption(spec, self.rng), CodesPart("image", codes)
+
+
+FLITE_VOICES = ("kal", "rms", "slt", "awb")
+
+
+def speakable_sentences(split: str, min_words: int = 4, max_words: int = 12) -> list[str]:
+    """WordNet sentences (glosses, examples) of one text split (anygpt.data.corpora.text:
+    train / val / test by a hash of the text) that TTS reads without surprises."""
+    from anygpt.data.corpora.text import speakable, text_split, wordnet_items
+
+    return [t for t, _, _ in wordnet_items() if speakable(t, min_words, max_words) and text_split(t) == split]
+
+
+def speak(tokenizer, text: str, voice: str, folder: Path) -> torch.Tensor:
+    """One sentence spoken by a flite voice -> LM-facing speech codes LongTensor [K, T]."""
+    from anygpt.eval.probes import flite_say
+
+    wav = flite_say(text, voice, folder / "say.wav")
+    return tokenizer.encode_item(tokenizer.load(wav))
+
+
+class SpokenSource:
+    """Sentences of the train split, each spoken anew by a random flite voice -> (sentence,
+    speech codes). max_words: the longest sentence drawn (a curriculum starts short)."""
+
+    modality = "speech"
+
+    def __init__(self, tokenizer, seed: int = 0, max_words: int = 12, voices: tuple[str, ...] = FLITE_VOICES[:3]):
+        self.tokenizer, self.max_words, self.voices = tokenizer, max_words, voices
+        self.rng = random.Random(f"fresh-speech/{seed}")
+        self.sentences = speakable_sentences("train")
+        self._tmp = tempfile.TemporaryDirectory(prefix="anygpt-speak-")
+
+    def next(self) -> tuple[str, CodesPart]:
+        while True:
+            text = self.rng.choice(self.sentences)
+            if len(text.split()) <= self.max_words:
+                break
+        return text, CodesPart("speech", speak(self.tokenizer, text, self.rng.choice(self.voices), Path(self._tmp.name)))
 
 
 def prompt_and_answer(codec, media: CodesPart, text: str, direction: str, instruction: str) -> tuple[list[int], int]:
@@ -69,35 +136,28 @@ def prompt_and_answer(codec, media: CodesPart, text: str, direction: str, instru
 class PairStream:
     """An endless, seeded stream of fresh training pairs as (input_ids, labels) int arrays.
 
-    codec: the LM's SequenceEncoder; tokenizer: the image tokenizer; max_objects may be
-    changed between calls (a curriculum)."""
+    codec: the LM's SequenceEncoder; sources: (source, weight) pairs, a source being a
+    SceneSource or SpokenSource (anything with `modality` and `next() -> (text, CodesPart)`);
+    each pair comes from a source drawn by weight."""
 
-    def __init__(self, codec, tokenizer, options: PairOptions, seed: int = 0, max_objects: int = scenes.MAX_OBJECTS):
-        self.codec, self.tokenizer, self.o = codec, tokenizer, options
+    def __init__(self, codec, sources: list[tuple[object, float]], options: PairOptions, seed: int = 0):
+        self.codec, self.sources, self.o = codec, sources, options
         self.rng = random.Random(f"fresh-pairs/{seed}")
-        self.max_objects = max_objects
         self.pairs_seen = 0
-        self._pending: list[tuple[scenes.SceneSpec, torch.Tensor]] = []
         self._ids: list[int] = []
         self._labels: list[int] = []
 
-    def _next_scene(self) -> tuple[scenes.SceneSpec, torch.Tensor]:
-        if not self._pending:
-            specs = [scenes.sample_scene(self.rng, heldout=False, max_objects=self.max_objects)
-                     for _ in range(self.o.chunk)]
-            self._pending = list(zip(specs, encode_scenes(self.tokenizer, specs)))[::-1]
-        return self._pending.pop()
-
     def sample(self) -> tuple[list[int], list[int], str]:
         """One fresh pair -> (ids, labels, direction)."""
-        spec, codes = self._next_scene()
         rng = self.rng
+        source = self.sources[0][0] if len(self.sources) == 1 else \
+            rng.choices([s for s, _ in self.sources], weights=[w for _, w in self.sources])[0]
+        text, media = source.next()
         direction = "to_text" if rng.random() < self.o.to_text_share else "from_text"
-        text = scenes.caption(spec, rng)
         if direction == "from_text" and rng.random() < self.o.cfg_drop:
             text = UNCONDITIONAL
-        instruction = rng.choice(instruction_pool("image", direction))
-        ids, n_prompt = prompt_and_answer(self.codec, CodesPart("image", codes), text, direction, instruction)
+        instruction = rng.choice(instruction_pool(media.modality, direction))
+        ids, n_prompt = prompt_and_answer(self.codec, media, text, direction, instruction)
         labels = [IGNORE] * n_prompt + ids[n_prompt:] if self.o.answer_only else list(ids)
         self.pairs_seen += 1
         return ids, labels, direction
