@@ -89,3 +89,29 @@ def test_the_readme_first_command_needs_no_force_modality():
     assert "--force-modality" not in first
     request = re.search(r'--message "([^"]+)"', first).group(1)
     assert requested_modality(request) == "image"
+
+
+# ----------------------------------------------------------------------------- in the chat path
+def test_generate_auto_forces_what_the_message_asks_for():
+    from anygpt.conversation import Conversation
+    from anygpt.lm.generation import GenerationSettings
+    from anygpt.loaders import random_media_model
+
+    model = random_media_model(seed=1)
+    conv = Conversation()
+    conv.add_user("Draw a small green star at the top on a gray background.")
+    reply = model.generate(conv, settings=GenerationSettings(max_new_tokens=40), force_modality="auto", seed=0)
+    assert [p.modality for p in reply.media()] == ["image"]  # forced: the reply starts with <soim>
+    assert reply.media()[0].codes.shape == (1, 32)
+
+
+def test_chat_without_force_modality_answers_a_drawing_request_with_an_image(tmp_path, capsys):
+    from anygpt import cli
+
+    out = tmp_path / "out"
+    assert cli.main(["chat", "--model", "tiny-random", "--message", "Draw a red circle.", "--out", str(out)]) == 0
+    assert (out / "turn000-0-image.codes.txt").is_file()  # tiny-random has no de-tokenizer: codes
+    out2 = tmp_path / "out2"
+    assert cli.main(["chat", "--model", "tiny-random", "--message", "Say: hello there.", "--out", str(out2),
+                     "--max-new-tokens", "30"]) == 0
+    assert sorted(f.name for f in out2.glob("*.codes.txt"))[:1] == ["turn000-0-speech.codes.txt"]

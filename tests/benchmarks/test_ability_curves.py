@@ -73,3 +73,19 @@ def test_compare_plots_several_runs_in_one_png(tmp_path):
     assert png.is_file()
     text = tool.table(tool.read_points([tmp_path / "a", tmp_path / "b"]))
     assert text.count("\n| a |") == 3 and text.count("\n| b |") == 3
+
+
+def test_smoke_asr_scores_what_the_model_transcribed(tmp_path):
+    from anygpt.eval.asr import error_rates
+
+    tool = _tool()
+    out = tmp_path / "asr"
+    assert tool.main(["--smoke", "--out", str(out), "--abilities", "asr", "--curriculum", "0.5"]) == 0
+    points = [json.loads(line) for line in (out / "points.jsonl").read_text().splitlines()]
+    assert {p["ability"] for p in points} == {"asr"} and points[-1]["pairs"] > 0
+    last = points[-1]
+    rows = [json.loads(line) for line in (out / "outputs" / f"eval-{last['step']:06d}.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(r["text"] for r in rows)
+    wer = error_rates([r["text"] for r in rows], [r["transcript"] for r in rows])["wer"]
+    assert abs(last["wer"] - wer) < 1e-9 and abs(last["score"] - max(0.0, 1 - wer)) < 1e-9
+    assert 0.0 <= last["score"] <= 1.0

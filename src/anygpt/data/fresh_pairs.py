@@ -24,6 +24,7 @@ run over into the next block, as in plain LM packing).
 
 from __future__ import annotations
 
+import functools
 import random
 import tempfile
 from dataclasses import dataclass
@@ -86,12 +87,13 @@ class SceneSource:
 FLITE_VOICES = ("kal", "rms", "slt", "awb")
 
 
-def speakable_sentences(split: str, min_words: int = 4, max_words: int = 12) -> list[str]:
+@functools.lru_cache(maxsize=8)
+def speakable_sentences(split: str, min_words: int = 4, max_words: int = 12) -> tuple[str, ...]:
     """WordNet sentences (glosses, examples) of one text split (anygpt.data.corpora.text:
     train / val / test by a hash of the text) that TTS reads without surprises."""
     from anygpt.data.corpora.text import speakable, text_split, wordnet_items
 
-    return [t for t, _, _ in wordnet_items() if speakable(t, min_words, max_words) and text_split(t) == split]
+    return tuple(t for t, _, _ in wordnet_items() if speakable(t, min_words, max_words) and text_split(t) == split)
 
 
 def speak(tokenizer, text: str, voice: str, folder: Path) -> torch.Tensor:
