@@ -314,7 +314,8 @@ def plot(points: list[dict], path: Path) -> Path:
     for name, pts in series.items():
         ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=name)
     ax.set_xlabel("tokens seen")
-    ax.set_ylabel("score (caption: objects right; text-to-image: read back exactly)")
+    ax.set_ylabel("score")
+    ax.set_title("caption: objects right; text-to-image: read back exactly; asr: 1 - WER", fontsize=9)
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
