@@ -7,7 +7,9 @@
 Captioning: the model captions each scene's image codes (the first image_to_text instruction,
 greedy or beam search); anygpt.eval.scene_captions scores the caption: `object_accuracy`
 (objects named with the right colour, shape, count and position), per attribute
-(background, count, sizes, positions) and `exact`.
+(background, count, sizes, positions) and `exact`; and, more lenient, which of the scene's
+objects have their colour, shape, or colour + shape named anywhere in the caption
+(`color_named`, `shape_named`, `kind_named`: the first signs of grounding).
 Text-to-image: the model writes the image codes for each scene's canonical caption (the first
 text_to_image instruction), greedily, with classifier-free guidance at `cfg_scale`
 (anygpt.lm.guidance; 1: none); the image tokenizer decodes them and the pixel scene checker
@@ -30,7 +32,8 @@ from anygpt.lm.guidance import guided_segment
 from anygpt.parts import CodesPart, TextPart
 from anygpt.templates import pretraining_prompt
 
-CAPTION_KEYS = ("object_accuracy", "exact", "background", "count", "sizes", "positions")
+CAPTION_KEYS = ("object_accuracy", "exact", "background", "count", "sizes", "positions", "color_named",
+                "shape_named", "kind_named")
 IMAGE_KEYS = ("object_accuracy", "exact", "color", "shape", "size", "positions", "count", "background")
 
 
@@ -46,6 +49,20 @@ def scene_items(n: int, seed: int = 1, max_objects: int = scenes.MAX_OBJECTS) ->
     rng = random.Random(f"scene-abilities/{seed}")
     specs = [scenes.sample_scene(rng, heldout=False, max_objects=max_objects) for _ in range(n)]
     return [SceneItem(s, scenes.describe(s), scenes.attributes(s)) for s in specs]
+
+
+def named_attributes(caption: str, attrs: dict) -> dict[str, float]:
+    """The share of the scene's objects whose colour, shape and kind (colour + shape) the
+    caption names for some object (extra objects in the caption are not counted against it)."""
+    from anygpt.eval.scene_captions import parse_scene_objects
+
+    kinds = {m["kind"] for m in parse_scene_objects(caption)}
+    colours, shapes = {k.split()[0] for k in kinds}, {k.split()[1] for k in kinds}
+    objs = attrs["objects"]
+    n = max(1, len(objs))
+    return {"color_named": sum(o["color"] in colours for o in objs) / n,
+            "shape_named": sum(o["shape"] in shapes for o in objs) / n,
+            "kind_named": sum(f"{o['color']} {o['shape']}" in kinds for o in objs) / n}
 
 
 def _means(rows: list[dict], keys: tuple[str, ...]) -> dict[str, float]:
@@ -67,7 +84,7 @@ def caption_scores(model, items: list[SceneItem], *, beams: int = 1, max_new_tok
         parts = model.complete(prompt, settings=settings, seed=0)
         text = "".join(p.text for p in parts if isinstance(p, TextPart)).strip()
         rows.append({"caption": text, "truth": it.caption, "attributes": it.attributes,
-                     **scene_caption_accuracy(text, it.attributes)})
+                     **scene_caption_accuracy(text, it.attributes), **named_attributes(text, it.attributes)})
     return _means(rows, CAPTION_KEYS), rows
 
 
