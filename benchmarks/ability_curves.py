@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=15.0, help="training wall time, evaluation not counted (default: 15, at most 20)")
     p.add_argument("--eval-every", type=float, default=3.0, help="minutes of training between evaluations (default: 3)")
     p.add_argument("--eval-items", type=int, default=40, help="held-out scenes per ability (default: 40)")
+    p.add_argument("--train-on-eval-scenes", action="store_true",
+                   help="do not keep the evaluation's scenes out of the training stream (as the first runs did)")
     g = p.add_argument_group("recipe")
     g.add_argument("--answer-only", action="store_true", help="loss on the answer half of each pair only (default: every token)")
     g.add_argument("--curriculum", type=float, default=0.0, metavar="F",
@@ -98,6 +100,8 @@ def load_image_tokenizer(value: str):
 
     name, sep, folder = value.partition("=")
     if sep:
+        if not Path(folder).is_dir():
+            raise SystemExit(f"ability_curves.py: --image-tokenizer: {folder}: no such folder")
         return load_tokenizer("image", name, path=folder)
     if Path(value).is_dir():
         return load_tokenizer("image", "compact", path=value)
@@ -214,16 +218,18 @@ def train(a) -> list[dict]:
     sources, items = [], {}
     scene_source = speech_source = None
     if "image" in model.tokenizers:
-        scene_source = SceneSource(model.tokenizers["image"], seed=a.seed, chunk=getattr(a, "chunk", 64))
-        sources.append((scene_source, 1.0 - a.speech_share if "speech" in model.tokenizers else 1.0))
         items["scenes"] = scene_items(a.eval_items, seed=1)
+        exclude = frozenset() if a.train_on_eval_scenes else frozenset(it.spec for it in items["scenes"])
+        scene_source = SceneSource(model.tokenizers["image"], seed=a.seed, chunk=getattr(a, "chunk", 64),
+                                   exclude=exclude)
+        sources.append((scene_source, 1.0 - a.speech_share if "speech" in model.tokenizers else 1.0))
     if "speech" in model.tokenizers:
         speech_source = SpokenSource(model.tokenizers["speech"], seed=a.seed)
         sources.append((speech_source, a.speech_share if scene_source else 1.0))
         items["speech"] = spoken_items(model.tokenizers["speech"], a.eval_items, seed=1)
     stream = PairStream(model.codec, sources, opts, seed=a.seed)
     opt = optimizer(lm, a.lr)
-    recipe = {k: getattr(a, k) for k in ("abilities", "answer_only", "curriculum", "speech_share", "block_len", "batch", "lr", "warmup", "preset",
+    recipe = {k: getattr(a, k) for k in ("abilities", "train_on_eval_scenes", "answer_only", "curriculum", "speech_share", "block_len", "batch", "lr", "warmup", "preset",
                                           "hidden", "layers", "text_vocab", "to_text_share", "cfg_drop", "cfg_scale",
                                           "beams", "image_tokenizer", "precision", "seed", "minutes")}
     run = TrainingRun(RunOptions(out=out, steps=10 ** 9, save_every=10 ** 9, log_every=10, progress=False,
@@ -368,4 +374,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from anygpt.errors import AnyGPTError
+
+    try:
+        sys.exit(main())
+    except AnyGPTError as e:  # a bad tokenizer name or folder: one line, no traceback
+        print(f"ability_curves.py: {e}", file=sys.stderr)
+        sys.exit(1)

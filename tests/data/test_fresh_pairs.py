@@ -76,3 +76,16 @@ def test_blocks_pack_the_stream_end_to_end(model):
         i, l, _ = ref.sample()
         ids, labels = ids + i, labels + l
     assert a_ids.tolist() + b_ids.tolist() == ids[:200] and a_lab.tolist() + b_lab.tolist() == labels[:200]
+
+
+def test_excluded_scenes_are_never_drawn(model):
+    """One-object scenes are few (about a thousand), so a stream soon repeats the evaluation's
+    unless they are excluded."""
+    from anygpt.eval.scene_abilities import scene_items
+
+    held = frozenset(i.spec for i in scene_items(400, seed=1, max_objects=1))
+    s = SceneSource(model.tokenizers["image"], seed=4, chunk=64, max_objects=1, exclude=held)
+    drawn = {s.next_scene()[0] for _ in range(640)}
+    assert not drawn & held and len(drawn) > 100
+    free = SceneSource(model.tokenizers["image"], seed=4, chunk=64, max_objects=1)
+    assert {free.next_scene()[0] for _ in range(640)} & held  # without the exclusion they come up

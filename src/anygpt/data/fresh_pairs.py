@@ -63,19 +63,26 @@ class PairOptions:
 
 class SceneSource:
     """Fresh training scenes (no held-out pair) -> (caption, image codes); `chunk` scenes are
-    rendered and encoded at once."""
+    rendered and encoded at once. exclude: scenes never drawn (the evaluation's: there are
+    only about a thousand one-object scenes, so a stream would soon show them)."""
 
     modality = "image"
 
-    def __init__(self, tokenizer, seed: int = 0, chunk: int = 64, max_objects: int = scenes.MAX_OBJECTS):
-        self.tokenizer, self.chunk, self.max_objects = tokenizer, chunk, max_objects
+    def __init__(self, tokenizer, seed: int = 0, chunk: int = 64, max_objects: int = scenes.MAX_OBJECTS,
+                 exclude: frozenset = frozenset()):
+        self.tokenizer, self.chunk, self.max_objects, self.exclude = tokenizer, chunk, max_objects, exclude
         self.rng = random.Random(f"fresh-scenes/{seed}")
         self._pending: list[tuple[scenes.SceneSpec, torch.Tensor]] = []
 
+    def _draw(self) -> scenes.SceneSpec:
+        while True:
+            spec = scenes.sample_scene(self.rng, heldout=False, max_objects=self.max_objects)
+            if spec not in self.exclude:
+                return spec
+
     def next_scene(self) -> tuple[scenes.SceneSpec, torch.Tensor]:
         if not self._pending or len(self._pending[-1][0].objects) > self.max_objects:
-            specs = [scenes.sample_scene(self.rng, heldout=False, max_objects=self.max_objects)
-                     for _ in range(self.chunk)]
+            specs = [self._draw() for _ in range(self.chunk)]
             self._pending = list(zip(specs, encode_scenes(self.tokenizer, specs)))[::-1]
         return self._pending.pop()
 
