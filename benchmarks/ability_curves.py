@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", nargs="+", type=Path, metavar="OUT_OR_JSONL",
                    help="only plot and tabulate these runs' points together (no training)")
     p.add_argument("--png", type=Path, default=None, help="with --compare: the plot to write (default: curves.png here)")
+    p.add_argument("--plot-key", default="score",
+                   help="what the plot shows: score (default) or an attribute of the table (background, kind_named ...)")
     return p
 
 
@@ -303,11 +305,13 @@ def table(points: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(points: list[dict], path: Path) -> Path:
-    """Score against tokens seen, one line per (run, ability): matplotlib, else Pillow."""
+def plot(points: list[dict], path: Path, key: str = "score") -> Path:
+    """`key` (the score, or one attribute such as background) against tokens seen, one line
+    per (run, ability) that has it: matplotlib, else Pillow."""
     series: dict[str, list[tuple[float, float]]] = {}
     for r in points:
-        series.setdefault(f"{r['run']} {r['ability']}", []).append((r["tokens"], r["score"]))
+        if isinstance(r.get(key), (int, float)):
+            series.setdefault(f"{r['run']} {r['ability']}", []).append((r["tokens"], r[key]))
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         import matplotlib
@@ -315,13 +319,14 @@ def plot(points: list[dict], path: Path) -> Path:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return _plot_pillow(series, path)
+        return _plot_pillow(series, path, key)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, pts in series.items():
         ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=name)
     ax.set_xlabel("tokens seen")
-    ax.set_ylabel("score")
-    ax.set_title("caption: objects right; text-to-image: read back exactly; asr: 1 - WER", fontsize=9)
+    ax.set_ylabel(key)
+    ax.set_title("score: caption objects right; text-to-image read back exactly; asr 1 - WER" if key == "score"
+                 else f"{key} (see anygpt.eval.scene_abilities)", fontsize=9)
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -331,7 +336,7 @@ def plot(points: list[dict], path: Path) -> Path:
     return path
 
 
-def _plot_pillow(series: dict[str, list[tuple[float, float]]], path: Path) -> Path:
+def _plot_pillow(series: dict[str, list[tuple[float, float]]], path: Path, key: str) -> Path:
     from PIL import Image, ImageDraw
 
     w, h, m = 700, 450, 50
@@ -349,7 +354,7 @@ def _plot_pillow(series: dict[str, list[tuple[float, float]]], path: Path) -> Pa
             d.ellipse((x - 3, y - 3, x + 3, y + 3), fill=c)
         d.text((m + 10, m + 10 + 14 * i), name, fill=c)
     d.text((w // 2 - 40, h - m + 15), f"tokens seen (max {xmax:,})", fill="black")
-    d.text((5, m - 20), "score 0..1", fill="black")
+    d.text((5, m - 20), f"{key} 0..1", fill="black")
     im.save(path)
     return path
 
@@ -358,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     if a.compare:
         points = read_points(a.compare)
-        png = plot(points, a.png or Path("curves.png"))
+        png = plot(points, a.png or Path("curves.png"), a.plot_key)
     else:
         if a.smoke:
             for k, v in SMOKE.items():
@@ -366,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.minutes > 20:
             raise SystemExit("ability_curves.py: --minutes: at most 20 (a probe, not a long run)")
         points = train(a)
-        png = plot(points, a.out / "curves.png")
+        png = plot(points, a.out / "curves.png", a.plot_key)
         (a.out / "table.md").write_text(table(points) + "\n", encoding="utf-8")
     print(table(points))
     print(f"plot: {png}")
