@@ -115,3 +115,26 @@ def test_chat_without_force_modality_answers_a_drawing_request_with_an_image(tmp
     assert cli.main(["chat", "--model", "tiny-random", "--message", "Say: hello there.", "--out", str(out2),
                      "--max-new-tokens", "30"]) == 0
     assert sorted(f.name for f in out2.glob("*.codes.txt"))[:1] == ["turn000-0-speech.codes.txt"]
+
+
+def test_chat_help_describes_the_default_models_world(capsys):
+    from anygpt import cli
+    from anygpt.data import scenes
+
+    assert cli.main(["chat", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for word in (*scenes.SHAPES, *scenes.PALETTE, *scenes.BACKGROUNDS, "small", "large"):
+        assert word in text, word
+    assert "--force-modality auto" in text and "not expected to be good" in text
+
+
+def test_the_readme_first_command_draws_with_the_shipped_model(tmp_path):
+    """The README's first command, as written (no --force-modality), on anygpt-tiny: a picture."""
+    from anygpt import cli
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    first = next(line for line in readme.splitlines() if "anygpt chat --message" in line)
+    request = re.search(r'--message "([^"]+)"', first).group(1)
+    out = tmp_path / "out"
+    assert cli.main(["chat", "--message", request, "--out", str(out), "--threads", "1"]) == 0
+    assert [p.name for p in out.iterdir()] == ["turn000-0-image.png"]
