@@ -17,8 +17,8 @@ from anygpt.asset_paths import DEFAULT_MODEL
 from anygpt.errors import AnyGPTError, UsageError, message
 from anygpt.modalities import modality_names
 
-EXAMPLE = """anygpt chat --message "Draw a big red circle in the middle on a white background." --force-modality image --out out/
-anygpt chat --message "Say: the cat sat on the mat." --force-modality speech --voice-prompt me.wav --out out/
+EXAMPLE = """anygpt chat --message "Draw a big red circle in the middle on a white background." --out out/
+anygpt chat --message "Say: the cat sat on the mat." --voice-prompt me.wav --out out/
 anygpt chat --image scene.png --message "Describe this picture."
 anygpt chat --model path/to/AnyGPT-chat --image cat.png --message "What is in this picture?"
 anygpt chat                                 # interactive; type /help for commands
@@ -26,6 +26,23 @@ anygpt chat                                 # interactive; type /help for comman
 In interactive mode: /image PATH, /speech PATH, /music PATH attach a file to the next
 message; /clear forgets the history; /quit leaves. Generated media go to --out (as media
 files where the model has a de-tokenizer for them, else as code files).
+
+The reply's modality follows the request (--force-modality auto): draw/paint/picture/image ->
+image; say/speak/read aloud -> speech; play/compose/music -> music; a question -> text.
+
+What anygpt-tiny (the default) knows, and so what it answers best:
+  pictures: 1-4 circles, squares, triangles, stars; red, green, blue, yellow, purple, orange;
+    small or large; top left, top, top right, left, center, right, bottom left, bottom,
+    bottom right; on a white, black or gray background
+  speech: English sentences (dictionary glosses, examples, quotations) in flite, festival and
+    espeak-ng voices
+  music: Bach chorales, folk songs, Irish tunes, Palestrina, Monteverdi on piano,
+    harpsichord, vibraphone, organ, guitar, violin, cello, strings, trumpet, oboe, clarinet or
+    flute; slow to fast, a key and mode, a metre, a register
+  e.g. "Draw two small blue squares at the top on a black background."
+       "Play a slow piece on the cello in D minor."   "Say: the river is long and cold."
+       --image scene.png "Describe this image."       --speech clip.wav "Transcribe this speech."
+Chit-chat outside that world ("Hello, who are you?") is not expected to be good.
 """
 
 
@@ -46,8 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="import MODULE first (it may register more modalities and tokenizers)")
     for m in modality_names():
         p.add_argument(f"--{m}", action="append", default=[], metavar="PATH", help=f"attach a {m} file to the first message")
-    p.add_argument("--force-modality", choices=modality_names(), help="start the reply with this modality")
-    p.add_argument("--preset", default="text", help="generation preset: text, image, speech, music, paper-*")
+    p.add_argument("--force-modality", choices=["auto", "none", *modality_names()], default="auto",
+                   help="start the reply with this modality; auto (default): the one the message asks for "
+                        "(anygpt.modality_choice: draw/picture/image -> image, say/speak/read aloud -> speech, "
+                        "play/compose/music -> music, a question -> text); none: the model chooses")
+    p.add_argument("--preset", default=None,
+                   help="generation preset: text, image, speech, music, paper-* (default: the reply modality's)")
     p.add_argument("--max-new-tokens", type=cli_flags.positive_int, metavar="N",
                    help="override the preset's max new tokens")
     p.add_argument("--unconstrained", action="store_true", help="the release's behaviour: no segment constraints")
@@ -91,15 +112,20 @@ def main(argv: list[str] | None = None) -> int:
     check_before_loading(args)
     cli_flags.set_threads(args.threads)
     from anygpt.conversation import Conversation
-    from anygpt.lm.generation import get_preset
+    from anygpt.lm.generation import GENERATION_PRESETS, get_preset
     from anygpt.loaders import load_model
+    from anygpt.modality_choice import reply_modality
 
-    try:
-        settings = get_preset(args.preset).with_(max_new_tokens=args.max_new_tokens)
-    except ValueError as e:
-        raise UsageError(f"--preset: {e}") from None
-    if args.unconstrained:
-        settings = settings.with_(constrained=False)
+    def settings_for(force: str | None):
+        """The preset named, else the reply modality's (text when it has none)."""
+        name = args.preset or (force if force in GENERATION_PRESETS else "text")
+        try:
+            settings = get_preset(name).with_(max_new_tokens=args.max_new_tokens)
+        except ValueError as e:
+            raise UsageError(f"--preset: {e}") from None
+        return settings.with_(constrained=False) if args.unconstrained else settings
+
+    settings_for(None)  # a bad --preset fails before the model loads
     model = load_model(args.model, template=args.template)
     context = {}
     if args.voice_prompt is not None and "speech" in model.tokenizers:
@@ -116,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for paths in pending.values():
                 paths.clear()
+        force = reply_modality(args.force_modality, text, model.layout.modalities)
         try:
-            reply = model.generate(conv, settings=settings, force_modality=args.force_modality, seed=args.seed + turn,
+            reply = model.generate(conv, settings=settings_for(force), force_modality=force, seed=args.seed + turn,
                                    engine=args.engine, quantize="int8" if args.int8 else None, threads=args.threads)
         except BaseException:
             conv.turns.pop()

@@ -211,7 +211,8 @@ class AnyGPT:
         """Write the assistant's next turn, append it to `conversation`, and return it.
 
         force_modality: start the reply with that modality's start marker (as the release's
-        force_image_generation etc.). Constrained settings parse the reply strictly; the
+        force_image_generation etc.); "auto": the modality the last user message asks for
+        (anygpt.modality_choice; text forces nothing); None or "none": the model chooses. Constrained settings parse the reply strictly; the
         unconstrained (release) mode parses leniently and marks repaired segments.
         streamer: a BaseStreamer-shaped object (put/end, e.g. anygpt.lm.streaming.ReplyStreamer)
         that receives the reply's ids as they are written, the forced start marker first.
@@ -220,6 +221,12 @@ class AnyGPT:
         search always runs there). quantize: "int8" for the engine's int8 projections.
         threads: torch threads while generating (engine default: 1).
         """
+        if force_modality in ("auto", "none"):
+            from anygpt.modality_choice import reply_modality
+
+            last = conversation.turns[-1] if conversation.turns else None
+            request = " ".join(p.text for p in last.parts if isinstance(p, TextPart)) if last else None
+            force_modality = reply_modality(force_modality, request, self.layout.modalities)
         parts = self.complete(self._chat_prompt(conversation, force_modality), preset=preset, settings=settings,
                               force_modality=force_modality, seed=seed, streamer=streamer, engine=engine,
                               quantize=quantize, threads=threads)

@@ -12,7 +12,7 @@ import pytest
 from anygpt.errors import LayoutError, UnknownModalityError
 from anygpt.lm.tiny import random_tiny
 from anygpt.modalities import get_modality, register_tokenizer
-from anygpt.modalities.base import TokenSpec
+from anygpt.token_spec import TokenSpec
 from anygpt.model import AnyGPT
 
 CALLS: list[str] = []

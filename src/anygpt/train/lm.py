@@ -65,12 +65,14 @@ class BuiltModel:
     source: str  # "preset:tiny" or the --init path
 
 
-def build_preset(name: str, tokenizer, block_len: int, seed: int):
+def build_preset(name: str, tokenizer, block_len: int, seed: int, **overrides):
+    """A random LlamaForCausalLM of preset `name` for the tokenizer's vocabulary; overrides:
+    LlamaConfig fields that replace the preset's (hidden_size=256, num_hidden_layers=4 ...)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     if name not in MODEL_SIZES:
         raise AnyGPTError(f"--preset: unknown preset {name!r}; choose from {', '.join(MODEL_SIZES)}")
-    shape = dict(MODEL_SIZES[name])
+    shape = {**MODEL_SIZES[name], **overrides}
     shape.setdefault("num_key_value_heads", shape["num_attention_heads"])
     config = LlamaConfig(vocab_size=len(tokenizer), max_position_embeddings=-(-block_len // 512) * 512,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
