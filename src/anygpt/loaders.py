@@ -164,6 +164,22 @@ def load_compact_image_tokenizer(path: str | Path | None = None, *, bf16: bool =
     return CompactImageTokenizer.from_folder(folder, bf16=bf16)
 
 
+# ---------------------------------------------------------------- image tokenizer "grid"
+# 64x64 RGB -> 36 local codes of 1024 (a 6 x 6 grid of windows, each code read from its own
+# window); the codes the next anygpt-tiny trains on. "compact" stays loadable for the shipped LM.
+IMAGE_TOKENIZER_GRID_DIR = ASSETS / "image-tokenizer-grid"
+IMAGE_TOKENIZER_GRID_RETRAIN = "see src/anygpt/assets/image-tokenizer-grid/README.md"
+
+
+def load_grid_image_tokenizer(path: str | Path | None = None, *, bf16: bool = True):
+    """-> CompactImageTokenizer (encoder "grid") from `path`, default the shipped weights."""
+    from anygpt.modalities.image_tokenizers import CompactImageTokenizer
+
+    folder = Path(path) if path is not None else _shipped(IMAGE_TOKENIZER_GRID_DIR, WEIGHTS,
+                                                          IMAGE_TOKENIZER_GRID_RETRAIN)
+    return CompactImageTokenizer.from_folder(folder, bf16=bf16)
+
+
 # ---------------------------------------------------------------- speech tokenizer "compact"
 # 16 kHz mono, 25 code frames per second, 6 RVQ layers of 512; layer 1 (content, distilled from
 # Whisper tiny.en) goes to the LM. Its SoundStorm fills layers 2-6 in the voice of a 3 s prompt
