@@ -2,6 +2,7 @@
 
     python benchmarks/code_predictability.py                       # shipped image, speech, music tokenizers
     python benchmarks/code_predictability.py --image compact --image runs/grid/export --speech compact
+    python benchmarks/code_predictability.py --skip image --skip music --units 128 --units 256   # + content units
     python benchmarks/code_predictability.py --smoke              # tiny sizes, seconds (the test suite runs it)
 
 An LM learns text -> codes from examples. When one local change in the media moves most codes,
@@ -21,7 +22,10 @@ Speech (the same sentences in several espeak-ng and flite voices, 16 kHz):
   - invariance: normalised edit distance of layer-1 codes for the same sentence in two voices,
     against two different sentences in one voice (and the three voice pairs of issue 23);
   - speaker probe: logistic regression on layer-1 code histograms, fit on some sentences of
-    every voice and scored on the others (chance = 1 / voices).
+    every voice and scored on the others (chance = 1 / voices);
+  - with --units K: candidates for a new layer 1 built from the content teacher, Whisper tiny.en
+    encoder features at 25 frames per second: plain k-means units, and the voice-free content
+    units of anygpt.nn.content_units fitted on --units-sentences other sentences.
 Music (one melody rendered with pretty-midi + fluidsynth):
   - edit distance of each codebook's codes for the same notes on another instrument, at
     another tempo, against another melody on the same instrument.
@@ -228,13 +232,65 @@ def synthesise(engine: str, voice: str, text: str, wav: Path) -> None:
     subprocess.run(cmd, check=True, capture_output=True, timeout=60)
 
 
-def speech_rows(name: str, tok, args, clips: dict) -> dict:
-    """clips: (voice, sentence index) -> wav path."""
+def extra_sentences(n: int, seed: int) -> list[str]:
+    """n more sentences for fitting content units, never one of SENTENCES: the first half of one
+    fixed sentence joined to the second half of another."""
+    rng = random.Random(f"extra-sentences-{seed}")
+    halves = [s.rstrip(".").split() for s in SENTENCES]
+    out: list[str] = []
+    while len(out) < n:
+        a, b = rng.sample(halves, 2)
+        text = " ".join(a[: len(a) // 2] + b[len(b) // 2:]) + "."
+        if text not in out and text not in SENTENCES:
+            out.append(text)
+    return out
+
+
+def content_unit_rows(args, test_clips: dict, tmp: Path) -> list[dict]:
+    """Layer-1 candidates built from the content teacher (anygpt.nn.content_units): k-means units
+    of Whisper tiny.en features, raw and after the cross-voice projection fitted on
+    --units-sentences other sentences in the same voices."""
+    from anygpt.media_io import load_audio
+    from anygpt.nn.content_units import ContentUnitsConfig, kmeans, train_content_units, utterance_norm
+    from anygpt.nn.speech_data import WhisperEncoder, pool_frames
+
+    enc = WhisperEncoder(args.threads)
+
+    def features(path: Path) -> np.ndarray:
+        wav = load_audio(path, 16000)[0].numpy()
+        return pool_frames(enc(wav), 2, -(-len(wav) // 640))  # 25 frames per second, as layer 1
+
+    fit_clips = {}
+    for engine, voice in VOICES[:args.voices]:
+        for s, text in enumerate(extra_sentences(args.units_sentences, args.seed)):
+            wav = tmp / f"fit-{voice}-{s}.wav"
+            synthesise(engine, voice, text, wav)
+            fit_clips[(voice, s)] = features(wav)
+    test_feats = {k: features(p) for k, p in test_clips.items()}
+    rows = []
+    for k in args.units:
+        raw = kmeans(torch.nn.functional.normalize(torch.from_numpy(np.concatenate(
+            [utterance_norm(f) for f in fit_clips.values()])), dim=-1), k, seed=args.seed)
+        rows.append(speech_metrics(f"Whisper features, k-means {k}", {
+            key: (torch.nn.functional.normalize(torch.from_numpy(utterance_norm(f)), dim=-1) @ raw.t()).argmax(-1).numpy()
+            for key, f in test_feats.items()}))
+        units = train_content_units(fit_clips, ContentUnitsConfig(units=k, seed=args.seed))
+        rows.append(speech_metrics(f"content units {k} (cross-voice projection)",
+                                   {key: units.units(f).numpy() for key, f in test_feats.items()}))
+    return rows
+
+
+def speech_rows(name: str, tok, clips: dict) -> dict:
+    """clips: (voice, sentence index) -> wav path; the tokenizer's layer 1 of each, measured."""
+    return speech_metrics(name, {key: tok.encode(tok.load(path)[None])[0, 0].numpy() for key, path in clips.items()})
+
+
+def speech_metrics(name: str, layer1: dict) -> dict:
+    """layer1: (voice, sentence index) -> codes [T] -> invariance and speaker-probe figures."""
     from sklearn.linear_model import LogisticRegression
 
-    voices = sorted({v for v, _ in clips})
-    n_sent = len({s for _, s in clips})
-    layer1 = {key: tok.encode(tok.load(path)[None])[0, 0].numpy() for key, path in clips.items()}
+    voices = sorted({v for v, _ in layer1})
+    n_sent = len({s for _, s in layer1})
     same_text = [edit_distance(layer1[(a, s)], layer1[(b, s)])
                  for s in range(n_sent) for i, a in enumerate(voices) for b in voices[i + 1:]]
     same_voice = [edit_distance(layer1[(v, s)], layer1[(v, t)])
@@ -246,8 +302,8 @@ def speech_rows(name: str, tok, args, clips: dict) -> dict:
     def hist(c):
         return np.bincount(c, minlength=size)[:size] / max(1, len(c))
 
-    fit = [k for k in clips if k[1] < n_sent * 2 // 3]
-    held = [k for k in clips if k[1] >= n_sent * 2 // 3]
+    fit = [k for k in layer1 if k[1] < n_sent * 2 // 3]
+    held = [k for k in layer1 if k[1] >= n_sent * 2 // 3]
     clf = LogisticRegression(max_iter=3000, C=10.0).fit(np.stack([hist(layer1[k]) for k in fit]), [k[0] for k in fit])
     probe = float(np.mean(clf.predict(np.stack([hist(layer1[k]) for k in held])) == np.array([k[0] for k in held])))
     return {"tokenizer": name, "same_sentence_two_voices": float(np.mean(same_text)),
@@ -333,6 +389,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recon-scenes", type=int, default=400)
     ap.add_argument("--sentences", type=int, default=len(SENTENCES))
     ap.add_argument("--voices", type=int, default=len(VOICES))
+    ap.add_argument("--units", type=int, action="append", default=None,
+                    help="also measure content units (anygpt.nn.content_units) with this many units (repeatable)")
+    ap.add_argument("--units-sentences", type=int, default=48,
+                    help="other sentences, in the same voices, that the content units are fitted on")
     ap.add_argument("--melodies", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
@@ -341,7 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.smoke:
         args.scenes, args.probe_epochs, args.locality_scenes, args.recon_scenes = 60, 2, 4, 4
-        args.sentences, args.voices, args.melodies = 3, 3, 1
+        args.sentences, args.voices, args.melodies, args.units_sentences = 3, 3, 1, 2
+        args.units = [4] if args.units else None
     torch.set_num_threads(args.threads)
     result: dict = {"args": vars(args)}
     if "image" not in args.skip:
@@ -353,7 +414,9 @@ def main(argv: list[str] | None = None) -> int:
                 for s, text in enumerate(SENTENCES[:args.sentences]):
                     clips[(voice, s)] = Path(tmp) / f"{voice}-{s}.wav"
                     synthesise(engine, voice, text, clips[(voice, s)])
-            result["speech"] = [speech_rows(n, load("speech", n), args, clips) for n in (args.speech or ["compact"])]
+            result["speech"] = [speech_rows(n, load("speech", n), clips) for n in (args.speech or ["compact"])]
+            if args.units:
+                result["speech"] += content_unit_rows(args, clips, Path(tmp))
     if "music" not in args.skip:
         result["music"] = [music_rows(n, load("music", n), args) for n in (args.music or ["compact"])]
     print_tables(result)
