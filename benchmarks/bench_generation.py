@@ -57,7 +57,7 @@ def build_model(name: str):
         return load_model(name)
     from anygpt.lm.tiny import builtin_texts, random_tiny
 
-    tokenizers = {m: load_tokenizer(m, "tiny") for m in ("image", "speech", "music")}
+    tokenizers = {m: load_tokenizer(m, "compact") for m in ("image", "speech", "music")}
     lm, tok, layout = random_tiny([t.token_spec for t in tokenizers.values()], seed=0, text_vocab=4000,
                                   texts=builtin_texts() + synthetic_texts(), hidden=384, layers=6, heads=6,
                                   intermediate=1024, max_positions=4608)
@@ -72,7 +72,7 @@ def prompts(model, n: int = 8, seed: int = 0) -> list[torch.Tensor]:
     words = synthetic_texts(2000, seed=1)[0].split() * 20
     out = []
     for _ in range(n):
-        c = Conversation(template=model.template.name)
+        c = Conversation()
         c.add_user(" ".join(rng.sample(words, rng.randint(3, 40))))
         out.append(model._prompt_ids(c, _settings(8), None)[0])
     return out
@@ -185,7 +185,7 @@ def first_audio(model, quantize: str | None, new: int = 150, **audio) -> tuple[f
         if isinstance(ev, AudioChunk) and "audio" not in marks:
             marks["audio"] = time.perf_counter()
 
-    c = Conversation(template=model.template.name)
+    c = Conversation()
     c.add_user("Say something.")
     t0 = time.perf_counter()
     model.generate(c, settings=_settings(new), force_modality="speech", seed=0, quantize=quantize,

@@ -1,6 +1,6 @@
 """Image tokenizer speed: encode and decode images/s at batch 32 (never run in tests).
 
-    python benchmarks/bench_image_tokenizer.py [--tokenizer tiny] [--threads 1 2] [--batch 32]
+    python benchmarks/bench_image_tokenizer.py [--tokenizer compact] [--threads 1 2] [--batch 32]
 
 Prints a markdown table. The tiny tokenizer runs under bf16 autocast (as shipped) and in float32.
 """
@@ -28,7 +28,7 @@ def rate(fn, n_items: int, min_seconds: float = 3.0) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--tokenizer", default="tiny")
+    ap.add_argument("--tokenizer", default="compact")
     ap.add_argument("--path", default=None)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])

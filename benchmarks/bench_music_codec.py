@@ -34,9 +34,9 @@ def main() -> None:
     ap.add_argument("--skip-released", action="store_true")
     args = ap.parse_args()
 
-    from anygpt.modalities.music_codec import (
-        TINY_ASSET_DIR, ReleasedMusicTokenizer, TinyMusicTokenizer, load_tiny_music_tokenizer,
-        released_encodec_config,
+    from anygpt.asset_paths import MUSIC_CODEC_TINY_DIR
+    from anygpt.modalities.music_tokenizers import (
+        CompactMusicTokenizer, ReleasedMusicTokenizer, load_compact_music_tokenizer, released_encodec_config,
     )
     from anygpt.nn.compact_music_codec import CompactMusicCodec, MusicCodecConfig
 
@@ -46,10 +46,10 @@ def main() -> None:
 
         torch.manual_seed(0)
         tokenizers.append(("released encodec_32khz (random weights)", ReleasedMusicTokenizer(EncodecModel(released_encodec_config()))))
-    if (TINY_ASSET_DIR / "model.safetensors").exists():
-        tokenizers.append(("compact (shipped)", load_tiny_music_tokenizer()))
+    if (MUSIC_CODEC_TINY_DIR / "model.safetensors").exists():
+        tokenizers.append(("compact (shipped)", load_compact_music_tokenizer()))
     else:
-        tokenizers.append(("compact (random weights)", TinyMusicTokenizer(CompactMusicCodec(MusicCodecConfig()))))
+        tokenizers.append(("compact (random weights)", CompactMusicTokenizer(CompactMusicCodec(MusicCodecConfig()))))
 
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; {args.seconds:g} s of audio, batch 1, best of {args.repeat}")
     print("| codec | sample rate | tokens/s | threads | encode x RT | decode x RT |")

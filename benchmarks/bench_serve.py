@@ -40,7 +40,7 @@ def save_random_model(folder: Path) -> Path:
     from bench_generation import build_model
 
     model = build_model("random")
-    model.tokenizer_entries = {m: {"loader": "tiny"} for m in model.tokenizers}
+    model.tokenizer_entries = {m: {"loader": "compact"} for m in model.tokenizers}
     model.save_pretrained(folder)
     return folder
 

@@ -50,16 +50,16 @@ def flops_per_token(model, seq: int) -> float:
 def tiny_model(vocab: int, attn: str):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from anygpt.train.lm import PRESETS
+    from anygpt.train.lm import MODEL_SIZES
 
     cfg = LlamaConfig(vocab_size=vocab, max_position_embeddings=4608, tie_word_embeddings=False,
-                      attn_implementation=attn, **PRESETS["tiny"])
+                      attn_implementation=attn, **MODEL_SIZES["tiny"])
     torch.manual_seed(0)
     return LlamaForCausalLM(cfg)
 
 
 def smollm2(lora: int):
-    from anygpt.loaders import load_base_lm
+    from anygpt.lm.base_lm import load_base_lm
     from anygpt.train.lm import apply_lora
 
     model, tok = load_base_lm("smollm2-135m-instruct")

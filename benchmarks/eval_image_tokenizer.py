@@ -1,6 +1,6 @@
 """Evaluate an image tokenizer on held-out scenes and emoji; prints markdown tables.
 
-    python benchmarks/eval_image_tokenizer.py --data data/tiny [--tokenizer tiny] [--path FOLDER]
+    python benchmarks/eval_image_tokenizer.py --data data/tiny [--tokenizer compact] [--path FOLDER]
 
 1. Scene checker (anygpt.eval.scene_checker): attributes read from the reconstruction vs read
    from the source, per attribute (background, count, positions, colour, shape, size, all).
@@ -111,7 +111,7 @@ def probe(xtr, ytr, xte, yte, occupied_only: bool = False) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="data/tiny")
-    ap.add_argument("--tokenizer", default="tiny")
+    ap.add_argument("--tokenizer", default="compact")
     ap.add_argument("--path", default=None, help="tokenizer folder (default: the shipped weights)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             entry["agreement"] = scene_agreement(g["images"], rec, [r["attributes"] for r in g["records"]])
         results["groups"][name] = entry
     print(f"\n## Reconstruction ({args.tokenizer}, {tok.image_size[0]}x{tok.image_size[1]}, "
-          f"{int(tok.frame_rate)} codes of {tok.codebook_size})\n")
+          f"{tok.frames_per_item} codes of {tok.codebook_size})\n")
     print("| group | n | PSNR dB | SSIM |\n|---|---|---|---|")
     for name, e in results["groups"].items():
         print(f"| {name} | {e['n']} | {e['psnr']:.2f} | {e['ssim']:.3f} |")

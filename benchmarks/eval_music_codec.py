@@ -50,8 +50,9 @@ def main() -> None:
     from anygpt.eval.audio_metrics import log_mel_distance, si_snr
     from anygpt.eval.music_notes import note_f1, transcribe_notes
     from anygpt.media_io import load_audio
+    from anygpt.modalities.music_tokenizers import load_compact_music_tokenizer
 
-    tok = load_tiny_music_tokenizer(args.codec)
+    tok = load_compact_music_tokenizer(args.codec)
     sr = tok.sample_rate
     bitrate = tok.frame_rate * tok.num_codebooks * np.log2(tok.codebook_size)
     low_rate = int(bitrate / args.bits)

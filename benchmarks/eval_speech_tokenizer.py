@@ -62,10 +62,10 @@ def main() -> None:
 
     from anygpt.eval.asr import error_rates, transcribe
     from anygpt.eval.speaker import centroid_similarity, embed_speaker, speaker_similarity
-    from anygpt.modalities.speech_tiny import load_tiny_speech_tokenizer
+    from anygpt.modalities.speech_compact import load_compact_speech_tokenizer
     from anygpt.nn.speech_data import read_manifest
 
-    tok = load_tiny_speech_tokenizer(args.codec, acoustic_path=args.soundstorm)
+    tok = load_compact_speech_tokenizer(args.codec, acoustic_path=args.soundstorm)
     sr = tok.sample_rate
     rng = np.random.default_rng(args.seed)
     all_clips = read_manifest(args.data)

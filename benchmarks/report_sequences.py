@@ -5,13 +5,13 @@ realiser's runs.jsonl, the blocks' index.json and check.json); computes nothing 
 sums and ratios. The commands, from the repository root, one thread each (OMP_NUM_THREADS=1):
 
     python benchmarks/report_sequences.py --write-configs            # data/tiny-seq/{pretrain,chat}.json
-    anygpt tokenize --corpus data/tiny/images --modality image --tokenizer tiny --out data/tiny-seq/codes/images --workers 1
-    anygpt tokenize --corpus data/tiny/music  --modality music --tokenizer tiny --out data/tiny-seq/codes/music  --workers 1
-    anygpt tokenize --corpus data/tiny/speech --modality speech --tokenizer tiny --out data/tiny-seq/codes/speech --workers 1
+    anygpt tokenize --corpus data/tiny/images --modality image --tokenizer compact --out data/tiny-seq/codes/images --workers 1
+    anygpt tokenize --corpus data/tiny/music  --modality music --tokenizer compact --out data/tiny-seq/codes/music  --workers 1
+    anygpt tokenize --corpus data/tiny/speech --modality speech --tokenizer compact --out data/tiny-seq/codes/speech --workers 1
     anygpt instruct write --corpus data/tiny --n 5000 --seed 0 --out data/tiny-seq/chat/scripts.jsonl
     anygpt instruct realise --scripts data/tiny-seq/chat/scripts.jsonl --corpus data/tiny \\
         --codes image=data/tiny-seq/codes/images --codes music=data/tiny-seq/codes/music \\
-        --speech-tokenizer tiny --out data/tiny-seq/chat --excerpt music=2,5
+        --speech-tokenizer compact --out data/tiny-seq/chat --excerpt music=2,5
     anygpt blocks --config data/tiny-seq/pretrain.json --out data/tiny-seq/blocks-pretrain
     anygpt blocks --config data/tiny-seq/pretrain.json --out data/tiny-seq/blocks-pretrain --check
     anygpt blocks --config data/tiny-seq/chat.json --out data/tiny-seq/blocks-chat

@@ -2,8 +2,9 @@
 released_folder.py): 8x8 images, 16 codes of 16 grey levels, registered as "test-grid"."""
 
 from anygpt.media_io import load_image, save_image
-from anygpt.modalities.base import ModalityTokenizer, TokenSpec
+from anygpt.modalities.base import ModalityTokenizer
 from anygpt.modalities.specs import RELEASED_IMAGE_SPEC
+from anygpt.token_spec import TokenSpec
 
 
 class GridTokenizer(ModalityTokenizer):

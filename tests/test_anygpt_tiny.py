@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from anygpt import cli, loaders
+from anygpt import asset_paths, cli, loaders
 from anygpt.data.scenes import caption, render_scene, sample_scene
 from anygpt.instructions import instruction_pool
 from anygpt.parts import MediaFilePart
@@ -27,7 +27,7 @@ def model():
 
 
 def test_shipped_folder_is_complete_and_small():
-    folder = loaders.ANYGPT_TINY_DIR
+    folder = asset_paths.ANYGPT_TINY_DIR
     for name in ("config.json", "anygpt.json", "model.safetensors", "README.md"):
         assert (folder / name).is_file(), f"{folder / name} is missing from this checkout"
     assert (folder / "model.safetensors").stat().st_size <= 40 * 2**20
@@ -43,8 +43,8 @@ def test_it_is_the_default(model):
 def _codes_nll(model, text: str, codes) -> float:
     """Mean negative log-likelihood (nats) of an image's codes after its caption, as pretrained."""
     prompt = pretraining_prompt("from_text", instruction_pool("image", "from_text")[0], text=text)
-    head = model.codec.encode(prompt, bos=True)
-    full = model.codec.encode(prompt + [codes], bos=True)
+    head = model.sequence_encoder.encode(prompt, bos=True)
+    full = model.sequence_encoder.encode(prompt + [codes], bos=True)
     assert torch.equal(full[: len(head)], head)
     with torch.no_grad():
         logits = model.lm(input_ids=full[None]).logits[0, len(head) - 1 : -1].float()

@@ -123,8 +123,7 @@ def test_unknown_modality_attachment(png):
 
 
 def test_clear_forgets_everything(png):
-    with pytest.warns(DeprecationWarning, match="template"):
-        conv = Conversation(template="AnyGPT")
+    conv = Conversation()
     conv.add_user("one", image=[png])
     conv.add_assistant([TextPart("two")])
     conv.add_user("three")
@@ -207,7 +206,7 @@ def test_reply_stops_at_the_templates_turn_end(monkeypatch, template):
 def test_chat_help_has_an_example(capsys):
     assert chat("--help") == 0
     out = capsys.readouterr().out
-    assert "--force-modality" in out and "tiny-random" in out and "/clear" in out
+    assert "--force-modality" in out and "random-64x2" in out and "/clear" in out
 
 
 # ----------------------------------------------------------------------------- anygpt chat one-shot
@@ -217,7 +216,7 @@ def _codes_files(folder):
 
 def test_one_shot_forced_image_writes_32_codes(tmp_path, capsys, layout):
     out = tmp_path / "out"
-    rc = chat(*["--model", "tiny-random", "--message", "Draw a red circle.",
+    rc = chat(*["--model", "random-64x2", "--message", "Draw a red circle.",
                         "--force-modality", "image", "--out", str(out), "--max-new-tokens", "40"])
     assert rc == 0
     files = _codes_files(out)
@@ -237,7 +236,7 @@ def test_one_shot_forced_image_writes_32_codes(tmp_path, capsys, layout):
 @pytest.mark.parametrize("budget", ["23", "40", "61"])
 def test_one_shot_forced_music_writes_whole_frames(tmp_path, layout, budget):
     out = tmp_path / "out"
-    rc = chat(*["--model", "tiny-random", "--message", "Play jazz.", "--force-modality", "music",
+    rc = chat(*["--model", "random-64x2", "--message", "Play jazz.", "--force-modality", "music",
                         "--out", str(out), "--max-new-tokens", budget, "--seed", budget])
     assert rc == 0
     f = out / "turn000-0-music.codes.txt"
@@ -254,7 +253,7 @@ def test_one_shot_is_reproducible_with_a_seed(tmp_path):
     texts = []
     for run in range(2):
         out = tmp_path / f"run{run}"
-        assert chat(*["--model", "tiny-random", "--message", "Sing.", "--force-modality", "speech",
+        assert chat(*["--model", "random-64x2", "--message", "Sing.", "--force-modality", "speech",
                               "--max-new-tokens", "20", "--seed", "7", "--out", str(out)]) == 0
         texts.append((out / "turn000-0-speech.codes.txt").read_text(encoding="utf-8"))
     assert texts[0] == texts[1]
@@ -265,7 +264,7 @@ def test_forced_image_with_a_too_small_budget_is_explained(tmp_path, capsys, lay
     hold one. Either the budget is raised for the forced segment (and the image is complete) or
     the error says that the token budget is too small (not just 'truncated')."""
     out = tmp_path / "out"
-    rc = chat(*["--model", "tiny-random", "--message", "Draw.", "--force-modality", "image",
+    rc = chat(*["--model", "random-64x2", "--message", "Draw.", "--force-modality", "image",
                         "--max-new-tokens", "10", "--out", str(out)])
     err = capsys.readouterr().err
     if rc == 0:
@@ -281,7 +280,7 @@ def test_unconstrained_malformed_image_is_still_saved(tmp_path, capsys, layout):
     segment (here an image of fewer than 32 codes, the budget being 10 tokens) is kept and marked
     repaired. Saving it must not fail: the command prints the reply and exits 0."""
     out = tmp_path / "out"
-    rc = chat(*["--model", "tiny-random", "--message", "Draw.", "--force-modality", "image",
+    rc = chat(*["--model", "random-64x2", "--message", "Draw.", "--force-modality", "image",
                         "--max-new-tokens", "10", "--unconstrained", "--out", str(out)])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
@@ -310,7 +309,7 @@ def test_one_shot_folder_that_is_not_a_model(tmp_path, capsys):
 
 
 def test_one_shot_unknown_preset_lists_choices(tmp_path, capsys):
-    rc = chat(*["--model", "tiny-random", "--message", "hi", "--preset", "fastest",
+    rc = chat(*["--model", "random-64x2", "--message", "hi", "--preset", "fastest",
                         "--out", str(tmp_path)])
     assert rc == 2  # a bad flag value is a usage error
     err = capsys.readouterr().err
@@ -319,7 +318,7 @@ def test_one_shot_unknown_preset_lists_choices(tmp_path, capsys):
 
 def test_one_shot_missing_attachment(tmp_path, capsys):
     missing = tmp_path / "gone.png"
-    rc = chat(*["--model", "tiny-random", "--message", "hi", "--image", str(missing),
+    rc = chat(*["--model", "random-64x2", "--message", "hi", "--image", str(missing),
                         "--out", str(tmp_path / "out")])
     assert rc == 1
     err = capsys.readouterr().err
@@ -327,7 +326,7 @@ def test_one_shot_missing_attachment(tmp_path, capsys):
 
 
 def test_one_shot_image_attachment_needs_an_image_tokenizer(tmp_path, capsys, png):
-    rc = chat(*["--model", "tiny-random", "--message", "What is this?", "--image", str(png),
+    rc = chat(*["--model", "random-64x2", "--message", "What is this?", "--image", str(png),
                         "--out", str(tmp_path / "out")])
     assert rc == 1
     err = capsys.readouterr().err
@@ -352,7 +351,7 @@ def recorded(monkeypatch):
 
 def _interactive(monkeypatch, tmp_path, lines: list[str]) -> int:
     monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines) + "\n"))
-    return chat(*["--model", "tiny-random", "--max-new-tokens", "4", "--out", str(tmp_path / "out")])
+    return chat(*["--model", "random-64x2", "--max-new-tokens", "4", "--out", str(tmp_path / "out")])
 
 
 def test_interactive_keeps_history_until_clear(monkeypatch, tmp_path, capsys, recorded):

@@ -4,8 +4,8 @@ import torch
 from anygpt.errors import LayoutError, ModelOutputError, UnknownModalityError
 from anygpt.layout import TokenLayout, added_tokens
 from anygpt.modalities import released_specs
-from anygpt.modalities.base import TokenSpec
 from anygpt.parts import CodesPart, TextPart
+from anygpt.token_spec import TokenSpec
 
 BASE = 32000
 

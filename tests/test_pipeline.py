@@ -57,3 +57,67 @@ def test_list_and_bad_stage(tmp_path):
     bad = pipeline("--out", str(tmp_path / "p"), "--until", "nonsense")
     assert bad.returncode == 2 and bad.stderr.startswith("anygpt pipeline:") and "nonsense" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def _args(**kw):
+    import argparse
+
+    return argparse.Namespace(**{"conversations": None, "pretrain_steps": None, "chat_steps": None,
+                                 "eval_limit": None, "threads": None, **kw})
+
+
+def test_stages_are_anygpt_commands_with_the_presets_numbers(tmp_path):
+    from anygpt.cli import COMMANDS
+    from anygpt.pipeline import PIPELINE_PRESETS, stages_for
+
+    stages = stages_for(PIPELINE_PRESETS["micro"], tmp_path, _args())
+    names = [s.name for s in stages]
+    assert names[0] == "data" and names[-3:] == ["pretrain", "chat", "eval"] and len(set(names)) == len(names)
+    assert all(s.argv[0] in COMMANDS for s in stages)
+    pretrain = dict(zip(stages[-3].argv, stages[-3].argv[1:]))
+    assert (pretrain["--preset"], pretrain["--steps"]) == ("micro", "3")
+    assert stages[-1].argv[-4:] == ["--tasks", "caption", "asr", "chat"]
+    custom = stages_for(PIPELINE_PRESETS["tiny"], tmp_path, _args(pretrain_steps=7, threads=1))
+    pretrain = dict(zip(custom[-3].argv, custom[-3].argv[1:]))
+    assert (pretrain["--preset"], pretrain["--steps"], pretrain["--threads"]) == ("tiny", "7", "1")
+    assert "--tasks" not in custom[-1].argv  # tiny: every task
+
+
+def test_run_stages_records_skips_done_stages_and_names_a_failure(tmp_path, monkeypatch, capsys):
+    from anygpt import pipeline
+    from anygpt.errors import AnyGPTError
+
+    ran = []
+
+    def fake_call(cmd, env):
+        ran.append(cmd[3:])
+        if cmd[3] != "fail":
+            (tmp_path / cmd[3]).write_text("done")
+        return 0 if cmd[3] != "fail" else 3
+
+    monkeypatch.setattr(pipeline.subprocess, "call", fake_call)
+    stages = [pipeline.Stage(n, [n], tmp_path / n) for n in ("one", "two")]
+    record = pipeline.run_stages(stages, tmp_path, None)
+    assert ran == [["one"], ["two"]] and list(record["stages"]) == ["one", "two"]
+    assert record["stages"]["one"]["command"] == "anygpt one" and record["stages"]["one"]["runs"] == 1
+    pipeline.run_stages(stages, tmp_path, None)
+    assert len(ran) == 2 and capsys.readouterr().out.count(": done (") == 2
+    (tmp_path / "two").unlink()  # its output gone: run again
+    assert pipeline.run_stages(stages, tmp_path, "two")["stages"]["two"]["runs"] == 2
+    with pytest.raises(AnyGPTError, match="stage 'fail' failed \\(exit 3\\); fix the cause and rerun"):
+        pipeline.run_stages([pipeline.Stage("fail", ["fail"], tmp_path / "fail")], tmp_path, None)
+
+
+def test_ship_model_replaces_the_folder_and_keeps_its_readme(tmp_path):
+    from anygpt.pipeline import ship_model
+
+    model, dest = tmp_path / "model", tmp_path / "dest"
+    model.mkdir()
+    dest.mkdir()
+    (model / "model.safetensors").write_bytes(b"new")
+    (dest / "model.safetensors").write_bytes(b"old")
+    (dest / "stale.bin").write_bytes(b"x")
+    (dest / "README.md").write_text("kept")
+    ship_model(model, dest, {"stages": {"data": {"seconds": 1.0}}})
+    assert sorted(p.name for p in dest.iterdir()) == ["README.md", "model.safetensors", "pipeline.json"]
+    assert (dest / "model.safetensors").read_bytes() == b"new" and (dest / "README.md").read_text() == "kept"

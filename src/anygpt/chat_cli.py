@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from anygpt import cli_flags
-from anygpt.errors import AnyGPTError, UsageError
-from anygpt.loaders import DEFAULT_MODEL
+from anygpt.asset_paths import DEFAULT_MODEL
+from anygpt.errors import AnyGPTError, UsageError, message
 from anygpt.modalities import modality_names
 
 EXAMPLE = """anygpt chat --message "Draw a big red circle in the middle on a white background." --force-modality image --out out/
@@ -152,7 +152,5 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 send(line)
         except (AnyGPTError, OSError) as e:  # the session and its history go on
-            from anygpt.cli import message
-
             print(f"anygpt chat: {message(e)}", file=sys.stderr)
     return 0

@@ -14,12 +14,12 @@ import importlib
 import sys
 import traceback
 
-from anygpt.errors import AnyGPTError, UsageError
+from anygpt.errors import AnyGPTError, UsageError, message
 
 # name -> (module, one-line summary, example)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "chat": ("anygpt.chat_cli", "talk to a model; attach images, speech, music by path",
-             'anygpt chat --model tiny-random --message "Draw a red circle." --force-modality image --out out/'),
+             'anygpt chat --model random-64x2 --message "Draw a red circle." --force-modality image --out out/'),
     "data": ("anygpt.data.cli", "build and inspect the offline corpora (data build, data stats)",
              "anygpt data build --preset micro --out data/micro"),
     "eval": ("anygpt.eval.cli", "score tokenizers and models (asr, tts, caption, ...)",
@@ -88,15 +88,6 @@ def run(command: str, module: str, argv: list[str], debug: bool = False) -> int:
             traceback.print_exc()
         print(f"{command}: {message(e)}", file=sys.stderr)
         return 2 if isinstance(e, UsageError) else 1
-
-
-def message(e: BaseException) -> str:
-    """The one-line message of an error: ours as written; a system error as `FILE: what`."""
-    if isinstance(e, OSError) and not isinstance(e, AnyGPTError):
-        what = e.strerror or str(e)
-        files = [f for f in (e.filename, e.filename2) if f is not None]
-        return f"{' -> '.join(map(str, files))}: {what}" if files else what
-    return " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
 
 
 if __name__ == "__main__":

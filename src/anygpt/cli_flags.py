@@ -146,7 +146,7 @@ def add_manifest(p: argparse.ArgumentParser, help: str = "one JSONL manifest (bu
 
 def add_model(p: argparse.ArgumentParser, default: str, help: str | None = None) -> None:
     p.add_argument("--model", default=default, metavar="NAME_OR_DIR",
-                   help=help or f"anygpt-tiny, tiny-random (random weights), or a model folder (default: {default})")
+                   help=help or f"anygpt-tiny, random-64x2 (random weights), or a model folder (default: {default})")
 
 
 def add_tokenizer(p: argparse.ArgumentParser, default: str | None, help: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,15 +35,10 @@ def media_file(modality: str, path: str | Path) -> MediaFilePart:
 
 
 class Conversation:
-    """History of turns, kept across `generate` calls until cleared.
+    """History of turns, kept across `generate` calls until cleared. The chat template is the
+    model's (`load_model(..., template=...)`), not the conversation's."""
 
-    The chat template is the model's (`load_model(..., template=...)`); `template` here was never
-    read and is deprecated (it warns, and goes in the next release)."""
-
-    def __init__(self, template: str | None = None, turns: list[Turn] | None = None) -> None:
-        if template is not None:
-            warnings.warn("Conversation(template=...) is ignored: the model's chat template is used; pass "
-                          "template= to load_model or AnyGPT.from_pretrained", DeprecationWarning, stacklevel=2)
+    def __init__(self, turns: list[Turn] | None = None) -> None:
         self.turns: list[Turn] = list(turns or [])
 
     def __eq__(self, other: object) -> bool:

@@ -48,3 +48,12 @@ class UnknownModalityError(AnyGPTError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+def message(e: BaseException) -> str:
+    """The one-line message of an error: ours as written; a system error as `FILE: what`."""
+    if isinstance(e, OSError) and not isinstance(e, AnyGPTError):
+        what = e.strerror or str(e)
+        files = [f for f in (e.filename, e.filename2) if f is not None]
+        return f"{' -> '.join(map(str, files))}: {what}" if files else what
+    return " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__

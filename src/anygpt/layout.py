@@ -20,8 +20,8 @@ from typing import Callable, Iterable, Sequence
 import torch
 
 from anygpt.errors import LayoutError, ModelOutputError, UnknownModalityError
-from anygpt.modalities.base import TokenSpec
 from anygpt.parts import CodesPart, TextPart
+from anygpt.token_spec import TokenSpec
 
 USER_ROLE, BOT_ROLE, USER_END, BOT_END = "[Human]", "[MMGPT]", "<eoh>", "<eos>"
 RESPONSE_SEP, INSTRUCTION_SEP = "<-Res->", "<-Ins->"

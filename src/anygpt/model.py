@@ -20,14 +20,15 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import torch
 
 from anygpt.conversation import Conversation, Reply
-from anygpt.errors import AnyGPTError, CheckpointError, LayoutError
+from anygpt.errors import AnyGPTError, LayoutError
 from anygpt.files import atomic_path
 from anygpt.layout import TokenLayout
-from anygpt.lm.checkpoint import FolderConfig, load_lm, save_lm, tokenizer_folder
+from anygpt.lm.checkpoint import FolderConfig, save_lm
 from anygpt.lm.generation import GenerationSettings, generate_ids, get_preset
 from anygpt.lm.sequence import SequenceEncoder
-from anygpt.modalities import get_modality, load_tokenizer
+from anygpt.modalities import get_modality
 from anygpt.modalities.base import ModalityTokenizer
+from anygpt.model_parts import ModelParts
 from anygpt.parts import CodesPart, MediaFilePart, TextPart
 from anygpt.templates import get_chat_template
 
@@ -45,7 +46,7 @@ class AnyGPT:
         self.tokenizers: dict[str, ModalityTokenizer] = {}
         for name, tok in (tokenizers or {}).items():
             self.set_tokenizer(name, tok)
-        self.codec = SequenceEncoder(tokenizer, layout, self.encode_media)
+        self.sequence_encoder = SequenceEncoder(tokenizer, layout, self.encode_media)
         self._codes_cache: dict[tuple, CodesPart] = {}
         self._engines: dict[tuple, object] = {}
         # modality -> {"loader", "path"}: the tokenizers a saved folder names (see lm.checkpoint)
@@ -53,24 +54,21 @@ class AnyGPT:
 
     # ----------------------------------------------------------------- loading
     @classmethod
+    def from_parts(cls, parts: ModelParts) -> "AnyGPT":
+        """The model of resolved parts (anygpt.model_parts)."""
+        model = cls(parts.lm, parts.text_tokenizer, parts.layout, tokenizers=parts.tokenizers, template=parts.template)
+        model.tokenizer_entries = dict(parts.tokenizer_entries)
+        return model
+
+    @classmethod
     def from_pretrained(cls, path: str | Path, *, tokenizers: Mapping[str, ModalityTokenizer] | None = None,
                         template: str | None = None, dtype: torch.dtype = torch.float32,
                         device: str = "cpu") -> "AnyGPT":
         """Load a model folder: a released AnyGPT folder (e.g. fnlp/AnyGPT-chat downloaded by the
-        user) or one of ours. Modality tokenizers named in the folder's anygpt.json are loaded
-        from inside it; `tokenizers` adds or overrides them (the released tokenizers live in other
-        folders). A shipped model by name ("anygpt-tiny"): anygpt.loaders.load_model."""
-        path = Path(path)
-        if not path.exists():
-            raise CheckpointError(f"{path}: model folder not found (a shipped model by name, such as anygpt-tiny, "
-                                  "loads with anygpt.loaders.load_model)")
-        lm, tok, layout, cfg = load_lm(path, dtype=dtype, device=device)
-        loaded = {m: load_tokenizer(m, t["loader"], **({"path": tokenizer_folder(path, t)} if "path" in t else {}))
-                  for m, t in cfg.tokenizers.items()}
-        loaded.update(tokenizers or {})
-        model = cls(lm, tok, layout, tokenizers=loaded, template=template or cfg.chat_template)
-        model.tokenizer_entries = dict(cfg.tokenizers)
-        return model
+        user) or one of ours (see ModelParts.from_folder for `tokenizers` and `template`). A
+        shipped model by name ("anygpt-tiny"): anygpt.loaders.load_model."""
+        return cls.from_parts(ModelParts.from_folder(path, tokenizers=tokenizers, template=template,
+                                                     dtype=dtype, device=device))
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Write our folder format (safetensors weights, tokenizer, anygpt.json)."""
@@ -167,7 +165,7 @@ class AnyGPT:
                     force_modality: str | None) -> tuple[torch.Tensor, list[int]]:
         """Prompt parts -> (prompt ids LongTensor [L], reply ids already written: the forced
         start marker, appended unless the prompt ends with it)."""
-        ids = self.codec.encode(prompt, bos=True)
+        ids = self.sequence_encoder.encode(prompt, bos=True)
         start: list[int] = []
         if force_modality:
             spec = self.layout[force_modality].spec
@@ -284,7 +282,7 @@ class AnyGPT:
         stops = set(self.stop_ids)
         new = list(new)
         cut = next((i for i, t in enumerate(new) if t in stops), len(new))
-        return _until(self.codec.decode(list(start) + new[:cut], strict=settings.constrained), self.template.bot_end)
+        return _until(self.sequence_encoder.decode(list(start) + new[:cut], strict=settings.constrained), self.template.bot_end)
 
     def _generate_hf(self, prompts: list[torch.Tensor], settings: GenerationSettings, seed: int | None,
                      streamer) -> list[list[int]]:

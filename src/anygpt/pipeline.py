@@ -78,7 +78,7 @@ def chat_config(root: Path, conversations: Path, held_out: bool = False) -> dict
 
 
 @dataclass(frozen=True)
-class Preset:
+class PipelinePreset:
     """The numbers of one pipeline preset (flags override the step counts and the eval size)."""
 
     data: str  # `anygpt data build --preset`
@@ -91,10 +91,10 @@ class Preset:
     eval_tasks: tuple[str, ...] = ()  # () = all
 
 
-PRESETS = {
-    "tiny": Preset("tiny", "tiny", 5000, 300, 600, 200, 40),
+PIPELINE_PRESETS = {
+    "tiny": PipelinePreset("tiny", "tiny", 5000, 300, 600, 200, 40),
     # seconds to minutes: the whole chain on a micro corpus with a micro LM (tests, trying it out)
-    "micro": Preset("micro", "micro", 40, 10, 3, 2, 1, ("caption", "asr", "chat")),
+    "micro": PipelinePreset("micro", "micro", 40, 10, 3, 2, 1, ("caption", "asr", "chat")),
 }
 
 
@@ -106,7 +106,7 @@ class Stage:
     before: object = None  # callable run before the command (writes configs)
 
 
-def stages_for(preset: Preset, out: Path, a: argparse.Namespace) -> list[Stage]:
+def stages_for(preset: PipelinePreset, out: Path, a: argparse.Namespace) -> list[Stage]:
     data, seq = out / "data", out
     stages = [Stage("data", ["data", "build", "--preset", preset.data, "--out", str(data)], data / "index.json")]
     tok = "compact"  # the shipped compact tokenizers (each retrains with its own `anygpt train` command)
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     from anygpt import cli_flags
 
     p = cli_flags.Parser(prog="anygpt pipeline", description=__doc__)
-    p.add_argument("preset", choices=sorted(PRESETS), help="tiny: anygpt-tiny (hours); micro: the same chain "
+    p.add_argument("preset", choices=sorted(PIPELINE_PRESETS), help="tiny: anygpt-tiny (hours); micro: the same chain "
                                                            "on a micro corpus and LM (minutes; a smoke test)")
     cli_flags.add_out(p, "folder for everything it writes; rerun with the same --out to resume (default: runs/tiny)",
                       required=False, default=Path("runs/tiny"))
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-limit", type=int, help="items per eval task (tiny: 40)")
     cli_flags.add_threads(p)
     a = p.parse_args(argv)
-    stages = stages_for(PRESETS[a.preset], a.out, a)
+    stages = stages_for(PIPELINE_PRESETS[a.preset], a.out, a)
     if a.list:
         for i, st in enumerate(stages, 1):
             print(f"{i:2d}. {st.name:<22} anygpt {' '.join(st.argv)}")

@@ -65,9 +65,9 @@ def kit(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def model_folder(tmp_path_factory) -> Path:
-    """A model folder in our format (tiny-random, saved)."""
+    """A model folder in our format (random-64x2, saved)."""
     from anygpt.loaders import load_model
 
     folder = tmp_path_factory.mktemp("model") / "tiny"
-    load_model("tiny-random").save_pretrained(folder)
+    load_model("random-64x2").save_pretrained(folder)
     return folder

@@ -58,7 +58,7 @@ def truncate(path: Path, keep: float = 1 / 3) -> None:
     path.write_bytes(data[: int(len(data) * keep)])
 
 
-CHAT = ["chat", "--model", "tiny-random", "--message", "hi", "--out", "TMP/out"]
+CHAT = ["chat", "--model", "random-64x2", "--message", "hi", "--out", "TMP/out"]
 TOKENIZE = ["tokenize", "--corpus", "TMP/corpus", "--modality", "speech", "--out", "TMP/out", "--workers", "0",
             "--no-progress"]
 EVAL_RECON = ["eval", "reconstruction", "--modality", "speech", "--no-progress", "--out-file", "TMP/out/e.json"]
@@ -112,7 +112,7 @@ CASES = [
     Case("chat-unknown-preset", [*CHAT, "--preset", "fastest"], 2, r"--preset: unknown generation preset 'fastest'"),
     Case("chat-unknown-modality", [*CHAT, "--force-modality", "smell"], 2, r"invalid choice: 'smell'"),
     Case("chat-unknown-model-name", ["chat", "--model", "anygpt-huge", "--message", "hi", "--out", "TMP/out"], 1,
-         r"anygpt-huge: model folder not found; give a folder or one of anygpt-tiny, tiny-random"),
+         r"anygpt-huge: model folder not found; give a folder or one of anygpt-tiny, random-64x2"),
     # ------------------------------------------------------------------ data build / stats [F10]
     Case("data-build-out-is-a-file [F10]", ["data", "build", "--preset", "micro", "--out", "KIT/media/a-file"], 1,
          r"--out is a file", absent=()),

@@ -13,8 +13,8 @@ from anygpt.data.codes_store import CodesStore, tokenize_corpus
 from anygpt.data.packing import IGNORE
 from anygpt.data.shards import BlockReader
 from anygpt.layout import TokenLayout
-from anygpt.modalities.base import TokenSpec
 from anygpt.parts import CodesPart
+from anygpt.token_spec import TokenSpec
 
 
 def test_tokenize_once_resumes_and_counts_corrupt_items(corpus, tmp_path):

@@ -20,8 +20,8 @@ from anygpt.data.pretraining import excerpt, excerpt_frames
 from anygpt.data.shards import BlockReader
 from anygpt.errors import AnyGPTError
 from anygpt.layout import TokenLayout
-from anygpt.modalities.base import TokenSpec
 from anygpt.parts import CodesPart
+from anygpt.token_spec import TokenSpec
 
 MUSIC = TokenSpec("music", "\U0001F3B6", "<somu>", "<eomu>", 512, 4, None)  # 4 codebooks of 512, 25 Hz here
 

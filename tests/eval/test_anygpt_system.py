@@ -12,10 +12,10 @@ from anygpt.eval.anygpt_system import AnyGPTSystem
 from anygpt.eval.chat_eval import asked_for, run_chat
 from anygpt.eval.lm_report import ROWS, Row, build_table, derived, run_key
 from anygpt.eval.scene_captions import scene_object_accuracy
-from anygpt.lm.sequence import SequenceCodec
+from anygpt.lm.sequence import SequenceEncoder
 from anygpt.lm.tiny import random_tiny
-from anygpt.model import AnyGPT
 from anygpt.modalities import load_tokenizer
+from anygpt.model import AnyGPT
 from anygpt.parts import CodesPart, TextPart
 from anygpt.templates import Turn, pretraining_pair, pretraining_prompt
 
@@ -39,7 +39,7 @@ def test_scene_object_accuracy(caption, expected):
 @pytest.fixture(scope="module")
 def tiny_layout_model():
     """A random LM in the compact tokenizers' layout, with the shipped tokenizers attached."""
-    toks = {m: load_tokenizer(m, "tiny") for m in ("image", "speech", "music")}
+    toks = {m: load_tokenizer(m, "compact") for m in ("image", "speech", "music")}
     lm, tok, layout = random_tiny([toks[m].token_spec for m in ("image", "speech", "music")], seed=1)
     return AnyGPT(lm, tok, layout, tokenizers=toks)
 
@@ -47,7 +47,7 @@ def tiny_layout_model():
 @pytest.mark.parametrize("direction", ["to_text", "from_text"])
 def test_prompt_is_a_token_prefix_of_the_training_sample(tiny_layout_model, direction):
     model = tiny_layout_model
-    codec = SequenceCodec(model.tokenizer, model.layout)
+    codec = SequenceEncoder(model.tokenizer, model.layout)
     media = CodesPart("image", torch.arange(32).reshape(1, 32) % 1024)
     text = "A small red circle at the top left, on a black background."
     instruction = "Describe this image." if direction == "to_text" else "Draw this."

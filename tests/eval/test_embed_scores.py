@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from PIL import Image
 
 
@@ -47,3 +49,30 @@ def test_text_to_image_on_coco_layout_with_local_clip(tmp_path):
     r = json.loads(out.read_text())
     assert r["n"] == 2 and -1 <= r["summary"]["clip_score"] <= 1
     assert all(-1 <= i["clip_score"] <= 1 for i in r["items"])
+
+
+def test_clip_scores_are_the_cosine_of_each_pair(tmp_path):
+    import torch
+    from transformers import CLIPModel, CLIPProcessor
+
+    from anygpt.eval.embed_scores import clip_scores
+
+    torch.manual_seed(0)
+    clip = _tiny_clip(tmp_path / "clip")
+    paths = []
+    for k, colour in enumerate(((200, 0, 0), (0, 0, 200))):
+        paths.append(tmp_path / f"{k}.png")
+        Image.new("RGB", (40, 40), colour).save(paths[-1])
+    captions = ["a red square", "a blue square"]
+    scores = clip_scores(clip, paths, captions)
+    model, proc = CLIPModel.from_pretrained(clip).eval(), CLIPProcessor.from_pretrained(clip)
+    expected = []
+    for p, c in zip(paths, captions):
+        batch = proc(text=[c], images=[Image.open(p).convert("RGB")], return_tensors="pt", padding=True)
+        with torch.no_grad():
+            ie = torch.nn.functional.normalize(model.get_image_features(pixel_values=batch["pixel_values"]), dim=-1)
+            te = torch.nn.functional.normalize(model.get_text_features(input_ids=batch["input_ids"]), dim=-1)
+        expected.append(float((ie * te).sum()))
+    assert len(scores) == 2 and all(-1 <= s <= 1 for s in scores)
+    assert scores == [pytest.approx(e, abs=1e-5) for e in expected]
+    assert clip_scores(clip, paths[::-1], captions) != scores  # each image is scored against its own caption

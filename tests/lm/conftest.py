@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from anygpt.lm.tiny import random_tiny
-from anygpt.modalities.base import TokenSpec
+from anygpt.token_spec import TokenSpec
 
 # small codebooks so that a random model enters and leaves segments often
 COMPACT = [

@@ -9,7 +9,7 @@ from anygpt.lm.constraints import SegmentConstraint
 from anygpt.lm.generation import GenerationSettings, generate_ids
 from anygpt.lm.tiny import random_tiny
 from anygpt.modalities import released_specs
-from anygpt.modalities.base import TokenSpec
+from anygpt.token_spec import TokenSpec
 
 COMPACT = [
     TokenSpec("image", "\U0001F440", "<soim>", "<eoim>", 64, 1, 8),

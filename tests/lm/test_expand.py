@@ -3,7 +3,7 @@ import torch
 
 from anygpt.layout import TokenLayout
 from anygpt.lm.expand import expand_vocabulary, resize_embeddings
-from anygpt.lm.sequence import SequenceCodec
+from anygpt.lm.sequence import SequenceEncoder
 from anygpt.lm.text_tokenizer import train_text_tokenizer
 from anygpt.lm.tiny import builtin_texts, tiny_llama
 from anygpt.modalities import released_specs
@@ -56,7 +56,7 @@ def test_piecewise_encoding_equals_tokenizing_the_string(tokenizer):
     the whole rendered string, for the LLaMA tokenizer and for ours."""
     model = tiny_llama(len(tokenizer), hidden=32, layers=1, heads=2)
     layout = expand_vocabulary(model, tokenizer, released_specs())
-    codec = SequenceCodec(tokenizer, layout)
+    codec = SequenceEncoder(tokenizer, layout)
     rng = random.Random(0)
     image = CodesPart("image", torch.randint(0, 8192, (1, 32)))
     music = CodesPart("music", torch.randint(0, 2048, (4, 6)))

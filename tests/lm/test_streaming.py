@@ -10,8 +10,8 @@ from anygpt.conversation import Conversation
 from anygpt.lm.generation import GenerationSettings
 from anygpt.lm.streaming import AudioChunk, Done, ReplyStreamer, SegmentDone, SpeechAudioStream, TextDelta
 from anygpt.lm.tiny import random_tiny
-from anygpt.model import AnyGPT
 from anygpt.modalities import load_tokenizer
+from anygpt.model import AnyGPT
 
 
 
@@ -80,7 +80,7 @@ def test_generate_streams_what_it_returns(model):
 
 @pytest.fixture(scope="module")
 def speech_tok():
-    return load_tokenizer("speech", "tiny")
+    return load_tokenizer("speech", "compact")
 
 
 def test_speech_audio_arrives_in_chunks_before_the_segment_ends(speech_tok):

@@ -12,9 +12,9 @@ import torch
 
 from anygpt.errors import CheckpointError, MediaError
 from anygpt.layout import TokenLayout
-from anygpt.loaders import load_compact_music_tokenizer
 from anygpt.modalities import load_tokenizer, released_specs
 from anygpt.modalities.music_tokenizers import RELEASED_CONFIG, chunked_decode, chunked_encode, released_encodec_config
+from anygpt.modalities.music_tokenizers import load_compact_music_tokenizer
 from anygpt.modalities.specs import RELEASED_MUSIC_SPEC
 from anygpt.nn.compact_music_codec import CompactMusicCodec, MusicCodecConfig
 

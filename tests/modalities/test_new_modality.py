@@ -245,7 +245,7 @@ def test_bad_sensor_codes_and_ids_are_refused(built):
 def test_conversation_with_a_sensor_file_encodes_its_segment(anygpt, sensor_wav):
     conv = Conversation()
     conv.add_user("What happened to the sensor?", sensor=[sensor_wav])
-    ids = anygpt.codec.encode(anygpt.template.prompt(conv.turns), bos=True).tolist()
+    ids = anygpt.sequence_encoder.encode(anygpt.template.prompt(conv.turns), bos=True).tolist()
     seg = anygpt.layout.segment_ids("sensor", EXPECTED_CODES).tolist()
     assert len(seg) == 2 + 2 * len(FRAMES)
     starts = [i for i in range(len(ids) - len(seg) + 1) if ids[i:i + len(seg)] == seg]
@@ -255,7 +255,7 @@ def test_conversation_with_a_sensor_file_encodes_its_segment(anygpt, sensor_wav)
     others = ids[:starts[0]] + ids[starts[0] + len(seg):]
     assert not any(r.code_offset <= i < r.code_end or i in (r.start_id, r.end_id) for i in others)
     # and decoding the prompt ids gives the codes back
-    media = [p for p in anygpt.codec.decode(ids) if isinstance(p, CodesPart)]
+    media = [p for p in anygpt.sequence_encoder.decode(ids) if isinstance(p, CodesPart)]
     assert media == [CodesPart("sensor", EXPECTED_CODES)]
 
 
@@ -366,7 +366,7 @@ def test_folder_with_the_new_modality_round_trips(anygpt, tmp_path, sensor_wav):
     conv = Conversation()
     conv.add_user("Again.", sensor=[sensor_wav])
     prompt = anygpt.template.prompt(conv.turns)
-    assert torch.equal(loaded.codec.encode(prompt), anygpt.codec.encode(prompt))
+    assert torch.equal(loaded.sequence_encoder.encode(prompt), anygpt.sequence_encoder.encode(prompt))
 
 
 def test_chat_command_accepts_the_new_modality(sensor_registered):

@@ -14,7 +14,7 @@ from PIL import Image
 from anygpt.serve.app import create_app, running_server
 from anygpt.serve.service import ChatService, ServeConfig
 
-MODEL = "tiny-random-media"
+MODEL = "random-64x2-media"
 SCREENSHOTS: list = []  # screenshots the browser tests saved, listed in the test summary
 
 

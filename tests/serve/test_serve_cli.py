@@ -32,7 +32,7 @@ def test_registered_and_help_gives_examples(command, capsys):
 @pytest.mark.parametrize("flag", ["--max-batch=0", "--max-queue=0", "--timeout=0", "--threads=0"])
 def test_bad_flag_values_are_usage_errors(flag, capsys):
     with pytest.raises(SystemExit) as e:
-        serve_cli.main(["--model", "tiny-random", flag])
+        serve_cli.main(["--model", "random-64x2", flag])
     assert e.value.code == 2 and flag.split("=")[0] in capsys.readouterr().err
 
 
@@ -47,7 +47,7 @@ def test_serve_process_answers_on_the_port_it_was_given(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "ANYGPT_API_KEY": "k3y", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "anygpt.cli", "serve", "--model", "tiny-random",
+    proc = subprocess.Popen([sys.executable, "-m", "anygpt.cli", "serve", "--model", "random-64x2",
                              "--host", "127.0.0.1", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
@@ -64,9 +64,9 @@ def test_serve_process_answers_on_the_port_it_was_given(tmp_path):
             time.sleep(0.3)
         assert httpx.get(base + "/v1/models").status_code == 401  # the key from the environment
         r = httpx.post(base + "/v1/chat/completions", headers={"Authorization": "Bearer k3y"}, timeout=60,
-                       json={"model": "tiny-random", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5})
+                       json={"model": "random-64x2", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5})
         assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] <= 5
-        # tiny-random has no image de-tokenizer: asking for images is refused, clearly
+        # random-64x2 has no image de-tokenizer: asking for images is refused, clearly
         r = httpx.post(base + "/v1/chat/completions", headers={"Authorization": "Bearer k3y"}, timeout=60,
                        json={"messages": [{"role": "user", "content": "Hi"}], "modalities": ["image"]})
         assert r.status_code == 400 and "de-tokenizer" in r.json()["error"]["message"]

@@ -16,8 +16,8 @@ from anygpt.lm.checkpoint import ANYGPT_CONFIG, FolderConfig
 from anygpt.lm.expand import add_modality_tokens
 from anygpt.lm.text_tokenizer import train_text_tokenizer
 from anygpt.lm.tiny import builtin_texts
-from anygpt.modalities.base import TokenSpec
 from anygpt.modalities.image import RELEASED_IMAGE_SPEC
+from anygpt.token_spec import TokenSpec
 
 SPEC = TokenSpec("image", RELEASED_IMAGE_SPEC.prefix, RELEASED_IMAGE_SPEC.start, RELEASED_IMAGE_SPEC.end, 16, 1, 4)
 

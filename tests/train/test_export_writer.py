@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from anygpt.loaders import (IMAGE_TOKENIZER_TINY_DIR, MUSIC_CODEC_TINY_DIR, SOUNDSTORM_TINY_DIR,
-                            SPEECH_TOKENIZER_TINY_DIR)
+from anygpt.asset_paths import (IMAGE_TOKENIZER_TINY_DIR, MUSIC_CODEC_TINY_DIR, SOUNDSTORM_TINY_DIR,
+                                SPEECH_TOKENIZER_TINY_DIR)
 from anygpt.modalities import load_tokenizer
 from anygpt.nn.weights import read_meta, save_weights
 
@@ -32,7 +32,7 @@ def _same_folder(shipped: Path, exported: Path) -> None:
 def test_music_codec_reexport_is_identical(tmp_path):
     from anygpt.train.music_codec import export_codec
 
-    tok = load_tokenizer("music", "tiny")
+    tok = load_tokenizer("music", "compact")
     export_codec(tok.codec, tmp_path / "m", read_meta(MUSIC_CODEC_TINY_DIR)["training"])
     _same_folder(MUSIC_CODEC_TINY_DIR, tmp_path / "m")
 
@@ -41,7 +41,7 @@ def test_speech_codec_and_soundstorm_reexport_are_identical(tmp_path):
     from anygpt.nn.speech_codec import save_codec
     from anygpt.train.soundstorm import export_soundstorm
 
-    tok = load_tokenizer("speech", "tiny")
+    tok = load_tokenizer("speech", "compact")
     meta = read_meta(SPEECH_TOKENIZER_TINY_DIR)
     save_codec(tok.codec, tmp_path / "codec", {k: v for k, v in meta.items() if k != "codec"})
     _same_folder(SPEECH_TOKENIZER_TINY_DIR, tmp_path / "codec")
@@ -54,7 +54,7 @@ def test_speech_codec_and_soundstorm_reexport_are_identical(tmp_path):
 def test_image_tokenizer_reexport_is_identical(tmp_path):
     from anygpt.train.image_tokenizer import export
 
-    tok = load_tokenizer("image", "tiny")
+    tok = load_tokenizer("image", "compact")
     export(tok.model, tmp_path / "i", json.loads((IMAGE_TOKENIZER_TINY_DIR / "training.json").read_text()), half=True)
     _same_folder(IMAGE_TOKENIZER_TINY_DIR, tmp_path / "i")
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import torch
 
-from anygpt.modalities.image_tokenizers import TinyImageTokenizer
+from anygpt.modalities.image_tokenizers import CompactImageTokenizer
 from anygpt.nn.query_former import QueryTokenizer, QueryTokenizerConfig
 from anygpt.train.core import RunOptions
 from anygpt.train.image_tokenizer import ImageTrainer, Recipe, _batch_indices, export, render_scenes, scene_cell_labels
@@ -82,7 +82,7 @@ def test_short_training_shape_losses(tmp_path):
     assert not any(k.startswith("attr") for k in model.state_dict())  # the head is not exported
     # a reloaded export (no EMA sums shipped) gets sums consistent with its codebook, so that
     # training on from it (--init) keeps the codebook
-    vq = TinyImageTokenizer.from_folder(export(model, tmp_path / "exp")).model.quantizer
+    vq = CompactImageTokenizer.from_folder(export(model, tmp_path / "exp")).model.quantizer
     rebuilt = torch.nn.functional.normalize(vq.embed_sum / vq.cluster_size[:, None], dim=-1)
     assert torch.allclose(rebuilt, torch.nn.functional.normalize(vq.codebook, dim=-1), atol=1e-5)
 

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
+from anygpt.asset_paths import (IMAGE_TOKENIZER_TINY_DIR, MUSIC_CODEC_TINY_DIR, SOUNDSTORM_TINY_DIR,
+                                SPEECH_TOKENIZER_TINY_DIR)
 from anygpt.errors import AnyGPTError, CheckpointError
-from anygpt.loaders import (IMAGE_TOKENIZER_TINY_DIR, MUSIC_CODEC_TINY_DIR, SOUNDSTORM_TINY_DIR,
-                            SPEECH_TOKENIZER_TINY_DIR)
 from anygpt.modalities import load_tokenizer
 from anygpt.train import image_tokenizer, music_codec, soundstorm, speech_tokenizer
 from anygpt.train.recipes import CorpusError
@@ -79,18 +79,18 @@ def digest(folder: Path) -> dict[str, str]:
 def check_export_loads(name: str, folder: Path, codec_dir: Path) -> None:
     """The exported folder loads with the tokenizer's own loader and encodes / fills."""
     if name == "music-codec":
-        tok = load_tokenizer("music", "tiny", path=folder)
+        tok = load_tokenizer("music", "compact", path=folder)
         t = torch.arange(3200) / 16000
         assert tok.codebook_size == 64 and tok.encode(torch.sin(2 * np.pi * 440 * t)[None, None]).shape == (1, 4, 10)
     elif name == "speech-tokenizer":
-        tok = load_tokenizer("speech", "tiny", path=folder)
+        tok = load_tokenizer("speech", "compact", path=folder)
         assert tok.num_codebooks == 3 and tok.encode(torch.zeros(1, 1, 16000)).shape == (1, 3, 25)
     elif name == "soundstorm":
-        tok = load_tokenizer("speech", "tiny", path=codec_dir, acoustic_path=folder)
+        tok = load_tokenizer("speech", "compact", path=codec_dir, acoustic_path=folder)
         assert tok.default_prompt.shape == (3, 50)  # all layers of the first clip, up to 3 s (it has 2)
         assert tok.decode(torch.randint(0, 48, (1, 1, 10))).shape == (1, 1, 10 * tok.hop)
     else:
-        tok = load_tokenizer("image", "tiny", path=folder)
+        tok = load_tokenizer("image", "compact", path=folder)
         assert tok.encode(torch.rand(2, 3, 16, 16)).shape == (2, 1, 8)
         assert json.loads((folder / "training.json").read_text())["val"]["codes_used"] >= 1
 

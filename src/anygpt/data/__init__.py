@@ -9,8 +9,8 @@ The command line is `anygpt data build` / `anygpt data stats` (anygpt.data.cli).
 
 from anygpt.data.corpora.build import CORPORA, build_corpora, check_dependencies
 from anygpt.data.corpora.common import MissingDependencyError
-from anygpt.data.corpora.presets import PRESETS, Preset, get_preset
+from anygpt.data.corpora.presets import CORPUS_PRESETS, CorpusPreset, get_corpus_preset
 from anygpt.data.corpora.stats import corpus_stats, format_stats
 
-__all__ = ["CORPORA", "PRESETS", "MissingDependencyError", "Preset", "build_corpora", "check_dependencies",
-           "corpus_stats", "format_stats", "get_preset"]
+__all__ = ["CORPORA", "CORPUS_PRESETS", "MissingDependencyError", "CorpusPreset", "build_corpora", "check_dependencies",
+           "corpus_stats", "format_stats", "get_corpus_preset"]

@@ -31,22 +31,22 @@ from anygpt.data.packing import BlockPacker, Sample
 from anygpt.data.pretraining import excerpt, interleaved_samples, pair_samples, text_samples
 from anygpt.data.shards import ShardWriter
 from anygpt.errors import AnyGPTError
+from anygpt.files import atomic_path
 from anygpt.lm.checkpoint import ANYGPT_CONFIG, FolderConfig
 from anygpt.lm.expand import add_modality_tokens
 from anygpt.lm.sequence import SequenceEncoder
 from anygpt.lm.text_tokenizer import train_text_tokenizer
-from anygpt.files import atomic_path
 from anygpt.manifest import read_json
 from anygpt.modalities import modality_names
-from anygpt.modalities.base import TokenSpec
 from anygpt.parts import CodesPart
 from anygpt.templates import get_chat_template
+from anygpt.token_spec import TokenSpec
 
 
 def _text_tokenizer(cfg: BlocksConfig, datasets: dict[str, list[dict]]):
     tt = cfg.text_tokenizer
-    if "path" in tt:  # a folder, a .gguf file or a named base LM (anygpt.loaders)
-        from anygpt.loaders import load_text_tokenizer
+    if "path" in tt:  # a folder, a .gguf file or a named base LM (anygpt.lm.base_lm)
+        from anygpt.lm.base_lm import load_text_tokenizer
 
         return load_text_tokenizer(tt["path"])
     texts = [r[ds.text_field] for ds in cfg.datasets if ds.kind != "chat"

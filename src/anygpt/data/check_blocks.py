@@ -28,12 +28,12 @@ from anygpt.data.conversations import record_turns
 from anygpt.data.packing import IGNORE
 from anygpt.data.shards import BlockReader
 from anygpt.errors import AnyGPTError
-from anygpt.layout import TokenLayout
 from anygpt.files import write_json
+from anygpt.layout import TokenLayout
 from anygpt.manifest import read_json
-from anygpt.modalities.base import TokenSpec
 from anygpt.parts import CodesPart
 from anygpt.templates import get_chat_template
+from anygpt.token_spec import TokenSpec
 
 CHECK_FILE = "check.json"
 

@@ -19,7 +19,7 @@ anygpt data stats --corpus data/tiny --json"""
 
 def build_parser() -> argparse.ArgumentParser:
     from anygpt.data.corpora.build import CORPORA
-    from anygpt.data.corpora.presets import PRESETS
+    from anygpt.data.corpora.presets import CORPUS_PRESETS
 
     p = cli_flags.parser("anygpt data", "Build and inspect the offline corpora.", BUILD_EXAMPLE + "\n" + STATS_EXAMPLE)
     sub = p.add_subparsers(dest="action", required=True, metavar="{build,stats}", parser_class=cli_flags.Parser)
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Build speech, music, image and text corpora from packaged assets, "
                                    "with manifests and honest splits; resumable and deterministic for a seed.",
                        epilog=cli_flags.example_text(BUILD_EXAMPLE))
-    b.add_argument("--preset", choices=list(PRESETS), default="tiny", help="size preset (default: tiny)")
+    b.add_argument("--preset", choices=list(CORPUS_PRESETS), default="tiny", help="size preset (default: tiny)")
     cli_flags.add_out(b, "output folder (created; rerun with the same --out to resume)")
     cli_flags.add_seed(b)
     b.add_argument("--only", nargs="+", choices=list(CORPORA), default=list(CORPORA), help="corpora to build")

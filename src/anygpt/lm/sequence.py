@@ -147,5 +147,3 @@ class SequenceEncoder:
         seq = [int(i) for i in (ids.tolist() if isinstance(ids, torch.Tensor) else ids) if int(i) not in drop]
         return self.layout.parse_ids(seq, lambda run: self.tokenizer.decode(run), strict=strict)
 
-
-SequenceCodec = SequenceEncoder  # the old name ("codec" now means an audio codec only); goes in the next release

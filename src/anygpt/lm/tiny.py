@@ -1,5 +1,5 @@
 """Random-weight tiny models in our layout and in the release's: for tests and for trying the
-whole pipeline before trained weights exist (`anygpt chat --model tiny-random`)."""
+whole pipeline before trained weights exist (`anygpt chat --model random-64x2`)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from anygpt.layout import TokenLayout
 from anygpt.lm.expand import expand_vocabulary
 from anygpt.lm.text_tokenizer import train_text_tokenizer
 from anygpt.modalities import released_specs
-from anygpt.modalities.base import TokenSpec
 from anygpt.templates import SYSTEM_ANYGPT, SYSTEM_MMGPT
+from anygpt.token_spec import TokenSpec
 
 
 def builtin_texts() -> list[str]:

@@ -5,7 +5,7 @@ order. A new modality is a module like `music.py` plus an import here or in user
 """
 
 from anygpt.modalities import text, image, speech, music  # noqa: F401  (registration order matters)
-from anygpt.modalities.base import ModalityTokenizer, TokenSpec
+from anygpt.modalities.base import ModalityTokenizer
 from anygpt.modalities.registry import (
     ModalityInfo,
     get_modality,
@@ -16,6 +16,7 @@ from anygpt.modalities.registry import (
     released_specs,
     unregister_modality,
 )
+from anygpt.token_spec import TokenSpec
 
 __all__ = [
     "ModalityInfo", "ModalityTokenizer", "TokenSpec", "get_modality", "load_tokenizer",

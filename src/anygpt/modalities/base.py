@@ -1,63 +1,20 @@
 """The modality interface: every tokenizer turns media into codes and codes back into media.
 
-A tokenizer knows nothing of the LM. What the LM needs from it is its `TokenSpec`: how many
-codebooks go to the LM, their size, the marker strings and the code prefix. The token layout
+A tokenizer knows nothing of the LM. What the LM needs from it is its `TokenSpec`
+(anygpt.token_spec): how many codebooks go to the LM, their size, the marker strings and the code
+prefix. The token layout
 (anygpt.layout) turns specs into LM id ranges.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-
-@dataclass(frozen=True)
-class TokenSpec:
-    """How one modality's codes are written in the LM vocabulary.
-
-    A frame holds one code of each LM codebook; frames are written one after another and inside
-    a frame codebook l is written as `code + l * codebook_size` (the release's music layout;
-    image and speech are the one-codebook case). So the modality owns
-    `codebook_size * num_codebooks` code tokens `<{prefix}{i}>`, plus `start` and `end` markers.
-    """
-
-    name: str
-    prefix: str
-    start: str
-    end: str
-    codebook_size: int
-    num_codebooks: int = 1
-    # fixed number of frames per item (image: 32); None for variable-length media
-    frames_per_item: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.codebook_size < 1 or self.num_codebooks < 1:
-            raise ValueError(f"TokenSpec {self.name!r}: codebook_size and num_codebooks must be >= 1")
-        if self.frames_per_item is not None and self.frames_per_item < 1:
-            raise ValueError(f"TokenSpec {self.name!r}: frames_per_item must be >= 1 or None")
-
-    @property
-    def vocab_size(self) -> int:
-        """Number of code tokens (markers not included)."""
-        return self.codebook_size * self.num_codebooks
-
-    def code_token(self, i: int) -> str:
-        """Text form of written id i (0 <= i < vocab_size), e.g. '<👀17>'."""
-        return f"<{self.prefix}{i}>"
-
-    def code_tokens(self) -> list[str]:
-        return [self.code_token(i) for i in range(self.vocab_size)]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TokenSpec":
-        return cls(**d)
+from anygpt.token_spec import TokenSpec
 
 
 class ModalityTokenizer(ABC):
@@ -71,7 +28,7 @@ class ModalityTokenizer(ABC):
     name: str  # modality name, e.g. "speech"
     sample_rate: int | None = None  # audio modalities
     image_size: tuple[int, int] | None = None  # image modalities, (H, W)
-    frame_rate: float  # code frames per second (audio) or per image (image: codes per image)
+    frame_rate: float | None = None  # code frames per second (audio); an image has frames_per_item instead
     num_codebooks: int  # codebooks the tokenizer produces (speech RVQ: 8)
     codebook_size: int
     lm_codebooks: tuple[int, ...] = (0,)  # which of them the LM reads and writes

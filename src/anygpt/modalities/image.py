@@ -11,5 +11,5 @@ IMAGE = register_modality(ModalityInfo(
 ))
 
 register_tokenizer("image", "released", "anygpt.modalities.image_tokenizers:load_released_image_tokenizer")
-register_tokenizer("image", "compact", "anygpt.loaders:load_compact_image_tokenizer", aliases=("tiny",))
-register_tokenizer("image", "grid", "anygpt.loaders:load_grid_image_tokenizer")
+register_tokenizer("image", "compact", "anygpt.modalities.image_tokenizers:load_compact_image_tokenizer")
+register_tokenizer("image", "grid", "anygpt.modalities.image_tokenizers:load_grid_image_tokenizer")

@@ -9,12 +9,11 @@ Both write a fixed number of codes per image, one codebook, with the release's i
 
 Media are FloatTensor [B, 3, H, W] in [0, 1]; any other size is padded to a square on white
 and resized (the image corpus does the same). Codes are LongTensor [B, 1, 32]. The shipped
-compact weights are loaded by anygpt.loaders.load_compact_image_tokenizer.
+compact weights are loaded by `load_compact_image_tokenizer` (tokenizer "compact" in the registry).
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from anygpt.asset_paths import (IMAGE_TOKENIZER_GRID_DIR, IMAGE_TOKENIZER_GRID_RETRAIN, IMAGE_TOKENIZER_RETRAIN,
+                                IMAGE_TOKENIZER_TINY_DIR, WEIGHTS, shipped)
 from anygpt.errors import CheckpointError, MediaError
 from anygpt.media_io import load_image, save_image
-from anygpt.modalities.base import ModalityTokenizer, TokenSpec
+from anygpt.modalities.base import ModalityTokenizer
 from anygpt.modalities.specs import IMAGE_EXTENSIONS, RELEASED_IMAGE_SPEC
+from anygpt.token_spec import TokenSpec
 
 SEED2_WEIGHTS = "seed_quantizer.pt"
 EVA_WEIGHTS = "eva_vit_g.pth"
@@ -57,13 +59,6 @@ class _ImageTokenizer(ModalityTokenizer):
     num_codebooks = 1
     file_extensions = IMAGE_EXTENSIONS
     frames_per_item: int
-
-    @property
-    def frame_rate(self) -> float:
-        """Deprecated: codes per image, which `frames_per_item` now says (goes in the next release)."""
-        warnings.warn("an image tokenizer's frame_rate is frames_per_item (codes per image)", DeprecationWarning,
-                      stacklevel=2)
-        return float(self.frames_per_item)
 
     @property
     def token_spec(self) -> TokenSpec:
@@ -110,7 +105,7 @@ class CompactImageTokenizer(_ImageTokenizer):
     @classmethod
     def from_folder(cls, path: str | Path, **kw) -> "CompactImageTokenizer":
         """Load model.safetensors + config.json from the folder `path` (the shipped weights:
-        anygpt.loaders.load_compact_image_tokenizer)."""
+        load_compact_image_tokenizer below)."""
         from anygpt.nn.query_former import QueryTokenizer, QueryTokenizerConfig
         from anygpt.nn.weights import read_meta, read_safetensors
 
@@ -120,7 +115,7 @@ class CompactImageTokenizer(_ImageTokenizer):
             if not f.is_file():
                 raise CheckpointError(
                     f"{f} not found: train and export the compact image tokenizer with "
-                    f"`anygpt train image-tokenizer --data data/tiny --out runs/image-tokenizer --ship`")
+                    f"`{IMAGE_TOKENIZER_RETRAIN}`")
         try:
             cfg = QueryTokenizerConfig.from_dict(read_meta(path))
             model = QueryTokenizer(cfg)
@@ -270,4 +265,16 @@ def load_released_image_tokenizer(path: str | Path, **kwargs) -> Seed2ImageToken
     return Seed2ImageTokenizer.from_folder(path, **kwargs)
 
 
-TinyImageTokenizer = CompactImageTokenizer  # the old name; goes in the next release
+def load_compact_image_tokenizer(path: str | Path | None = None, *, bf16: bool = True) -> CompactImageTokenizer:
+    """Tokenizer "compact": CompactImageTokenizer from `path`, default the shipped weights
+    (anygpt/assets/image-tokenizer-tiny); bf16: autocast on CPU."""
+    folder = Path(path) if path is not None else shipped(IMAGE_TOKENIZER_TINY_DIR, WEIGHTS, IMAGE_TOKENIZER_RETRAIN)
+    return CompactImageTokenizer.from_folder(folder, bf16=bf16)
+
+
+def load_grid_image_tokenizer(path: str | Path | None = None, *, bf16: bool = True) -> CompactImageTokenizer:
+    """Tokenizer "grid": CompactImageTokenizer with local codes (encoder "grid") from `path`,
+    default the shipped weights (anygpt/assets/image-tokenizer-grid); bf16: autocast on CPU."""
+    folder = Path(path) if path is not None else shipped(IMAGE_TOKENIZER_GRID_DIR, WEIGHTS,
+                                                         IMAGE_TOKENIZER_GRID_RETRAIN)
+    return CompactImageTokenizer.from_folder(folder, bf16=bf16)

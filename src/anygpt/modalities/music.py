@@ -11,4 +11,4 @@ MUSIC = register_modality(ModalityInfo(
 
 # "released": facebook/encodec_32khz from a local folder (path=...)
 register_tokenizer("music", "released", "anygpt.modalities.music_tokenizers:load_released_music_tokenizer")
-register_tokenizer("music", "compact", "anygpt.loaders:load_compact_music_tokenizer", aliases=("tiny",))
+register_tokenizer("music", "compact", "anygpt.modalities.music_tokenizers:load_compact_music_tokenizer")

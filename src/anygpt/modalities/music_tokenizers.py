@@ -9,7 +9,7 @@ frame shifted by l * codebook_size). Constants sit beside their loaders (the mos
   segments; longer input is cut into 5 s windows (with overlapping context, see
   `chunked_encode`).
 - "compact": our CompactMusicCodec (anygpt.nn.compact_music_codec), weights shipped in
-  anygpt/assets/music-codec-tiny (anygpt.loaders.load_compact_music_tokenizer). 16 kHz mono,
+  anygpt/assets/music-codec-tiny (`load_compact_music_tokenizer`). 16 kHz mono,
   50 Hz, 4 codebooks x 1024 (2 kbps): the release's 200 LM tokens per second of music with a 4096-token music vocabulary instead of
   8192 (a 25 Hz x 512 variant halves the tokens but reads note F1 0.62 instead of 0.70 on
   held-out pieces; see anygpt.nn.compact_music_codec).
@@ -26,10 +26,11 @@ from typing import Any
 
 import torch
 
+from anygpt.asset_paths import MUSIC_CODEC_RETRAIN, MUSIC_CODEC_TINY_DIR, WEIGHTS, shipped
 from anygpt.errors import CheckpointError
 from anygpt.modalities.audio import AudioTokenizerBase, chunked_decode, chunked_encode, to_mono
-from anygpt.modalities.base import TokenSpec
 from anygpt.modalities.specs import AUDIO_EXTENSIONS, RELEASED_MUSIC_SPEC
+from anygpt.token_spec import TokenSpec
 
 # ---------------------------------------------------------------- released: Encodec 32 kHz
 RELEASED_REPO = "facebook/encodec_32khz"
@@ -184,7 +185,7 @@ class CompactMusicTokenizer(_MusicTokenizerBase):
 
 def load_compact_music_folder(folder: str | Path, *, device: str = "cpu") -> CompactMusicTokenizer:
     """A folder with config.json + model.safetensors of our codec -> tokenizer (the shipped one:
-    anygpt.loaders.load_compact_music_tokenizer)."""
+    load_compact_music_tokenizer)."""
     from anygpt.nn.compact_music_codec import CompactMusicCodec, MusicCodecConfig
     from anygpt.nn.weights import load_inference_state, read_meta
 
@@ -193,8 +194,7 @@ def load_compact_music_folder(folder: str | Path, *, device: str = "cpu") -> Com
     if not cfg_path.is_file() or not w_path.is_file():
         raise CheckpointError(
             f"{folder}: expected config.json and model.safetensors of the compact music codec; "
-            "train and export them with `anygpt train music-codec --data data/tiny --out runs/music-codec "
-            "--export src/anygpt/assets/music-codec-tiny`"
+            f"train and export them with `{MUSIC_CODEC_RETRAIN}`"
         )
     meta = read_meta(folder)
     try:
@@ -205,4 +205,8 @@ def load_compact_music_folder(folder: str | Path, *, device: str = "cpu") -> Com
     return CompactMusicTokenizer(load_inference_state(codec, folder).to(device))
 
 
-TinyMusicTokenizer = CompactMusicTokenizer  # the old name; goes in the next release
+def load_compact_music_tokenizer(path: str | Path | None = None, *, device: str = "cpu") -> CompactMusicTokenizer:
+    """Tokenizer "compact": CompactMusicTokenizer from `path`, default the shipped weights
+    (anygpt/assets/music-codec-tiny)."""
+    folder = Path(path) if path is not None else shipped(MUSIC_CODEC_TINY_DIR, WEIGHTS, MUSIC_CODEC_RETRAIN)
+    return load_compact_music_folder(folder, device=device)

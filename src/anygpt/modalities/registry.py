@@ -4,7 +4,7 @@ Registration order is vocabulary order (the release adds image, then speech, the
 Tokenizer loaders are registered by name per modality ("released", "compact", ...) so that the
 model loader can build whichever tokenizers a checkpoint names. A loader is a function, or the
 string "package.module:function" imported when the tokenizer is first loaded (so registering
-costs nothing and the registry imports no tokenizer code). An old name can stay as an alias.
+costs nothing and the registry imports no tokenizer code).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from anygpt.errors import UnknownModalityError, UsageError
-from anygpt.modalities.base import ModalityTokenizer, TokenSpec
+from anygpt.modalities.base import ModalityTokenizer
+from anygpt.token_spec import TokenSpec
 
 TokenizerLoader = Callable[..., ModalityTokenizer]
 
@@ -26,7 +27,7 @@ class ModalityInfo:
 
     kind: "text", "audio" or "image". released_spec: the spec of the released AnyGPT's codes
     (None for text, or for a modality the release does not have). tokenizer_loaders: name ->
-    loader (a function or "module:function"); tokenizer_aliases: old name -> name.
+    loader (a function or "module:function").
     """
 
     name: str
@@ -34,7 +35,6 @@ class ModalityInfo:
     released_spec: TokenSpec | None
     file_extensions: tuple[str, ...] = ()
     tokenizer_loaders: dict[str, TokenizerLoader | str] = field(default_factory=dict)
-    tokenizer_aliases: dict[str, str] = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, ModalityInfo] = {}
@@ -53,19 +53,10 @@ def unregister_modality(name: str) -> None:
     _REGISTRY.pop(name, None)
 
 
-def register_tokenizer(modality: str, name: str, loader: TokenizerLoader | str, *,
-                       aliases: tuple[str, ...] = ()) -> None:
-    """Make `loader(**kwargs) -> ModalityTokenizer` available as tokenizer `name` of `modality`
-    (and under each old name in `aliases`). loader: a function or "package.module:function"."""
-    info = get_modality(modality)
-    info.tokenizer_loaders[name] = loader
-    for old in aliases:
-        info.tokenizer_aliases[old] = name
-
-
-def canonical_tokenizer_name(modality: str, name: str) -> str:
-    """The registered name for `name` (an old alias such as "tiny" -> "compact")."""
-    return get_modality(modality).tokenizer_aliases.get(name, name)
+def register_tokenizer(modality: str, name: str, loader: TokenizerLoader | str) -> None:
+    """Make `loader(**kwargs) -> ModalityTokenizer` available as tokenizer `name` of `modality`.
+    loader: a function or "package.module:function"."""
+    get_modality(modality).tokenizer_loaders[name] = loader
 
 
 def get_modality(name: str) -> ModalityInfo:
@@ -89,7 +80,7 @@ def released_specs() -> list[TokenSpec]:
 
 def load_tokenizer(modality: str, name: str, **kwargs) -> ModalityTokenizer:
     info = get_modality(modality)
-    loader = info.tokenizer_loaders.get(canonical_tokenizer_name(modality, name))
+    loader = info.tokenizer_loaders.get(name)
     if loader is None:
         raise UnknownModalityError(
             f"modality {modality!r} has no tokenizer {name!r}; available: "

@@ -1,7 +1,7 @@
 """The release's token specs and the file types of each modality: constants every other module
 may import (this module imports nothing of anygpt but the TokenSpec class)."""
 
-from anygpt.modalities.base import TokenSpec
+from anygpt.token_spec import TokenSpec
 
 # SEED-2: 32 codes of 8192 per image
 RELEASED_IMAGE_SPEC = TokenSpec(

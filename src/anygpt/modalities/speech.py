@@ -11,4 +11,4 @@ SPEECH = register_modality(ModalityInfo(
 
 # "released": SpeechTokenizer (+ SoundStorm) from a local copy of fnlp/AnyGPT-speech-modules (path=...)
 register_tokenizer("speech", "released", "anygpt.modalities.speech_released:load_released_speech_tokenizer")
-register_tokenizer("speech", "compact", "anygpt.loaders:load_compact_speech_tokenizer", aliases=("tiny",))
+register_tokenizer("speech", "compact", "anygpt.modalities.speech_compact:load_compact_speech_tokenizer")

@@ -10,7 +10,8 @@
 
 Bad input: stereo is mixed down, other sample rates are resampled (`load`, `prepare`), input
 of any length is padded to whole frames and cut into windows, an unreadable file raises
-MediaError naming it. The shipped weights are loaded by anygpt.loaders.load_compact_speech_tokenizer.
+MediaError naming it. The shipped weights are loaded by `load_compact_speech_tokenizer` (tokenizer
+"compact" in the registry).
 """
 
 from __future__ import annotations
@@ -20,16 +21,16 @@ from typing import Sequence
 
 import torch
 
+from anygpt.asset_paths import (SOUNDSTORM_RETRAIN, SOUNDSTORM_TINY_DIR, SPEECH_TOKENIZER_RETRAIN,
+                                SPEECH_TOKENIZER_TINY_DIR, WEIGHTS, shipped)
 from anygpt.errors import CheckpointError
-from anygpt.modalities.base import TokenSpec
 from anygpt.modalities.audio import chunked_decode, chunked_encode, to_mono
 from anygpt.modalities.specs import AUDIO_EXTENSIONS, RELEASED_SPEECH_SPEC
 from anygpt.modalities.speech_stage2 import TwoStageSpeechTokenizer
+from anygpt.token_spec import TokenSpec
 
 WINDOW_SECONDS = 30.0  # longest input encoded in one call; longer input is chunked
 CONTEXT_SECONDS = 1.0
-RETRAIN = ("anygpt train speech-tokenizer --data data/tiny --out runs/speech-tokenizer "
-           "--export src/anygpt/assets/speech-tokenizer-tiny")
 
 
 class CompactSpeechTokenizer(TwoStageSpeechTokenizer):
@@ -79,7 +80,7 @@ def load_compact_speech_folders(codec_folder: str | Path, acoustic_folder: str |
                                 device: str = "cpu") -> CompactSpeechTokenizer:
     """The codec's folder and the SoundStorm's folder (None, or one without model.safetensors:
     a tokenizer that decodes only all-layer codes) -> tokenizer. The shipped ones:
-    anygpt.loaders.load_compact_speech_tokenizer."""
+    load_compact_speech_tokenizer below."""
     from anygpt.nn.soundstorm import load_soundstorm
     from anygpt.nn.speech_codec import load_codec
     from anygpt.nn.weights import read_safetensors
@@ -87,7 +88,7 @@ def load_compact_speech_folders(codec_folder: str | Path, acoustic_folder: str |
     folder = Path(codec_folder)
     if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
         raise CheckpointError(f"{folder}: expected config.json and model.safetensors of the compact speech "
-                              f"codec; train and export them with `{RETRAIN}`")
+                              f"codec; train and export them with `{SPEECH_TOKENIZER_RETRAIN}`")
     codec = load_codec(folder).to(device)
     acoustic, prompt = None, None
     if acoustic_folder is not None and (Path(acoustic_folder) / "model.safetensors").is_file():
@@ -101,4 +102,16 @@ def load_compact_speech_folders(codec_folder: str | Path, acoustic_folder: str |
     return CompactSpeechTokenizer(codec, acoustic, prompt)
 
 
-TinySpeechTokenizer = CompactSpeechTokenizer  # the old name; goes in the next release
+def load_compact_speech_tokenizer(path: str | Path | None = None, *, acoustic_path: str | Path | None = None,
+                                  device: str = "cpu") -> CompactSpeechTokenizer:
+    """Tokenizer "compact". path: codec folder (default: the shipped speech-tokenizer-tiny);
+    acoustic_path: SoundStorm folder (default: the shipped soundstorm-tiny, with its voice prompt;
+    a given folder without weights is an error)."""
+    codec = Path(path) if path is not None else shipped(SPEECH_TOKENIZER_TINY_DIR, WEIGHTS, SPEECH_TOKENIZER_RETRAIN)
+    if acoustic_path is None:
+        acoustic = shipped(SOUNDSTORM_TINY_DIR, WEIGHTS + ("prompt.safetensors",), SOUNDSTORM_RETRAIN)
+    else:
+        acoustic = Path(acoustic_path)
+        if not (acoustic / "model.safetensors").is_file():
+            raise CheckpointError(f"{acoustic}: no model.safetensors of the SoundStorm acoustic model")
+    return load_compact_speech_folders(codec, acoustic, device=device)

@@ -42,9 +42,9 @@ import torch
 
 from anygpt.errors import CheckpointError
 from anygpt.modalities.audio import chunked_decode, chunked_encode, to_mono
-from anygpt.modalities.base import TokenSpec
 from anygpt.modalities.specs import AUDIO_EXTENSIONS, RELEASED_SPEECH_SPEC
 from anygpt.modalities.speech_stage2 import TwoStageSpeechTokenizer
+from anygpt.token_spec import TokenSpec
 
 RELEASED_REPO = "fnlp/AnyGPT-speech-modules"
 RELEASED_SAMPLE_RATE = 16000

@@ -8,7 +8,7 @@ import sys
 
 EXAMPLE = """examples:
   anygpt serve --model anygpt-tiny --host 127.0.0.1 --port 8000
-  anygpt serve --model tiny-random-media --port 8000 --api-key secret   # random weights, every modality
+  anygpt serve --model random-64x2-media --port 8000 --api-key secret   # random weights, every modality
 
   curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\
        -d '{"model": "anygpt-tiny", "messages": [{"role": "user", "content": "Hello!"}]}'
@@ -25,7 +25,7 @@ def service_parser(prog: str, description: str, epilog: str, port: int) -> argpa
     p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="anygpt-tiny", metavar="NAME_OR_DIR",
-                   help="anygpt-tiny (default), tiny-random, tiny-random-media, or a model folder")
+                   help="anygpt-tiny (default), random-64x2, random-64x2-media, or a model folder")
     p.add_argument("--template", choices=["MMGPT", "AnyGPT"], default=None, help="chat template (default: the model's)")
     p.add_argument("--max-batch", type=int, default=8, metavar="N", help="requests decoded together (default 8)")
     p.add_argument("--max-queue", type=int, default=64, metavar="N",

@@ -22,7 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 EXAMPLE = """examples:
   anygpt demo --model anygpt-tiny                     # http://127.0.0.1:7860
-  anygpt demo --model tiny-random-media --port 7861   # random weights: every modality comes out as media
+  anygpt demo --model random-64x2-media --port 7861   # random weights: every modality comes out as media
 
 Open the address in a browser on this machine. Nothing is fetched from elsewhere and no public
 share link is made; --host 0.0.0.0 would make it reachable from other machines.

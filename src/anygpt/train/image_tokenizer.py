@@ -29,7 +29,7 @@ training core's (`anygpt.train.core`): rerunning the same command continues from
 checkpoint (batches depend only on seed and step). `--export DIR` writes DIR/model.safetensors,
 DIR/config.json (the QueryTokenizerConfig) and DIR/training.json (the command, the recipe and
 the reconstruction figures on the corpus's "val" split), which
-`load_tokenizer("image", "tiny", path=DIR)` reads; `--export-only` exports the newest checkpoint.
+`load_tokenizer("image", "compact", path=DIR)` reads; `--export-only` exports the newest checkpoint.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from anygpt.asset_paths import IMAGE_TOKENIZER_TINY_DIR
 from anygpt.errors import AnyGPTError
-from anygpt.loaders import IMAGE_TOKENIZER_TINY_DIR
 from anygpt.media_io import atomic_path
 from anygpt.nn.query_former import QueryTokenizer, QueryTokenizerConfig
 from anygpt.train.core import LOG, RunOptions, TrainingRun, add_run_args, lr_at, set_threads
@@ -104,7 +104,7 @@ def embed_captions(captions: list[str], cache: Path | None = None) -> torch.Tens
         with safe_open(str(cache), "pt") as f:
             if (f.metadata() or {}).get("key") == key:
                 return f.get_tensor("emb")
-    from anygpt.eval.captions import minilm
+    from anygpt.nn.minilm import minilm
 
     uniq = sorted(set(captions))
     emb = minilm().encode(uniq, batch_size=128, convert_to_tensor=True, normalize_embeddings=True,
@@ -329,9 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
 def build_model(a: argparse.Namespace) -> QueryTokenizer:
     """--init's exported model, or a new one from --config overrides."""
     if a.init:
-        from anygpt.modalities.image_tokenizers import TinyImageTokenizer
+        from anygpt.modalities.image_tokenizers import CompactImageTokenizer
 
-        return TinyImageTokenizer.from_folder(a.init).model
+        return CompactImageTokenizer.from_folder(a.init).model
     try:
         text = a.config if not a.config or a.config.lstrip().startswith("{") else Path(a.config).read_text()
         cfg = QueryTokenizerConfig.from_dict({**json.loads(text or "{}"), "seed": a.seed})
@@ -396,7 +396,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    from anygpt.train.cli import main as train_main
-
-    raise SystemExit(train_main(["image-tokenizer", *sys.argv[1:]]))
+if __name__ == "__main__":  # `anygpt train NAME` is the command; this runs the module alone
+    raise SystemExit(main(sys.argv[1:]))

@@ -14,7 +14,7 @@
 The model is a HF `LlamaForCausalLM` from a size preset (`--preset tiny|small|llama2-7b`, built
 for the blocks' vocabulary) or `--init`: one of our model folders, a released AnyGPT folder,
 any HF causal-LM folder with its tokenizer, a GGUF file, or a base named in
-`anygpt.loaders.BASE_MODELS`; its vocabulary is expanded to the blocks' layout with
+`anygpt.lm.base_lm.BASE_MODELS`; its vocabulary is expanded to the blocks' layout with
 `anygpt.lm.expand` (new rows random, the paper's recipe), and must then equal the blocks'
 vocabulary exactly. `--lora R` trains LoRA adapters of rank R (peft) plus the embedding and
 head rows of the added tokens; export merges them.
@@ -44,7 +44,7 @@ from anygpt.train.lm_data import (BlockDataError, BlockSource, BlockStream, toke
                                   validation_blocks)
 
 # Llama shapes; the vocabulary comes from the blocks. tiny: ~18M parameters with a 10k vocabulary.
-PRESETS: dict[str, dict] = {
+MODEL_SIZES: dict[str, dict] = {
     "micro": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),  # tests
     "tiny": dict(hidden_size=384, intermediate_size=1024, num_hidden_layers=6, num_attention_heads=6),
     "small": dict(hidden_size=768, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=12),
@@ -68,9 +68,9 @@ class BuiltModel:
 def build_preset(name: str, tokenizer, block_len: int, seed: int):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    if name not in PRESETS:
-        raise AnyGPTError(f"--preset: unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-    shape = dict(PRESETS[name])
+    if name not in MODEL_SIZES:
+        raise AnyGPTError(f"--preset: unknown preset {name!r}; choose from {', '.join(MODEL_SIZES)}")
+    shape = dict(MODEL_SIZES[name])
     shape.setdefault("num_key_value_heads", shape["num_attention_heads"])
     config = LlamaConfig(vocab_size=len(tokenizer), max_position_embeddings=-(-block_len // 512) * 512,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
@@ -82,7 +82,7 @@ def build_preset(name: str, tokenizer, block_len: int, seed: int):
 def load_init(init: str, specs, seed: int, new_rows: str = "mean"):
     """--init -> (model, tokenizer expanded to `specs`; new embedding/head rows `new_rows`)."""
     from anygpt.lm.expand import expand_vocabulary
-    from anygpt.loaders import load_base_lm
+    from anygpt.lm.base_lm import load_base_lm
 
     model, tokenizer = load_base_lm(init)
     expand_vocabulary(model, tokenizer, specs, init=new_rows, seed=seed)
@@ -353,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pretrain (loss on every token) or chat (labels masked to assistant turns by the blocks); "
                         "sets the default learning rate")
     m = p.add_mutually_exclusive_group()
-    m.add_argument("--preset", default="tiny", help=f"size preset trained from scratch: {', '.join(PRESETS)} (default: tiny)")
+    m.add_argument("--preset", default="tiny", help=f"size preset trained from scratch: {', '.join(MODEL_SIZES)} (default: tiny)")
     m.add_argument("--init", help="start from a model: our folder, a released AnyGPT folder, a HF causal-LM folder, "
                                   "a .gguf file, or a named base (smollm2-135m-instruct)")
     p.add_argument("--new-rows", choices=["mean", "random"], default="mean",

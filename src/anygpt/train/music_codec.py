@@ -1,4 +1,4 @@
-"""`anygpt train music-codec`: train the compact music codec (anygpt.nn.music_codec) on CPU.
+"""`anygpt train music-codec`: train the compact music codec (anygpt.nn.compact_music_codec) on CPU.
 
     anygpt train music-codec --corpus data/tiny --out runs/music-codec --steps 25000 \\
         --export runs/music-codec/model                        # the shipped recipe, ~4 h on 2 cores
@@ -13,7 +13,7 @@ Checkpoints, resume, logs and the run flags are the training core's (`anygpt.tra
 rerunning the same command continues from the newest checkpoint in OUT/checkpoints (crops
 depend only on seed and step, so a resumed run draws the same batches). `--export DIR` writes
 DIR/config.json + DIR/model.safetensors (float16, float32 codebooks), which
-`load_tokenizer("music", "tiny", path=DIR)` reads; `--export-only` exports the newest
+`load_tokenizer("music", "compact", path=DIR)` reads; `--export-only` exports the newest
 checkpoint without training. `--synthetic N` trains on N generated clips of harmonic notes.
 """
 
@@ -27,8 +27,9 @@ from pathlib import Path
 
 import torch
 
-from anygpt.loaders import MUSIC_CODEC_TINY_DIR
-from anygpt.nn.music_codec import CompactMusicCodec, LossWeights, MultiScaleMelLoss, MusicCodecConfig, codec_losses
+from anygpt.asset_paths import MUSIC_CODEC_TINY_DIR
+from anygpt.nn.compact_music_codec import CompactMusicCodec, LossWeights, MusicCodecConfig, codec_losses
+from anygpt.nn.spectral_codec import MultiScaleMelLoss
 from anygpt.train.core import RunOptions, TrainingRun, add_run_args, lr_at, set_threads
 from anygpt.train.recipes import CorpusError, add_corpus_arg, command_line, train_or_export
 
@@ -173,7 +174,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    from anygpt.train.cli import main as train_main
-
-    raise SystemExit(train_main(["music-codec", *sys.argv[1:]]))
+if __name__ == "__main__":  # `anygpt train NAME` is the command; this runs the module alone
+    raise SystemExit(main(sys.argv[1:]))

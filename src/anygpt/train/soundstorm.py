@@ -15,7 +15,7 @@ AdamW, warmup then cosine; bf16 autocast. Checkpoints, resume, logs and the run 
 training core's (`anygpt.train.core`): rerunning the same command continues from the newest
 checkpoint; batches depend only on seed and step. `--export DIR` writes DIR/config.json +
 DIR/model.safetensors and a default voice prompt (the codes of 3 s of the first training clip)
-in DIR/prompt.safetensors, which `load_tokenizer("speech", "tiny", acoustic_path=DIR)` reads;
+in DIR/prompt.safetensors, which `load_tokenizer("speech", "compact", acoustic_path=DIR)` reads;
 `--export-only` exports the newest checkpoint that way (after a run stopped by --max-minutes).
 """
 
@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from anygpt.asset_paths import SOUNDSTORM_TINY_DIR, SPEECH_TOKENIZER_TINY_DIR
 from anygpt.errors import AnyGPTError, CheckpointError
-from anygpt.loaders import SOUNDSTORM_TINY_DIR, SPEECH_TOKENIZER_TINY_DIR
 from anygpt.nn.soundstorm import SoundStorm, SoundStormConfig
 from anygpt.train.core import RunOptions, TrainingRun, add_run_args, lr_at, set_threads
 from anygpt.train.recipes import add_corpus_arg, command_line, train_or_export
@@ -203,7 +203,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    from anygpt.train.cli import main as train_main
-
-    raise SystemExit(train_main(["soundstorm", *sys.argv[1:]]))
+if __name__ == "__main__":  # `anygpt train NAME` is the command; this runs the module alone
+    raise SystemExit(main(sys.argv[1:]))

@@ -15,7 +15,7 @@ gradient-reversal layer. AdamW, warmup then cosine; bf16 autocast on CPU.
 Checkpoints, resume, logs and the run flags are the training core's (`anygpt.train.core`):
 rerunning the same command continues from the newest checkpoint (batches depend only on seed
 and step, so a resumed run draws the same ones). `--export DIR` writes DIR/config.json +
-DIR/model.safetensors, which `load_tokenizer("speech", "tiny", path=DIR)` reads;
+DIR/model.safetensors, which `load_tokenizer("speech", "compact", path=DIR)` reads;
 `--export-only` exports the newest checkpoint. `--synthetic` trains on generated "speech".
 """
 
@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anygpt.asset_paths import SPEECH_TOKENIZER_TINY_DIR
 from anygpt.errors import AnyGPTError
-from anygpt.loaders import SPEECH_TOKENIZER_TINY_DIR
-from anygpt.nn.music_codec import MultiScaleMelLoss, mel_filterbank
+from anygpt.nn.spectral_codec import MultiScaleMelLoss, mel_filterbank
 from anygpt.nn.speech_codec import CompactSpeechCodec, SpeechCodecConfig, grad_reverse, save_codec
 from anygpt.train.core import RunOptions, TrainingRun, add_run_args, lr_at, set_threads
 from anygpt.train.recipes import CorpusError, add_corpus_arg, command_line, train_or_export
@@ -232,7 +232,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    from anygpt.train.cli import main as train_main
-
-    raise SystemExit(train_main(["speech-tokenizer", *sys.argv[1:]]))
+if __name__ == "__main__":  # `anygpt train NAME` is the command; this runs the module alone
+    raise SystemExit(main(sys.argv[1:]))

@@ -13,8 +13,9 @@ import soundfile as sf
 from PIL import Image
 
 from anygpt import cli
-from anygpt.data import build_corpora, corpus_stats, format_stats, get_preset
+from anygpt.data import corpus_stats, format_stats, get_corpus_preset
 from anygpt.data.corpora import common, speech
+from anygpt.data.corpora.build import build_corpora
 from anygpt.data.corpora.common import MissingDependencyError, read_jsonl, sha256_file
 from anygpt.data.corpora.presets import Voice
 from anygpt.data.scenes import HELDOUT_PAIRS
@@ -178,7 +179,7 @@ def test_corrupt_asset_and_failing_voice_are_skipped_and_counted(tmp_path):
             target.write_bytes(b"\x89PNG\r\n\x1a\n this is not a picture")
         elif i != 1:  # entry 1: picture missing
             shutil.copy(src / "img/google/64" / e["image"], target)
-    base = get_preset("micro")
+    base = get_corpus_preset("micro")
     preset = replace(base,
                      images=replace(base.images, n_emoji_google=6, n_emoji_noto=0, n_digits=0, n_scenes=2,
                                     n_heldout_scenes=0),
@@ -213,7 +214,7 @@ def test_a_busy_machine_changes_no_item(tmp_path, monkeypatch):
     again with more time, and if it still times out it is left for the next run, so the corpus
     is the same as on an idle machine (it used to depend on the load: the flaky determinism
     test). Here espeak-ng is slowed down past the timeout, then the build is run again."""
-    base = get_preset("micro")
+    base = get_corpus_preset("micro")
     preset = replace(base, speech=replace(base.speech, train_voices=(Voice("espeak", "en-us+f3"),), heldout_voices=(),
                                           train_per_speaker=2, val_per_speaker=0, test_per_speaker=0,
                                           heldout_sentences_per_speaker=0))

@@ -19,14 +19,15 @@ from anygpt.data.packing import IGNORE
 from anygpt.errors import AnyGPTError
 from anygpt.layout import TokenLayout
 from anygpt.lm.expand import add_modality_tokens
-from anygpt.lm.sequence import SequenceCodec
+from anygpt.lm.sequence import SequenceEncoder
 from anygpt.lm.text_tokenizer import train_text_tokenizer
 from anygpt.lm.tiny import builtin_texts
 from anygpt.media_io import load_audio
-from anygpt.modalities.base import ModalityTokenizer, TokenSpec
+from anygpt.modalities.base import ModalityTokenizer
 from anygpt.modalities.specs import RELEASED_SPEECH_SPEC
 from anygpt.parts import CodesPart, TextPart
 from anygpt.templates import get_chat_template
+from anygpt.token_spec import TokenSpec
 
 IMAGES = [{"id": f"img{i}", "caption": f"A {c} circle on a white background."}
           for i, c in enumerate(["red", "green", "blue", "yellow"])]
@@ -207,7 +208,7 @@ def test_chat_sample_masks_everything_but_the_assistant(realised):
     _, _, _, layout, out = realised
     tok = train_text_tokenizer(builtin_texts(), vocab_size=400)
     layout = add_modality_tokens(tok, layout.specs)
-    codec = SequenceCodec(tok, layout)
+    codec = SequenceEncoder(tok, layout)
     template = get_chat_template("MMGPT")
     conv_id, turns = read_conversations(out / "conversations.jsonl", layout)[0]
     sample = chat_sample(turns, template, codec)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from anygpt.data.corpora import images, music, speech, text
 from anygpt.data.corpora.common import DoneLog, run_jobs, write_jsonl_atomic
-from anygpt.data.corpora.presets import Preset, get_preset
+from anygpt.data.corpora.presets import CorpusPreset, get_corpus_preset
 from anygpt.errors import OutputError, UsageError
 from anygpt.files import atomic_path
 from anygpt.manifest import read_json
@@ -32,7 +32,7 @@ log = logging.getLogger("anygpt.data")
 CORPORA = ("text", "speech", "music", "images")
 
 
-def check_dependencies(preset: Preset, corpora: tuple[str, ...] = CORPORA, emoji_dir: Path | None = None) -> None:
+def check_dependencies(preset: CorpusPreset, corpora: tuple[str, ...] = CORPORA, emoji_dir: Path | None = None) -> None:
     """Raise MissingDependencyError (naming the package and the setup command) before any work."""
     if "text" in corpora or "speech" in corpora:
         text.check_sources()
@@ -44,15 +44,15 @@ def check_dependencies(preset: Preset, corpora: tuple[str, ...] = CORPORA, emoji
         images.check_sources(preset.images, emoji_dir or images.EMOJI_DIR)
 
 
-def build_corpora(preset: str | Preset, out: str | Path, seed: int = 0, corpora: tuple[str, ...] = CORPORA,
+def build_corpora(preset: str | CorpusPreset, out: str | Path, seed: int = 0, corpora: tuple[str, ...] = CORPORA,
                   workers: int | None = None, progress: bool = True, emoji_dir: str | Path | None = None) -> dict:
     """Build (or resume building) the corpora of `preset` into `out`; returns the index dict.
 
-    preset: a name from presets.PRESETS or a Preset. seed: changes which items are drawn
+    preset: a name from presets.CORPUS_PRESETS or a CorpusPreset. seed: changes which items are drawn
     (same seed, same items). workers: processes for synthesis and rendering (default: all
     cores). emoji_dir: the emoji-datasource-google folder (default: the setup's npm cache).
     """
-    p = get_preset(preset, seed) if isinstance(preset, str) else preset.with_seed(seed)
+    p = get_corpus_preset(preset, seed) if isinstance(preset, str) else preset.with_seed(seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     workers = workers or os.cpu_count() or 1
@@ -86,7 +86,7 @@ def build_corpora(preset: str | Preset, out: str | Path, seed: int = 0, corpora:
     return index
 
 
-def _build_jobs(name: str, p: Preset, out: Path, seed: int, workers: int, progress: bool, emoji: Path) -> dict:
+def _build_jobs(name: str, p: CorpusPreset, out: Path, seed: int, workers: int, progress: bool, emoji: Path) -> dict:
     corpus_dir = out / name
     if name == "speech":
         text_manifest = out / "text" / "manifest.jsonl"
@@ -141,7 +141,7 @@ def _reason_class(reason: str) -> str:
     return head.split(" ")[0] + ": " + rest.split("(")[0].split(":")[-1].strip()[:60]
 
 
-def _config(p: Preset) -> dict:
+def _config(p: CorpusPreset) -> dict:
     d = asdict(replace(p))
     d["music"]["instruments"] = {str(k): v for k, v in d["music"]["instruments"].items()}
     return d

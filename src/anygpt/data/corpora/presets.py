@@ -118,7 +118,7 @@ class TextPreset:
 
 
 @dataclass(frozen=True)
-class Preset:
+class CorpusPreset:
     name: str
     speech: SpeechPreset
     music: MusicPreset
@@ -126,12 +126,12 @@ class Preset:
     text: TextPreset
     seed: int = 0
 
-    def with_seed(self, seed: int) -> "Preset":
+    def with_seed(self, seed: int) -> "CorpusPreset":
         return replace(self, seed=seed)
 
 
-PRESETS: dict[str, Preset] = {
-    "micro": Preset(
+CORPUS_PRESETS: dict[str, CorpusPreset] = {
+    "micro": CorpusPreset(
         "micro",
         SpeechPreset(2, 1, 1, 1, 2,
                      train_voices=(Voice("flite", "kal"), Voice("flite", "slt"), Voice("espeak", "en-us+f3"),
@@ -141,14 +141,14 @@ PRESETS: dict[str, Preset] = {
         ImagePreset(12, 6, 12, 24, 8),
         TextPreset(300, 20, max_per_source=3000),
     ),
-    "tiny": Preset(
+    "tiny": CorpusPreset(
         "tiny",
         SpeechPreset(150, 8, 8, 10, 60),
         MusicPreset(150, 3, clip_seconds=8.0),
         ImagePreset(600, 400, 600, 3000, 400),
         TextPreset(30000, 300),
     ),
-    "small": Preset(
+    "small": CorpusPreset(
         "small",
         SpeechPreset(1500, 60, 60, 80, 600),
         MusicPreset(1500, 3, clip_seconds=8.0),
@@ -158,7 +158,7 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def get_preset(name: str, seed: int = 0) -> Preset:
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return PRESETS[name].with_seed(seed)
+def get_corpus_preset(name: str, seed: int = 0) -> CorpusPreset:
+    if name not in CORPUS_PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(CORPUS_PRESETS)}")
+    return CORPUS_PRESETS[name].with_seed(seed)

@@ -91,7 +91,7 @@ def realise(a) -> int:
     from anygpt.data.instruct.realise import CaptionIndex, Realiser
     from anygpt.layout import TokenLayout
     from anygpt.modalities import load_tokenizer, modality_names
-    from anygpt.modalities.base import TokenSpec
+    from anygpt.token_spec import TokenSpec
 
     scripts = read_scripts(a.scripts)  # a bad scripts file fails before any model loads
     codes = cli_flags.key_values(a.codes, "--codes")

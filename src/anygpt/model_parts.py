@@ -1,0 +1,54 @@
+"""One object that resolves a model folder's parts once (moshi's habit): the LM, its text
+tokenizer, the token layout, each modality tokenizer the folder names, and the chat template.
+`AnyGPT.from_pretrained` consumes it; nothing else reads a model folder's anygpt.json.
+
+    parts = ModelParts.from_folder("path/to/AnyGPT-chat", tokenizers={"image": seed2})
+    model = AnyGPT.from_parts(parts)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from anygpt.errors import CheckpointError
+from anygpt.layout import TokenLayout
+from anygpt.lm.checkpoint import load_lm, tokenizer_folder
+from anygpt.modalities import load_tokenizer
+from anygpt.modalities.base import ModalityTokenizer
+
+
+@dataclass
+class ModelParts:
+    """lm: HF causal LM; text_tokenizer: its HF tokenizer; tokenizers: modality -> tokenizer;
+    template: chat template name; tokenizer_entries: modality -> {"loader"[, "path"]} as the
+    folder's anygpt.json names them (written back by save_pretrained); folder: where they were read."""
+
+    lm: Any
+    text_tokenizer: Any
+    layout: TokenLayout
+    tokenizers: dict[str, ModalityTokenizer] = field(default_factory=dict)
+    template: str = "MMGPT"
+    tokenizer_entries: dict[str, dict] = field(default_factory=dict)
+    folder: Path | None = None
+
+    @classmethod
+    def from_folder(cls, path: str | Path, *, tokenizers: Mapping[str, ModalityTokenizer] | None = None,
+                    template: str | None = None, dtype: torch.dtype = torch.float32,
+                    device: str = "cpu") -> "ModelParts":
+        """Read a model folder: a released AnyGPT folder (e.g. fnlp/AnyGPT-chat, downloaded by the
+        user) or one of ours. Modality tokenizers named in its anygpt.json are loaded (from inside
+        the folder when the entry has a path); `tokenizers` adds or overrides them (the released
+        tokenizers live in other folders); `template` overrides the folder's chat template."""
+        path = Path(path)
+        if not path.exists():
+            raise CheckpointError(f"{path}: model folder not found (a shipped model by name, such as anygpt-tiny, "
+                                  "loads with anygpt.loaders.load_model)")
+        lm, text_tokenizer, layout, cfg = load_lm(path, dtype=dtype, device=device)
+        loaded = {m: load_tokenizer(m, t["loader"], **({"path": tokenizer_folder(path, t)} if "path" in t else {}))
+                  for m, t in cfg.tokenizers.items() if m not in (tokenizers or {})}
+        loaded.update(tokenizers or {})
+        return cls(lm, text_tokenizer, layout, loaded, template or cfg.chat_template, dict(cfg.tokenizers), path)
