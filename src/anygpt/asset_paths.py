@@ -31,6 +31,18 @@ IMAGE_TOKENIZER_TINY_DIR = ASSETS / "image-tokenizer-tiny"
 IMAGE_TOKENIZER_RETRAIN = ("anygpt train image-tokenizer --corpus data/tiny --out runs/image-tokenizer "
                            "--export src/anygpt/assets/image-tokenizer-tiny")
 
+# ---------------------------------------------------------------- image tokenizer "grid"
+# 64x64 RGB -> 36 local codes of 1024: each code reads its own window of a 6 x 6 grid (2 x 2
+# codes on every cell of the drawn scenes). The codes the next anygpt-tiny trains on; "compact"
+# stays for the shipped anygpt-tiny, which was trained on its codes.
+IMAGE_TOKENIZER_GRID_DIR = ASSETS / "image-tokenizer-grid"
+IMAGE_TOKENIZER_GRID_RETRAIN = (
+    "anygpt train image-tokenizer --corpus data/tiny --out runs/image-tokenizer-grid "
+    "--config '{\"encoder\": \"grid\", \"num_queries\": 36, \"grid_channels\": [32, 64], "
+    "\"locality\": [64, 32, 16, 0], \"upsample_channels\": [96, 48, 24], \"refine_channels\": 0}' "
+    "--extra-scenes 40000 --steps 1600 --vq-warmup 200 --contrastive-weight 0 --object-weight 10 "
+    "--l2-weight 10 --edge-weight 2 --attr-weight 0.5 --fp16 --export src/anygpt/assets/image-tokenizer-grid")
+
 # ---------------------------------------------------------------- speech tokenizer "compact"
 # 16 kHz mono, 25 code frames per second, 6 RVQ layers of 512; layer 1 (content, distilled from
 # Whisper tiny.en) goes to the LM. Its SoundStorm fills layers 2-6 in the voice of a 3 s prompt
@@ -51,6 +63,7 @@ MUSIC_CODEC_RETRAIN = ("anygpt train music-codec --corpus data/tiny --out runs/m
 # every shipped folder -> its retrain command (each folder's README gives the same one)
 RETRAIN: dict[Path, str] = {
     ANYGPT_TINY_DIR: ANYGPT_TINY_RETRAIN, IMAGE_TOKENIZER_TINY_DIR: IMAGE_TOKENIZER_RETRAIN,
+    IMAGE_TOKENIZER_GRID_DIR: IMAGE_TOKENIZER_GRID_RETRAIN,
     SPEECH_TOKENIZER_TINY_DIR: SPEECH_TOKENIZER_RETRAIN, SOUNDSTORM_TINY_DIR: SOUNDSTORM_RETRAIN,
     MUSIC_CODEC_TINY_DIR: MUSIC_CODEC_RETRAIN,
 }

@@ -157,3 +157,52 @@ def test_shipped_decoder_beats_the_mean_colour_image():
     objects = ((x - x[:, :, :1, :1]).abs().sum(1, keepdim=True) > 0.1).expand_as(x)  # not the background colour
     obj_l1, flat_obj_l1 = (rec - x).abs()[objects].mean(), (flat - x).abs()[objects].mean()
     assert obj_l1 < 0.25 * flat_obj_l1, (float(obj_l1), float(flat_obj_l1))
+
+
+# the local layout: every code reads its own window of a 3 x 3 grid (9 codes), no query former
+GRID = replace(LOCAL, encoder="grid", num_queries=9, grid_channels=(4, 8))
+
+
+def test_window_starts_cover_the_image_evenly():
+    from anygpt.nn.query_former import window_starts
+
+    assert window_starts(64, 11, 6) == [0, 11, 21, 32, 42, 53]
+    assert window_starts(16, 6, 3) == [0, 5, 10]
+    assert window_starts(8, 8, 1) == [0]
+
+
+def test_grid_codes_are_local():
+    """A change inside one window moves that window's code vector and no other."""
+    torch.manual_seed(0)
+    m = QueryTokenizer(GRID).eval()
+    assert not hasattr(m, "query_layers")  # no global mixing before the codebook
+    x = torch.rand(1, 3, 16, 16)
+    y = x.clone()
+    y[:, :, 6:10, 6:10] = torch.rand(1, 3, 4, 4)  # inside the centre window only (starts 0, 5, 10; width 6)
+    with torch.no_grad():
+        qx, qy = m.query(x), m.query(y)
+    moved = (qx - qy).abs().amax(dim=-1) > 1e-6
+    assert moved[0].tolist() == [False] * 4 + [True] + [False] * 4
+
+
+def test_grid_codes_do_not_depend_on_position():
+    """The same pixels in two windows give the same code."""
+    torch.manual_seed(0)
+    m = QueryTokenizer(GRID).eval()
+    x = torch.ones(1, 3, 16, 16)
+    patch = torch.rand(3, 6, 6)
+    x[0, :, 0:6, 0:6] = patch   # window (0, 0)
+    x[0, :, 10:16, 10:16] = patch  # window (2, 2)
+    codes = m.encode(x)[0]
+    assert codes[0] == codes[8]
+    assert codes[2] == codes[6]  # the two plain white corner windows agree too
+
+
+def test_grid_tokenizer_exports_and_loads(tmp_path):
+    torch.manual_seed(0)
+    folder = export(QueryTokenizer(GRID), tmp_path / "grid")
+    tok = load_tokenizer("image", "compact", path=folder)
+    x = torch.rand(2, 3, 16, 16)
+    codes = tok.encode(x)
+    assert codes.shape == (2, 1, 9) and tok.token_spec.frames_per_item == 9
+    assert tok.decode(codes).shape == (2, 3, 16, 16)

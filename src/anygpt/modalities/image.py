@@ -1,5 +1,6 @@
-"""Image: SEED-2 in the release (32 codes of 8192 per image); ours is "compact" (64x64 -> 32
-codes of 1024, anygpt.modalities.image_tokenizers). Loaders are named by string and imported
+"""Image: SEED-2 in the release (32 codes of 8192 per image); ours are "compact" (64x64 -> 32
+global codes of 1024, the shipped anygpt-tiny's) and "grid" (64x64 -> 36 local codes of 1024:
+each code reads its own window of a 6 x 6 grid; anygpt.modalities.image_tokenizers). Loaders are named by string and imported
 when first used."""
 
 from anygpt.modalities.registry import ModalityInfo, register_modality, register_tokenizer
@@ -11,3 +12,4 @@ IMAGE = register_modality(ModalityInfo(
 
 register_tokenizer("image", "released", "anygpt.modalities.image_tokenizers:load_released_image_tokenizer")
 register_tokenizer("image", "compact", "anygpt.modalities.image_tokenizers:load_compact_image_tokenizer")
+register_tokenizer("image", "grid", "anygpt.modalities.image_tokenizers:load_grid_image_tokenizer")

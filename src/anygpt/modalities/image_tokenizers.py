@@ -21,7 +21,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from anygpt.asset_paths import IMAGE_TOKENIZER_RETRAIN, IMAGE_TOKENIZER_TINY_DIR, WEIGHTS, shipped
+from anygpt.asset_paths import (IMAGE_TOKENIZER_GRID_DIR, IMAGE_TOKENIZER_GRID_RETRAIN, IMAGE_TOKENIZER_RETRAIN,
+                                IMAGE_TOKENIZER_TINY_DIR, WEIGHTS, shipped)
 from anygpt.errors import CheckpointError, MediaError
 from anygpt.media_io import load_image, save_image
 from anygpt.modalities.base import ModalityTokenizer
@@ -268,4 +269,12 @@ def load_compact_image_tokenizer(path: str | Path | None = None, *, bf16: bool =
     """Tokenizer "compact": CompactImageTokenizer from `path`, default the shipped weights
     (anygpt/assets/image-tokenizer-tiny); bf16: autocast on CPU."""
     folder = Path(path) if path is not None else shipped(IMAGE_TOKENIZER_TINY_DIR, WEIGHTS, IMAGE_TOKENIZER_RETRAIN)
+    return CompactImageTokenizer.from_folder(folder, bf16=bf16)
+
+
+def load_grid_image_tokenizer(path: str | Path | None = None, *, bf16: bool = True) -> CompactImageTokenizer:
+    """Tokenizer "grid": CompactImageTokenizer with local codes (encoder "grid") from `path`,
+    default the shipped weights (anygpt/assets/image-tokenizer-grid); bf16: autocast on CPU."""
+    folder = Path(path) if path is not None else shipped(IMAGE_TOKENIZER_GRID_DIR, WEIGHTS,
+                                                         IMAGE_TOKENIZER_GRID_RETRAIN)
     return CompactImageTokenizer.from_folder(folder, bf16=bf16)

@@ -24,6 +24,15 @@ things are from scratch: the 2400-step CPU run learned only the background (its 
 scored exactly the PSNR of a flat background image, 18.7 dB, and linear probes from its codes
 to per-cell shape/colour were below the majority baseline).
 
+Local codes (cfg.encoder = "grid"): the query former is replaced by a grid of rows x cols
+windows (anchor_grid(N): 36 -> 6 x 6, windows of ceil(S / rows) pixels, evenly spread so the
+last ends at the border), and each code is read from its own window alone by one small conv
+net shared by all windows (no position input). So a code depends only on the pixels under it:
+changing one object moves the codes of its windows and no others, and the same content gets
+the same code wherever it is, which is what lets a small LM learn "red circle" once. A 6 x 6
+grid puts exactly 2 x 2 codes on each cell of the drawn scenes' 3 x 3 layout. The decoder is
+the same as the query former's (it may read all codes; only the encoder must be local).
+
 Semantics: the mean of the N quantized code vectors is projected to the text-embedding space
 and trained with a symmetric InfoNCE loss against frozen all-MiniLM-L6-v2 caption embeddings
 (SEED aligns its causal embeddings with CLIP text features the same way).
@@ -70,6 +79,10 @@ class QueryTokenizerConfig:
     # entry (nearest + 3x3 conv to that many channels) up to S, then a 3x3 conv to RGB; replaces
     # the per-patch linear output. () = the linear patch output.
     upsample_channels: tuple[int, ...] = ()
+    # "query": the causal query former (global codes); "grid": each code reads its own window
+    # of an anchor_grid(num_queries) grid through `grid_channels` conv layers (local codes)
+    encoder: str = "query"
+    grid_channels: tuple[int, ...] = (32, 64)
     text_dim: int = 384  # all-MiniLM-L6-v2
     commitment_weight: float = 0.25
     seed: int = 0
@@ -166,6 +179,46 @@ def anchor_grid(n: int) -> tuple[int, int]:
     return rows, n // rows
 
 
+def window_starts(size: int, window: int, n: int) -> list[int]:
+    """n windows of `window` pixels spread evenly over `size`, the first at 0 and the last ending
+    at `size` (64, 11, 6 -> [0, 11, 21, 32, 42, 53])."""
+    if n == 1:
+        return [0]
+    return [round(i * (size - window) / (n - 1)) for i in range(n)]
+
+
+class WindowEncoder(nn.Module):
+    """Local encoder: images [B, 3, S, S] -> one feature per grid window [B, rows * cols, D],
+    raster order. Every window goes through the same conv net (zero padding inside the window),
+    so a feature sees only its window's pixels and not where the window is."""
+
+    def __init__(self, cfg: QueryTokenizerConfig) -> None:
+        super().__init__()
+        self.rows, self.cols = anchor_grid(cfg.num_queries)
+        self.window = -(-cfg.image_size // min(self.rows, self.cols))
+        layers, prev, side = [], 3, self.window
+        for i, ch in enumerate(cfg.grid_channels):
+            stride = 1 if i == 0 else 2
+            layers += [nn.Conv2d(prev, ch, 3, stride=stride, padding=1), nn.GELU()]
+            prev, side = ch, (side - 1) // stride + 1
+        self.convs = nn.Sequential(*layers)
+        self.proj = nn.Linear(prev * side * side, cfg.dim)
+        self.norm = nn.LayerNorm(cfg.dim)
+        self.ys = window_starts(cfg.image_size, self.window, self.rows)
+        self.xs = window_starts(cfg.image_size, self.window, self.cols)
+
+    def windows(self, images: torch.Tensor) -> torch.Tensor:
+        """images [B, 3, S, S] -> windows [B * rows * cols, 3, w, w] (raster order per image)."""
+        w = self.window
+        crops = [images[:, :, y:y + w, x:x + w] for y in self.ys for x in self.xs]
+        return torch.stack(crops, dim=1).reshape(-1, images.shape[1], w, w)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        b = images.shape[0]
+        h = self.convs(self.windows(images * 2 - 1)).flatten(1)
+        return self.norm(self.proj(h)).view(b, self.rows * self.cols, -1)
+
+
 class QueryTokenizer(nn.Module):
     """Encoder + causal query former + VQ + decoder (see the module docstring)."""
 
@@ -173,22 +226,26 @@ class QueryTokenizer(nn.Module):
         super().__init__()
         if cfg.image_size % cfg.patch_size:
             raise ValueError("image_size must be a multiple of patch_size")
+        if cfg.encoder not in ("query", "grid"):
+            raise ValueError(f"encoder must be 'query' or 'grid', not {cfg.encoder!r}")
         self.cfg = cfg
         g = torch.Generator().manual_seed(cfg.seed)
         d, p, n_patch = cfg.dim, cfg.patch_size, cfg.grid ** 2
-        # encoder: two-stage conv patchify (p/2 then 2) keeps a little more local detail than one linear patch
-        self.patch_embed = nn.Sequential(
-            nn.Conv2d(3, d // 2, kernel_size=p // 2, stride=p // 2), nn.GELU(),
-            nn.Conv2d(d // 2, d, kernel_size=2, stride=2),
-        )
-        self.patch_pos = nn.Parameter(torch.randn(1, n_patch, d, generator=g) * 0.02)
-        self.encoder = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.encoder_layers))
-        self.encoder_norm = nn.LayerNorm(d)
-        # causal query former
-        self.query_tokens = nn.Parameter(torch.randn(1, cfg.num_queries, d, generator=g) * 0.02)
-        self.query_layers = nn.ModuleList(
-            Block(d, cfg.heads, cfg.mlp_ratio, cross=True, causal=True) for _ in range(cfg.query_layers))
-        self.query_norm = nn.LayerNorm(d)
+        self.window_encoder = WindowEncoder(cfg) if cfg.encoder == "grid" else None
+        if self.window_encoder is None:
+            # encoder: two-stage conv patchify (p/2 then 2) keeps a little more local detail than one linear patch
+            self.patch_embed = nn.Sequential(
+                nn.Conv2d(3, d // 2, kernel_size=p // 2, stride=p // 2), nn.GELU(),
+                nn.Conv2d(d // 2, d, kernel_size=2, stride=2),
+            )
+            self.patch_pos = nn.Parameter(torch.randn(1, n_patch, d, generator=g) * 0.02)
+            self.encoder = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.encoder_layers))
+            self.encoder_norm = nn.LayerNorm(d)
+            # causal query former
+            self.query_tokens = nn.Parameter(torch.randn(1, cfg.num_queries, d, generator=g) * 0.02)
+            self.query_layers = nn.ModuleList(
+                Block(d, cfg.heads, cfg.mlp_ratio, cross=True, causal=True) for _ in range(cfg.query_layers))
+            self.query_norm = nn.LayerNorm(d)
         self.quantizer = VectorQuantizer(
             cfg.codebook_size, d, codebook_dim=cfg.codebook_dim, distance="cosine",
             commitment_weight=cfg.commitment_weight, ema=True, dead_code_threshold=0.1,
@@ -244,7 +301,10 @@ class QueryTokenizer(nn.Module):
         return self.encoder_norm(x)
 
     def query(self, images: torch.Tensor) -> torch.Tensor:
-        """images -> causal query outputs [B, N, D] (before quantization)."""
+        """images -> causal query outputs (or, encoder "grid", window features) [B, N, D] before
+        quantization."""
+        if self.window_encoder is not None:
+            return self.window_encoder(images)
         feats = self.patch_features(images)
         q = self.query_tokens.expand(images.shape[0], -1, -1)
         bias = self.locality_bias()

@@ -1,0 +1,66 @@
+"""Voice-free content units (anygpt.nn.content_units) on made-up "speech": sequences of phones
+whose features carry a large voice-specific offset and gain, spoken at voice-specific speeds."""
+
+from __future__ import annotations
+
+import numpy as np
+from rapidfuzz.distance import Levenshtein
+
+import torch
+import torch.nn.functional as F
+
+from anygpt.nn.content_units import ContentUnitsConfig, dtw_path, kmeans, train_content_units
+
+PHONES, DIM = 6, 16
+
+
+def made_up_clips(sentences: int, voices: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    phone_vec = rng.standard_normal((PHONES, DIM)) * 2
+    voice_offset = rng.standard_normal((voices, DIM)) * 3  # the voice moves every frame far
+    voice_gain = rng.uniform(0.6, 1.6, (voices, DIM))
+    voice_speed = rng.integers(2, 5, voices)  # frames per phone
+    texts = [rng.integers(0, PHONES, 8) for _ in range(sentences)]
+    clips = {}
+    for s, text in enumerate(texts):
+        for v in range(voices):
+            frames = np.repeat(text, voice_speed[v])
+            clips[(f"v{v}", s)] = (phone_vec[frames] * voice_gain[v] + voice_offset[v]
+                                   + 0.1 * rng.standard_normal((len(frames), DIM))).astype(np.float32)
+    return clips
+
+
+def dedup(units):
+    u = units.tolist()
+    return [x for i, x in enumerate(u) if i == 0 or x != u[i - 1]]
+
+
+def test_dtw_aligns_a_slowed_copy():
+    a = np.eye(4, dtype=np.float32)
+    b = np.repeat(a, 2, axis=0)
+    path = dtw_path(a, b)
+    assert path[0] == (0, 0) and path[-1] == (3, 7)
+    assert all(i == j // 2 for i, j in path)
+
+
+def test_units_are_the_same_in_every_voice_and_differ_between_sentences():
+    clips = made_up_clips(sentences=24, voices=5)
+    train = {k: v for k, v in clips.items() if k[1] < 16}
+    model = train_content_units(train, ContentUnitsConfig(input_dim=DIM, hidden=32, dim=8, units=8),
+                                epochs=8, pairs_per_sentence=6, batch=256)
+    raw_centroids = kmeans(F.normalize(torch.from_numpy(np.concatenate(list(train.values()))), dim=-1), 8)
+
+    def distances(units_of):
+        """(same sentence in two voices, two held-out sentences in one voice): mean edit distances."""
+        test = {k: dedup(units_of(v)) for k, v in clips.items() if k[1] >= 16}
+        voices = sorted({k[0] for k in test})
+        same = [Levenshtein.normalized_distance(test[(a, s)], test[(b, s)])
+                for s in range(16, 24) for i, a in enumerate(voices) for b in voices[i + 1:]]
+        other = [Levenshtein.normalized_distance(test[(v, s)], test[(v, t)])
+                 for v in voices for s in range(16, 24) for t in range(s + 1, 24)]
+        return np.mean(same), np.mean(other)
+
+    raw_same, raw_other = distances(lambda v: (F.normalize(torch.from_numpy(v), dim=-1) @ raw_centroids.t()).argmax(-1))
+    assert raw_same > 0.8 > raw_other  # k-means of the raw features: units name the voice
+    same, other = distances(model.units)
+    assert same < 0.4 and other > 0.6, (same, other)
