@@ -36,10 +36,7 @@ Every number is printed as a markdown table; `--json PATH` writes them too.
 from __future__ import annotations
 
 import argparse
-import json
 import random
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -236,12 +233,6 @@ def image_rows(name: str, tok, args) -> dict:
 
 
 # ---------------------------------------------------------------- speech
-def synthesise(engine: str, voice: str, text: str, wav: Path) -> None:
-    cmd = (["espeak-ng", "-v", voice, "-w", str(wav), text] if engine == "espeak"
-           else ["flite", "-voice", voice, "-t", text, "-o", str(wav)])
-    subprocess.run(cmd, check=True, capture_output=True, timeout=60)
-
-
 def extra_sentences(n: int, seed: int) -> list[str]:
     """n more sentences for fitting content units, never one of SENTENCES: the first half of one
     fixed sentence joined to the second half of another."""
@@ -260,6 +251,7 @@ def content_unit_rows(args, test_clips: dict, tmp: Path) -> list[dict]:
     """Layer-1 candidates built from the content teacher (anygpt.nn.content_units): k-means units
     of Whisper tiny.en features, raw and after the cross-voice projection fitted on
     --units-sentences other sentences in the same voices."""
+    from anygpt.data.corpora.speech import synthesise
     from anygpt.media_io import load_audio
     from anygpt.nn.content_units import ContentUnitsConfig, kmeans, train_content_units, utterance_norm
     from anygpt.nn.speech_data import WhisperEncoder, pool_frames
@@ -418,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     if "image" not in args.skip:
         result["image"] = [image_rows(n, load("image", n), args) for n in (args.image or ["compact"])]
     if "speech" not in args.skip:
+        from anygpt.data.corpora.speech import synthesise
+
         with tempfile.TemporaryDirectory() as tmp:
             clips = {}
             for engine, voice in VOICES[:args.voices]:

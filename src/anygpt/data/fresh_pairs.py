@@ -105,9 +105,9 @@ def speakable_sentences(split: str, min_words: int = 4, max_words: int = 12) -> 
 
 def speak(tokenizer, text: str, voice: str, folder: Path) -> torch.Tensor:
     """One sentence spoken by a flite voice -> LM-facing speech codes LongTensor [K, T]."""
-    from anygpt.eval.probes import flite_say
+    from anygpt.data.corpora.speech import synthesise
 
-    wav = flite_say(text, voice, folder / "say.wav")
+    wav = synthesise("flite", voice, text, folder / "say.wav")
     return tokenizer.encode_item(tokenizer.load(wav))
 
 

@@ -21,13 +21,9 @@ TONICS = ("C", "C#", "D", "E-", "E", "F", "F#", "G", "A-", "A", "B-", "B")
 
 def flite_say(text: str, voice: str, out: str | Path) -> Path:
     """Speak text with flite voice (kal, awb, rms, slt) into out (WAV, the voice's own rate)."""
-    exe = shutil.which("flite")
-    if exe is None:
-        raise RuntimeError("flite not found; install it with `bash scripts/setup.sh` (Debian package flite)")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([exe, "-voice", voice, "-t", text, "-o", str(out)], check=True, capture_output=True)
-    return out
+    from anygpt.data.corpora.speech import synthesise
+
+    return synthesise("flite", voice, text, out)
 
 
 def melody_notes(tonic: int, mode: str, bpm: float, rng: random.Random, bars: int = 4,

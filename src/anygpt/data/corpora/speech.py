@@ -95,12 +95,26 @@ def _run(cmd: list[str], **kw) -> None:
         raise JobFailed(f"{cmd[0]} exited {res.returncode}: {err[-1] if err else 'no message'}")
 
 
+def synthesise(engine: str, voice: str, text: str, wav: str | Path) -> Path:
+    """Speak `text` with a flite voice (engine "flite": kal, awb, rms, slt) or an espeak-ng voice
+    (engine "espeak": en-us, en-gb+f3, ...) into the WAV file `wav`, at the engine's own rate."""
+    tool = {"flite": "flite", "espeak": "espeak-ng"}.get(engine)
+    if tool is None:
+        raise ValueError(f"unknown speech engine {engine!r}; choose flite or espeak")
+    require_tool(tool, tool)
+    wav = Path(wav)
+    wav.parent.mkdir(parents=True, exist_ok=True)
+    _run(["flite", "-voice", voice, "-t", text, "-o", str(wav)] if engine == "flite"
+         else ["espeak-ng", "-v", voice, "-w", str(wav), text])
+    return wav
+
+
 def _synth_flite(job: dict, wav: Path) -> None:
-    _run(["flite", "-voice", job["voice"], "-t", job["text"], "-o", str(wav)])
+    synthesise("flite", job["voice"], job["text"], wav)
 
 
 def _synth_espeak(job: dict, wav: Path) -> None:
-    _run(["espeak-ng", "-v", job["voice"], "-w", str(wav), job["text"]])
+    synthesise("espeak", job["voice"], job["text"], wav)
 
 
 def _festival_batch(jobs: list[dict], tmp: Path) -> dict[str, Path]:
