@@ -17,6 +17,7 @@ BENCHMARKS = ROOT / "benchmarks"
 
 # script -> runs: (arguments, text its output must hold: the table's header)
 SMOKE = {
+    "ability_curves.py": [],  # its smoke runs are asserted in detail by tests/benchmarks/test_ability_curves.py
     "bench_cold_start.py": [(["--smoke"], "stages of a chat reply")],
     "bench_constrained_generation.py": [(["--smoke"], "tokens/s")],
     "bench_generation.py": [(["--smoke"], "x HF")],
@@ -27,6 +28,8 @@ SMOKE = {
     # the music mode is left out: its first librosa call costs ~25 s of JIT compiling
     "calibrate_scorers.py": [(["scenes", "--smoke"], "Scene checker vs ground truth"),
                              (["speech", "--smoke"], "WER per voice")],
+    "code_predictability.py": [(["--smoke"], "| probe per code (held-out)"),
+                               (["--smoke", "--skip", "image", "--skip", "music", "--units", "4"], "content units 4")],
     "compare_bases.py": [(["--smoke"], "random0 code")],
     "eval_image_tokenizer.py": [(["--smoke"], "## Linear probes from codes")],
     "eval_music_codec.py": [(["--smoke"], "| system | note F1")],
