@@ -229,7 +229,7 @@ def train(a) -> list[dict]:
         speech_source = SpokenSource(model.tokenizers["speech"], seed=a.seed)
         sources.append((speech_source, a.speech_share if scene_source else 1.0))
         items["speech"] = spoken_items(model.tokenizers["speech"], a.eval_items, seed=1)
-    stream = PairStream(model.codec, sources, opts, seed=a.seed)
+    stream = PairStream(model.sequence_encoder, sources, opts, seed=a.seed)
     opt = optimizer(lm, a.lr)
     recipe = {k: getattr(a, k) for k in ("abilities", "train_on_eval_scenes", "answer_only", "curriculum", "speech_share", "block_len", "batch", "lr", "warmup", "preset",
                                           "hidden", "layers", "text_vocab", "to_text_share", "cfg_drop", "cfg_scale",

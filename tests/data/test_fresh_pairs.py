@@ -19,13 +19,13 @@ def model():
 
 def _stream(model, **options):
     source = SceneSource(model.tokenizers["image"], seed=4, chunk=8)
-    return PairStream(model.codec, [(source, 1.0)], PairOptions(**options), seed=4)
+    return PairStream(model.sequence_encoder, [(source, 1.0)], PairOptions(**options), seed=4)
 
 
 def test_prompt_is_the_pairs_prefix_and_ends_at_the_bot_role(model):
     codes = torch.zeros(1, 32, dtype=torch.long)
     for direction in ("to_text", "from_text"):
-        ids, n = prompt_and_answer(model.codec, CodesPart("image", codes), "A red circle.", direction, "Draw it.")
+        ids, n = prompt_and_answer(model.sequence_encoder, CodesPart("image", codes), "A red circle.", direction, "Draw it.")
         prompt_text = model.tokenizer.decode(ids[:n])
         assert prompt_text.rstrip().endswith(f"{BOT_ROLE}:") and n < len(ids)
 

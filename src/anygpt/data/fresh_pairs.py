@@ -131,12 +131,12 @@ class SpokenSource:
         return text, CodesPart("speech", speak(self.tokenizer, text, self.rng.choice(self.voices), Path(self._tmp.name)))
 
 
-def prompt_and_answer(codec, media: CodesPart, text: str, direction: str, instruction: str) -> tuple[list[int], int]:
+def prompt_and_answer(encoder, media: CodesPart, text: str, direction: str, instruction: str) -> tuple[list[int], int]:
     """One pair -> (ids with bos and eos, how many of them are the prompt: the answer starts
     there). The prompt is pretraining_prompt's, a prefix of the pair's ids by construction."""
-    ids = codec.encode(pretraining_pair(media, text, direction, random.Random(0), instruction=instruction),
+    ids = encoder.encode(pretraining_pair(media, text, direction, random.Random(0), instruction=instruction),
                        bos=True, eos=True).tolist()
-    prompt = codec.encode(pretraining_prompt(direction, instruction, media=media, text=text), bos=True).tolist()
+    prompt = encoder.encode(pretraining_prompt(direction, instruction, media=media, text=text), bos=True).tolist()
     if ids[:len(prompt)] != prompt:
         raise ValueError(f"the {direction} prompt is not a prefix of its pair; the templates disagree")
     return ids, len(prompt)
@@ -145,12 +145,12 @@ def prompt_and_answer(codec, media: CodesPart, text: str, direction: str, instru
 class PairStream:
     """An endless, seeded stream of fresh training pairs as (input_ids, labels) int arrays.
 
-    codec: the LM's SequenceEncoder; sources: (source, weight) pairs, a source being a
+    encoder: the LM's SequenceEncoder; sources: (source, weight) pairs, a source being a
     SceneSource or SpokenSource (anything with `modality` and `next() -> (text, CodesPart)`);
     each pair comes from a source drawn by weight."""
 
-    def __init__(self, codec, sources: list[tuple[object, float]], options: PairOptions, seed: int = 0):
-        self.codec, self.sources, self.o = codec, sources, options
+    def __init__(self, encoder, sources: list[tuple[object, float]], options: PairOptions, seed: int = 0):
+        self.encoder, self.sources, self.o = encoder, sources, options
         self.rng = random.Random(f"fresh-pairs/{seed}")
         self.pairs_seen = 0
         self._ids: list[int] = []
@@ -166,7 +166,7 @@ class PairStream:
         if direction == "from_text" and rng.random() < self.o.cfg_drop:
             text = UNCONDITIONAL
         instruction = rng.choice(instruction_pool(media.modality, direction))
-        ids, n_prompt = prompt_and_answer(self.codec, media, text, direction, instruction)
+        ids, n_prompt = prompt_and_answer(self.encoder, media, text, direction, instruction)
         labels = [IGNORE] * n_prompt + ids[n_prompt:] if self.o.answer_only else list(ids)
         self.pairs_seen += 1
         return ids, labels, direction

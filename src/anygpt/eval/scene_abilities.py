@@ -91,7 +91,7 @@ def caption_scores(model, items: list[SceneItem], *, beams: int = 1, max_new_tok
 def image_prompt_ids(model, text: str) -> torch.Tensor:
     """The text-to-image prompt for `text`, ending with the image start marker -> ids [L]."""
     prompt = pretraining_prompt("from_text", instruction_pool("image", "from_text")[0], text=text)
-    ids = model.codec.encode(prompt, bos=True)
+    ids = model.sequence_encoder.encode(prompt, bos=True)
     return torch.cat([ids, torch.tensor([model.layout["image"].start_id])])
 
 
