@@ -1,6 +1,8 @@
-"""The scheduler: one thread that owns the model and its engine. Request threads put Jobs on a
-bounded queue; the thread takes up to max_batch of them at a time (continuations first) and runs
-them through one `engine.generate` call, so concurrent requests share the decode steps.
+"""The scheduler: one thread that owns the model and its decoder (anygpt.lm.decoder, the engine
+contract: prefill, step, cancel, stream, free). Request threads put Jobs on a bounded queue;
+between two decode steps the thread admits jobs into the decoder's free slots (continuations
+first), so a request joins the running batch at the next step boundary and leaves it as soon
+as it is done: a short text request that arrives during a long music reply starts at once.
 
 A job's life: its media are encoded (or found in the media cache), its prompt is built from
 the chat template, then
@@ -9,12 +11,14 @@ the chat template, then
   pass 2.. for each modality in `ensure` the reply still lacks, the reply so far is extended by
            that modality's start marker and generated on (so `modalities: ["text", "image"]`
            always gets its image);
-then its media are rendered (PNG, WAV...) and its future resolved. Streaming jobs get events
-(text deltas, speech audio chunks, each image or music piece as it completes) through
-`job.emit` while they run.
+then its media are rendered (PNG, WAV...) on a render thread, so decoding the others goes on,
+and its future resolved. Streaming jobs get events (text deltas, speech audio chunks, each
+image or music piece as it completes) through `job.emit` while they run.
 
-A job whose cancel event is set (client gone, timeout) is dropped from the queue or stopped by
-the engine at its next step. A full queue raises a 503 APIError with Retry-After.
+Everything that can fail is per job: preparing it (bad media, a context overflow, settings)
+fails that job alone before it joins; a failing streamer drops only its own request; a job
+whose cancel event is set (client gone, timeout) leaves the batch at the next step. A full
+queue raises a 503 APIError with Retry-After.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ import queue
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import torch
 
 from anygpt.errors import AnyGPTError
+from anygpt.lm.decoder import EngineError, RequestFailed
 from anygpt.lm.streaming import AudioChunk, ReplyStreamer, SegmentDone, TextDelta
 from anygpt.parts import CodesPart, TextPart
 from anygpt.serve.errors import APIError
@@ -136,27 +142,33 @@ class _HeldStreamer:
 
 
 class Scheduler:
-    """model: AnyGPT; cache: the media cache shared with the request threads; max_batch: rows per
-    engine call; max_queue: jobs waiting (beyond it, submit raises 503); quantize: engine int8;
-    retry_after: seconds a rejected client is told to wait."""
+    """model: AnyGPT; cache: the media cache shared with the request threads; max_batch: requests
+    decoded together; max_queue: jobs waiting (beyond it, submit raises 503); quantize: engine
+    int8; retry_after: seconds a rejected client is told to wait; reserve_kv: take the decoder's
+    whole KV cache at start (a steady memory footprint instead of one that grows with replies)."""
 
     def __init__(self, model, cache: MediaCache, *, max_batch: int = 8, max_queue: int = 64,
-                 quantize: str | None = None, threads: int | None = None, retry_after: int = 1):
+                 quantize: str | None = None, threads: int | None = None, retry_after: int = 1,
+                 reserve_kv: bool = False):
         if max_queue < 1:
             raise ValueError(f"max_queue={max_queue}: must be at least 1")
         self.model = model
         self.cache = cache
         self.engine = model.engine(quantize=quantize, max_batch=max_batch)
+        self.vocab_size = self.engine.model.vocab_size  # the length of a logit bias
         self.max_batch = max_batch
         self.threads = threads
         self.retry_after = retry_after
+        self.reserve_kv = reserve_kv
         self._queue: queue.Queue[Job] = queue.Queue(maxsize=max_queue)
         self._continuing: list[_Run] = []
-        self._active: list[_Run] = []
+        self._slots: dict[int, tuple[_Run, list[int], object]] = {}  # id(slot) -> (run, start, slot)
+        self._decoder = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="anygpt-scheduler", daemon=True)
+        self._renderer = ThreadPoolExecutor(1, thread_name_prefix="anygpt-render")
         self._bias: dict[tuple[str, ...], torch.Tensor] = {}
-        self.batches = 0  # engine calls made (tests and /health read it)
+        self.batches = 0  # decode steps made (tests and /health read it)
         self.largest_batch = 0
 
     # ------------------------------------------------------------- public
@@ -167,9 +179,12 @@ class Scheduler:
     def stop(self, timeout: float = 30.0) -> None:
         """Stop taking jobs, cancel what runs, fail what waits, and join the thread."""
         self._stop.set()
-        for run in list(self._active) + list(self._continuing):
+        for run, _, _ in list(self._slots.values()):
+            run.job.cancel.set()
+        for run in list(self._continuing):
             run.job.cancel.set()
         self._thread.join(timeout)
+        self._renderer.shutdown(wait=True)
         closing = APIError(503, "the server is shutting down", code="shutting_down")
         for run in self._continuing:
             self._fail(run, closing)
@@ -197,40 +212,89 @@ class Scheduler:
 
     @property
     def running(self) -> int:
-        return len(self._active)
+        return len(self._slots)
+
+    @property
+    def context_tokens(self) -> int:
+        """The longest prompt plus reply one request may have."""
+        return self.engine.max_len
 
     # ------------------------------------------------------------- the loop
     def _loop(self) -> None:
         if self.threads:
             torch.set_num_threads(self.threads)
-        while not self._stop.is_set():
-            batch = self._take()
-            if batch:
-                self._active = batch
-                try:
-                    self._run(batch)
-                except Exception as e:  # noqa: BLE001 - a bug fails this batch, not the server
-                    log.exception("a batch failed")
-                    for run in batch:
-                        self._fail(run, APIError(500, f"internal error: {e}", code="internal_error"))
-                finally:
-                    self._active = []
+        self._decoder = self.engine.decoder(reserve=self.reserve_kv)
+        try:
+            while not self._stop.is_set():
+                self._admit()
+                if self._slots:
+                    self._step()
+        finally:
+            self._close_decoder()
 
-    def _take(self) -> list[_Run]:
-        """Continuations first, then new jobs, up to max_batch; jobs already cancelled or past
-        their deadline are dropped."""
-        batch, self._continuing = self._continuing[: self.max_batch], self._continuing[self.max_batch:]
-        wait = not batch
-        while len(batch) < self.max_batch:
+    def _admit(self) -> None:
+        """Fill the decoder's free slots: continuations first, then queued jobs (waiting a little
+        for one only when nothing runs); each job is prepared and prefilled on its own, so a
+        bad one fails alone."""
+        dec = self._decoder
+        while dec.has_room and not self._stop.is_set():
+            if self._continuing:
+                run = self._continuing.pop(0)
+            else:
+                try:
+                    job = self._queue.get(timeout=0.05) if not self._slots else self._queue.get_nowait()
+                except queue.Empty:
+                    return
+                if self._expired(job):
+                    continue
+                run = _Run(job, force=job.force)
             try:
-                job = self._queue.get(timeout=0.05) if wait else self._queue.get_nowait()
-            except queue.Empty:
-                break
-            wait = False
-            if self._expired(job):
+                request, start = self._request(run)
+                slot = dec.prefill(request)
+            except APIError as e:
+                self._fail(run, e)
                 continue
-            batch.append(_Run(job, force=job.force))
-        return batch
+            except EngineError as e:
+                self._fail(run, APIError(400, f"messages: {e}", param="messages", code="invalid_request"))
+                continue
+            except AnyGPTError as e:
+                self._fail(run, APIError(400, str(e), code="invalid_request"))
+                continue
+            except Exception as e:  # noqa: BLE001 - a bug fails this job, not the others
+                log.exception("preparing a request failed")
+                self._fail(run, APIError(500, f"preparing the request failed: {e}", code="internal_error"))
+                continue
+            self._slots[id(slot)] = (run, start, slot)
+
+    def _step(self) -> None:
+        self.batches += 1
+        self.largest_batch = max(self.largest_batch, len(self._slots))
+        try:
+            finished = self._decoder.step()
+        except RequestFailed as e:  # that request's streamer failed; it already left the batch
+            run, _, _ = self._slots.pop(id(e.slot))
+            log.error("streaming a reply failed: %r", e.__cause__)
+            self._fail(run, APIError(500, f"streaming the reply failed: {e.__cause__}", code="internal_error"))
+            return
+        except Exception as e:  # noqa: BLE001 - a bug in a step: its requests fail, the server goes on
+            log.exception("a decode step failed")
+            for run, _, _ in list(self._slots.values()):
+                self._fail(run, APIError(500, f"generation failed: {e}", code="generation_failed"))
+            self._close_decoder()
+            self._decoder = self.engine.decoder(reserve=self.reserve_kv)
+            return
+        for slot in finished:
+            run, start, _ = self._slots.pop(id(slot))
+            try:
+                self._after(run, start, slot.result)
+            except Exception as e:  # noqa: BLE001
+                log.exception("finishing a reply failed")
+                self._fail(run, APIError(500, f"rendering the reply failed: {e}", code="render_failed"))
+
+    def _close_decoder(self) -> None:
+        if self._decoder is not None:
+            self._decoder.close()
+        self._slots.clear()
 
     def _expired(self, job: Job) -> bool:
         if job.cancel.is_set():
@@ -241,41 +305,6 @@ class Scheduler:
                                          code="timeout"))
             return True
         return False
-
-    def _run(self, batch: list[_Run]) -> None:
-        requests, runs = [], []
-        for run in batch:
-            try:
-                request, start = self._request(run)
-            except APIError as e:
-                self._fail(run, e)
-                continue
-            except AnyGPTError as e:
-                self._fail(run, APIError(400, str(e), code="invalid_request"))
-                continue
-            except Exception as e:  # noqa: BLE001
-                log.exception("preparing a request failed")
-                self._fail(run, APIError(500, f"preparing the request failed: {e}", code="internal_error"))
-                continue
-            requests.append(request)
-            runs.append((run, start))
-        if not requests:
-            return
-        self.batches += 1
-        self.largest_batch = max(self.largest_batch, len(requests))
-        try:
-            results = self.engine.generate(requests, threads=self.threads)
-        except Exception as e:  # noqa: BLE001 - every job of the batch learns why, the server goes on
-            log.exception("generation failed")
-            for run, _ in runs:
-                self._fail(run, APIError(500, f"generation failed: {e}", code="generation_failed"))
-            return
-        for (run, start), result in zip(runs, results):
-            try:
-                self._after(run, start, result)
-            except Exception as e:  # noqa: BLE001
-                log.exception("finishing a reply failed")
-                self._fail(run, APIError(500, f"rendering the reply failed: {e}", code="render_failed"))
 
     # ------------------------------------------------------------- one pass
     def _request(self, run: _Run):
@@ -299,9 +328,10 @@ class Scheduler:
             cancel=job.cancel, logit_bias=self._logit_bias(job.banned))
         n = int(torch.as_tensor(request.prompt).numel())
         if n >= self.engine.max_len:
-            raise APIError(400, f"messages: the conversation is {n} tokens long; the model holds at most "
-                                f"{self.engine.max_len - 1} (drop earlier turns)", param="messages",
-                           code="context_length_exceeded")
+            what = "the conversation" if run.passes == 0 else f"the conversation with the reply so far ({run.force} pass)"
+            raise APIError(400, f"messages: {what} is {n} tokens long; this model reads at most "
+                                f"{self.engine.max_len - 1} tokens, reply included: drop earlier turns or "
+                                "shorten the message", param="messages", code="context_length_exceeded")
         if run.passes == 0:
             run.prompt_tokens = n
         return request, start
@@ -329,13 +359,24 @@ class Scheduler:
         self._finish(run)
 
     def _finish(self, run: _Run) -> None:
-        job = run.job
         if run.streamer is not None:
             run.streamer.end()  # flushes the last speech chunk
             self._speech_done(run)
-            media = []
-        else:
+            self._resolve(run, [])
+        else:  # decoding media takes a while: the render thread does it while decoding goes on
+            self._renderer.submit(self._render_and_resolve, run)
+
+    def _render_and_resolve(self, run: _Run) -> None:
+        try:
             media = [self._render(run, p) for p in run.parts if isinstance(p, CodesPart)]
+        except Exception as e:  # noqa: BLE001
+            log.exception("rendering a reply failed")
+            self._fail(run, APIError(500, f"rendering the reply failed: {e}", code="render_failed"))
+            return
+        self._resolve(run, media)
+
+    def _resolve(self, run: _Run, media: list) -> None:
+        job = run.job
         result = JobResult(run.parts, media, run.finish_reason, run.prompt_tokens, run.completion_tokens)
         if job.emit is not None:
             job.emit(Finished(result))
@@ -388,7 +429,7 @@ class Scheduler:
             return None
         key = tuple(sorted(banned))
         if key not in self._bias:
-            bias = torch.zeros(self.engine.model.vocab_size)
+            bias = torch.zeros(self.vocab_size)
             bias[[self.model.layout[m].start_id for m in key]] = float("-inf")
             self._bias[key] = bias
         return self._bias[key]
