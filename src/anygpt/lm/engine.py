@@ -120,7 +120,7 @@ class Engine:
         if threads is not None and threads < 1:
             raise EngineError(f"threads={threads}: must be at least 1")
         for i, r in enumerate(requests):
-            self._check(r, f"request {i}")
+            self._check(r, f"request {i}: " if len(requests) > 1 else "")
         if not requests:
             return []
         need = max(min(self.max_len, _prompt(r).numel() + r.settings.max_new_tokens) for r in requests)
@@ -151,27 +151,29 @@ class Engine:
 
     # ----------------------------------------------------------------- checks
     def _check(self, r: Request, where: str) -> None:
+        """Raise EngineError / GenerationSettingsError for a request the engine cannot run.
+        where: "" or "request 3: ", the start of the message."""
         if not isinstance(r.settings, GenerationSettings):
-            raise EngineError(f"{where}: settings must be a GenerationSettings, not {type(r.settings).__name__}")
+            raise EngineError(f"{where}settings must be a GenerationSettings, not {type(r.settings).__name__}")
         r.settings.check()
         if r.settings.num_beams != 1:
-            raise GenerationSettingsError(f"{where}: num_beams={r.settings.num_beams}: beam search runs on HF "
+            raise GenerationSettingsError(f"{where}num_beams={r.settings.num_beams}: beam search runs on HF "
                                           "generate only (engine='hf')")
         prompt = _prompt(r)
         if prompt.numel() == 0:
-            raise EngineError(f"{where}: empty prompt (give at least one id, e.g. the BOS id)")
+            raise EngineError(f"{where}empty prompt (give at least one id, e.g. the BOS id)")
         if prompt.numel() >= self.max_len:
-            raise EngineError(f"{where}: prompt of {prompt.numel()} tokens does not fit the cache of "
-                              f"{self.max_len} positions (max_len); shorten the conversation or raise max_len")
+            raise EngineError(f"{where}the prompt is {prompt.numel()} tokens long; this model reads at most "
+                              f"{self.max_len - 1} tokens, reply included: drop earlier turns or shorten the message")
         v = self.model.vocab_size
         if int(prompt.min()) < 0 or int(prompt.max()) >= v:
-            raise EngineError(f"{where}: prompt ids must be in 0..{v - 1}")
+            raise EngineError(f"{where}prompt ids must be in 0..{v - 1}")
         if r.stop_strings and self.tokenizer is None:
-            raise EngineError(f"{where}: stop_strings need the engine's tokenizer (Engine(..., tokenizer=tok))")
+            raise EngineError(f"{where}stop_strings need the engine's tokenizer (Engine(..., tokenizer=tok))")
         if r.logit_bias is not None and tuple(torch.as_tensor(r.logit_bias).shape) != (v,):
-            raise EngineError(f"{where}: logit_bias must have shape [{v}] (one value per id)")
+            raise EngineError(f"{where}logit_bias must have shape [{v}] (one value per id)")
         if r.generator is not None and not isinstance(r.generator, (int, torch.Generator)):
-            raise EngineError(f"{where}: generator must be a torch.Generator or an int seed")
+            raise EngineError(f"{where}generator must be a torch.Generator or an int seed")
         self.tables.frame_limits([r.settings.max_frames], 1)  # unknown modality names -> ValueError
 
     @contextmanager
@@ -287,13 +289,13 @@ class ContinuousBatch:
     def prefill(self, request: Request, *, checked: bool = False) -> _Slot:
         e = self.engine
         if not checked:
-            e._check(request, "request")
+            e._check(request, "")
         if not self.has_room:
             raise EngineError(f"no free slot: {self.max_batch} requests are running (max_batch)")
         prompt = _prompt(request)
         n = prompt.numel()
         if n >= self.capacity:
-            raise EngineError(f"request: prompt of {n} tokens does not fit the cache of {self.capacity} positions")
+            raise EngineError(f"the prompt is {n} tokens long; this decoder holds at most {self.capacity - 1}")
         budget = min(request.settings.max_new_tokens, self.capacity - n)
         row = len(self.rows)
         self._zero_to(n)
