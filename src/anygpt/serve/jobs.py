@@ -53,7 +53,7 @@ class RequestBudget:
         self.seconds = 0.0
 
     def text(self, text: str, param: str) -> None:
-        self.text_bytes += len(text.encode("utf-8"))
+        self.text_bytes += len(text) if text.isascii() else len(text.encode("utf-8"))
         if self.max_text_bytes is not None and self.text_bytes > self.max_text_bytes:
             raise APIError(400, f"{param}: the conversation's text is over {self.max_text_bytes} bytes, more than the "
                                 f"model's context of {self.context_tokens} tokens can hold (drop earlier turns or "

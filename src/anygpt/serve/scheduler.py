@@ -145,11 +145,13 @@ class Scheduler:
     """model: AnyGPT; cache: the media cache shared with the request threads; max_batch: requests
     decoded together; max_queue: jobs waiting (beyond it, submit raises 503); quantize: engine
     int8; retry_after: seconds a rejected client is told to wait; reserve_kv: take the decoder's
-    whole KV cache at start (a steady memory footprint instead of one that grows with replies)."""
+    whole KV cache at start (a steady memory footprint instead of one that grows with replies);
+    continuous: False admits jobs only when the batch is empty, each batch running to its end
+    (the scheduler before issue 25; kept to measure against)."""
 
     def __init__(self, model, cache: MediaCache, *, max_batch: int = 8, max_queue: int = 64,
                  quantize: str | None = None, threads: int | None = None, retry_after: int = 1,
-                 reserve_kv: bool = False):
+                 reserve_kv: bool = False, continuous: bool = True):
         if max_queue < 1:
             raise ValueError(f"max_queue={max_queue}: must be at least 1")
         self.model = model
@@ -160,6 +162,7 @@ class Scheduler:
         self.threads = threads
         self.retry_after = retry_after
         self.reserve_kv = reserve_kv
+        self.continuous = continuous
         self._queue: queue.Queue[Job] = queue.Queue(maxsize=max_queue)
         self._continuing: list[_Run] = []
         self._slots: dict[int, tuple[_Run, list[int], object]] = {}  # id(slot) -> (run, start, slot)
@@ -237,6 +240,8 @@ class Scheduler:
         for one only when nothing runs); each job is prepared and prefilled on its own, so a
         bad one fails alone."""
         dec = self._decoder
+        if self._slots and not self.continuous:
+            return
         while dec.has_room and not self._stop.is_set():
             if self._continuing:
                 run = self._continuing.pop(0)

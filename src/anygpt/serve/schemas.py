@@ -78,6 +78,8 @@ class ChatRequest(_Lenient):
 def _lone_surrogate(value: Any, where: str) -> str | None:
     """The place of the first string (key or value) in a JSON value that UTF-8 cannot encode."""
     if isinstance(value, str):
+        if value.isascii():
+            return None
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:

@@ -30,6 +30,7 @@ class ServeConfig:
     threads: int | None = None
     retry_after: int = 1
     reserve_kv: bool = False  # take the whole KV cache at start (steady memory; see Scheduler)
+    continuous: bool = True  # False: whole batches run to their end (the old scheduler, for benchmarks)
 
 
 class ChatService:
@@ -39,7 +40,8 @@ class ChatService:
         self.cache = MediaCache(config.cache_items)
         self.scheduler = Scheduler(model, self.cache, max_batch=config.max_batch, max_queue=config.max_queue,
                                    quantize=config.quantize, threads=config.threads,
-                                   retry_after=config.retry_after, reserve_kv=config.reserve_kv)
+                                   retry_after=config.retry_after, reserve_kv=config.reserve_kv,
+                                   continuous=config.continuous)
         context = self.scheduler.context_tokens
         self.max_text_bytes = max_text_bytes(model.tokenizer, context)
 
