@@ -45,6 +45,14 @@ from anygpt.templates import Turn, parse_spoken_reply
 
 log = logging.getLogger("anygpt.serve")
 
+# Admission policy (measured with benchmarks/bench_serve.py --mix): while requests run, at most
+# ADMIT_PER_STEP new ones are prefilled between two steps, so a burst of arrivals does not
+# stall the running replies (nor the first arrivals' first tokens) behind every prefill; and
+# requests allowed more than LONG_REPLY tokens (music, speech) hold at most all but a quarter
+# of the slots, so that short requests always find one free while long replies run.
+ADMIT_PER_STEP = 4
+LONG_REPLY = 512
+
 
 # ----------------------------------------------------------------------------- what jobs yield
 @dataclass
@@ -165,6 +173,7 @@ class Scheduler:
         self.continuous = continuous
         self._queue: queue.Queue[Job] = queue.Queue(maxsize=max_queue)
         self._continuing: list[_Run] = []
+        self._deferred: list[_Run] = []  # long jobs waiting for a slot of their own kind
         self._slots: dict[int, tuple[_Run, list[int], object]] = {}  # id(slot) -> (run, start, slot)
         self._decoder = None
         self._stop = threading.Event()
@@ -184,14 +193,14 @@ class Scheduler:
         self._stop.set()
         for run, _, _ in list(self._slots.values()):
             run.job.cancel.set()
-        for run in list(self._continuing):
+        for run in list(self._continuing) + list(self._deferred):
             run.job.cancel.set()
         self._thread.join(timeout)
         self._renderer.shutdown(wait=True)
         closing = APIError(503, "the server is shutting down", code="shutting_down")
-        for run in self._continuing:
+        for run in self._continuing + self._deferred:
             self._fail(run, closing)
-        self._continuing = []
+        self._continuing, self._deferred = [], []
         while True:
             try:
                 job = self._queue.get_nowait()
@@ -203,6 +212,8 @@ class Scheduler:
         if self._stop.is_set():
             raise APIError(503, "the server is shutting down", code="shutting_down")
         try:
+            if self.queued >= self._queue.maxsize:  # deferred long jobs wait too
+                raise queue.Full
             self._queue.put_nowait(job)
         except queue.Full:
             raise APIError(503, f"the server is busy: {self._queue.maxsize} requests are waiting; retry in "
@@ -211,7 +222,7 @@ class Scheduler:
 
     @property
     def queued(self) -> int:
-        return self._queue.qsize()
+        return self._queue.qsize() + len(self._deferred)
 
     @property
     def running(self) -> int:
@@ -229,6 +240,7 @@ class Scheduler:
         self._decoder = self.engine.decoder(reserve=self.reserve_kv)
         try:
             while not self._stop.is_set():
+                self._expire_deferred()
                 self._admit()
                 if self._slots:
                     self._step()
@@ -242,17 +254,13 @@ class Scheduler:
         dec = self._decoder
         if self._slots and not self.continuous:
             return
-        while dec.has_room and not self._stop.is_set():
-            if self._continuing:
-                run = self._continuing.pop(0)
-            else:
-                try:
-                    job = self._queue.get(timeout=0.05) if not self._slots else self._queue.get_nowait()
-                except queue.Empty:
-                    return
-                if self._expired(job):
-                    continue
-                run = _Run(job, force=job.force)
+        budget = ADMIT_PER_STEP if self._slots else self.max_batch
+        long_slots = self.max_batch - max(1, self.max_batch // 4) if self.continuous else self.max_batch
+        while dec.has_room and budget > 0 and not self._stop.is_set():
+            run = self._next(long_slots)
+            if run is None:
+                return
+            budget -= 1
             try:
                 request, start = self._request(run)
                 slot = dec.prefill(request)
@@ -270,6 +278,28 @@ class Scheduler:
                 self._fail(run, APIError(500, f"preparing the request failed: {e}", code="internal_error"))
                 continue
             self._slots[id(slot)] = (run, start, slot)
+
+    def _next(self, long_slots: int) -> "_Run | None":
+        """The next run to admit: a continuation, a deferred long job if a long slot is free,
+        else a queued job (a long one is deferred while the long slots are all held)."""
+        if self._continuing:
+            return self._continuing.pop(0)
+        long_running = sum(_is_long(run) for run, _, _ in self._slots.values())
+        if self._deferred and long_running < long_slots:
+            return self._deferred.pop(0)
+        while True:
+            try:
+                wait = not self._slots and not self._deferred
+                job = self._queue.get(timeout=0.05) if wait else self._queue.get_nowait()
+            except queue.Empty:
+                return None
+            if self._expired(job):
+                continue
+            run = _Run(job, force=job.force)
+            if _is_long(run) and long_running >= long_slots:
+                self._deferred.append(run)
+                continue
+            return run
 
     def _step(self) -> None:
         self.batches += 1
@@ -300,6 +330,11 @@ class Scheduler:
         if self._decoder is not None:
             self._decoder.close()
         self._slots.clear()
+
+    def _expire_deferred(self) -> None:
+        for run in [r for r in self._deferred if r.job.cancel.is_set() or time.monotonic() > r.job.deadline]:
+            self._deferred.remove(run)
+            self._expired(run.job)
 
     def _expired(self, job: Job) -> bool:
         if job.cancel.is_set():
@@ -493,6 +528,11 @@ class Scheduler:
             job.emit(Failed(error))
         if not job.future.done():
             job.future.set_exception(error)
+
+
+def _is_long(run: _Run) -> bool:
+    """A run allowed more than LONG_REPLY tokens in its pass."""
+    return run.job.settings[run.force].max_new_tokens > LONG_REPLY
 
 
 def _append_text(parts: list, text: str) -> list:
