@@ -136,7 +136,7 @@ class HeldEngine:
 
     def __init__(self, engine):
         self.engine, self.release, self.results, self.waiting = engine, threading.Event(), [], []
-        self.max_len = engine.max_len
+        self.max_len, self.max_batch, self.vocab_size = engine.max_len, engine.max_batch, engine.vocab_size
 
     def decoder(self, **kw):
         return HeldDecoder(self, self.engine.decoder(**kw))

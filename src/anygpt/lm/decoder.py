@@ -15,6 +15,9 @@ starts at the next step instead of waiting for the long one to end (continuous b
         if dec.has_room: dec.prefill(next_request)   # joins the running batch
     dec.close()                                # frees every slot and the cache
 
+A backend (`Backend`) is what makes decoders: our Engine (AnyGPT.engine(...)), later a C++
+or ONNX runtime. The server holds one backend and asks it for one decoder.
+
 The five operations:
 - prefill(request) -> Slot: checks the request (EngineError / GenerationSettingsError naming the
   problem, raised for this request alone: nothing else in the batch is touched), runs its
@@ -85,6 +88,22 @@ class Result:
 class Slot(Protocol):
     request: Request
     result: Result | None  # set once the request has left the batch
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A loaded model ready to decode. max_len: the longest prompt + reply of one request;
+    max_batch: requests a decoder runs at once; vocab_size: the length of a logit bias."""
+
+    max_len: int
+    max_batch: int
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    def decoder(self, *, reserve: bool = False) -> "Decoder":
+        """A new, empty running batch; reserve: take all its KV memory now."""
+        ...
 
 
 @runtime_checkable

@@ -60,7 +60,7 @@ __all__ = ["Engine", "EngineError", "Request", "Result", "ContinuousBatch"]
 
 
 class Engine:
-    """Built once per model and reused for every request.
+    """Built once per model and reused for every request (a Backend of anygpt.lm.decoder).
 
     lm: a HF LlamaForCausalLM (weights read, never changed); layout: the token layout the
     segment constraint follows; max_batch: rows decoded together (larger lists wait for a
@@ -106,6 +106,10 @@ class Engine:
         self.decode_step = self.model.forward
 
     # ----------------------------------------------------------------- public
+    @property
+    def vocab_size(self) -> int:
+        return self.model.vocab_size
+
     def decoder(self, *, capacity: int | None = None, reserve: bool = False) -> "ContinuousBatch":
         """A running batch of up to max_batch requests (the decoder contract, anygpt.lm.decoder).
         capacity: KV columns per slot (default max_len); reserve: write the whole cache once now,

@@ -164,8 +164,8 @@ class Scheduler:
             raise ValueError(f"max_queue={max_queue}: must be at least 1")
         self.model = model
         self.cache = cache
-        self.engine = model.engine(quantize=quantize, max_batch=max_batch)
-        self.vocab_size = self.engine.model.vocab_size  # the length of a logit bias
+        self.engine = model.engine(quantize=quantize, max_batch=max_batch)  # a Backend (anygpt.lm.decoder)
+        self.vocab_size = self.engine.vocab_size  # the length of a logit bias
         self.max_batch = max_batch
         self.threads = threads
         self.retry_after = retry_after
@@ -362,7 +362,7 @@ class Scheduler:
         if run.force is not None:
             prompt = _append_text(prompt, " " + model.layout[run.force].spec.start)
         settings = job.settings[run.force]
-        request, start = model.engine_request(
+        request, start = model.decoder_request(
             prompt, settings, force_modality=run.force, seed=job.seed + run.passes,
             streamer=_HeldStreamer(run.streamer) if run.streamer is not None else None,
             cancel=job.cancel, logit_bias=self._logit_bias(job.banned))
