@@ -115,6 +115,17 @@ class AnyGPT:
         with torch.inference_mode():
             return self._tokenizer_for(part.modality).decode(part.codes.unsqueeze(0), **context)[0]
 
+    def media_stream(self, modality: str, emit, **options):
+        """A live decoder of one segment's codes into playable media as they arrive (speech:
+        anygpt.modalities.speech_streaming, emitting AudioChunk events), or None for a
+        modality that is only decoded whole. options: voice_prompt, seed, chunk sizes."""
+        tok = self.tokenizers.get(modality)
+        if modality != "speech" or tok is None:
+            return None
+        from anygpt.modalities.speech_streaming import speech_audio_stream
+
+        return speech_audio_stream(tok, emit, **options)
+
     def save_media(self, reply: Reply, out_dir: str | Path, stem: str = "reply", **context) -> list[Path]:
         """Write each media part of a reply into out_dir. Without a tokenizer for its modality,
         or for a segment the lenient parse had to repair, the codes are written in the release's

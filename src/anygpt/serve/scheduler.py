@@ -35,7 +35,8 @@ import torch
 
 from anygpt.errors import AnyGPTError
 from anygpt.lm.decoder import EngineError, RequestFailed
-from anygpt.lm.streaming import AudioChunk, ReplyStreamer, SegmentDone, TextDelta
+from anygpt.lm.streaming import ReplyStreamer, SegmentDone, TextDelta
+from anygpt.modalities.speech_streaming import AudioChunk
 from anygpt.parts import CodesPart, TextPart
 from anygpt.serve.errors import APIError
 from anygpt.serve.jobs import Job, PendingMedia
