@@ -169,7 +169,7 @@ def held_scheduler(service) -> HeldEngine:
     return held
 
 
-def wait_until(cond, seconds=30.0):
+def wait_until(cond, seconds=120.0):
     end = time.monotonic() + seconds
     while not cond():
         assert time.monotonic() < end, "timed out waiting"
