@@ -64,6 +64,8 @@ def create_app(service: ChatService) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req, e: StarletteHTTPException):
+        if e.status_code == 400:  # FastAPI could not parse the body (malformed, or nested past the parser's depth)
+            return JSONResponse(APIError(400, f"body: {e.detail}", param="body", code="invalid_json").body(), 400)
         return JSONResponse(APIError(e.status_code, str(e.detail)).body(), status_code=e.status_code)
 
     @app.exception_handler(Exception)

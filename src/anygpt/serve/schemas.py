@@ -76,31 +76,33 @@ class ChatRequest(_Lenient):
 
 
 def _lone_surrogate(value: Any, where: str) -> str | None:
-    """The place of the first string (key or value) in a JSON value that UTF-8 cannot encode."""
-    if isinstance(value, str):
-        if value.isascii():
-            return None
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return where
-        return None
-    if isinstance(value, list):
-        children = [(f"{where}[{i}]", v) for i, v in enumerate(value)]
-    elif isinstance(value, dict):
-        children = []
-        for key, v in value.items():
-            name = f"{where}.{key}" if where else str(key)
-            if isinstance(key, str) and _lone_surrogate(key, name) is not None:
-                return name.encode("utf-8", "backslashreplace").decode("ascii")
-            children.append((name, v))
-    else:
-        return None
-    for name, v in children:
-        found = _lone_surrogate(v, name)
-        if found is not None:
-            return found
+    """The place of the first string (key or value) in a JSON value that UTF-8 cannot encode
+    (a walk with its own stack: as deep as the JSON parser allowed, never a RecursionError)."""
+    stack = [(where, value)]
+    while stack:
+        name, v = stack.pop()
+        if isinstance(v, str):
+            if not v.isascii() and not _encodes(v):
+                return name
+        elif isinstance(v, list):
+            stack.extend((f"{name}[{i}]", x) for i, x in reversed(list(enumerate(v))))
+        elif isinstance(v, dict):
+            children = []
+            for key, x in v.items():
+                child = f"{name}.{key}" if name else str(key)
+                if isinstance(key, str) and not key.isascii() and not _encodes(key):
+                    return child.encode("utf-8", "backslashreplace").decode("ascii")
+                children.append((child, x))
+            stack.extend(reversed(children))
     return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def param_of(loc: tuple) -> str:
