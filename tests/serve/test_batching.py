@@ -39,3 +39,21 @@ def test_a_short_request_is_answered_while_long_replies_run(media_model):
             t.join(300)
         assert events[0] == "text done" and sorted(events[1:]) == ["music 0 done", "music 1 done"]
         assert service.scheduler.largest_batch == 2
+
+
+def test_stopping_the_service_answers_every_running_and_waiting_request(media_model):
+    from anygpt.serve.errors import APIError
+    from anygpt.serve.schemas import ChatRequest
+    from anygpt.serve.service import ChatService, ServeConfig
+
+    service = ChatService(media_model, ServeConfig(model_name=MODEL, max_batch=1)).start()
+    jobs = [service.job(ChatRequest(messages=[{"role": "user", "content": f"Tell me a story {i}."}],
+                                    max_tokens=3000, seed=i)) for i in range(3)]
+    for job in jobs:
+        service.scheduler.submit(job)
+    while service.scheduler.running == 0:
+        threading.Event().wait(0.02)
+    service.stop()
+    for job in jobs:
+        error = job.future.exception(timeout=60)
+        assert isinstance(error, APIError) and error.status in (499, 503)

@@ -246,6 +246,9 @@ class Scheduler:
                 if self._slots:
                     self._step()
         finally:
+            closing = APIError(503, "the server is shutting down", code="shutting_down")
+            for run, _, _ in list(self._slots.values()):
+                self._fail(run, closing)
             self._close_decoder()
 
     def _admit(self) -> None:
@@ -256,7 +259,7 @@ class Scheduler:
         if self._slots and not self.continuous:
             return
         budget = ADMIT_PER_STEP if self._slots else self.max_batch
-        long_slots = self.max_batch - max(1, self.max_batch // 4) if self.continuous else self.max_batch
+        long_slots = max(1, self.max_batch - max(1, self.max_batch // 4)) if self.continuous else self.max_batch
         while dec.has_room and budget > 0 and not self._stop.is_set():
             run = self._next(long_slots)
             if run is None:
