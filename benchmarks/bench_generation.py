@@ -216,7 +216,8 @@ def first_audio(model, quantize: str | None, new: int = 150, **audio) -> tuple[f
     first speech code to the first audio chunk, from the call to the first audio chunk, and the
     whole call."""
     from anygpt.conversation import Conversation
-    from anygpt.lm.streaming import AudioChunk, ReplyStreamer
+    from anygpt.lm.streaming import ReplyStreamer
+    from anygpt.modalities.speech_streaming import AudioChunk
 
     marks: dict[str, float] = {}
 

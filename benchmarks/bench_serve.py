@@ -7,6 +7,8 @@ at each level.
     python benchmarks/bench_serve.py --model anygpt-tiny      # the shipped model
     python benchmarks/bench_serve.py --speech                 # spoken replies, streamed as audio
     python benchmarks/bench_serve.py --smoke                  # a random hidden-64 model, 1 and 2 clients, 4 tokens
+    python benchmarks/bench_serve.py --mix                    # short text TTFT next to long music replies,
+                                                              # continuous batching vs whole batches
 
 The server is a separate process (`python -m anygpt.cli serve`, bound to 127.0.0.1 and a free
 port) so that its RSS is its own; its memory is sampled every 20 ms while each level runs. The
@@ -150,9 +152,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="the server's torch threads")
     p.add_argument("--smoke", action="store_true", help="a random hidden-64 model, 1 and 2 clients, 1 request of "
                                                         "4 tokens each: checks the script runs")
+    p.add_argument("--mix", action="store_true",
+                   help="TTFT of short text requests while long music replies run (a quarter of the clients), "
+                        "for each scheduler in --schedulers, at each --clients level and with 1 client")
+    p.add_argument("--schedulers", default="continuous,whole",
+                   help="with --mix: 'continuous' (requests join the running batch) and/or 'whole' (whole "
+                        "batches run to their end: the scheduler before issue 25)")
+    p.add_argument("--music-tokens", type=int, default=1000, help="with --mix: max_tokens of a music reply")
     args = p.parse_args(argv)
     if args.smoke:
         args.model, args.clients, args.requests, args.max_tokens, args.speech = "smoke", "1,2", 1, 4, False
+    if args.mix:
+        return run_mix(args)
     levels = [int(x) for x in args.clients.split(",")]
 
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
@@ -207,6 +218,73 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.terminate()
             server.wait(30)
+    return 0
+
+
+# ----------------------------------------------------------------------------- --mix
+async def mix_level(base: str, clients: int, args) -> list[dict]:
+    """A quarter of the clients (at least one when clients > 1) ask for a long music reply
+    first; once their replies run, the others each send --requests short text questions,
+    streamed. -> the text requests' outcomes (one_request's dicts)."""
+    url = base + "/v1/chat/completions"
+    n_music = max(1, clients // 4) if clients > 1 else 0
+    started = asyncio.Event()
+
+    async def music(c: int, client: httpx.AsyncClient) -> None:
+        body = {"messages": [{"role": "user", "content": "Play a long piece."}], "modalities": ["music"],
+                "max_tokens": args.music_tokens, "seed": c, "stream": True}
+        async with client.stream("POST", url, json=body) as r:
+            async for line in r.aiter_lines():
+                if line.startswith("data: ") and line != "data: [DONE]":
+                    started.set()  # the music reply is running (its first chunk came)
+
+    async def text(c: int, client: httpx.AsyncClient) -> list[dict]:
+        if n_music:
+            await started.wait()
+            await asyncio.sleep(0.2)
+        out = []
+        for i in range(args.requests):
+            body = {"messages": [{"role": "user", "content": f"Say hello number {c}."}], "max_tokens": args.max_tokens,
+                    "seed": c * 1000 + i, "stream": True, "stream_options": {"include_usage": True}}
+            out.append(await one_request(client, url, body))
+        return out
+
+    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+    async with httpx.AsyncClient(timeout=900, limits=limits) as client:
+        background = [asyncio.create_task(music(c, client)) for c in range(n_music)]
+        results = await asyncio.gather(*(text(c, client) for c in range(n_music, clients)))
+        await asyncio.gather(*background)
+    return [r for rs in results for r in rs]
+
+
+def run_mix(args) -> int:
+    """--mix: TTFT p50 / p95 of short text requests next to long music replies, per scheduler."""
+    sys.path.insert(0, str(HERE.parent / "src"))
+    from anygpt.serve.loadgen import ServerProcess
+
+    levels = [int(x) for x in args.clients.split(",")]
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        model = str(save_random_model(Path(tmp) / "random-tiny-shape")) if args.model == "random" else args.model
+        print(f"model {args.model}, text max_tokens {args.max_tokens}, music max_tokens {args.music_tokens}, "
+              f"max_batch {args.max_batch}, {args.requests} text requests per client, {os.cpu_count()} cores, "
+              f"load average {os.getloadavg()[0]:.2f} before")
+        print(f"{'scheduler':>10} {'clients':>7} {'music':>5} {'text ok':>7} {'TTFT p50':>9} {'TTFT p95':>9} {'x 1-client p95':>14}")
+        for scheduler in args.schedulers.split(","):
+            config = {"max_batch": args.max_batch, "max_queue": 4 * max(levels), "timeout": 900.0,
+                      "continuous": scheduler == "continuous"}
+            with ServerProcess(model, threads=args.threads, **config) as srv:
+                asyncio.run(mix_level(srv.url, 1, argparse.Namespace(**{**vars(args), "requests": 1})))  # warm-up
+                base_p95 = None
+                for clients in [1] + levels:
+                    results = asyncio.run(mix_level(srv.url, clients, args))
+                    ttft = [r["ttft"] for r in results if r["status"] == 200 and r["ttft"] is not None]
+                    p95 = pct(ttft, .95)
+                    base_p95 = p95 if clients == 1 else base_p95
+                    music = max(1, clients // 4) if clients > 1 else 0
+                    print(f"{scheduler:>10} {clients:>7} {music:>5} {len(ttft):>7} {pct(ttft, .5):>8.2f}s {p95:>8.2f}s "
+                          f"{p95 / base_p95:>13.1f}x", flush=True)
+        print(f"load average {os.getloadavg()[0]:.2f} after. TTFT: time to the first text of a short request "
+              "(streamed); music: clients with a long music reply running meanwhile")
     return 0
 
 

@@ -121,6 +121,17 @@ class AnyGPT:
         with torch.inference_mode():
             return self._tokenizer_for(part.modality).decode(part.codes.unsqueeze(0), **context)[0]
 
+    def media_stream(self, modality: str, emit, **options):
+        """A live decoder of one segment's codes into playable media as they arrive (speech:
+        anygpt.modalities.speech_streaming, emitting AudioChunk events), or None for a
+        modality that is only decoded whole. options: voice_prompt, seed, chunk sizes."""
+        tok = self.tokenizers.get(modality)
+        if modality != "speech" or tok is None:
+            return None
+        from anygpt.modalities.speech_streaming import speech_audio_stream
+
+        return speech_audio_stream(tok, emit, **options)
+
     def save_media(self, reply: Reply, out_dir: str | Path, stem: str = "reply", **context) -> list[Path]:
         """Write each media part of a reply into out_dir. Without a tokenizer for its modality,
         or for a segment the lenient parse had to repair, the codes are written in the release's
@@ -271,20 +282,20 @@ class AnyGPT:
             starts = [start for _, start in encoded]
         else:
             base = _seed(seed)
-            built = [self.engine_request(p, settings, force_modality=force_modality, seed=base + i,
+            built = [self.decoder_request(p, settings, force_modality=force_modality, seed=base + i,
                                          streamer=streamer if i == 0 else None) for i, p in enumerate(prompts)]
             results = self.engine(quantize=quantize, backend=engine).generate([r for r, _ in built], threads=threads)
             news, starts = [r.ids for r in results], [start for _, start in built]
         return [self.reply_parts(new, start, settings) for start, new in zip(starts, news)]
 
-    def engine_request(self, prompt: list, settings: GenerationSettings, *, force_modality: str | None = None,
+    def decoder_request(self, prompt: list, settings: GenerationSettings, *, force_modality: str | None = None,
                        seed: int = 0, streamer=None, cancel=None, logit_bias: torch.Tensor | None = None):
-        """One prompt (list of parts, media as CodesPart or MediaFilePart) -> (anygpt.lm.engine
-        Request, start: the reply ids already written, i.e. the forced start marker or []).
-        For callers that batch requests of different settings themselves (the server); the
-        streamer receives `start` now. After `engine.generate`, `reply_parts(result.ids, start,
-        settings)` gives the reply."""
-        from anygpt.lm.engine import Request
+        """One prompt (list of parts, media as CodesPart or MediaFilePart) -> (a Request of the
+        decoder contract, anygpt.lm.decoder; start: the reply ids already written, i.e. the
+        forced start marker or []). For callers that run a decoder themselves (the server:
+        `model.engine(...).decoder()`); the streamer receives `start` now. Once the request
+        has finished, `reply_parts(result.ids, start, settings)` gives the reply."""
+        from anygpt.lm.decoder import Request
 
         ids, start = self._prompt_ids(prompt, settings.check(), force_modality)
         if streamer is not None and start:

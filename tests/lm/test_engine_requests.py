@@ -110,7 +110,7 @@ def test_bad_settings_are_clear_errors(engine, change, message):
 
 
 def test_bad_requests_are_clear_errors(engine):
-    with pytest.raises(EngineError, match="does not fit the cache of 128"):
+    with pytest.raises(EngineError, match="200 tokens long; this model reads at most 127 tokens"):
         engine.generate([Request(list(range(3, 203)), SAMPLE)])
     with pytest.raises(EngineError, match="empty prompt"):
         engine.generate([Request([], SAMPLE)])

@@ -8,7 +8,8 @@ import torch
 
 from anygpt.conversation import Conversation
 from anygpt.lm.generation import GenerationSettings
-from anygpt.lm.streaming import AudioChunk, Done, ReplyStreamer, SegmentDone, SpeechAudioStream, TextDelta
+from anygpt.lm.streaming import Done, ReplyStreamer, SegmentDone, TextDelta
+from anygpt.modalities.speech_streaming import AudioChunk, SpeechAudioStream
 from anygpt.lm.tiny import random_tiny
 from anygpt.modalities import load_tokenizer
 from anygpt.model import AnyGPT

@@ -70,8 +70,15 @@ def test_demo_shows_the_image_reply(demo_url, browser, tmp_path_factory):
     assert url.startswith("http://127.0.0.1:")
     browser.get(url)
     wait = WebDriverWait(browser, 90)
+    # The textarea is on the page before Gradio has finished loading the app: until then its
+    # component has no props, and the Textbox's change handler drops what is typed (`if
+    # (!shared || !props) return`), so the message never reaches Gradio and Send carries "".
+    # Gradio's load sequence ends by setting window.__is_colab__ and dispatching "loaded":
+    # type only after that.
+    wait.until(lambda d: d.execute_script("return typeof window.__is_colab__ === 'boolean'"))
     box = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#message textarea"))[0]
     box.send_keys("Draw a red circle on white.")
+    assert box.get_attribute("value") == "Draw a red circle on white."
     (image_choice,) = [x for x in browser.find_elements(By.CSS_SELECTOR, "#outputs label") if x.text.strip() == "image"]
     image_choice.click()
     browser.find_element(By.CSS_SELECTOR, "#send").click()

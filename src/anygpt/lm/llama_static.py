@@ -138,15 +138,21 @@ class LeanLlama:
         self.head_groups = [(g.to(self.device), make(self.head_weight.detach()[g])) for g in groups]
 
     def forward(self, ids: torch.Tensor, positions: torch.Tensor, cache: StaticKVCache,
-                *, last_only: bool = True, head_group: int | None = None) -> torch.Tensor:
+                *, last_only: bool = True, head_group: int | None = None,
+                cols: torch.Tensor | None = None) -> torch.Tensor:
         """ids, positions LongTensor [B, T] (positions: each row's own, from 0 at its first real
         token) -> logits FloatTensor [B, V] of the last column (or [B, T, V] if not last_only).
         head_group: compute only that group's logits (see set_head_groups), -inf elsewhere.
 
         Writes keys/values into cache columns [cache.length, cache.length + T) and advances
-        cache.length. T > 1 is a prefill (causal); T == 1 a decode step."""
+        cache.length. T > 1 is a prefill (causal); T == 1 a decode step.
+        cols: LongTensor [B], a ragged decode step (T == 1; continuous batching, whose rows
+        joined at different times): row i writes column cols[i] and attends to the columns
+        cache.valid marks among the first cache.length, which the caller sets (and keeps)."""
         b, t = ids.shape
         start, end = cache.length, cache.length + t
+        if cols is not None:
+            start = end = cache.length
         if end > cache.capacity:
             raise AnyGPTError(f"KV cache overflow: {end} positions for a cache of {cache.capacity}")
         cos_t, sin_t = self._cos, self._sin  # sized by new_cache
@@ -161,6 +167,7 @@ class LeanLlama:
             mask = ((causal & valid) | own).unsqueeze(1) if cache.padded else None
         elif cache.padded:
             mask = cache.valid[:, None, None, :end]
+        rows = torch.arange(b, device=ids.device) if cols is not None else None
         x = F.embedding(ids, self.embed)
         h, d, kvh = self.heads, self.head_dim, self.kv_heads
         gqa = {"enable_gqa": True} if kvh != h else {}
@@ -169,8 +176,12 @@ class LeanLlama:
             qk = qkv[:, :, : h + kvh]
             qk = qk * cos + qk.roll(d // 2, dims=-1) * sin  # q and k rotated in one pass: [B, T, H + KV, D]
             kc, vc = cache.k[i], cache.v[i]
-            kc[:, :, start:end] = qk[:, :, h:].transpose(1, 2)
-            vc[:, :, start:end] = qkv[:, :, h + kvh:].transpose(1, 2)
+            if cols is None:
+                kc[:, :, start:end] = qk[:, :, h:].transpose(1, 2)
+                vc[:, :, start:end] = qkv[:, :, h + kvh:].transpose(1, 2)
+            else:
+                kc[rows, :, cols] = qk[:, 0, h:]
+                vc[rows, :, cols] = qkv[:, 0, h + kvh:]
             o = F.scaled_dot_product_attention(qk[:, :, :h].transpose(1, 2), kc[:, :, :end], vc[:, :, :end],
                                                attn_mask=mask, scale=self.scaling,
                                                is_causal=t > 1 and mask is None, **gqa)

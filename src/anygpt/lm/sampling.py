@@ -5,6 +5,11 @@ constraint (applied by the caller between `penalise_` and `choose`), then temper
 top-p, then sampling (or argmax for greedy rows). A row's randomness comes only from its own
 torch.Generator: one uniform draw per step, turned into a token by inverse-CDF sampling, so a
 request gives the same tokens whatever else shares its batch.
+
+Every finite positive setting gives a distribution, however extreme: the penalty is kept inside
+float32's normal range and its result clamped to finite values, and temperature divides logits
+from which the row's maximum was subtracted (so 1e-45 overflows the others to -inf, never the
+best one: the row becomes greedy, not NaN).
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ class RowSampling:
         self.temperature = torch.tensor([s.temperature if s.do_sample else 1.0 for s in settings], **f32)
         self.top_k = torch.tensor([s.top_k if s.do_sample else 0 for s in settings], dtype=torch.long, device=device)
         self.top_p = torch.tensor([s.top_p if s.do_sample else 1.0 for s in settings], **f32)
-        self.penalty = torch.tensor([s.repetition_penalty for s in settings], **f32)
+        tiny, huge = torch.finfo(torch.float32).tiny, torch.finfo(torch.float32).max
+        self.penalty = torch.tensor([s.repetition_penalty for s in settings], **f32).clamp(tiny, huge)
+        self.temperature = self.temperature.clamp(min=tiny)
         self.any_sample = bool(self.do_sample.any())
         self.any_penalty = bool((self.penalty != 1.0).any())
         self.any_temperature = bool((self.temperature != 1.0).any())
@@ -38,7 +45,8 @@ class RowSampling:
         if not self.any_penalty:
             return logits
         p = self.penalty[:, None]
-        penalised = torch.where(logits < 0, logits * p, logits / p)
+        big = torch.finfo(logits.dtype).max
+        penalised = torch.where(logits < 0, logits * p, logits / p).clamp_(-big, big)
         return torch.where(seen, penalised, logits, out=logits)
 
     def choose(self, logits: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
@@ -46,7 +54,12 @@ class RowSampling:
         greedy = logits.argmax(dim=-1)
         if not self.any_sample:
             return greedy
-        x = logits / self.temperature[:, None] if self.any_temperature else logits
+        if self.any_temperature:
+            top = logits.max(dim=-1, keepdim=True).values
+            top = torch.where(top.isfinite(), top, torch.zeros_like(top))  # a row of -inf stays one
+            x = (logits - top) / self.temperature[:, None]
+        else:
+            x = logits
         v = x.shape[-1]
         if self.max_top_k > 0:
             kmax = min(self.max_top_k, v)

@@ -56,10 +56,16 @@ def create_app(service: ChatService) -> FastAPI:
         first = e.errors()[0] if e.errors() else {"loc": ("body",), "msg": "invalid request"}
         param = param_of(tuple(first.get("loc", ("body",))))
         msg = "invalid JSON" if first.get("type") == "json_invalid" else first.get("msg", "invalid value")
+        if first.get("type") == "value_error":  # our own validators name the field themselves
+            msg = msg.removeprefix("Value error, ")
+            param = msg.split(":", 1)[0] if ":" in msg else param
+            return JSONResponse(APIError(400, msg, param=param, code="invalid_value").body(), 400)
         return JSONResponse(APIError(400, f"{param}: {msg}", param=param, code="invalid_value").body(), 400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req, e: StarletteHTTPException):
+        if e.status_code == 400:  # FastAPI could not parse the body (malformed, or nested past the parser's depth)
+            return JSONResponse(APIError(400, f"body: {e.detail}", param="body", code="invalid_json").body(), 400)
         return JSONResponse(APIError(e.status_code, str(e.detail)).body(), status_code=e.status_code)
 
     @app.exception_handler(Exception)

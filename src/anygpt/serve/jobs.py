@@ -16,9 +16,9 @@ import torch
 
 from anygpt.lm.generation import GenerationSettings, GenerationSettingsError, get_preset
 from anygpt.parts import CodesPart, TextPart
-from anygpt.serve.errors import APIError, bad_request
-from anygpt.serve.media import (AUDIO_OUTPUT_FORMATS, MediaLimits, audio_from_bytes, b64_bytes, check_audio_format,
-                                image_from_bytes, split_data_url)
+from anygpt.serve.errors import APIError, bad_request, too_large
+from anygpt.serve.media import (AUDIO_OUTPUT_FORMATS, IMAGE_TYPES, MediaLimits, audio_from_bytes, audio_header,
+                                b64_bytes, check_audio_format, check_image_header, image_from_bytes, split_data_url)
 from anygpt.serve.media_cache import MediaCache, content_key
 from anygpt.serve.schemas import ChatRequest
 from anygpt.templates import Turn
@@ -37,6 +37,46 @@ class PendingMedia:
     modality: str
     key: str
     media: torch.Tensor
+
+
+class RequestBudget:
+    """What one request may make the server decode, counted as its fields are read: text bytes
+    (checked before anything is tokenized: the most text that could fit the model's context),
+    image pixels and audio seconds of all its attachments together (checked from each
+    container's header, before decoding)."""
+
+    def __init__(self, limits: MediaLimits, max_text_bytes: int | None, context_tokens: int | None):
+        self.limits = limits
+        self.max_text_bytes = max_text_bytes
+        self.context_tokens = context_tokens
+        self.text_bytes = self.pixels = 0
+        self.seconds = 0.0
+
+    def text(self, text: str, param: str) -> None:
+        self.text_bytes += len(text) if text.isascii() else len(text.encode("utf-8"))
+        if self.max_text_bytes is not None and self.text_bytes > self.max_text_bytes:
+            raise APIError(400, f"{param}: the conversation's text is over {self.max_text_bytes} bytes, more than the "
+                                f"model's context of {self.context_tokens} tokens can hold (drop earlier turns or "
+                                "shorten the message)", param=param, code="context_length_exceeded")
+
+    def image(self, pixels: int, param: str) -> None:
+        self.pixels += pixels
+        if self.pixels > self.limits.max_request_pixels:
+            raise too_large(param, f"the request's images hold {self.pixels} pixels together, over the limit of "
+                                   f"{self.limits.max_request_pixels} per request")
+
+    def audio(self, seconds: float, param: str) -> None:
+        self.seconds += seconds
+        if self.seconds > self.limits.max_request_audio_seconds:
+            raise too_large(param, f"the request's audio lasts {self.seconds:.1f} s together, over the limit of "
+                                   f"{self.limits.max_request_audio_seconds:g} s per request")
+
+
+def max_text_bytes(tokenizer, context_tokens: int) -> int:
+    """The most UTF-8 bytes of text that could tokenize into `context_tokens` tokens: the
+    context times the longest token's bytes (an upper bound: text past it cannot fit)."""
+    longest = max(len(t.encode("utf-8", "replace")) for t in tokenizer.get_vocab())
+    return context_tokens * max(longest, 1)
 
 
 @dataclass
@@ -72,8 +112,10 @@ class Job:
 
 
 def build_job(req: ChatRequest, model, cache: MediaCache, limits: MediaLimits, *, model_name: str,
-              timeout: float) -> Job:
-    """Check `req` against the model (which modalities it reads and writes) and decode its media."""
+              timeout: float, max_text: int | None = None, context_tokens: int | None = None) -> Job:
+    """Check `req` against the model (which modalities it reads and writes) and decode its media.
+    max_text: the most text bytes a request may hold (`max_text_bytes`), checked before any text
+    is tokenized; context_tokens: the model's context, named in that error."""
     if req.model is not None and req.model != model_name:
         raise APIError(404, f"model: {req.model!r} is not served here; this server serves {model_name!r}",
                        param="model", code="model_not_found")
@@ -92,8 +134,9 @@ def build_job(req: ChatRequest, model, cache: MediaCache, limits: MediaLimits, *
     elif "text" not in outputs:
         force = media_out[0]
     banned = [m for m in model.layout.modalities if m not in media_out]
-    system, turns = _turns(req, model, cache, limits)
-    voice = _voice(req, model, cache, limits) if "speech" in media_out else None
+    budget = RequestBudget(limits, max_text, context_tokens)
+    system, turns = _turns(req, model, cache, budget)
+    voice = _voice(req, model, cache, budget) if "speech" in media_out else None
     audio_format = req.audio.format if req.audio else "wav"
     if audio_format not in AUDIO_OUTPUT_FORMATS:
         raise bad_request("audio.format", f"{audio_format!r}: use one of {', '.join(AUDIO_OUTPUT_FORMATS)}")
@@ -152,15 +195,16 @@ def _settings(req: ChatRequest, media_out: list[str]) -> dict[str | None, Genera
     return out
 
 
-def _turns(req: ChatRequest, model, cache: MediaCache, limits: MediaLimits) -> tuple[str | None, list[Turn]]:
+def _turns(req: ChatRequest, model, cache: MediaCache, budget: RequestBudget) -> tuple[str | None, list[Turn]]:
     system: list[str] = []
     turns: list[Turn] = []
     for i, msg in enumerate(req.messages):
         where = f"messages[{i}]"
         if msg.role in ("system", "developer"):
             system.append(_text_only(msg.content, f"{where}.content"))
+            budget.text(system[-1], f"{where}.content")
             continue
-        parts = _parts(msg.content, f"{where}.content", msg.role, model, cache, limits)
+        parts = _parts(msg.content, f"{where}.content", msg.role, model, cache, budget)
         if msg.role == "assistant" and msg.audio is not None:
             parts.append(_earlier_audio(msg.audio, f"{where}.audio", cache))
         if not parts:
@@ -182,11 +226,14 @@ def _text_only(content: Any, param: str) -> str:
     return "".join(texts)
 
 
-def _parts(content: Any, param: str, role: str, model, cache: MediaCache, limits: MediaLimits) -> list:
+def _parts(content: Any, param: str, role: str, model, cache: MediaCache, budget: RequestBudget) -> list:
+    """A message's content -> its parts; text that is empty or only whitespace is no part (a
+    message of nothing else is refused by the caller, as an empty one)."""
     if content is None:
         return []
     if isinstance(content, str):
-        return [TextPart(content)] if content else []
+        budget.text(content, param)
+        return [TextPart(content)] if content.strip() else []
     parts: list = []
     allowed = ("text", "image_url", "input_audio") if role == "user" else ("text", "image_url", "output_audio")
     for j, p in enumerate(content):
@@ -199,15 +246,16 @@ def _parts(content: Any, param: str, role: str, model, cache: MediaCache, limits
         if kind == "text":
             if not isinstance(body, str):
                 raise bad_request(f"{where}.text", "expected a string")
-            if body:
+            budget.text(body, f"{where}.text")
+            if body.strip():
                 parts.append(TextPart(body))
             continue
         if not isinstance(body, dict):
             raise bad_request(f"{where}.{kind}", "expected an object")
         if kind == "image_url":
-            parts.append(_image(body.get("url"), f"{where}.image_url.url", model, cache, limits))
+            parts.append(_image(body.get("url"), f"{where}.image_url.url", model, cache, budget))
         else:
-            parts.append(_audio(body, f"{where}.{kind}", model, cache, limits))
+            parts.append(_audio(body, f"{where}.{kind}", model, cache, budget))
     return parts
 
 
@@ -219,29 +267,42 @@ def _tokenizer(model, modality: str, param: str):
     return tok
 
 
-def _image(url: Any, param: str, model, cache: MediaCache, limits: MediaLimits):
+def _image(url: Any, param: str, model, cache: MediaCache, budget: RequestBudget):
     tok = _tokenizer(model, "image", param)
+    limits = budget.limits
     mime, data = split_data_url(url, param, limits)
     key = content_key("image", data)
     codes = cache.get(key)
     if codes is not None:
         return CodesPart("image", codes)
+    if mime in IMAGE_TYPES:  # else image_from_bytes names the MIME type at fault
+        budget.image(check_image_header(data, mime, param, limits).pixels, param)
     size = tok.image_size[0] if tok.image_size else None
     return PendingMedia("image", key, image_from_bytes(data, mime, param, limits, size))
 
 
-def _audio(body: dict, param: str, model, cache: MediaCache, limits: MediaLimits):
+def _audio(body: dict, param: str, model, cache: MediaCache, budget: RequestBudget):
     kind = body.get("kind", "speech")
-    if kind not in AUDIO_KINDS:
+    if not isinstance(kind, str) or kind not in AUDIO_KINDS:
         raise bad_request(f"{param}.kind", f"{kind!r}: use one of {', '.join(AUDIO_KINDS)}")
     tok = _tokenizer(model, kind, param)
-    data = b64_bytes(body.get("data"), f"{param}.data", limits)
+    data = b64_bytes(body.get("data"), f"{param}.data", budget.limits)
     key = content_key(kind, data)
     codes = cache.get(key)
     if codes is not None:  # the format is not even looked at: these bytes were read before
         return CodesPart(kind, codes)
-    check_audio_format(body.get("format"), f"{param}.format")
-    return PendingMedia(kind, key, audio_from_bytes(data, body.get("format"), f"{param}.data", limits, tok))
+    return PendingMedia(kind, key, _decoded_audio(data, body.get("format"), param, tok, budget))
+
+
+def _decoded_audio(data: bytes, fmt: Any, param: str, tok, budget: RequestBudget) -> torch.Tensor:
+    """Checked format and header (budget counted) -> the decoded audio."""
+    check_audio_format(fmt, f"{param}.format")
+    try:
+        info = audio_header(data, fmt, f"{param}.data", budget.limits)
+    except (RuntimeError, TypeError) as e:  # libsndfile cannot read the header
+        raise bad_request(f"{param}.data", f"cannot read audio ({e})", code="invalid_media") from None
+    budget.audio(info.frames / info.samplerate, f"{param}.data")
+    return audio_from_bytes(data, fmt, f"{param}.data", budget.limits, tok)
 
 
 def _earlier_audio(audio: dict, param: str, cache: MediaCache) -> CodesPart:
@@ -255,7 +316,7 @@ def _earlier_audio(audio: dict, param: str, cache: MediaCache) -> CodesPart:
     return CodesPart("speech", codes)
 
 
-def _voice(req: ChatRequest, model, cache: MediaCache, limits: MediaLimits) -> PendingMedia | None:
+def _voice(req: ChatRequest, model, cache: MediaCache, budget: RequestBudget) -> PendingMedia | None:
     voice = req.audio.voice if req.audio else "default"
     if isinstance(voice, str):
         if voice not in VOICES:
@@ -265,7 +326,5 @@ def _voice(req: ChatRequest, model, cache: MediaCache, limits: MediaLimits) -> P
     tok = _tokenizer(model, "speech", "audio.voice")
     if not hasattr(tok, "prompt_codes"):
         raise bad_request("audio.voice", "this model's speech tokenizer cannot take a voice prompt")
-    data = b64_bytes(voice.data, "audio.voice.data", limits)
-    check_audio_format(voice.format, "audio.voice.format")
-    return PendingMedia("voice", content_key("voice", data),
-                        audio_from_bytes(data, voice.format, "audio.voice.data", limits, tok))
+    data = b64_bytes(voice.data, "audio.voice.data", budget.limits)
+    return PendingMedia("voice", content_key("voice", data), _decoded_audio(data, voice.format, "audio.voice", tok, budget))

@@ -1,6 +1,8 @@
-"""The scheduler: one thread that owns the model and its engine. Request threads put Jobs on a
-bounded queue; the thread takes up to max_batch of them at a time (continuations first) and runs
-them through one `engine.generate` call, so concurrent requests share the decode steps.
+"""The scheduler: one thread that owns the model and its decoder (anygpt.lm.decoder, the engine
+contract: prefill, step, cancel, stream, free). Request threads put Jobs on a bounded queue;
+between two decode steps the thread admits jobs into the decoder's free slots (continuations
+first), so a request joins the running batch at the next step boundary and leaves it as soon
+as it is done: a short text request that arrives during a long music reply starts at once.
 
 A job's life: its media are encoded (or found in the media cache), its prompt is built from
 the chat template, then
@@ -9,12 +11,14 @@ the chat template, then
   pass 2.. for each modality in `ensure` the reply still lacks, the reply so far is extended by
            that modality's start marker and generated on (so `modalities: ["text", "image"]`
            always gets its image);
-then its media are rendered (PNG, WAV...) and its future resolved. Streaming jobs get events
-(text deltas, speech audio chunks, each image or music piece as it completes) through
-`job.emit` while they run.
+then its media are rendered (PNG, WAV...) on a render thread, so decoding the others goes on,
+and its future resolved. Streaming jobs get events (text deltas, speech audio chunks, each
+image or music piece as it completes) through `job.emit` while they run.
 
-A job whose cancel event is set (client gone, timeout) is dropped from the queue or stopped by
-the engine at its next step. A full queue raises a 503 APIError with Retry-After.
+Everything that can fail is per job: preparing it (bad media, a context overflow, settings)
+fails that job alone before it joins; a failing streamer drops only its own request; a job
+whose cancel event is set (client gone, timeout) leaves the batch at the next step. A full
+queue raises a 503 APIError with Retry-After.
 """
 
 from __future__ import annotations
@@ -24,12 +28,15 @@ import queue
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import torch
 
 from anygpt.errors import AnyGPTError
-from anygpt.lm.streaming import AudioChunk, ReplyStreamer, SegmentDone, TextDelta
+from anygpt.lm.decoder import EngineError, RequestFailed
+from anygpt.lm.streaming import ReplyStreamer, SegmentDone, TextDelta
+from anygpt.modalities.speech_streaming import AudioChunk
 from anygpt.parts import CodesPart, TextPart
 from anygpt.serve.errors import APIError
 from anygpt.serve.jobs import Job, PendingMedia
@@ -38,6 +45,14 @@ from anygpt.serve.media_cache import MediaCache, content_key
 from anygpt.templates import Turn, parse_spoken_reply
 
 log = logging.getLogger("anygpt.serve")
+
+# Admission policy (measured with benchmarks/bench_serve.py --mix): while requests run, at most
+# ADMIT_PER_STEP new ones are prefilled between two steps, so a burst of arrivals does not
+# stall the running replies (nor the first arrivals' first tokens) behind every prefill; and
+# requests allowed more than LONG_REPLY tokens (music, speech) hold at most all but a quarter
+# of the slots, so that short requests always find one free while long replies run.
+ADMIT_PER_STEP = 4
+LONG_REPLY = 512
 
 
 # ----------------------------------------------------------------------------- what jobs yield
@@ -136,27 +151,37 @@ class _HeldStreamer:
 
 
 class Scheduler:
-    """model: AnyGPT; cache: the media cache shared with the request threads; max_batch: rows per
-    engine call; max_queue: jobs waiting (beyond it, submit raises 503); quantize: engine int8;
-    retry_after: seconds a rejected client is told to wait."""
+    """model: AnyGPT; cache: the media cache shared with the request threads; max_batch: requests
+    decoded together; max_queue: jobs waiting (beyond it, submit raises 503); quantize: engine
+    int8; retry_after: seconds a rejected client is told to wait; reserve_kv: take the decoder's
+    whole KV cache at start (a steady memory footprint instead of one that grows with replies);
+    continuous: False admits jobs only when the batch is empty, each batch running to its end
+    (the scheduler before issue 25; kept to measure against)."""
 
     def __init__(self, model, cache: MediaCache, *, max_batch: int = 8, max_queue: int = 64,
-                 quantize: str | None = None, threads: int | None = None, retry_after: int = 1):
+                 quantize: str | None = None, threads: int | None = None, retry_after: int = 1,
+                 reserve_kv: bool = False, continuous: bool = True):
         if max_queue < 1:
             raise ValueError(f"max_queue={max_queue}: must be at least 1")
         self.model = model
         self.cache = cache
-        self.engine = model.engine(quantize=quantize, max_batch=max_batch)
+        self.engine = model.engine(quantize=quantize, max_batch=max_batch)  # a Backend (anygpt.lm.decoder)
+        self.vocab_size = self.engine.vocab_size  # the length of a logit bias
         self.max_batch = max_batch
         self.threads = threads
         self.retry_after = retry_after
+        self.reserve_kv = reserve_kv
+        self.continuous = continuous
         self._queue: queue.Queue[Job] = queue.Queue(maxsize=max_queue)
         self._continuing: list[_Run] = []
-        self._active: list[_Run] = []
+        self._deferred: list[_Run] = []  # long jobs waiting for a slot of their own kind
+        self._slots: dict[int, tuple[_Run, list[int], object]] = {}  # id(slot) -> (run, start, slot)
+        self._decoder = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="anygpt-scheduler", daemon=True)
+        self._renderer = ThreadPoolExecutor(1, thread_name_prefix="anygpt-render")
         self._bias: dict[tuple[str, ...], torch.Tensor] = {}
-        self.batches = 0  # engine calls made (tests and /health read it)
+        self.batches = 0  # decode steps made (tests and /health read it)
         self.largest_batch = 0
 
     # ------------------------------------------------------------- public
@@ -167,13 +192,16 @@ class Scheduler:
     def stop(self, timeout: float = 30.0) -> None:
         """Stop taking jobs, cancel what runs, fail what waits, and join the thread."""
         self._stop.set()
-        for run in list(self._active) + list(self._continuing):
+        for run, _, _ in list(self._slots.values()):
+            run.job.cancel.set()
+        for run in list(self._continuing) + list(self._deferred):
             run.job.cancel.set()
         self._thread.join(timeout)
+        self._renderer.shutdown(wait=True)
         closing = APIError(503, "the server is shutting down", code="shutting_down")
-        for run in self._continuing:
+        for run in self._continuing + self._deferred:
             self._fail(run, closing)
-        self._continuing = []
+        self._continuing, self._deferred = [], []
         while True:
             try:
                 job = self._queue.get_nowait()
@@ -185,6 +213,8 @@ class Scheduler:
         if self._stop.is_set():
             raise APIError(503, "the server is shutting down", code="shutting_down")
         try:
+            if self.queued >= self._queue.maxsize:  # deferred long jobs wait too
+                raise queue.Full
             self._queue.put_nowait(job)
         except queue.Full:
             raise APIError(503, f"the server is busy: {self._queue.maxsize} requests are waiting; retry in "
@@ -193,44 +223,122 @@ class Scheduler:
 
     @property
     def queued(self) -> int:
-        return self._queue.qsize()
+        return self._queue.qsize() + len(self._deferred)
 
     @property
     def running(self) -> int:
-        return len(self._active)
+        return len(self._slots)
+
+    @property
+    def context_tokens(self) -> int:
+        """The longest prompt plus reply one request may have."""
+        return self.engine.max_len
 
     # ------------------------------------------------------------- the loop
     def _loop(self) -> None:
         if self.threads:
             torch.set_num_threads(self.threads)
-        while not self._stop.is_set():
-            batch = self._take()
-            if batch:
-                self._active = batch
-                try:
-                    self._run(batch)
-                except Exception as e:  # noqa: BLE001 - a bug fails this batch, not the server
-                    log.exception("a batch failed")
-                    for run in batch:
-                        self._fail(run, APIError(500, f"internal error: {e}", code="internal_error"))
-                finally:
-                    self._active = []
+        self._decoder = self.engine.decoder(reserve=self.reserve_kv)
+        try:
+            while not self._stop.is_set():
+                self._expire_deferred()
+                self._admit()
+                if self._slots:
+                    self._step()
+        finally:
+            closing = APIError(503, "the server is shutting down", code="shutting_down")
+            for run, _, _ in list(self._slots.values()):
+                self._fail(run, closing)
+            self._close_decoder()
 
-    def _take(self) -> list[_Run]:
-        """Continuations first, then new jobs, up to max_batch; jobs already cancelled or past
-        their deadline are dropped."""
-        batch, self._continuing = self._continuing[: self.max_batch], self._continuing[self.max_batch:]
-        wait = not batch
-        while len(batch) < self.max_batch:
+    def _admit(self) -> None:
+        """Fill the decoder's free slots: continuations first, then queued jobs (waiting a little
+        for one only when nothing runs); each job is prepared and prefilled on its own, so a
+        bad one fails alone."""
+        dec = self._decoder
+        if self._slots and not self.continuous:
+            return
+        budget = ADMIT_PER_STEP if self._slots else self.max_batch
+        long_slots = max(1, self.max_batch - max(1, self.max_batch // 4)) if self.continuous else self.max_batch
+        while dec.has_room and budget > 0 and not self._stop.is_set():
+            run = self._next(long_slots)
+            if run is None:
+                return
+            budget -= 1
             try:
+                request, start = self._request(run)
+                slot = dec.prefill(request)
+            except APIError as e:
+                self._fail(run, e)
+                continue
+            except EngineError as e:
+                self._fail(run, APIError(400, f"messages: {e}", param="messages", code="invalid_request"))
+                continue
+            except AnyGPTError as e:
+                self._fail(run, APIError(400, str(e), code="invalid_request"))
+                continue
+            except Exception as e:  # noqa: BLE001 - a bug fails this job, not the others
+                log.exception("preparing a request failed")
+                self._fail(run, APIError(500, f"preparing the request failed: {e}", code="internal_error"))
+                continue
+            self._slots[id(slot)] = (run, start, slot)
+
+    def _next(self, long_slots: int) -> "_Run | None":
+        """The next run to admit: a continuation, a deferred long job if a long slot is free,
+        else a queued job (a long one is deferred while the long slots are all held)."""
+        if self._continuing:
+            return self._continuing.pop(0)
+        long_running = sum(_is_long(run) for run, _, _ in self._slots.values())
+        if self._deferred and long_running < long_slots:
+            return self._deferred.pop(0)
+        while True:
+            try:
+                wait = not self._slots and not self._deferred
                 job = self._queue.get(timeout=0.05) if wait else self._queue.get_nowait()
             except queue.Empty:
-                break
-            wait = False
+                return None
             if self._expired(job):
                 continue
-            batch.append(_Run(job, force=job.force))
-        return batch
+            run = _Run(job, force=job.force)
+            if _is_long(run) and long_running >= long_slots:
+                self._deferred.append(run)
+                continue
+            return run
+
+    def _step(self) -> None:
+        self.batches += 1
+        self.largest_batch = max(self.largest_batch, len(self._slots))
+        try:
+            finished = self._decoder.step()
+        except RequestFailed as e:  # that request's streamer failed; it already left the batch
+            run, _, _ = self._slots.pop(id(e.slot))
+            log.error("streaming a reply failed: %r", e.__cause__)
+            self._fail(run, APIError(500, f"streaming the reply failed: {e.__cause__}", code="internal_error"))
+            return
+        except Exception as e:  # noqa: BLE001 - a bug in a step: its requests fail, the server goes on
+            log.exception("a decode step failed")
+            for run, _, _ in list(self._slots.values()):
+                self._fail(run, APIError(500, f"generation failed: {e}", code="generation_failed"))
+            self._close_decoder()
+            self._decoder = self.engine.decoder(reserve=self.reserve_kv)
+            return
+        for slot in finished:
+            run, start, _ = self._slots.pop(id(slot))
+            try:
+                self._after(run, start, slot.result)
+            except Exception as e:  # noqa: BLE001
+                log.exception("finishing a reply failed")
+                self._fail(run, APIError(500, f"rendering the reply failed: {e}", code="render_failed"))
+
+    def _close_decoder(self) -> None:
+        if self._decoder is not None:
+            self._decoder.close()
+        self._slots.clear()
+
+    def _expire_deferred(self) -> None:
+        for run in [r for r in self._deferred if r.job.cancel.is_set() or time.monotonic() > r.job.deadline]:
+            self._deferred.remove(run)
+            self._expired(run.job)
 
     def _expired(self, job: Job) -> bool:
         if job.cancel.is_set():
@@ -241,41 +349,6 @@ class Scheduler:
                                          code="timeout"))
             return True
         return False
-
-    def _run(self, batch: list[_Run]) -> None:
-        requests, runs = [], []
-        for run in batch:
-            try:
-                request, start = self._request(run)
-            except APIError as e:
-                self._fail(run, e)
-                continue
-            except AnyGPTError as e:
-                self._fail(run, APIError(400, str(e), code="invalid_request"))
-                continue
-            except Exception as e:  # noqa: BLE001
-                log.exception("preparing a request failed")
-                self._fail(run, APIError(500, f"preparing the request failed: {e}", code="internal_error"))
-                continue
-            requests.append(request)
-            runs.append((run, start))
-        if not requests:
-            return
-        self.batches += 1
-        self.largest_batch = max(self.largest_batch, len(requests))
-        try:
-            results = self.engine.generate(requests, threads=self.threads)
-        except Exception as e:  # noqa: BLE001 - every job of the batch learns why, the server goes on
-            log.exception("generation failed")
-            for run, _ in runs:
-                self._fail(run, APIError(500, f"generation failed: {e}", code="generation_failed"))
-            return
-        for (run, start), result in zip(runs, results):
-            try:
-                self._after(run, start, result)
-            except Exception as e:  # noqa: BLE001
-                log.exception("finishing a reply failed")
-                self._fail(run, APIError(500, f"rendering the reply failed: {e}", code="render_failed"))
 
     # ------------------------------------------------------------- one pass
     def _request(self, run: _Run):
@@ -293,15 +366,16 @@ class Scheduler:
         if run.force is not None:
             prompt = _append_text(prompt, " " + model.layout[run.force].spec.start)
         settings = job.settings[run.force]
-        request, start = model.engine_request(
+        request, start = model.decoder_request(
             prompt, settings, force_modality=run.force, seed=job.seed + run.passes,
             streamer=_HeldStreamer(run.streamer) if run.streamer is not None else None,
             cancel=job.cancel, logit_bias=self._logit_bias(job.banned))
         n = int(torch.as_tensor(request.prompt).numel())
         if n >= self.engine.max_len:
-            raise APIError(400, f"messages: the conversation is {n} tokens long; the model holds at most "
-                                f"{self.engine.max_len - 1} (drop earlier turns)", param="messages",
-                           code="context_length_exceeded")
+            what = "the conversation" if run.passes == 0 else f"the conversation with the reply so far ({run.force} pass)"
+            raise APIError(400, f"messages: {what} is {n} tokens long; this model reads at most "
+                                f"{self.engine.max_len - 1} tokens, reply included: drop earlier turns or "
+                                "shorten the message", param="messages", code="context_length_exceeded")
         if run.passes == 0:
             run.prompt_tokens = n
         return request, start
@@ -329,13 +403,24 @@ class Scheduler:
         self._finish(run)
 
     def _finish(self, run: _Run) -> None:
-        job = run.job
         if run.streamer is not None:
             run.streamer.end()  # flushes the last speech chunk
             self._speech_done(run)
-            media = []
-        else:
+            self._resolve(run, [])
+        else:  # decoding media takes a while: the render thread does it while decoding goes on
+            self._renderer.submit(self._render_and_resolve, run)
+
+    def _render_and_resolve(self, run: _Run) -> None:
+        try:
             media = [self._render(run, p) for p in run.parts if isinstance(p, CodesPart)]
+        except Exception as e:  # noqa: BLE001
+            log.exception("rendering a reply failed")
+            self._fail(run, APIError(500, f"rendering the reply failed: {e}", code="render_failed"))
+            return
+        self._resolve(run, media)
+
+    def _resolve(self, run: _Run, media: list) -> None:
+        job = run.job
         result = JobResult(run.parts, media, run.finish_reason, run.prompt_tokens, run.completion_tokens)
         if job.emit is not None:
             job.emit(Finished(result))
@@ -388,7 +473,7 @@ class Scheduler:
             return None
         key = tuple(sorted(banned))
         if key not in self._bias:
-            bias = torch.zeros(self.engine.model.vocab_size)
+            bias = torch.zeros(self.vocab_size)
             bias[[self.model.layout[m].start_id for m in key]] = float("-inf")
             self._bias[key] = bias
         return self._bias[key]
@@ -447,6 +532,11 @@ class Scheduler:
             job.emit(Failed(error))
         if not job.future.done():
             job.future.set_exception(error)
+
+
+def _is_long(run: _Run) -> bool:
+    """A run allowed more than LONG_REPLY tokens in its pass."""
+    return run.job.settings[run.force].max_new_tokens > LONG_REPLY
 
 
 def _append_text(parts: list, text: str) -> list:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from anygpt.serve.jobs import Job, build_job
+from anygpt.serve.jobs import Job, build_job, max_text_bytes
 from anygpt.serve.media import MediaLimits
 from anygpt.serve.media_cache import MediaCache
 from anygpt.serve.scheduler import JobResult, Scheduler
@@ -29,6 +29,8 @@ class ServeConfig:
     quantize: str | None = None
     threads: int | None = None
     retry_after: int = 1
+    reserve_kv: bool = False  # take the whole KV cache at start (steady memory; see Scheduler)
+    continuous: bool = True  # False: whole batches run to their end (the old scheduler, for benchmarks)
 
 
 class ChatService:
@@ -38,7 +40,10 @@ class ChatService:
         self.cache = MediaCache(config.cache_items)
         self.scheduler = Scheduler(model, self.cache, max_batch=config.max_batch, max_queue=config.max_queue,
                                    quantize=config.quantize, threads=config.threads,
-                                   retry_after=config.retry_after)
+                                   retry_after=config.retry_after, reserve_kv=config.reserve_kv,
+                                   continuous=config.continuous)
+        context = self.scheduler.context_tokens
+        self.max_text_bytes = max_text_bytes(model.tokenizer, context)
 
     def start(self) -> "ChatService":
         self.scheduler.start()
@@ -50,7 +55,8 @@ class ChatService:
     def job(self, request: ChatRequest) -> Job:
         """A checked request -> Job (raises APIError naming the field at fault)."""
         return build_job(request, self.model, self.cache, self.config.limits, model_name=self.config.model_name,
-                         timeout=self.config.timeout)
+                         timeout=self.config.timeout, max_text=self.max_text_bytes,
+                         context_tokens=self.scheduler.context_tokens)
 
     def complete(self, request: ChatRequest) -> JobResult:
         """Run one request to the end, blocking (the demo's path; the HTTP API waits asynchronously)."""
