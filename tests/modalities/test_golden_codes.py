@@ -62,12 +62,14 @@ def current_codes() -> dict[str, list]:
     """The codes of every shipped tokenizer on the inputs above (loading fails if a file is missing)."""
     torch.set_num_threads(1)
     image = load_tokenizer("image", "compact")
+    grid = load_tokenizer("image", "grid")
     speech = load_tokenizer("speech", "compact")
     music = load_tokenizer("music", "compact")
     speech_codes = speech.encode(voiced_audio())  # [1, 6, 30]
     acoustic = speech.fill_acoustic(speech_codes[:, 0], voice_prompt=None, seed=0)  # the shipped prompt
     return {
         "image": image.encode(drawn_scenes()).tolist(),
+        "image-grid": grid.encode(drawn_scenes()).tolist(),
         "speech": speech_codes.tolist(),
         "music": music.encode(tune()).tolist(),
         "soundstorm": acoustic.tolist(),

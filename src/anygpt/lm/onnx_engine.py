@@ -211,16 +211,24 @@ def exported_decoder(lm, quantize: str | None = None) -> Path:
 
 
 class OnnxCache:
-    """The KV cache of one generate call: k[i], v[i] float32 arrays [capacity, B, KV, D], plus
-    what Engine's loop reads and writes (valid BoolTensor [B, capacity], padded, length)."""
+    """The KV cache as Engine's continuous batch indexes it: k[i], v[i] FloatTensor [B, KV,
+    capacity, D] (valid BoolTensor [B, capacity], padded, length), stored as [capacity, B, KV, D]:
+    ONNX Runtime's layout, in which a prefix of columns of all rows is one contiguous block that
+    the decoder reads without a copy."""
 
     def __init__(self, layers: int, batch: int, kv_heads: int, capacity: int, head_dim: int):
         shape = (capacity, batch, kv_heads, head_dim)
-        self.k = [np.empty(shape, dtype=np.float32) for _ in range(layers)]
-        self.v = [np.empty(shape, dtype=np.float32) for _ in range(layers)]
+        self.k = [torch.empty(shape).permute(1, 2, 0, 3) for _ in range(layers)]
+        self.v = [torch.empty(shape).permute(1, 2, 0, 3) for _ in range(layers)]
         self.valid = torch.zeros(batch, capacity, dtype=torch.bool)
         self.batch, self.capacity, self.length = batch, capacity, 0
         self.padded = False
+
+
+def _onnx_layout(t: torch.Tensor) -> np.ndarray:
+    """[B, KV, S, D] (a view of an OnnxCache) -> float32 array [S, B, KV, D], contiguous (a copy
+    only when the view holds fewer rows than the cache)."""
+    return t.permute(2, 0, 1, 3).contiguous().numpy()
 
 
 class OnnxLlama:
@@ -257,30 +265,49 @@ class OnnxLlama:
         return OnnxCache(self.layers, batch, self.kv_heads, capacity, self.head_dim)
 
     def forward(self, ids: torch.Tensor, positions: torch.Tensor, cache: OnnxCache, *, last_only: bool = True,
-                head_group: int | None = None) -> torch.Tensor:
-        """ids, positions LongTensor [B, T] -> logits FloatTensor [B, V] of the last column;
-        writes cache columns [cache.length, cache.length + T)."""
+                head_group: int | None = None, cols: torch.Tensor | None = None) -> torch.Tensor:
+        """ids, positions LongTensor [B, T] -> logits FloatTensor [B, V] of the last column.
+        A prefill or whole-batch step writes cache columns [cache.length, cache.length + T); a
+        ragged decode step (cols LongTensor [B], T == 1; see LeanLlama.forward) writes row i's
+        keys and values at column cols[i] and attends to the columns cache.valid marks among the
+        first cache.length."""
         if not last_only:
             raise EngineError("the onnx decoder returns the last column's logits only")
         b, t = ids.shape
-        start, end = cache.length, cache.length + t
+        start = cache.length
+        end = start if cols is not None else start + t
         if end > cache.capacity:
             raise AnyGPTError(f"KV cache overflow: {end} positions for a cache of {cache.capacity}")
-        allowed = cache.valid[:, None, :end].expand(b, t, end).clone()  # [B, T, S]
-        if t > 1:
-            allowed &= torch.ones(t, end, dtype=torch.bool).tril(start)
-            own = torch.arange(t)
-            allowed[:, own, start + own] = True  # a pad query attends to itself only: no empty row
-        mask = torch.zeros(b, 1, t, end).masked_fill_(~allowed[:, None], torch.finfo(torch.float32).min)
+        rows = torch.arange(b)
+        if cols is not None:
+            # the graph appends this step's column after the past ones: the slot being written
+            # now (cols[i], not yet filled) is masked out of the past, the appended one allowed
+            past = cache.valid[:, :start].clone()
+            past[rows, cols] = False
+            allowed = torch.cat([past, torch.ones(b, 1, dtype=torch.bool)], dim=1)[:, None]  # [B, 1, S + 1]
+        else:
+            valid = cache.valid[:, :end] if cache.padded else torch.ones(b, end, dtype=torch.bool)
+            allowed = valid[:, None, :].expand(b, t, end).clone()  # [B, T, S]
+            if t > 1:
+                allowed &= torch.ones(t, end, dtype=torch.bool).tril(start)
+                own = torch.arange(t)
+                allowed[:, own, start + own] = True  # a pad query attends to itself only: no empty row
+        mask = torch.zeros(allowed.shape).masked_fill_(~allowed, torch.finfo(torch.float32).min)[:, None]
         feed = {"ids": ids.numpy(), "positions": positions.numpy(), "mask": mask.numpy()}
         for i in range(self.layers):
-            feed[self.past_names[2 * i]] = cache.k[i][:start]
-            feed[self.past_names[2 * i + 1]] = cache.v[i][:start]
+            feed[self.past_names[2 * i]] = _onnx_layout(cache.k[i][:, :, :start])
+            feed[self.past_names[2 * i + 1]] = _onnx_layout(cache.v[i][:, :, :start])
         out = self.session.run(None, feed)
         for i in range(self.layers):
-            cache.k[i][start:end] = out[1 + 2 * i]
-            cache.v[i][start:end] = out[2 + 2 * i]
-        cache.length = end
+            new_k, new_v = torch.from_numpy(out[1 + 2 * i]), torch.from_numpy(out[2 + 2 * i])  # [T, B, KV, D]
+            if cols is not None:
+                cache.k[i][rows, :, cols] = new_k[0]
+                cache.v[i][rows, :, cols] = new_v[0]
+            else:
+                cache.k[i][:, :, start:end] = new_k.permute(1, 2, 0, 3)
+                cache.v[i][:, :, start:end] = new_v.permute(1, 2, 0, 3)
+        if cols is None:
+            cache.length = end
         return torch.from_numpy(out[0])
 
     __call__ = forward
