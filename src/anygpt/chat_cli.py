@@ -188,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
                 send(line)
         except (AnyGPTError, OSError) as e:  # the session and its history go on
             hint = ""
-            if conv.turns and "does not fit" in str(e):
+            from anygpt.lm.decoder import PromptTooLong
+
+            if conv.turns and isinstance(e, PromptTooLong):
                 hint = (f"; the conversation ({len(conv.turns)} turns) has outgrown the model's context: "
                         "type /clear to start a new one")
             print(f"anygpt chat: {message(e)}{hint}", file=sys.stderr)

@@ -125,8 +125,8 @@ def test_a_long_prompt_neighbour_does_not_cut_a_reply_short(model):
 def test_a_huge_text_is_refused_before_it_is_tokenized(model, monkeypatch):
     service = ChatService(model, ServeConfig(model_name=MODEL, max_body_bytes=8 << 20))
     encoded = []
-    real = model.codec.encode
-    monkeypatch.setattr(model.codec, "encode", lambda parts, **k: encoded.append(
+    real = model.sequence_encoder.encode
+    monkeypatch.setattr(model.sequence_encoder, "encode", lambda parts, **k: encoded.append(
         sum(len(getattr(p, "text", "")) for p in parts)) or real(parts, **k))
     with running_server(create_app(service)) as url:
         err = error(post(url, ask("word " * (1 << 20))), 400)  # 5 MB of text

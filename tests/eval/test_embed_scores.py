@@ -45,7 +45,7 @@ def test_text_to_image_on_coco_layout_with_local_clip(tmp_path):
     (root / "dataset_coco.json").write_text(json.dumps({"images": images}))
     out = tmp_path / "r.json"
     assert main(["text-to-image", "--benchmark", "coco", "--root", str(root), "--clip-model", str(clip),
-                 "--out", str(out), "--quiet"]) == 0
+                 "--out-file", str(out), "--no-progress"]) == 0
     r = json.loads(out.read_text())
     assert r["n"] == 2 and -1 <= r["summary"]["clip_score"] <= 1
     assert all(-1 <= i["clip_score"] <= 1 for i in r["items"])

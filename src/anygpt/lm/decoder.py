@@ -55,6 +55,11 @@ class EngineError(AnyGPTError, ValueError):
     """A request the engine cannot run (too long for the cache, empty prompt, beam search)."""
 
 
+class PromptTooLong(EngineError):
+    """The prompt leaves no room for a reply in the model's context (a conversation that has
+    outgrown it: drop earlier turns)."""
+
+
 class RequestFailed(AnyGPTError):
     """A request's streamer raised during a step; that request (`slot`) left the batch, the
     others went on. The streamer's exception is the cause."""

@@ -50,7 +50,7 @@ import torch
 
 from anygpt.layout import TokenLayout
 from anygpt.lm.constraints import SegmentState, SegmentTables
-from anygpt.lm.decoder import EngineError, Request, RequestFailed, Result
+from anygpt.lm.decoder import EngineError, PromptTooLong, Request, RequestFailed, Result
 from anygpt.lm.generation import GenerationSettings, GenerationSettingsError
 from anygpt.lm.llama_static import LeanLlama
 from anygpt.lm.sampling import RowSampling
@@ -167,7 +167,7 @@ class Engine:
         if prompt.numel() == 0:
             raise EngineError(f"{where}empty prompt (give at least one id, e.g. the BOS id)")
         if prompt.numel() >= self.max_len:
-            raise EngineError(f"{where}the prompt is {prompt.numel()} tokens long; this model reads at most "
+            raise PromptTooLong(f"{where}the prompt is {prompt.numel()} tokens long; this model reads at most "
                               f"{self.max_len - 1} tokens, reply included: drop earlier turns or shorten the message")
         v = self.model.vocab_size
         if int(prompt.min()) < 0 or int(prompt.max()) >= v:
