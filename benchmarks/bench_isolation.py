@@ -22,7 +22,7 @@ from anygpt.serve.loadgen import ServerProcess, isolation_run, percentile
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="tiny-random-media", help="a model name or folder (default tiny-random-media)")
+    p.add_argument("--model", default="random-64x2-media", help="a model name or folder (default random-64x2-media)")
     p.add_argument("--clients", type=int, default=32, help="concurrent clients (default 32)")
     p.add_argument("--hostile-share", type=float, default=0.25, help="share of clients that are hostile (default 0.25)")
     p.add_argument("--requests", type=int, default=2, help="requests per client (default 2)")

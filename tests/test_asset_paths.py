@@ -36,7 +36,7 @@ def test_shipped_model_folder(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("retrain", TRAINED)
 def test_retrain_commands_name_a_trainer_its_visible_flags_and_their_folder(retrain):
-    assert len(TRAINED) == 4
+    assert len(TRAINED) == 5
     words = shlex.split(retrain)
     assert words[:2] == ["anygpt", "train"] and words[2] in train_cli.TRAINERS
     assert "--corpus" in words and "--export" in words  # not the hidden old --data / --ship

@@ -21,6 +21,7 @@ SMOKE = {
     "bench_cold_start.py": [(["--smoke"], "stages of a chat reply")],
     "bench_constrained_generation.py": [(["--smoke"], "tokens/s")],
     "bench_generation.py": [(["--smoke"], "x HF")],
+    "bench_isolation.py": [(["--smoke"], "p95")],
     "bench_image_tokenizer.py": [(["--smoke"], "| threads | precision | encode img/s")],
     "bench_music_codec.py": [(["--smoke"], "| codec | sample rate |")],
     "bench_serve.py": [(["--smoke"], "TTFT p50")],

@@ -153,5 +153,5 @@ def test_data_file_errors_name_file_and_line(layout, tmp_path):
     assert next(read_sequences(plain, layout))[1] == [TextPart("{bad json}")]
     bad_json = tmp_path / "b.jsonl"
     bad_json.write_text("{bad json}\n", encoding="utf-8")
-    with pytest.raises(LayoutError, match="b.jsonl:1: not a JSON object"):
+    with pytest.raises(LayoutError, match=r"b.jsonl:1: not valid JSON .*expected one JSON object per line"):
         list(read_sequences(bad_json, layout))

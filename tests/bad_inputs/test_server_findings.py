@@ -26,7 +26,7 @@ from anygpt.serve.app import create_app, running_server
 from anygpt.serve.media import MediaLimits
 from anygpt.serve.service import ChatService, ServeConfig
 
-MODEL = "tiny-random-media"
+MODEL = "random-64x2-media"
 TIMEOUT = 120  # seconds, per request
 
 

@@ -10,7 +10,7 @@ from anygpt.serve.loadgen import ServerProcess, isolation_run
 
 
 def test_hostile_clients_hurt_no_well_formed_request_and_no_memory():
-    with ServerProcess("tiny-random-media", timeout=600) as srv:
+    with ServerProcess("random-64x2-media", timeout=600) as srv:
         run = isolation_run(srv, clients=32, hostile_share=0.25, per_client=2, timeout=300)
     quiet = {o.name: o.answer for o in run.good(run.quiet)}
     loaded = run.good(run.loaded)

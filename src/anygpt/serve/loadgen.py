@@ -2,7 +2,7 @@
 process (so that its memory is its own), well-formed and hostile requests, concurrent clients,
 latency percentiles and the server's resident memory.
 
-    with ServerProcess("tiny-random-media") as srv:         # 127.0.0.1, a free port
+    with ServerProcess("random-64x2-media") as srv:         # 127.0.0.1, a free port
         idle = srv.rss()
         srv.reset_peak()
         runs = run_clients(srv.url, [well_formed(i) for i in range(8)] + [hostile(0)], per_client=2)
@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import httpx
 
-MODEL = "tiny-random-media"
+MODEL = "random-64x2-media"
 
 
 # ----------------------------------------------------------------------------- the server
