@@ -88,7 +88,7 @@ def prompts(model, n: int = 8, seed: int = 0) -> list[torch.Tensor]:
     for _ in range(n):
         c = Conversation()
         c.add_user(" ".join(rng.sample(words, rng.randint(3, 40))))
-        request, _ = model.engine_request(model.template.prompt(c.turns), _settings(8))
+        request, _ = model.decoder_request(model.template.prompt(c.turns), _settings(8))
         out.append(torch.as_tensor(request.prompt))
     return out
 

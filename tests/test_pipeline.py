@@ -63,7 +63,7 @@ def _args(**kw):
     import argparse
 
     return argparse.Namespace(**{"conversations": None, "pretrain_steps": None, "chat_steps": None,
-                                 "eval_limit": None, "threads": None, **kw})
+                                 "eval_limit": None, "threads": 1, **kw})  # the parser's defaults
 
 
 def test_stages_are_anygpt_commands_with_the_presets_numbers(tmp_path):
@@ -76,7 +76,9 @@ def test_stages_are_anygpt_commands_with_the_presets_numbers(tmp_path):
     assert all(s.argv[0] in COMMANDS for s in stages)
     pretrain = dict(zip(stages[-3].argv, stages[-3].argv[1:]))
     assert (pretrain["--preset"], pretrain["--steps"]) == ("micro", "3")
-    assert stages[-1].argv[-4:] == ["--tasks", "caption", "asr", "chat"]
+    evaluate = stages[-1].argv
+    assert evaluate[evaluate.index("--tasks"):][:4] == ["--tasks", "caption", "asr", "chat"]
+    assert evaluate[evaluate.index("--threads") + 1] == "1"
     custom = stages_for(PIPELINE_PRESETS["tiny"], tmp_path, _args(pretrain_steps=7, threads=1))
     pretrain = dict(zip(custom[-3].argv, custom[-3].argv[1:]))
     assert (pretrain["--preset"], pretrain["--steps"], pretrain["--threads"]) == ("tiny", "7", "1")
@@ -89,13 +91,13 @@ def test_run_stages_records_skips_done_stages_and_names_a_failure(tmp_path, monk
 
     ran = []
 
-    def fake_call(cmd, env):
+    def fake_run_stage(cmd, env):
         ran.append(cmd[3:])
         if cmd[3] != "fail":
             (tmp_path / cmd[3]).write_text("done")
         return 0 if cmd[3] != "fail" else 3
 
-    monkeypatch.setattr(pipeline.subprocess, "call", fake_call)
+    monkeypatch.setattr(pipeline, "run_stage", fake_run_stage)
     stages = [pipeline.Stage(n, [n], tmp_path / n) for n in ("one", "two")]
     record = pipeline.run_stages(stages, tmp_path, None)
     assert ran == [["one"], ["two"]] and list(record["stages"]) == ["one", "two"]
@@ -109,6 +111,8 @@ def test_run_stages_records_skips_done_stages_and_names_a_failure(tmp_path, monk
 
 
 def test_ship_model_replaces_the_folder_and_keeps_its_readme(tmp_path):
+    from anygpt.errors import OutputError
+    from anygpt.files import MARKER, mark_output_dir
     from anygpt.pipeline import ship_model
 
     model, dest = tmp_path / "model", tmp_path / "dest"
@@ -118,6 +122,10 @@ def test_ship_model_replaces_the_folder_and_keeps_its_readme(tmp_path):
     (dest / "model.safetensors").write_bytes(b"old")
     (dest / "stale.bin").write_bytes(b"x")
     (dest / "README.md").write_text("kept")
+    with pytest.raises(OutputError, match="--export holds files anygpt did not write"):
+        ship_model(model, dest, {})  # not marked as ours: nothing is replaced
+    assert (dest / "stale.bin").is_file()
+    mark_output_dir(dest, "model")  # as a shipped asset folder is
     ship_model(model, dest, {"stages": {"data": {"seconds": 1.0}}})
-    assert sorted(p.name for p in dest.iterdir()) == ["README.md", "model.safetensors", "pipeline.json"]
+    assert sorted(p.name for p in dest.iterdir()) == sorted([MARKER, "README.md", "model.safetensors", "pipeline.json"])
     assert (dest / "model.safetensors").read_bytes() == b"new" and (dest / "README.md").read_text() == "kept"

@@ -22,8 +22,8 @@ from PIL import Image
 from serve_helpers import MODEL, live, png_url, wav_b64
 
 
-def post(url, body, **kw):
-    return httpx.post(url + "/v1/chat/completions", json=body, timeout=60, **kw)
+def post(url, body, timeout: float = 60, **kw):
+    return httpx.post(url + "/v1/chat/completions", json=body, timeout=timeout, **kw)
 
 
 def user(content):
@@ -180,16 +180,19 @@ def test_full_queue_is_503_with_retry_after(media_model):
     with live(media_model, max_batch=1, max_queue=1, retry_after=2) as (url, service):
         held = held_scheduler(service)
         answers = {}
-        first = threading.Thread(target=lambda: answers.setdefault("a", post(url, user("one"))))
+        # the held requests wait for every bounded wait below (up to 2 x 120 s on a loaded machine):
+        # their client timeout must outlast those, or a slow run loses them
+        held_post = lambda text: post(url, user(text), timeout=600)  # noqa: E731
+        first = threading.Thread(target=lambda: answers.setdefault("a", held_post("one")))
         first.start()
         wait_until(lambda: service.scheduler.running == 1)
-        second = threading.Thread(target=lambda: answers.setdefault("b", post(url, user("two"))))
+        second = threading.Thread(target=lambda: answers.setdefault("b", held_post("two")))
         second.start()
         wait_until(lambda: service.scheduler.queued == 1)
         r = post(url, user("three"))
         assert error_of(r, 503)["code"] == "server_busy" and r.headers["retry-after"] == "2"
         held.release.set()
-        first.join(60), second.join(60)
+        first.join(600), second.join(600)
         assert answers["a"].status_code == answers["b"].status_code == 200
 
 
