@@ -57,9 +57,9 @@ def calibrate_scenes(args) -> dict:
     keys = ("exact", "background", "count", "counts", "positions", "color", "shape", "size")
     rows = []
     if args.manifest:
-        from anygpt.eval.benchmarks import read_manifest
+        from anygpt.eval.benchmarks import read_eval_items
 
-        items = [i for i in read_manifest(args.manifest, args.split) if isinstance(i.attributes.get("objects"), list)]
+        items = [i for i in read_eval_items(args.manifest, args.split) if isinstance(i.attributes.get("objects"), list)]
         sets = {f"corpus {Path(args.manifest).parent.name}": [(i.path, i.attributes) for i in items[: args.n]]}
     else:
         rng = random.Random(args.seed)
@@ -110,9 +110,9 @@ def calibrate_music(args) -> dict:
     from anygpt.eval.music_attributes import compare_music, music_attributes
 
     if args.manifest:
-        from anygpt.eval.benchmarks import read_manifest
+        from anygpt.eval.benchmarks import read_eval_items
 
-        items = read_manifest(args.manifest, args.split)
+        items = read_eval_items(args.manifest, args.split)
         items = [items[int(k * len(items) / args.n)] for k in range(min(args.n, len(items)))]  # evenly spaced
         source = str(args.manifest)
     else:
@@ -161,9 +161,9 @@ def calibrate_speech(args) -> dict:
     from anygpt.eval.benchmarks import EvalItem
 
     if args.manifest:
-        from anygpt.eval.benchmarks import read_manifest
+        from anygpt.eval.benchmarks import read_eval_items
 
-        all_items = read_manifest(args.manifest, args.split)
+        all_items = read_eval_items(args.manifest, args.split)
         per: dict[str, list] = collections.defaultdict(list)
         for it in all_items:
             if len(per[str(it.speaker)]) < args.per_voice:

@@ -97,12 +97,12 @@ def main(argv: list[str] | None = None) -> None:
     from anygpt.eval.asr import error_rates, transcribe
     from anygpt.eval.speaker import centroid_similarity, embed_speaker, speaker_similarity
     from anygpt.modalities.speech_compact import load_compact_speech_tokenizer
-    from anygpt.nn.speech_data import read_manifest
+    from anygpt.nn.speech_data import read_speech_clips
 
     tok = load_compact_speech_tokenizer(args.codec, acoustic_path=args.soundstorm)
     sr = tok.sample_rate
     rng = np.random.default_rng(args.seed)
-    all_clips = read_manifest(args.data)
+    all_clips = read_speech_clips(args.data)
     held = [c for c in all_clips if c.split in SPLITS]
     by_speaker = defaultdict(list)
     for c in held:

@@ -1,7 +1,7 @@
 import pytest
 
 from anygpt.eval.asr import clip_errors, error_rates, transcribe
-from anygpt.eval.benchmarks import read_manifest
+from anygpt.eval.benchmarks import read_eval_items
 
 
 def test_clip_errors_counts_after_normalisation():
@@ -20,7 +20,7 @@ def test_error_rates_aggregate_is_corpus_level():
 
 @pytest.mark.slow
 def test_whisper_reads_flite_speech(speech_corpus):
-    items = read_manifest(speech_corpus)
+    items = read_eval_items(speech_corpus)
     hyps = [transcribe(it.path) for it in items]
     r = error_rates([it.text for it in items], hyps)
     assert r["wer"] < 0.2, list(zip([it.text for it in items], hyps))

@@ -9,7 +9,7 @@ from PIL import Image
 
 from anygpt.errors import ManifestError
 from anygpt.eval.benchmarks import (
-    BenchmarkError, read_benchmark, read_coco_karpathy, read_librispeech, read_manifest, read_musiccaps, read_vctk,
+    BenchmarkError, read_benchmark, read_coco_karpathy, read_librispeech, read_eval_items, read_musiccaps, read_vctk,
 )
 
 
@@ -78,16 +78,16 @@ def test_musiccaps(tmp_path):
 
 def test_manifest_errors(tmp_path):
     with pytest.raises(BenchmarkError, match="nope.jsonl"):
-        read_manifest(tmp_path / "nope.jsonl")
+        read_eval_items(tmp_path / "nope.jsonl")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "path": "a.wav"}\nnot json\n')
     with pytest.raises(ManifestError, match=r"bad.jsonl:2: not valid JSON"):
-        read_manifest(bad, check_files=False)
+        read_eval_items(bad, check_files=False)
     m = tmp_path / "m.jsonl"
     m.write_text('{"id": "a", "path": "a.wav", "split": "test"}\n')
     with pytest.raises(BenchmarkError, match="a.wav"):
-        read_manifest(m)
+        read_eval_items(m)
     with pytest.raises(BenchmarkError, match="split 'train'"):
-        read_manifest(m, "train", check_files=False)
+        read_eval_items(m, "train", check_files=False)
     with pytest.raises(BenchmarkError, match="unknown benchmark"):
         read_benchmark("imagenet", tmp_path)

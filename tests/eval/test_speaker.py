@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from anygpt.eval.benchmarks import read_manifest
+from anygpt.eval.benchmarks import read_eval_items
 from anygpt.eval.speaker import cosine, embed_speaker, speaker_centroid, centroid_similarity
 
 
@@ -14,7 +14,7 @@ def test_cosine():
 
 @pytest.mark.slow
 def test_same_speaker_more_similar_than_different(speech_corpus):
-    items = read_manifest(speech_corpus)
+    items = read_eval_items(speech_corpus)
     emb = {it.id: embed_speaker(it.path) for it in items}
     assert emb[items[0].id].shape == (256,)
     spk = {it.id: it.speaker for it in items}

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from anygpt.errors import ManifestError, UnsafePathError
 from anygpt.nn import speech_data
-from anygpt.nn.speech_data import load_clips, pool_frames, read_manifest, speaker_index, whisper_targets
+from anygpt.nn.speech_data import load_clips, pool_frames, read_speech_clips, speaker_index, whisper_targets
 
 
 def _corpus(root, records):
@@ -33,24 +33,24 @@ RECORDS = [
 
 def test_manifest_from_the_corpus_root_or_the_speech_folder(tmp_path):
     root = _corpus(tmp_path, RECORDS)
-    clips = read_manifest(root)
+    clips = read_speech_clips(root)
     assert [(c.id, c.speaker, c.split, c.text, c.duration) for c in clips] == [
         ("a1", "b", "train", "one", 0.5), ("a2", "a", "test", "two", 0.25)]
     assert clips[0].path == root / "speech" / "wav" / "a1.wav"
-    assert [c.id for c in read_manifest(root / "speech", splits=["test"])] == ["a2"]
+    assert [c.id for c in read_speech_clips(root / "speech", splits=["test"])] == ["a2"]
     assert speaker_index(clips) == {"a": 0, "b": 1}
 
 
 def test_manifest_refusals(tmp_path):
     with pytest.raises(ManifestError, match="no speech manifest; build the corpus first"):
-        read_manifest(tmp_path)
+        read_speech_clips(tmp_path)
     root = _corpus(tmp_path / "bad", [{**RECORDS[0], "path": "../../outside.wav"}])
     with pytest.raises(UnsafePathError, match="item 'a1' path"):
-        read_manifest(root)
+        read_speech_clips(root)
 
 
 def test_clips_load_as_mono_float32_at_the_asked_rate(tmp_path):
-    clips = read_manifest(_corpus(tmp_path, RECORDS))
+    clips = read_speech_clips(_corpus(tmp_path, RECORDS))
     wavs = load_clips(clips, 16000, progress=False)
     assert [w.shape for w in wavs] == [(8000,), (4000,)] and wavs[0].dtype == np.float32
 
@@ -62,7 +62,7 @@ def test_pool_frames_averages_groups_and_pads_with_the_last_frame():
 
 
 def test_whisper_targets_on_code_frames_then_from_the_cache(tmp_path, monkeypatch):
-    clips = read_manifest(_corpus(tmp_path, RECORDS))
+    clips = read_speech_clips(_corpus(tmp_path, RECORDS))
     wavs = load_clips(clips, 16000, progress=False)
     with pytest.raises(ValueError, match="must be a multiple of 320"):
         whisper_targets(clips, wavs, 500, tmp_path / "t.npz", progress=False)

@@ -62,7 +62,7 @@ def _need(path: Path, what: str, fix: str) -> Path:
     return path
 
 
-def read_manifest(path: str | Path, split: str | None = None, *, check_files: bool = True) -> list[EvalItem]:
+def read_eval_items(path: str | Path, split: str | None = None, *, check_files: bool = True) -> list[EvalItem]:
     """Items of a corpus JSONL manifest, optionally of one split (comma-separated list allowed).
     With check_files, every item's file must exist and match the manifest's "bytes" and
     "sha256" where it records them (a truncated or replaced file is an error, not a score)."""

@@ -96,12 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _items(args):
     from anygpt.errors import UsageError
-    from anygpt.eval.benchmarks import BenchmarkError, read_benchmark, read_manifest
+    from anygpt.eval.benchmarks import BenchmarkError, read_benchmark, read_eval_items
 
     if args.manifest and (args.benchmark or args.root):
         raise UsageError("pass either --manifest or --benchmark/--root, not both")
     if args.manifest:
-        items, source = read_manifest(args.manifest, args.split), f"{args.manifest}" + (f"[{args.split}]" if args.split else "")
+        items, source = read_eval_items(args.manifest, args.split), f"{args.manifest}" + (f"[{args.split}]" if args.split else "")
     elif args.root:
         name = args.benchmark or DEFAULT_BENCHMARK[args.task]
         if name is None:

@@ -94,7 +94,7 @@ def derived(summary: dict, row: Row, summaries: dict[str, dict]) -> Any:
 
 def run_task(row: Row, args, system_for: Callable[[str, list], Any], out: Path) -> dict:
     """Run (or read back) the task of one row; -> its report."""
-    from anygpt.eval.benchmarks import read_manifest
+    from anygpt.eval.benchmarks import read_eval_items
     from anygpt.eval.report import write_json
     from anygpt.eval.tasks import TASKS, TaskContext
 
@@ -102,7 +102,7 @@ def run_task(row: Row, args, system_for: Callable[[str, list], Any], out: Path) 
     if path.is_file():
         return read_json(path, what="task report")
     manifest = Path(args.corpus) / row.corpus / "manifest.jsonl"
-    items = read_manifest(manifest, row.split)
+    items = read_eval_items(manifest, row.split)
     for k, v in row.where:
         items = [i for i in items if i.matches(k, v)]
     if not items:

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from anygpt.errors import AnyGPTError, BackendUnavailable
+from anygpt.files import atomic_path
 from anygpt.layout import TokenLayout
 from anygpt.lm.engine import Engine, EngineError
 
@@ -169,18 +170,12 @@ def export_decoder(lm, path: Path) -> Path:
             "logits": {0: "B"}}
     axes.update({name: {0: "P", 1: "B"} for name in past_names})
     axes.update({name: {0: "T", 1: "B"} for name in new_names})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        # the TorchScript exporter: the torch.export one needs onnxscript, and this graph is plain
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(step, (ids, pos, mask, *past), str(tmp), dynamo=False, opset_version=17,
-                              input_names=["ids", "positions", "mask", *past_names],
-                              output_names=["logits", *new_names], dynamic_axes=axes)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # the TorchScript exporter: the torch.export one needs onnxscript, and this graph is plain
+    with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(step, (ids, pos, mask, *past), str(tmp), dynamo=False, opset_version=17,
+                          input_names=["ids", "positions", "mask", *past_names],
+                          output_names=["logits", *new_names], dynamic_axes=axes)
     return path
 
 
@@ -199,14 +194,13 @@ def exported_decoder(lm, quantize: str | None = None) -> Path:
     if not int8.exists():
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        tmp = int8.with_name(f".{os.getpid()}.{int8.name}")
         logging.disable(logging.WARNING)  # its advice to pre-process (shape inference) is for other graphs
         try:
-            quantize_dynamic(path, tmp, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"])
-            os.replace(tmp, int8)
+            with atomic_path(int8) as tmp:
+                quantize_dynamic(path, tmp, weight_type=QuantType.QInt8, per_channel=True,
+                                 op_types_to_quantize=["MatMul"])
         finally:
             logging.disable(logging.NOTSET)
-            tmp.unlink(missing_ok=True)
     return int8
 
 

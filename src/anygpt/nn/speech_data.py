@@ -39,7 +39,7 @@ class Clip:
     duration: float
 
 
-def read_manifest(corpus: str | Path, splits: Iterable[str] | None = None) -> list[Clip]:
+def read_speech_clips(corpus: str | Path, splits: Iterable[str] | None = None) -> list[Clip]:
     """corpus: the speech folder (with manifest.jsonl) or the corpus root (with speech/)."""
     corpus = Path(corpus)
     if (corpus / "speech" / "manifest.jsonl").is_file():

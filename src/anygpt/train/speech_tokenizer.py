@@ -132,10 +132,10 @@ def codec_config(a: argparse.Namespace) -> SpeechCodecConfig:
 
 def train_clips(corpus: str):
     """The clips of the corpus's speech manifest with split "train" (no audio read)."""
-    from anygpt.nn.speech_data import read_manifest
+    from anygpt.nn.speech_data import read_speech_clips
 
     try:
-        clips = read_manifest(corpus, ["train"])
+        clips = read_speech_clips(corpus, ["train"])
     except FileNotFoundError as e:
         raise CorpusError(str(e)) from None
     if not clips:
