@@ -44,9 +44,9 @@ def assert_clean(res: Result, code: int, pattern: str) -> None:
     assert res.rc == code, f"exit {res.rc}, expected {code}: {last}"
 
 
-def children() -> set[int]:
-    """Pids of this process's live children (Linux /proc)."""
-    me, out = os.getpid(), set()
+def children(pid: int | None = None) -> set[int]:
+    """Pids of the live children of process `pid` (default: this process), from Linux /proc."""
+    me, out = pid or os.getpid(), set()
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:

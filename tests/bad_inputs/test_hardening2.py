@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bad_input_kit import assert_clean, manifest, run
+from bad_input_kit import assert_clean, children, manifest, run
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
@@ -415,19 +415,6 @@ def test_an_export_naming_an_unknown_tokenizer_loader_is_refused(capsys, blocks,
 
 
 # ============================================================== 7. a killed pipeline
-def _children(pid: int) -> list[int]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                out.append(int(d.name))
-    return out
-
-
 def _alive(pid: int) -> bool:
     try:
         return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -443,7 +430,7 @@ def test_a_killed_pipeline_leaves_no_stage_running(sig, tmp_path):
     stages: list[int] = []
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not stages:
-        stages = _children(proc.pid)
+        stages = sorted(children(proc.pid))
         time.sleep(0.05)
     try:
         assert stages, f"the first stage never started ({proc.stderr.read().decode()[-500:]})"

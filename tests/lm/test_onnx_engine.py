@@ -8,7 +8,7 @@ import os
 
 import pytest
 import torch
-from test_constraint_state import marker_bias, well_formed
+from test_constraint_state import assert_generations_well_formed, marker_bias, well_formed
 from test_engine_parity import hf_rows, prompts
 
 from anygpt.lm.backends import BackendUnavailable, build_engine
@@ -71,17 +71,7 @@ def test_200_generations_are_all_well_formed(compact_lm, onnx_engine):
     g = torch.Generator().manual_seed(1)
     requests = [Request(torch.randint(3, 400, (int(torch.randint(2, 9, (1,), generator=g)),), generator=g),
                         settings, generator=i, logit_bias=bias) for i in range(200)]
-    rows = [r.ids for r in onnx_engine.generate(requests)]
-    assert all(len(r) == 48 for r in rows)
-    assert [i for i, r in enumerate(rows) if not well_formed(layout, r)] == []
-    flat = torch.tensor(rows)
-    for r in layout.ranges.values():  # not vacuous: every modality opened and closed many times
-        assert int((flat == r.start_id).sum()) > 20, r.name
-        assert int((flat == r.end_id).sum()) > 20, r.name
-    loose = GenerationSettings(max_new_tokens=48, do_sample=True, constrained=False)
-    free = onnx_engine.generate([Request(q.prompt, loose, generator=i, logit_bias=bias)
-                                 for i, q in enumerate(requests[:25])])
-    assert sum(not well_formed(layout, r.ids) for r in free) > 10
+    assert_generations_well_formed(onnx_engine, layout, requests, bias)
 
 
 def test_export_is_cached_and_follows_the_weights(compact_lm, onnx_engine):
