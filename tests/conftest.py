@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,16 @@ def llama_tokenizer(sp_model) -> LlamaTokenizer:
 @pytest.fixture(scope="session")
 def released_folder(tmp_path_factory, sp_model) -> Path:
     return write_released_folder(tmp_path_factory.mktemp("AnyGPT-chat"), sp_model, safetensors=False)
+
+
+@pytest.fixture
+def without_onnxruntime(monkeypatch):
+    """Imports of onnxruntime fail as on a machine without the `onnx` extra."""
+    real_import = builtins.__import__
+
+    def no_onnxruntime(name, *args, **kwargs):
+        if name == "onnxruntime":
+            raise ImportError("No module named 'onnxruntime'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnxruntime)

@@ -411,17 +411,7 @@ def test_one_shot_engines_onnx_and_auto_write_the_engines_reply(tmp_path, monkey
     assert list((tmp_path / "cache" / "onnx").glob("*/decoder.onnx"))  # the export went to the cache
 
 
-def test_one_shot_onnx_not_installed_names_the_extra(tmp_path, capsys, monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_onnxruntime(name, *args, **kwargs):
-        if name == "onnxruntime":
-            raise ImportError("No module named 'onnxruntime'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
+def test_one_shot_onnx_not_installed_names_the_extra(tmp_path, capsys, without_onnxruntime):
     assert chat("--model", "random-64x2", "--message", "Hi", "--engine", "onnx", "--out", str(tmp_path)) == 1
     err = capsys.readouterr().err.strip()
     assert err == "anygpt chat: engine 'onnx' needs onnxruntime: pip install 'anygpt[onnx]'"

@@ -3,7 +3,6 @@ segments whatever the weights, the export cache, and the backend choice by name 
 
 from __future__ import annotations
 
-import builtins
 import os
 
 import pytest
@@ -97,16 +96,8 @@ def test_backend_names(compact_lm):
         build_engine("vllm", model, layout)
 
 
-def test_not_installed_names_the_extra_and_only_auto_falls_back(compact_lm, monkeypatch):
+def test_not_installed_names_the_extra_and_only_auto_falls_back(compact_lm, without_onnxruntime):
     model, _, layout = compact_lm
-    real_import = builtins.__import__
-
-    def no_onnxruntime(name, *args, **kwargs):
-        if name == "onnxruntime":
-            raise ImportError("No module named 'onnxruntime'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
     with pytest.raises(BackendUnavailable, match=r"pip install 'anygpt\[onnx\]'"):
         build_engine("onnx", model, layout)
     assert type(build_engine("auto", model, layout)) is Engine

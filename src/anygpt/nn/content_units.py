@@ -29,7 +29,7 @@ runs too slowly for 100x real time) and its acoustic layers and SoundStorm retra
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -93,9 +93,6 @@ class ContentUnits(nn.Module):
     def units(self, feats: np.ndarray) -> torch.Tensor:
         z = self(torch.from_numpy(utterance_norm(feats).astype(np.float32)))
         return (z @ self.centroids.t()).argmax(-1)
-
-    def config_dict(self) -> dict:
-        return asdict(self.cfg)
 
 
 def aligned_pairs(clips: dict[tuple[str, int], np.ndarray], pairs_per_sentence: int, seed: int = 0
