@@ -134,8 +134,9 @@ class HeldEngine:
     """Wraps the scheduler's engine: its decoder's steps wait until released; records the
     requests that joined and the results of those that finished."""
 
-    def __init__(self, engine):
+    def __init__(self, engine, stopping: threading.Event):
         self.engine, self.release, self.results, self.waiting = engine, threading.Event(), [], []
+        self.stopping = stopping  # the scheduler's stop event: a held step ends when the server stops
         self.max_len, self.max_batch, self.vocab_size = engine.max_len, engine.max_batch, engine.vocab_size
 
     def decoder(self, **kw):
@@ -154,7 +155,9 @@ class HeldDecoder:
         return self.dec.prefill(request, **kw)
 
     def step(self):
-        self.held.release.wait(60)
+        # held until the test releases it, however long a loaded machine takes to get there
+        while not self.held.release.wait(0.05) and not self.held.stopping.is_set():
+            pass
         done = self.dec.step()
         self.held.results += [s.result for s in done]
         return done
@@ -164,7 +167,7 @@ def held_scheduler(service) -> HeldEngine:
     """The service's scheduler on a HeldEngine (its decoder is rebuilt on the held engine
     before any request arrives)."""
     scheduler = service.scheduler
-    held = scheduler.engine = HeldEngine(scheduler.engine)
+    held = scheduler.engine = HeldEngine(scheduler.engine, scheduler._stop)
     scheduler._decoder = held.decoder()
     return held
 
@@ -177,11 +180,12 @@ def wait_until(cond, seconds=120.0):
 
 
 def test_full_queue_is_503_with_retry_after(media_model):
-    with live(media_model, max_batch=1, max_queue=1, retry_after=2) as (url, service):
+    # the held requests wait for every bounded wait below (up to 2 x 120 s on a loaded machine):
+    # neither the server's request timeout nor the client's may end them first, or a slow run
+    # turns them into 504s
+    with live(media_model, max_batch=1, max_queue=1, retry_after=2, timeout=3600) as (url, service):
         held = held_scheduler(service)
         answers = {}
-        # the held requests wait for every bounded wait below (up to 2 x 120 s on a loaded machine):
-        # their client timeout must outlast those, or a slow run loses them
         held_post = lambda text: post(url, user(text), timeout=600)  # noqa: E731
         first = threading.Thread(target=lambda: answers.setdefault("a", held_post("one")))
         first.start()
