@@ -236,3 +236,17 @@ def test_a_busy_machine_changes_no_item(tmp_path, monkeypatch):
     again = build_corpora(preset, tmp_path / "busy", corpora=("text", "speech"), progress=False, workers=1)
     assert again["corpora"]["speech"]["count"] == idle["corpora"]["speech"]["count"] == 2
     assert manifest(tmp_path / "busy", "speech") == manifest(tmp_path / "idle", "speech")
+
+
+def test_espeak_clips_do_not_depend_on_the_machine_being_fresh(tmp_path, monkeypatch):
+    """The race behind a failed test_same_seed_same_bytes: on a fresh machine the first espeak-ng
+    runs set up PulseAudio's runtime folder, which reseeded the rand() its breath noise comes from."""
+    clips = []
+    for i in range(2):
+        home = tmp_path / f"home{i}"  # a machine where nothing has run yet
+        home.mkdir()
+        monkeypatch.setenv("HOME", str(home))
+        for var in ("XDG_RUNTIME_DIR", "PULSE_RUNTIME_PATH"):
+            monkeypatch.delenv(var, raising=False)
+        clips.append(speech.synthesise("espeak", "en-us+f3", "She sells sea shells.", tmp_path / f"{i}.wav").read_bytes())
+    assert clips[0] == clips[1]

@@ -18,6 +18,7 @@ Output in DIR/speech: wavs/<speaker>/<id>.wav and manifest.jsonl with records
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -104,8 +105,16 @@ def synthesise(engine: str, voice: str, text: str, wav: str | Path) -> Path:
     require_tool(tool, tool)
     wav = Path(wav)
     wav.parent.mkdir(parents=True, exist_ok=True)
-    _run(["flite", "-voice", voice, "-t", text, "-o", str(wav)] if engine == "flite"
-         else ["espeak-ng", "-v", voice, "-w", str(wav), text])
+    if engine == "flite":
+        _run(["flite", "-voice", voice, "-t", text, "-o", str(wav)])
+        return wav
+    # espeak-ng draws the breath noise of its voice variants (+f1..+f5, ...) from the C library's
+    # rand(), never seeded, so the same text gives the same bytes, except when the PulseAudio
+    # client it initialises (even for -w) first has to create its runtime folder: that reseeds
+    # rand() at random, so the first clips on a fresh machine came out different. A runtime
+    # folder that exists keeps libpulse from doing that.
+    with tempfile.TemporaryDirectory(prefix="anygpt-pulse-") as runtime:
+        _run(["espeak-ng", "-v", voice, "-w", str(wav), text], env={**os.environ, "PULSE_RUNTIME_PATH": runtime})
     return wav
 
 
