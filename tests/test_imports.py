@@ -32,7 +32,7 @@ def module_name(path: Path, src: Path) -> str:
 # the house from the bottom up; a module belongs to the first entry that is it or a package above it
 LAYERS: list[tuple[str, ...]] = [
     ("anygpt.errors",),
-    ("anygpt.files", "anygpt.manifest", "anygpt.cli_flags", "anygpt.workers", "anygpt.media_io",
+    ("anygpt.files", "anygpt.manifest", "anygpt.cli_flags", "anygpt.workers", "anygpt.media_headers", "anygpt.media_io",
      "anygpt.asset_paths", "anygpt.token_spec"),
     ("anygpt.parts", "anygpt.instructions", "anygpt.layout", "anygpt.templates", "anygpt.sequence_files",
      "anygpt.modality_choice"),

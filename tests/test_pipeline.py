@@ -63,7 +63,7 @@ def _args(**kw):
     import argparse
 
     return argparse.Namespace(**{"conversations": None, "pretrain_steps": None, "chat_steps": None,
-                                 "eval_limit": None, "threads": 1, **kw})  # the parser's defaults
+                                 "eval_limit": None, "threads": 1, "tokenizers": [], **kw})  # the parser's defaults
 
 
 def test_stages_are_anygpt_commands_with_the_presets_numbers(tmp_path):
@@ -83,6 +83,23 @@ def test_stages_are_anygpt_commands_with_the_presets_numbers(tmp_path):
     pretrain = dict(zip(custom[-3].argv, custom[-3].argv[1:]))
     assert (pretrain["--preset"], pretrain["--steps"], pretrain["--threads"]) == ("tiny", "7", "1")
     assert "--tasks" not in custom[-1].argv  # tiny: every task
+
+
+def test_tokenizers_choose_the_codes_and_are_named_in_the_model(tmp_path):
+    from anygpt.errors import UsageError
+    from anygpt.pipeline import PIPELINE_PRESETS, stages_for
+
+    def chosen(stage, flag):
+        return stage.argv[stage.argv.index(flag) + 1:]
+
+    stages = {s.name: s for s in stages_for(PIPELINE_PRESETS["micro"], tmp_path, _args(tokenizers=["image=grid"]))}
+    assert chosen(stages["tokenize-images"], "--tokenizer")[0] == "grid"
+    assert chosen(stages["tokenize-speech"], "--tokenizer")[0] == "compact"
+    for lm_stage in ("pretrain", "chat"):  # the exported anygpt.json names the codes it was trained on
+        assert chosen(stages[lm_stage], "--tokenizers")[:3] == ["image=grid", "music=compact", "speech=compact"]
+    for bad, words in ((["image=nonsense"], "no image tokenizer 'nonsense'"), (["smell=x"], "MODALITY=LOADER")):
+        with pytest.raises(UsageError, match=words):
+            stages_for(PIPELINE_PRESETS["micro"], tmp_path, _args(tokenizers=bad))
 
 
 def test_run_stages_records_skips_done_stages_and_names_a_failure(tmp_path, monkeypatch, capsys):

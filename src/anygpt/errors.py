@@ -13,6 +13,11 @@ class MediaError(AnyGPTError, ValueError):
     """A media file (audio, image) is missing, unreadable, empty or of an unsupported type."""
 
 
+class MediaTooLarge(MediaError):
+    """A media file over a size limit (pixels, seconds, sample rate, channels), refused from its
+    header before it is decoded (the server answers 413)."""
+
+
 class LayoutError(AnyGPTError, ValueError):
     """Codes, ids or token strings that do not fit the token layout (out of range, truncated)."""
 

@@ -33,8 +33,9 @@ import soxr
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from anygpt.errors import MediaError
+from anygpt.errors import MediaError, MediaTooLarge
 from anygpt.files import atomic_path  # noqa: F401  (also re-exported: the one atomic-write helper)
+from anygpt.media_headers import HeaderError, image_header
 
 
 MAX_AUDIO_SECONDS = 120.0
@@ -43,6 +44,10 @@ MAX_IMAGE_PIXELS = 4096 * 4096
 
 MAX_SAMPLE_RATE = 192000  # Hz; above any real recording
 MAX_AUDIO_VALUES = int(MAX_AUDIO_SECONDS * 48000 * 2)  # samples x channels decoded at most (~88 MB of float32)
+MAX_IMAGE_FILE_BYTES = 256 << 20  # an image file is read whole to check its header first
+# the audio containers read, by the names users give them -> libsndfile's names
+AUDIO_FORMATS = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "mp3": "MP3", "aiff": "AIFF"}
+
 
 def _source(source: str | Path | bytes, name: str | None) -> tuple[str, str | io.BytesIO, int]:
     """A path or bytes -> (the name errors use, what soundfile and Pillow open, its size)."""
@@ -63,29 +68,36 @@ def _source(source: str | Path | bytes, name: str | None) -> tuple[str, str | io
 
 
 def probe_audio(source: str | Path | bytes, max_seconds: float | None = MAX_AUDIO_SECONDS, *,
-                name: str | None = None) -> float:
-    """Check audio (a file, or its bytes) from its header: readable, not cut short, not too long,
-    not too many samples (rate x channels), without decoding it; returns its duration in
-    seconds. MediaError naming the file (or `name`) otherwise."""
+                name: str | None = None, format: str | None = None, max_sample_rate: int = MAX_SAMPLE_RATE,
+                max_channels: int | None = None) -> float:
+    """Check audio (a file, or its bytes) from its header without decoding it: readable, of
+    `format` when given (a key of AUDIO_FORMATS), not cut short, and within the limits (seconds,
+    sample rate, channels, samples x channels); returns its duration in seconds. MediaError naming
+    the file (or `name`) otherwise; MediaTooLarge for a limit."""
     label, handle, size = _source(source, name)
     try:
         info = sf.info(handle)
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         raise MediaError(f"{label}: cannot read audio ({e}); supported: WAV, FLAC, OGG, MP3, AIFF") from None
+    if format is not None and info.format != AUDIO_FORMATS[format]:
+        raise MediaError(f"{label}: the data is not {format} audio (it is {info.format})")
     missing = _wav_bytes_missing(_reopen(handle), size)
     if missing:
         raise MediaError(f"{label}: the WAV file is cut short: its header promises {missing} more bytes of samples "
                          "than it holds (a truncated copy, or a writer that was stopped); use a complete file")
-    if info.samplerate > MAX_SAMPLE_RATE:
-        raise MediaError(f"{label}: a sample rate of {info.samplerate} Hz is above the {MAX_SAMPLE_RATE} Hz read; "
-                         f"resample it first, e.g. `sox in.wav -r 48000 out.wav`")
+    if not 0 < info.samplerate <= max_sample_rate:
+        raise MediaTooLarge(f"{label}: a sample rate of {info.samplerate} Hz is above the {max_sample_rate} Hz read; "
+                            f"resample it first, e.g. `sox in.wav -r 48000 out.wav`")
+    if max_channels is not None and not 0 < info.channels <= max_channels:
+        raise MediaTooLarge(f"{label}: {info.channels} channels are more than the {max_channels} read; mix it down "
+                            "first, e.g. `sox in.wav -c 1 out.wav`")
     if max_seconds is not None and info.duration > max_seconds:
-        raise MediaError(f"{label}: {info.duration:.1f} s of audio is more than the {max_seconds:.0f} s read at once; "
-                         f"cut it first, e.g. `sox {Path(label).name} part.wav trim 0 {int(max_seconds) // 2}`")
+        raise MediaTooLarge(f"{label}: {info.duration:.1f} s of audio is more than the {max_seconds:g} s read at once; "
+                            f"cut it first, e.g. `sox in.wav part.wav trim 0 {int(max_seconds) // 2}`")
     if info.frames * info.channels > MAX_AUDIO_VALUES:
-        raise MediaError(f"{label}: {info.channels} channels x {info.frames} samples is more than the "
-                         f"{MAX_AUDIO_VALUES} values read at once; mix it down to mono first, e.g. "
-                         "`sox in.wav -c 1 out.wav`")
+        raise MediaTooLarge(f"{label}: {info.channels} channels x {info.frames} samples is more than the "
+                            f"{MAX_AUDIO_VALUES} values read at once; mix it down to mono first, e.g. "
+                            "`sox in.wav -c 1 out.wav`")
     return float(info.duration)
 
 
@@ -115,14 +127,17 @@ def _wav_bytes_missing(f, size: int) -> int:
 
 
 def load_audio(source: str | Path | bytes, sample_rate: int, *, max_seconds: float | None = MAX_AUDIO_SECONDS,
-               name: str | None = None) -> torch.Tensor:
+               name: str | None = None, format: str | None = None, max_sample_rate: int = MAX_SAMPLE_RATE,
+               max_channels: int | None = None) -> torch.Tensor:
     """Read audio (a file, or its bytes) as mono float32 at `sample_rate`: FloatTensor [1, S] in
     [-1, 1].
 
     Repairs: channels are averaged, another rate is resampled (soxr), samples are clipped to
-    [-1, 1]. Refused (MediaError naming the file or `name`): unreadable, empty, cut short,
-    longer than max_seconds, too many samples (checked from the header, before decoding)."""
-    probe_audio(source, max_seconds, name=name)
+    [-1, 1]. Refused (MediaError naming the file or `name`): unreadable, empty, cut short, not
+    of `format`, NaN or infinite samples; MediaTooLarge over a limit of probe_audio's (checked
+    from the header, before decoding)."""
+    probe_audio(source, max_seconds, name=name, format=format, max_sample_rate=max_sample_rate,
+                max_channels=max_channels)
     label, handle, _ = _source(source, name)
     try:
         data, sr = sf.read(handle, dtype="float32", always_2d=True)  # [S, C]
@@ -158,44 +173,80 @@ def save_audio(wav: torch.Tensor, path: str | Path, sample_rate: int) -> Path:
 
 
 def probe_image(source: str | Path | bytes, max_pixels: int | None = MAX_IMAGE_PIXELS, *,
-                name: str | None = None) -> tuple[int, int]:
-    """Check an image (a file, or its bytes) from its header (readable, not too large) without
-    decoding its pixels; returns (width, height). MediaError naming the file (or `name`)
-    otherwise. A container of several images (ICO, a multi-frame TIFF or GIF) is measured by
-    its largest."""
+                name: str | None = None, format: str | None = None) -> tuple[int, int]:
+    """Check an image (a file, or its bytes) from its header without decoding its pixels:
+    readable, of `format` when given (as Pillow names it: "PNG", "JPEG", ...), not larger than
+    max_pixels; returns (width, height). MediaError naming the file (or `name`) otherwise;
+    MediaTooLarge for the size. The formats anygpt.media_headers reads (PNG, JPEG, GIF, WebP,
+    BMP, ICO: the PNG inside by its own header) never reach Pillow here; others are measured by
+    Pillow's lazy open, a container of several images (a multi-frame TIFF) by its largest."""
     label, handle, _ = _source(source, name)
-    side = int((max_pixels or MAX_IMAGE_PIXELS) ** 0.5)
-    fix = f"downscale it first, e.g. `convert {Path(label).name} -resize {side // 2}x{side // 2} small.png`"
+    data = _image_bytes(handle, label)
     try:
-        with Image.open(handle) as im:
+        header = image_header(data)
+    except HeaderError as e:
+        raise MediaError(f"{label}: cannot read image: {e}") from None
+    if format is not None and (header is None or header.format != format):
+        found = f" (it looks like {header.format})" if header is not None else ""
+        raise MediaError(f"{label}: the data is not a {format} image{found}")
+    if header is not None:
+        _check_pixels(label, header.width, header.height, max_pixels)
+        return header.width, header.height
+    try:
+        with Image.open(io.BytesIO(data)) as im:
             w, h = im.size
-            sizes = [tuple(s) for s in (im.info.get("sizes") or ())]  # ICO: every image it holds
+            sizes = [tuple(s) for s in (im.info.get("sizes") or ())]
     except Image.DecompressionBombError:  # Pillow refuses it at open: over 2 x its own limit
-        raise MediaError(f"{label}: over {2 * Image.MAX_IMAGE_PIXELS} pixels is more than the {side} x {side} "
-                         f"read at once; {fix}") from None
+        raise MediaTooLarge(f"{label}: over {2 * Image.MAX_IMAGE_PIXELS} pixels is more than "
+                            f"{max_pixels or MAX_IMAGE_PIXELS} read at once; {_downscale_hint(max_pixels)}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise MediaError(f"{label}: cannot read image ({e}); supported: PNG, JPEG, BMP, GIF, WebP, TIFF") from None
     for sw, sh in [(w, h), *sizes]:
-        if max_pixels is not None and sw * sh > max_pixels:
-            raise MediaError(f"{label}: {sw} x {sh} pixels is more than the {side} x {side} read at once; {fix}")
+        _check_pixels(label, sw, sh, max_pixels)
     return w, h
 
 
+def _image_bytes(handle: str | io.BytesIO, label: str) -> bytes:
+    if isinstance(handle, io.BytesIO):
+        return handle.getvalue()
+    size = Path(handle).stat().st_size
+    if size > MAX_IMAGE_FILE_BYTES:
+        raise MediaTooLarge(f"{label}: an image file of {size >> 20} MB is more than the {MAX_IMAGE_FILE_BYTES >> 20} MB "
+                            "read; save it smaller first (PNG or JPEG)")
+    return Path(handle).read_bytes()
+
+
+def _downscale_hint(max_pixels: int | None) -> str:
+    side = int((max_pixels or MAX_IMAGE_PIXELS) ** 0.5) // 2
+    return f"downscale it first, e.g. `convert in.png -resize {side}x{side} small.png`"
+
+
+def _check_pixels(label: str, w: int, h: int, max_pixels: int | None) -> None:
+    if max_pixels is not None and w * h > max_pixels:
+        raise MediaTooLarge(f"{label}: {w} x {h} pixels is more than the {max_pixels} pixels read at once; "
+                            f"{_downscale_hint(max_pixels)}")
+
+
 def load_image(source: str | Path | bytes, size: tuple[int, int] | None = None, *,
-               max_pixels: int | None = MAX_IMAGE_PIXELS, name: str | None = None) -> torch.Tensor:
+               max_pixels: int | None = MAX_IMAGE_PIXELS, name: str | None = None, format: str | None = None,
+               shrink_to: int | None = None) -> torch.Tensor:
     """Read an image (a file, or its bytes) as RGB FloatTensor [3, H, W] in [0, 1], resized to
     size=(H, W) if given.
 
-    Transparent pixels are composited on white; resizing uses bicubic filtering. Refused
-    (MediaError naming the file or `name`): unreadable, empty, more than max_pixels pixels.
-    """
-    probe_image(source, max_pixels, name=name)
+    Transparent pixels are composited on white; resizing uses bicubic filtering. shrink_to=N:
+    the caller only needs about N x N pixels, so a JPEG is decoded at a fraction of its size
+    when the codec can, and a picture over 4N a side is reduced in 8 bits before the float copy
+    (a 4096 px picture is 200 MB as floats). Refused as probe_image refuses (header first)."""
+    probe_image(source, max_pixels, name=name, format=format)
     label, handle, _ = _source(source, name)
     try:
-        with Image.open(handle) as im:
+        with Image.open(handle, formats=[format] if format else None) as im:
+            _check_pixels(label, *im.size, max_pixels)  # what Pillow reads, if not what the header said
+            if shrink_to is not None and im.format == "JPEG":
+                im.draft("RGB", (shrink_to, shrink_to))
             im.load()
-            if max_pixels is not None and im.size[0] * im.size[1] > max_pixels:  # what was decoded, not declared
-                raise MediaError(f"{label}: {im.size[0]} x {im.size[1]} pixels is more than {max_pixels} read at once")
+            if shrink_to is not None and max(im.size) > 4 * shrink_to:
+                im = im.reduce(max(im.size) // (4 * shrink_to))
             rgb = to_rgb(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         if isinstance(e, MediaError):

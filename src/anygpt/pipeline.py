@@ -4,10 +4,11 @@
     anygpt pipeline tiny --out runs/tiny --list           # the stages and the commands they run
     anygpt pipeline tiny --out runs/tiny --until blocks   # stop after a stage
     anygpt pipeline tiny --out runs/tiny --export src/anygpt/assets/anygpt-tiny   # and ship the result
+    anygpt pipeline tiny --out runs/tiny-grid --tokenizers image=grid   # on the local image codes
 
 Stages (each one `anygpt` command in a subprocess; the commands themselves resume after a kill):
     data          the tiny corpus (speech, music, images, text)          anygpt data build
-    tokenize-*    media -> codes with the shipped compact tokenizers     anygpt tokenize
+    tokenize-*    media -> codes with the shipped tokenizers (--tokenizers)  anygpt tokenize
                   (each retrains with its own command: see its asset README)
     chat-*        any-to-any conversations, training and held-out       anygpt instruct write / realise
     blocks-*      packed blocks: pretraining, its held-out split, chat   anygpt blocks
@@ -110,10 +111,10 @@ class Stage:
 def stages_for(preset: PipelinePreset, out: Path, a: argparse.Namespace) -> list[Stage]:
     data, seq = out / "data", out
     stages = [Stage("data", ["data", "build", "--preset", preset.data, "--out", str(data)], data / "index.json")]
-    tok = "compact"  # the shipped compact tokenizers (each retrains with its own `anygpt train` command)
+    tok = pipeline_tokenizers(a.tokenizers)  # modality -> loader name (each retrains with its own command)
     for m, folder in MODALITY_FOLDERS.items():
         stages.append(Stage(f"tokenize-{folder}", ["tokenize", "--corpus", str(data / folder), "--modality", m,
-                                                   "--tokenizer", tok, "--out", str(seq / "codes" / folder),
+                                                   "--tokenizer", tok[m], "--out", str(seq / "codes" / folder),
                                                    "--workers", "1"], seq / "codes" / folder / "meta.json"))
     codes = ["--codes", f"image={seq / 'codes' / 'images'}", "--codes", f"music={seq / 'codes' / 'music'}"]
     for name, split, n, seed in (("chat", "train", a.conversations or preset.conversations, 0),
@@ -122,7 +123,7 @@ def stages_for(preset: PipelinePreset, out: Path, a: argparse.Namespace) -> list
                                               "--seed", str(seed), "--out-file", str(seq / name / "scripts.jsonl")],
                             seq / name / "scripts.jsonl"))
         stages.append(Stage(f"{name}-realise", ["instruct", "realise", "--scripts", str(seq / name / "scripts.jsonl"),
-                                                "--corpus", str(data), *codes, "--speech-tokenizer", tok,
+                                                "--corpus", str(data), *codes, "--speech-tokenizer", tok["speech"],
                                                 "--out", str(seq / name), "--excerpt", "music=2,5"],
                             seq / name / "conversations.jsonl"))
     configs = {
@@ -141,13 +142,14 @@ def stages_for(preset: PipelinePreset, out: Path, a: argparse.Namespace) -> list
                                                "--out", str(seq / f"blocks-{name}")],
                             seq / f"blocks-{name}" / "index.json", before=write_configs))
     lm = ["--threads", str(a.threads)]
+    named = ["--tokenizers", *(f"{m}={name}" for m, name in tok.items())]  # recorded in the exported anygpt.json
     stages.append(Stage("pretrain", ["train", "lm", "--blocks", str(seq / "blocks-pretrain"),
                                      "--val-blocks", str(seq / "blocks-pretrain-val"), "--preset", preset.lm,
                                      "--out", str(out / "runs" / "pretrain"),
                                      "--steps", str(a.pretrain_steps or preset.pretrain_steps),
                                      "--batch", "2", "--accum", "2", "--lr", "6e-4", "--warmup", "60",
                                      "--eval-every", "100", "--val-blocks-per-dataset", "4", "--save-every", "10",
-                                     "--export", str(out / "pretrain-model"), "--export-dtype", "fp32", *lm],
+                                     "--export", str(out / "pretrain-model"), "--export-dtype", "fp32", *named, *lm],
                         out / "pretrain-model" / "model.safetensors"))
     stages.append(Stage("chat", ["train", "lm", "--stage", "chat", "--blocks", str(seq / "blocks-chat"),
                                  "--blocks", f"{seq / 'blocks-pretrain'}:0.5", "--val-blocks", str(seq / "blocks-chat-val"),
@@ -156,7 +158,7 @@ def stages_for(preset: PipelinePreset, out: Path, a: argparse.Namespace) -> list
                                  "--batch", "2",
                                  "--accum", "2", "--lr", "3e-4", "--warmup", "20", "--eval-every", "50",
                                  "--val-blocks-per-dataset", "4", "--save-every", "10",
-                                 "--export", str(out / "model"), "--export-dtype", "fp16", *lm],
+                                 "--export", str(out / "model"), "--export-dtype", "fp16", *named, *lm],
                         out / "model" / "model.safetensors"))
     tasks = ["--tasks", *preset.eval_tasks] if preset.eval_tasks else []
     stages.append(Stage("eval", ["eval", "report", "--model", str(out / "model"), "--corpus", str(data),
@@ -164,6 +166,25 @@ def stages_for(preset: PipelinePreset, out: Path, a: argparse.Namespace) -> list
                                  "--limit", str(a.eval_limit or preset.eval_limit), *tasks, *lm],
                         out / "eval" / "report.json"))
     return stages
+
+
+def pipeline_tokenizers(overrides: list[str] | None) -> dict[str, str]:
+    """--tokenizers image=grid ... -> {modality: loader} for every modality, "compact" (the shipped
+    tiny tokenizers) where not named."""
+    import anygpt.modalities  # noqa: F401  (registers the modalities and their loaders)
+    from anygpt.modalities.registry import get_modality
+
+    chosen = dict.fromkeys(MODALITY_FOLDERS, "compact")
+    for item in overrides or []:
+        modality, sep, name = item.partition("=")
+        if not sep or modality not in MODALITY_FOLDERS:
+            raise UsageError(f"--tokenizers: {item!r} is not MODALITY=LOADER with MODALITY one of "
+                             f"{', '.join(MODALITY_FOLDERS)} (e.g. image=grid)")
+        known = get_modality(modality).tokenizer_loaders
+        if name not in known:
+            raise UsageError(f"--tokenizers {item}: no {modality} tokenizer {name!r}; known: {', '.join(sorted(known))}")
+        chosen[modality] = name
+    return chosen
 
 
 def run_stages(stages: list[Stage], out: Path, until: str | None) -> dict:
@@ -237,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrain-steps", type=cli_flags.positive_int, help="pretraining steps of 4 blocks (tiny: 600)")
     p.add_argument("--chat-steps", type=cli_flags.positive_int, help="chat fine-tuning steps of 4 blocks (tiny: 200)")
     p.add_argument("--eval-limit", type=cli_flags.positive_int, help="items per eval task (tiny: 40)")
+    p.add_argument("--tokenizers", nargs="*", default=[], metavar="MODALITY=LOADER",
+                   help="tokenizers to train on, as in `anygpt train lm` (default: compact for every modality; "
+                        "e.g. image=grid for the local image codes)")
     cli_flags.add_threads(p)
     a = p.parse_args(argv)
     stages = stages_for(PIPELINE_PRESETS[a.preset], a.out, a)

@@ -115,7 +115,7 @@ def test_interactive_session_survives_a_decompression_bomb(kit, tmp_path, capsys
     monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines) + "\n"))
     res = run(capsys, "chat", "--model", "random-64x2", "--max-new-tokens", "3", "--out", tmp_path / "out")
     assert res.rc == 0 and res.out.count("assistant:") == 2
-    assert "huge.png: over" in res.err and "long.wav: 600.0 s of audio" in res.err and "Traceback" not in res.err
+    assert "huge.png: 20000 x 20000 pixels is more than" in res.err and "long.wav: 600.0 s of audio" in res.err and "Traceback" not in res.err
 
 
 class _Payload:

@@ -147,7 +147,7 @@ def test_an_icon_holding_a_huge_png_is_refused_before_decoding(server, no_decodi
 
 def test_a_20000_px_png_is_413_from_its_header(server, no_decoding):
     err = error(post(server[0], ask([image_part(png(0, 0, declared=(20000, 20000)))])), 413)
-    assert err["param"] == "messages[0].content[0].image_url.url" and "20000x20000" in err["message"]
+    assert err["param"] == "messages[0].content[0].image_url.url" and "20000 x 20000" in err["message"]
     assert no_decoding == []
 
 

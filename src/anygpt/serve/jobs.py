@@ -17,8 +17,8 @@ import torch
 from anygpt.lm.generation import GenerationSettings, GenerationSettingsError, get_preset
 from anygpt.parts import CodesPart, TextPart
 from anygpt.serve.errors import APIError, bad_request, too_large
-from anygpt.serve.media import (AUDIO_OUTPUT_FORMATS, IMAGE_TYPES, MediaLimits, audio_from_bytes, audio_header,
-                                b64_bytes, check_audio_format, check_image_header, image_from_bytes, split_data_url)
+from anygpt.serve.media import (AUDIO_OUTPUT_FORMATS, MediaLimits, audio_from_bytes, audio_seconds, b64_bytes,
+                                check_audio_format, image_from_bytes, image_size, split_data_url)
 from anygpt.serve.media_cache import MediaCache, content_key
 from anygpt.serve.schemas import ChatRequest
 from anygpt.templates import Turn
@@ -275,8 +275,8 @@ def _image(url: Any, param: str, model, cache: MediaCache, budget: RequestBudget
     codes = cache.get(key)
     if codes is not None:
         return CodesPart("image", codes)
-    if mime in IMAGE_TYPES:  # else image_from_bytes names the MIME type at fault
-        budget.image(check_image_header(data, mime, param, limits).pixels, param)
+    w, h = image_size(data, mime, param, limits)
+    budget.image(w * h, param)
     size = tok.image_size[0] if tok.image_size else None
     return PendingMedia("image", key, image_from_bytes(data, mime, param, limits, size))
 
@@ -297,11 +297,7 @@ def _audio(body: dict, param: str, model, cache: MediaCache, budget: RequestBudg
 def _decoded_audio(data: bytes, fmt: Any, param: str, tok, budget: RequestBudget) -> torch.Tensor:
     """Checked format and header (budget counted) -> the decoded audio."""
     check_audio_format(fmt, f"{param}.format")
-    try:
-        info = audio_header(data, fmt, f"{param}.data", budget.limits)
-    except (RuntimeError, TypeError) as e:  # libsndfile cannot read the header
-        raise bad_request(f"{param}.data", f"cannot read audio ({e})", code="invalid_media") from None
-    budget.audio(info.frames / info.samplerate, f"{param}.data")
+    budget.audio(audio_seconds(data, fmt, f"{param}.data", budget.limits), f"{param}.data")
     return audio_from_bytes(data, fmt, f"{param}.data", budget.limits, tok)
 
 

@@ -1,9 +1,10 @@
-"""Media in requests and replies, all in memory: base64 and data URLs -> tensors (checked
-against limits, never a path: the server reads and writes no file a request names), and the
-reply's media -> WAV / PCM16 / FLAC / PNG bytes.
+"""Media in requests and replies, all in memory: base64 and data URLs -> tensors (read by
+anygpt.media_io from the bytes, with the checks the command line has: the container header
+first, against the server's limits; never a path: the server reads and writes no file a request
+names), and the reply's media -> WAV / PCM16 / FLAC / PNG bytes.
 
 Errors are APIErrors naming the field: 400 for bad base64, an unsupported type or corrupt
-media; 413 for media over a limit."""
+media; 413 for media over a limit (media_io's MediaTooLarge)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import base64
 import binascii
 import io
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,15 +20,15 @@ import soundfile as sf
 import torch
 from PIL import Image
 
-from anygpt.media_io import to_rgb
+from anygpt import media_io
+from anygpt.errors import MediaError, MediaTooLarge
 from anygpt.serve.errors import bad_request, too_large
-from anygpt.serve.media_headers import HeaderError, ImageHeader, image_header
 
 # MIME type of an image data URL -> the format its bytes must have (as Pillow names it)
 IMAGE_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF", "image/webp": "WEBP",
                "image/bmp": "BMP"}
-# input_audio.format -> libsndfile's format name
-AUDIO_INPUT_FORMATS = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "mp3": "MP3"}
+# input_audio.format: the containers a request may send (media_io.AUDIO_FORMATS's keys)
+AUDIO_INPUT_FORMATS = ("wav", "flac", "ogg", "mp3")
 # audio.format of a reply: what message.audio.data holds
 AUDIO_OUTPUT_FORMATS = ("wav", "pcm16", "flac")
 
@@ -78,30 +80,30 @@ def split_data_url(url: object, param: str, limits: MediaLimits) -> tuple[str, b
     return fields[0].strip().lower(), b64_bytes(payload, param, limits)
 
 
+@contextmanager
+def _answered(param: str):
+    """media_io's errors as the field's 400, or 413 for a limit; its message names `param`."""
+    try:
+        yield
+    except MediaError as e:
+        problem = str(e).removeprefix(f"{param}: ")
+        raise (too_large(param, problem) if isinstance(e, MediaTooLarge)
+               else bad_request(param, problem, code="invalid_media")) from None
+
+
+def image_size(data: bytes, mime: str, param: str, limits: MediaLimits) -> tuple[int, int]:
+    """(width, height) an image data URL's bytes declare, checked against its MIME type and the
+    pixel limit from the header alone (400 / 413)."""
+    with _answered(param):
+        return media_io.probe_image(data, limits.max_pixels, name=param, format=_image_format(mime, param))
+
+
 def image_from_bytes(data: bytes, mime: str, param: str, limits: MediaLimits, size: int | None) -> torch.Tensor:
     """An image data URL's MIME type and bytes -> FloatTensor [3, H, W] in [0, 1] (padded square
-    and resized to `size` when given, as the image tokenizer does). The container header is read
-    first (anygpt.serve.media_headers): a wrong format is a 400 and a size over the limit a 413
-    before Pillow decodes anything."""
-    if mime not in IMAGE_TYPES:
-        raise bad_request(param, f"unsupported MIME type {mime!r} for an image; use one of "
-                                 f"{', '.join(IMAGE_TYPES)}", code="unsupported_media_type")
-    header = check_image_header(data, mime, param, limits)
-    try:
-        with DECODING, Image.open(io.BytesIO(data), formats=[header.format]) as im:
-            w, h = im.size
-            if w * h > limits.max_pixels:  # Pillow read another size than the header says
-                raise too_large(param, f"image of {w}x{h} pixels is larger than the limit of {limits.max_pixels} pixels")
-            if size is not None and im.format == "JPEG":
-                im.draft("RGB", (size, size))  # decode at a fraction of the size when the codec can
-            im.load()
-            if size is not None and max(im.size) > 4 * size:
-                # shrink in 8-bit before the float copy: a 4096 px picture is 200 MB as floats
-                im = im.reduce(max(im.size) // (4 * size))
-            rgb = to_rgb(im)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise bad_request(param, f"cannot read image ({e})", code="invalid_media") from None
-    img = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+    and resized to `size` when given, as the image tokenizer does)."""
+    fmt = _image_format(mime, param)
+    with _answered(param), DECODING:
+        img = media_io.load_image(data, max_pixels=limits.max_pixels, name=param, format=fmt, shrink_to=size)
     if size is not None:
         from anygpt.modalities.image_tokenizers import fit_square
 
@@ -109,21 +111,11 @@ def image_from_bytes(data: bytes, mime: str, param: str, limits: MediaLimits, si
     return img
 
 
-def check_image_header(data: bytes, mime: str, param: str, limits: MediaLimits) -> ImageHeader:
-    """The image's header, checked against its MIME type and the pixel limit (400 / 413)."""
-    want = IMAGE_TYPES[mime]
-    try:
-        header = image_header(data)
-    except HeaderError as e:
-        raise bad_request(param, f"cannot read image: {e}", code="invalid_media") from None
-    if header is None or header.format != want:
-        found = header.format if header is not None else None
-        raise bad_request(param, f"the data is not a {want} image" + (f" (it looks like {found})" if found else ""),
-                          code="invalid_media")
-    if header.pixels > limits.max_pixels:
-        raise too_large(param, f"image of {header.width}x{header.height} pixels is larger than the limit of "
-                               f"{limits.max_pixels} pixels")
-    return header
+def _image_format(mime: str, param: str) -> str:
+    if mime not in IMAGE_TYPES:
+        raise bad_request(param, f"unsupported MIME type {mime!r} for an image; use one of "
+                                 f"{', '.join(IMAGE_TYPES)}", code="unsupported_media_type")
+    return IMAGE_TYPES[mime]
 
 
 def check_audio_format(fmt: object, param: str) -> None:
@@ -132,37 +124,26 @@ def check_audio_format(fmt: object, param: str) -> None:
                           code="unsupported_media_type")
 
 
+def _audio_limits(limits: MediaLimits) -> dict:
+    return dict(max_seconds=limits.max_audio_seconds, max_sample_rate=limits.max_sample_rate,
+                max_channels=limits.max_channels)
+
+
+def audio_seconds(data: bytes, fmt: str, param: str, limits: MediaLimits) -> float:
+    """The seconds an audio file's header declares, checked (format, sample rate, channels,
+    seconds) before a sample is decoded (400 / 413)."""
+    with _answered(param):
+        return media_io.probe_audio(data, name=param, format=fmt, **_audio_limits(limits))
+
+
 def audio_from_bytes(data: bytes, fmt: str, param: str, limits: MediaLimits, tokenizer) -> torch.Tensor:
-    """An audio file's bytes, of format `fmt` (checked first) -> FloatTensor [1, S] mono at the
-    tokenizer's sample rate (mixed down and resampled by its `prepare`). The header is checked
-    (format, sample rate, channels, seconds) before a sample is decoded."""
-    try:
-        audio_header(data, fmt, param, limits)
-        with DECODING:
-            samples, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)  # [S, C]
-    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        raise bad_request(param, f"cannot read audio ({e})", code="invalid_media") from None
-    if samples.shape[0] == 0 or not np.isfinite(samples).all():
-        raise bad_request(param, "audio has no samples, or NaN / infinite ones", code="invalid_media")
-    with DECODING:
-        wav = tokenizer.prepare(torch.from_numpy(samples.T.copy())[None], sample_rate=sr)[0]  # [1, S']
+    """An audio file's bytes, of format `fmt` -> FloatTensor [1, S] mono at the tokenizer's
+    sample rate, as the command line reads a file (media_io.load_audio), then the tokenizer's
+    `prepare`."""
+    with _answered(param), DECODING:
+        wav = media_io.load_audio(data, tokenizer.sample_rate, name=param, format=fmt, **_audio_limits(limits))
+        wav = tokenizer.prepare(wav[None], sample_rate=tokenizer.sample_rate)[0]  # [1, S]
     return wav.clamp(-1.0, 1.0)
-
-
-def audio_header(data: bytes, fmt: str, param: str, limits: MediaLimits):
-    """libsndfile's reading of the container header (no sample decoded) -> its info, checked:
-    the format is `fmt`, and sample rate, channels and seconds are within the limits (413)."""
-    info = sf.info(io.BytesIO(data))
-    if info.format != AUDIO_INPUT_FORMATS[fmt]:
-        raise bad_request(param, f"the data is not {fmt} audio (it is {info.format})", code="invalid_media")
-    if not 0 < info.samplerate <= limits.max_sample_rate:
-        raise too_large(param, f"audio at {info.samplerate} Hz is over the limit of {limits.max_sample_rate} Hz")
-    if not 0 < info.channels <= limits.max_channels:
-        raise too_large(param, f"audio with {info.channels} channels is over the limit of {limits.max_channels}")
-    if info.frames / info.samplerate > limits.max_audio_seconds:
-        raise too_large(param, f"audio of {info.frames / info.samplerate:.1f} s is longer than the limit of "
-                               f"{limits.max_audio_seconds:g} s")
-    return info
 
 
 # ----------------------------------------------------------------------------- replies

@@ -1,8 +1,8 @@
-"""What a media file is and how big it decodes, read from its container header only, before any
-decoder sees it: an image's format and pixel size, and the facts of an audio file that bound
-its decoded size. The server refuses a file over a limit from these facts (413) without giving
-a single byte to Pillow or libsndfile's decoder, so a small file that decodes huge (a 20000 px
-PNG, an ICO that holds a 12000 px PNG, 8-channel audio at 655 kHz) costs nothing.
+"""What an image file is and how big it decodes, read from its container header only, before any
+decoder sees it: its format and pixel size (an audio file's facts come from libsndfile's header
+reading). anygpt.media_io refuses a file over a limit from these facts (the server
+answers 413) without giving a single byte to Pillow's decoder, so a small file that decodes
+huge (a 20000 px PNG, an ICO that holds a 12000 px PNG) costs nothing.
 
 Images: PNG (IHDR), JPEG (the SOF segment), GIF (logical screen), WebP (VP8 / VP8L / VP8X),
 BMP (DIB header) and ICO/CUR (its largest entry, a PNG inside read by its own IHDR)."""
