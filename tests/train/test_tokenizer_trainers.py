@@ -263,3 +263,27 @@ def test_cli_reports_a_missing_corpus_in_one_line(tmp_path):
 def test_export_only_needs_export(tmp_path, corpus, codec_dir):
     with pytest.raises(AnyGPTError, match="--export-only needs --export"):
         music_codec.main([*args_for("music-codec", corpus, codec_dir), "--out", str(tmp_path / "r"), "--export-only"])
+
+
+def test_content_unit_layer1_starts_from_a_codec_and_encodes_its_units(tmp_path, codec_dir):
+    """--layer1 units (issue 23): the content units are fitted once and kept beside the run, the
+    export's layer 1 is those units of the audio (Whisper features -> nearest centroid), and
+    --init carries every weight that still fits (the acoustic layers and the trunk)."""
+    from anygpt.nn.speech_codec import load_codec
+    from anygpt.nn.weights import read_safetensors
+
+    out = tmp_path / "units"
+    speech_tokenizer.main(["--synthetic", *SPEECH_ARGS, "--layer1", "units", "--units", "8", "--init", str(codec_dir),
+                           "--out", str(out), "--steps", "2", "--export", str(out / "model"), *RUN])
+    fitted = read_safetensors(out / "content-units.safetensors")
+    codec = load_codec(out / "model")
+    assert codec.cfg.layer1 == "units" and codec.cfg.semantic_codebook_size == 8
+    assert torch.equal(codec.units.centroids, fitted["centroids"].float())  # the units it trained with
+    start = load_codec(codec_dir)
+    # the loaded trunk moved only by two small steps; a fresh one would differ entirely
+    moved = (codec.enc_in.weight.float() - start.enc_in.weight.float()).abs().max()
+    assert moved < 0.05 * start.enc_in.weight.float().abs().max()
+    wav = torch.from_numpy(speech_tokenizer.synthetic_speech(1, 1.0, seed=5)[0][0])[None, None]
+    codes = load_tokenizer("speech", "compact", path=out / "model").encode(wav)
+    assert codes.shape == (1, 3, 25) and torch.equal(codes[0, 0], codec.content_units(wav)[0])
+    assert load_tokenizer("speech", "compact", path=out / "model").token_spec.codebook_size == 8

@@ -15,6 +15,12 @@ space (the residual layers still receive it).
       -> layers 2..K: ResidualVectorQuantizer on e - q1                        codes[:, 1:]
       -> ConvNeXt decoder -> log-magnitude + phase of `downsample` STFT frames -> iSTFT
 
+With `layer1: "units"` (issue 23), layer 1 is not learned by the codec: it is the voice-free
+content units of anygpt.nn.content_units (Whisper tiny.en frames pooled to the code rate,
+utterance-normalised, projected, nearest of K centroids), which the codec carries inside its
+weights and computes when it encodes; the codec learns one vector per unit (`unit_embed`) and
+the acoustic layers code e - unit_embed[unit], so voice and detail live in layers 2..K only.
+
 As in the music codec (anygpt.nn.compact_music_codec; the trunk both share is
 anygpt.nn.spectral_codec), every layer runs at the code rate, so encode and decode cost a
 fraction of a GFLOP per second of audio; codes [B, K, T] with T = S / frame_hop.
@@ -48,6 +54,11 @@ class SpeechCodecConfig(SpectralCodecConfig):
     # "predicted" (log-magnitude + phase through an iSTFT, trained on waveform losses), whose
     # output was unintelligible after 45 min here (Whisper WER ~1.0 vs 0.32 on the source).
     phase: str = "griffin_lim"
+    # "vq": layer 1 is a VQ of the codec's latent, distilled from Whisper (speech-tokenizer-tiny);
+    # "units": layer 1 is the content units (semantic_codebook_size of them), computed from Whisper
+    layer1: str = "vq"
+    units_hidden: int = 256
+    units_dim: int = 64
 
 
 def _vq_kwargs(cfg: SpeechCodecConfig) -> dict:
@@ -92,8 +103,19 @@ class CompactSpeechCodec(SpectralCodecTrunk):
 
     def __init__(self, cfg: SpeechCodecConfig):
         super().__init__(cfg)
-        self.semantic_vq = VectorQuantizer(cfg.semantic_codebook_size, cfg.latent_dim, seed=cfg.seed,
-                                           **_vq_kwargs(cfg))
+        if cfg.layer1 not in ("vq", "units"):
+            raise ValueError(f"layer1 must be 'vq' or 'units', got {cfg.layer1!r}")
+        if cfg.layer1 == "units":
+            from anygpt.nn.content_units import ContentUnits, ContentUnitsConfig
+
+            self.units = ContentUnits(ContentUnitsConfig(hidden=cfg.units_hidden, dim=cfg.units_dim,
+                                                         units=cfg.semantic_codebook_size, seed=cfg.seed))
+            self.units.requires_grad_(False)  # a fixed teacher, fitted before the codec trains
+            self.unit_embed = nn.Embedding(cfg.semantic_codebook_size, cfg.latent_dim)
+            self._whisper = None  # loaded on the first encode
+        else:
+            self.semantic_vq = VectorQuantizer(cfg.semantic_codebook_size, cfg.latent_dim, seed=cfg.seed,
+                                               **_vq_kwargs(cfg))
         self.acoustic_rvq = ResidualVectorQuantizer(cfg.num_codebooks - 1, cfg.codebook_size, cfg.latent_dim,
                                                     seed=cfg.seed + 100, **_vq_kwargs(cfg))
         self.semantic_head = nn.Linear(cfg.latent_dim, cfg.semantic_dim)
@@ -137,10 +159,41 @@ class CompactSpeechCodec(SpectralCodecTrunk):
         wav = self._istft(spec, n)
         return wav.unsqueeze(1)
 
+    # ------------------------------------------------------------------ layer 1
+    def layer1_vectors(self, c1: torch.Tensor) -> torch.Tensor:
+        """layer-1 codes LongTensor [B, T] -> their vectors [B, latent_dim, T]."""
+        if self.cfg.layer1 == "units":
+            return self.unit_embed(c1).transpose(1, 2)
+        return self.semantic_vq.decode(c1)
+
+    def content_units(self, wav: torch.Tensor) -> torch.Tensor:
+        """layer "units": wav [B, 1, S] -> units LongTensor [B, S / frame_hop], each clip read
+        by Whisper tiny.en on its own (CTranslate2, int8; loaded on first use)."""
+        from anygpt.nn.speech_data import WHISPER_HOP, WhisperEncoder, pool_frames
+
+        if self._whisper is None:
+            self._whisper = WhisperEncoder(threads=max(1, torch.get_num_threads()))
+        t = wav.shape[-1] // self.cfg.frame_hop
+        rows = [self.units.units(pool_frames(self._whisper(w[0].float().numpy()), self.cfg.frame_hop // WHISPER_HOP, t))
+                for w in wav.cpu()]
+        return torch.stack(rows).to(wav.device)
+
     # ------------------------------------------------------------------ training
-    def forward(self, wav: torch.Tensor) -> CodecOutput:
+    def forward(self, wav: torch.Tensor, units: torch.Tensor | None = None) -> CodecOutput:
+        """wav [B, 1, S]; units LongTensor [B, S / frame_hop]: layer 1 of a "units" codec (the
+        trainer computes them once per clip)."""
         e = self.encode_latent(wav)
-        o1: VQOutput = self.semantic_vq(e)
+        if self.cfg.layer1 == "units":
+            if units is None:
+                raise ValueError("a codec with layer1 'units' trains on given units [B, T]")
+            q1 = self.layer1_vectors(units).to(e.dtype)
+            hist = torch.bincount(units.reshape(-1), minlength=self.cfg.semantic_codebook_size).float()
+            p = hist / hist.sum()
+            ppl1 = torch.exp(-(p * torch.log(p + 1e-10)).sum())[None]
+            zero = e.new_zeros(())
+            o1 = VQOutput(q1, units, zero, zero, zero, ppl1[0], ppl1)
+        else:
+            o1 = self.semantic_vq(e)
         rest: VQOutput = self.acoustic_rvq(e - o1.quantized.detach())
         q = o1.quantized + rest.quantized
         semantic = self.semantic_head(o1.quantized.transpose(1, 2))
@@ -158,17 +211,17 @@ class CompactSpeechCodec(SpectralCodecTrunk):
     def encode(self, wav: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
         """wav [B, 1, S] (S a multiple of frame_hop) -> codes LongTensor [B, n_q or K, S / frame_hop]."""
         e = self.encode_latent(wav).float()
-        c1 = self.semantic_vq.encode(e)
+        c1 = self.content_units(wav) if self.cfg.layer1 == "units" else self.semantic_vq.encode(e)
         n_q = self.cfg.num_codebooks if n_q is None else n_q
         if n_q == 1:
             return c1[:, None]
-        rest = self.acoustic_rvq.encode(e - self.semantic_vq.decode(c1), n_q - 1)
+        rest = self.acoustic_rvq.encode(e - self.layer1_vectors(c1).float(), n_q - 1)
         return torch.cat([c1[:, None], rest], dim=1)
 
     @torch.no_grad()
     def quantized(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [B, K', T] (the first K' layers) -> summed code vectors [B, latent_dim, T]."""
-        q = self.semantic_vq.decode(codes[:, 0])
+        q = self.layer1_vectors(codes[:, 0]).float()
         if codes.shape[1] > 1:
             q = q + self.acoustic_rvq.decode(codes[:, 1:])
         return q

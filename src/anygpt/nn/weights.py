@@ -90,3 +90,15 @@ def load_inference_state(module: torch.nn.Module, folder: str | Path,
     if missing or unexpected:
         raise CheckpointError(f"{path}: weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
     return module
+
+
+def load_matching(module: torch.nn.Module, folder: str | Path) -> list[str]:
+    """Start training from another model's weights (`--init` of the tokenizer trainers):
+    every tensor of folder/model.safetensors whose name and shape `module` has is loaded (cast
+    to the module's dtype) -> the names of the module's tensors left as initialised."""
+    given = read_safetensors(Path(folder) / "model.safetensors")
+    own = module.state_dict()
+    fits = {k: v.to(own[k].dtype) for k, v in given.items() if k in own and own[k].shape == v.shape}
+    module.load_state_dict(fits, strict=False)
+    return sorted(set(own) - set(fits))
+

@@ -3,6 +3,8 @@
     anygpt train soundstorm --corpus data/tiny --out runs/soundstorm --steps 6500 --max-minutes 170 \\
         --threads 1 --export runs/soundstorm/model                  # the shipped recipe
     anygpt train soundstorm --corpus data/tiny --codec runs/speech-tokenizer/model --out runs/storm2
+    anygpt train soundstorm --corpus data/tiny --codec runs/speech-units/model \
+        --init src/anygpt/assets/soundstorm-tiny --out runs/soundstorm-units   # a new layer 1, the rest kept
 
 Encodes once every training clip of CORPUS/speech (split "train") with the speech codec in
 --codec (all RVQ layers; cached in OUT/codes.npz) and trains the acoustic model to fill
@@ -113,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=cli_flags.count_or_zero, default=100, help="warmup steps (default: 100)")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast (default: on)")
     p.add_argument("--config", type=str, default="{}", help="JSON overrides of SoundStormConfig")
+    p.add_argument("--init", type=Path, default=None, metavar="DIR",
+                   help="start from an exported SoundStorm (the weights of the same name and shape: a new "
+                        "codec's layer-1 embedding starts fresh)")
     add_run_args(p, out="runs/soundstorm", steps=2000, save_every=100, log_every=10, export_help="after training, export config.json + model.safetensors + prompt.safetensors here")
     return p
 
@@ -132,7 +137,7 @@ def run_config(a: argparse.Namespace, cfg: SoundStormConfig, codec) -> dict:
     return {"soundstorm": cfg.to_dict(), "codec": str(a.codec or "shipped"), "codec_config": codec.cfg.to_dict(),
             "corpus": str(a.corpus), "batch": a.batch, "target_frames": a.target_frames,
             "cross_prompt": a.cross_prompt, "lr": a.lr, "warmup": a.warmup, "steps": a.steps, "seed": a.seed,
-            "bf16": a.bf16}
+            "bf16": a.bf16, "init": None if a.init is None else str(a.init)}
 
 
 def corpus_codes(a: argparse.Namespace, codec, first_only: bool = False) -> tuple[list[np.ndarray], list[int]]:
@@ -181,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     codec = load_codec(codec_dir)
     cfg = model_config(a, codec)
     model = SoundStorm(cfg)
+    if a.init is not None:
+        from anygpt.nn.weights import load_matching
+
+        fresh = load_matching(model, a.init)
+        print(f"--init {a.init}: new {', '.join(fresh) or 'none'}", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=1e-2)
     options = RunOptions.from_args(a)
     run = TrainingRun(options, modules={"model": model}, optimizer=opt, config=run_config(a, cfg, codec),

@@ -3,6 +3,15 @@
     anygpt train speech-tokenizer --corpus data/tiny --out runs/speech-tokenizer --steps 4200 \\
         --max-minutes 45 --threads 1 --export runs/speech-tokenizer/model     # the shipped recipe
     anygpt train speech-tokenizer --synthetic --out /tmp/speech-smoke --steps 20   # no corpus needed
+    anygpt train speech-tokenizer --corpus data/tiny --out runs/speech-units --layer1 units \
+        --init src/anygpt/assets/speech-tokenizer-tiny --steps 2000 --threads 1 --export runs/speech-units/model
+
+Layer 1 "units" (issue 23: content, not voice): first the content units (anygpt.nn.content_units)
+are fitted on --unit-sentences sentences of the training split, each spoken by every voice of
+UNIT_VOICES (the same sentence in many voices is the signal that makes them voice-free; cached
+in OUT/content-units.safetensors), then the codec learns a vector per unit and its acoustic
+layers code the rest. --init starts from an exported codec (every weight of the same name and
+shape; layer 1 is new when it changes kind).
 
 Reads CORPUS/speech/manifest.jsonl (split "train"), computes once the layer-1 distillation
 targets (Whisper tiny.en encoder outputs at 50 Hz, cached in OUT/whisper50.npz, resumable),
@@ -33,6 +42,7 @@ from torch import nn
 
 from anygpt.errors import AnyGPTError
 from anygpt.nn.spectral_codec import MultiScaleMelLoss, mel_filterbank
+from anygpt.nn.quantize import VectorQuantizer
 from anygpt.nn.speech_codec import CompactSpeechCodec, SpeechCodecConfig, grad_reverse, save_codec
 from anygpt.train.core import RunOptions, TrainingRun, add_run_args, lr_at
 from anygpt import cli_flags
@@ -40,6 +50,12 @@ from anygpt.cli_flags import set_threads
 from anygpt.train.recipes import CorpusError, add_corpus_arg, command_line, train_or_export
 
 SYNTHETIC = dict(n=32, seconds=3.0, n_speakers=4)  # --synthetic: clips, seconds each, speakers
+# voices that speak the sentences the content units are fitted on: the corpus's flite and
+# espeak-ng training voices and other espeak-ng variants (benchmarks/code_predictability.py
+# measures invariance on voices partly outside these)
+UNIT_VOICES = (("flite", "kal"), ("flite", "rms"), ("flite", "slt"), ("espeak", "en-us+m3"), ("espeak", "en-us+f3"),
+               ("espeak", "en-gb-x-rp+m1"), ("espeak", "en-029+f2"), ("espeak", "en-us+m2"), ("espeak", "en-us+f1"),
+               ("espeak", "en-us+m5"), ("espeak", "en-us+f5"), ("espeak", "en-gb+m4"))
 
 
 def synthetic_speech(n: int, seconds: float, n_speakers: int = 4, sample_rate: int = 16000,
@@ -117,17 +133,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distill-weight", type=cli_flags.non_negative_float, default=2.0, help="weight of the layer-1 distillation loss")
     p.add_argument("--adversary-weight", type=cli_flags.non_negative_float, default=0.1, help="gradient-reversal scale (0: off)")
     p.add_argument("--config", type=str, default="{}", help="JSON overrides of SpeechCodecConfig")
+    p.add_argument("--layer1", choices=["vq", "units"], default="vq",
+                   help="layer 1: a VQ distilled from Whisper (vq, speech-tokenizer-tiny) or voice-free content units")
+    p.add_argument("--units", type=cli_flags.positive_int, default=256, help="content units with --layer1 units (default: 256)")
+    p.add_argument("--unit-sentences", type=cli_flags.positive_int, default=48,
+                   help="training sentences the content units are fitted on, each in every UNIT_VOICES voice (default: 48)")
+    p.add_argument("--init", type=Path, default=None, metavar="DIR",
+                   help="start from an exported codec folder (the weights of the same name and shape)")
     add_run_args(p, out="runs/speech-tokenizer", steps=4200, save_every=250, log_every=10,
                  export_help="after training, export config.json + model.safetensors to this folder")
     return p
 
 
 def codec_config(a: argparse.Namespace) -> SpeechCodecConfig:
+    """--init's config (or the defaults), then --config's overrides, then --layer1."""
+    base = SpeechCodecConfig().to_dict()
+    if a.init is not None:
+        from anygpt.nn.weights import read_meta
+
+        meta = read_meta(a.init)
+        base = {**base, **meta.get("codec", meta)}
+    layer1 = {"layer1": a.layer1, **({"semantic_codebook_size": a.units} if a.layer1 == "units" else {})}
     try:
-        overrides = json.loads(a.config)
-        return SpeechCodecConfig(**{**SpeechCodecConfig().to_dict(), "seed": a.seed, **overrides})
+        return SpeechCodecConfig(**{**base, "seed": a.seed, **json.loads(a.config), **layer1})
     except (json.JSONDecodeError, TypeError, ValueError) as e:
         raise AnyGPTError(f"--config: not JSON overrides of SpeechCodecConfig ({e})") from None
+
+
+def init_from(codec: CompactSpeechCodec, folder: Path) -> list[str]:
+    """--init: the weights of `folder`'s codec that fit (anygpt.nn.weights.load_matching); its
+    loaded codebooks need no k-means init -> the names of the weights left new."""
+    from anygpt.nn.weights import load_matching
+
+    fresh = load_matching(codec, folder)
+    for name, m in codec.named_modules():
+        if isinstance(m, VectorQuantizer) and f"{name}.codebook" not in fresh:
+            m.initted.fill_(True)
+    return fresh
 
 
 def train_clips(corpus: str):
@@ -148,13 +190,21 @@ def speakers(a: argparse.Namespace) -> int:
     return SYNTHETIC["n_speakers"] if a.synthetic else len({c.speaker for c in train_clips(a.corpus)})
 
 
-def load_data(a: argparse.Namespace, cfg: SpeechCodecConfig):
-    """-> (wavs, speaker ids, targets [T, 384] per clip or None)."""
+def load_data(a: argparse.Namespace, codec: CompactSpeechCodec):
+    """-> (wavs, speaker ids, per clip: content targets [T, 384] (float16) or None, layer-1 units
+    LongTensor [T] of a "units" codec or None)."""
+    cfg = codec.cfg
+    from anygpt.nn.speech_data import WhisperEncoder, load_clips, pool_frames, speaker_index, whisper_targets
+
     if a.synthetic:
         wavs, spk = synthetic_speech(SYNTHETIC["n"], SYNTHETIC["seconds"], SYNTHETIC["n_speakers"], seed=a.seed)
-        return wavs, spk, None
-    from anygpt.nn.speech_data import load_clips, pool_frames, speaker_index, whisper_targets
-
+        if cfg.layer1 != "units":
+            return wavs, spk, None, None
+        enc = WhisperEncoder(threads=torch.get_num_threads())
+        targets = [pool_frames(enc(w), cfg.frame_hop // 320, -(-len(w) // cfg.frame_hop)) for w in wavs]
+        # stand-in "sentences": clip i and the clip of the next speaker
+        fit_units(a, codec, {(s, i // SYNTHETIC["n_speakers"]): t for i, (s, t) in enumerate(zip(spk, targets))})
+        return wavs, spk, None, [codec.units.units(t) for t in targets]
     clips = train_clips(a.corpus)
     wavs = load_clips(clips, cfg.sample_rate, progress=not a.no_progress)
     t50 = whisper_targets(clips, wavs, 320, Path(a.out) / "whisper50.npz", threads=torch.get_num_threads(),
@@ -163,7 +213,50 @@ def load_data(a: argparse.Namespace, cfg: SpeechCodecConfig):
     targets = [pool_frames(t50[c.id].astype(np.float32), f, -(-len(w) // cfg.frame_hop)).astype(np.float16)
                for c, w in zip(clips, wavs)]
     spk_ix = speaker_index(clips)
-    return wavs, [spk_ix[c.speaker] for c in clips], targets
+    speakers_of = [spk_ix[c.speaker] for c in clips]
+    if cfg.layer1 != "units":
+        return wavs, speakers_of, targets, None
+    fit_units(a, codec, unit_sentence_features(a, clips, f))
+    return wavs, speakers_of, None, [codec.units.units(t.astype(np.float32)) for t in targets]
+
+
+def unit_sentence_features(a: argparse.Namespace, clips, factor: int) -> dict[tuple[str, int], np.ndarray]:
+    """--unit-sentences training sentences, each spoken by every UNIT_VOICES voice -> (voice,
+    sentence) -> Whisper features [T, 384] at the code rate."""
+    import tempfile
+
+    from anygpt.data.corpora.speech import synthesise
+    from anygpt.media_io import load_audio
+    from anygpt.nn.speech_data import WhisperEncoder, pool_frames
+
+    texts = list(dict.fromkeys(c.text for c in clips if c.text))[: a.unit_sentences]
+    enc = WhisperEncoder(threads=torch.get_num_threads())
+    feats = {}
+    with tempfile.TemporaryDirectory(prefix="anygpt-units-") as tmp:
+        for s, text in enumerate(texts):
+            for engine, voice in UNIT_VOICES:
+                wav = load_audio(synthesise(engine, voice, text, Path(tmp) / "say.wav"), 16000)[0].numpy()
+                feats[(voice, s)] = pool_frames(enc(wav), factor, -(-len(wav) // (320 * factor)))
+    return feats
+
+
+def fit_units(a: argparse.Namespace, codec: CompactSpeechCodec, feats: dict) -> None:
+    """The codec's content units: fitted on `feats` ((voice, sentence) -> features) once, then
+    read back from OUT/content-units.safetensors (a resumed run keeps its units)."""
+    from anygpt.files import atomic_path
+    from anygpt.nn.content_units import ContentUnitsConfig, train_content_units
+    from anygpt.nn.weights import read_safetensors
+
+    cache = Path(a.out) / "content-units.safetensors"
+    if not cache.is_file():
+        from safetensors.torch import save_file
+
+        cfg = codec.cfg
+        units = train_content_units(feats, ContentUnitsConfig(hidden=cfg.units_hidden, dim=cfg.units_dim,
+                                                              units=cfg.semantic_codebook_size, seed=cfg.seed))
+        with atomic_path(cache) as tmp:  # float16, as the export keeps them: training sees the units encode gives
+            save_file({k: v.half().contiguous() for k, v in units.state_dict().items()}, str(tmp))
+    codec.units.load_state_dict({k: v.float() for k, v in read_safetensors(cache).items()})
 
 
 def run_config(a: argparse.Namespace, cfg: SpeechCodecConfig, n_speakers: int) -> dict:
@@ -171,12 +264,23 @@ def run_config(a: argparse.Namespace, cfg: SpeechCodecConfig, n_speakers: int) -
     return {"codec": cfg.to_dict(), "corpus": None if a.synthetic else str(a.corpus), "n_speakers": n_speakers,
             "batch": a.batch, "crop_frames": a.crop_frames, "lr": a.lr, "warmup": a.warmup, "steps": a.steps,
             "seed": a.seed, "bf16": a.bf16, "distill_weight": a.distill_weight,
-            "adversary_weight": a.adversary_weight}
+            "adversary_weight": a.adversary_weight, "init": None if a.init is None else str(a.init),
+            "unit_sentences": a.unit_sentences if cfg.layer1 == "units" else None}
+
+
+def crop_units(units: list[torch.Tensor], idx: list[int], starts: list[int], frames: int) -> torch.Tensor:
+    """The layer-1 units of the crops: LongTensor [B, frames] (0 past a clip's end, where the
+    crop is zero-padded)."""
+    out = torch.zeros(len(idx), frames, dtype=torch.long)
+    for row, (i, st) in enumerate(zip(idx, starts)):
+        seg = units[i][st: st + frames]
+        out[row, : len(seg)] = seg
+    return out
 
 
 def fit(run: TrainingRun, codec: CompactSpeechCodec, adversary: nn.Module, a: argparse.Namespace) -> None:
     cfg = codec.cfg
-    wavs, spk, targets = load_data(a, cfg)
+    wavs, spk, targets, units = load_data(a, codec)
     mel_loss = MultiScaleMelLoss(cfg.sample_rate)
     mel_fb = mel_filterbank(cfg.sample_rate, cfg.n_fft, 80)
     spk_t = torch.tensor(spk)
@@ -185,7 +289,7 @@ def fit(run: TrainingRun, codec: CompactSpeechCodec, adversary: nn.Module, a: ar
     for step in run.steps():
         wav, idx, starts = draw_crops(wavs, a.batch, a.crop_frames, cfg.frame_hop, a.seed, step, weights)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
-            out = codec(wav)
+            out = codec(wav, crop_units(units, idx, starts, a.crop_frames) if units is not None else None)
             if out.wav is None:  # Griffin-Lim codec: regress the spectrum itself
                 mag, mel = spectrum_losses(out.logmag, codec.spectrogram(wav), mel_fb)
                 loss = mag + mel + out.vq_loss
@@ -199,7 +303,7 @@ def fit(run: TrainingRun, codec: CompactSpeechCodec, adversary: nn.Module, a: ar
                 distill = distill_loss(out.semantic, targets, idx, starts, a.crop_frames)
                 loss = loss + a.distill_weight * distill
                 terms["distill"] = distill.item()
-            if a.adversary_weight > 0:
+            if a.adversary_weight > 0 and units is None:  # content units are voice-free by construction
                 feats = grad_reverse(out.q1.transpose(1, 2).float(), a.adversary_weight)
                 logits = adversary(feats).mean(1)
                 adv = F.cross_entropy(logits, spk_t[idx])
@@ -217,6 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     n_speakers = speakers(a)
     torch.manual_seed(a.seed)
     codec = CompactSpeechCodec(cfg)
+    if a.init is not None:
+        from anygpt.nn.weights import TRAINING_ONLY
+
+        fresh = [k for k in init_from(codec, a.init) if not k.endswith(TRAINING_ONLY)]
+        print(f"--init {a.init}: new {', '.join(sorted({k.split('.')[0] for k in fresh})) or 'none'}", flush=True)
     adversary = nn.Sequential(nn.Linear(cfg.latent_dim, 128), nn.GELU(), nn.Linear(128, n_speakers))
     opt = torch.optim.AdamW(list(codec.parameters()) + list(adversary.parameters()), lr=a.lr,
                             betas=(0.8, 0.99), weight_decay=1e-4)
