@@ -1,0 +1,56 @@
+"""anygpt.serve.scheduler: the bounded queue (503 + Retry-After), queued/running counts, per-job
+failures (cancelled 499, expired 504), a real reply, and no new jobs once stopped. Every wait is
+on a job's future, with a generous bound."""
+
+import pytest
+
+from anygpt.serve.errors import APIError
+from anygpt.serve.jobs import build_job
+from anygpt.serve.media import MediaLimits
+from anygpt.serve.media_cache import MediaCache
+from anygpt.serve.scheduler import JobResult, Scheduler
+from anygpt.serve.schemas import ChatRequest
+from serve_helpers import MODEL
+
+WAIT_S = 300  # a bound on a wait that an event ends, never a timing threshold
+
+
+def text_job(model, timeout=60.0):
+    req = ChatRequest(messages=[{"role": "user", "content": "hello"}], max_tokens=4, seed=1)
+    return build_job(req, model, MediaCache(), MediaLimits(), model_name=MODEL, timeout=timeout)
+
+
+def test_full_queue_is_a_503_with_retry_after(media_model):
+    sched = Scheduler(media_model, MediaCache(), max_batch=1, max_queue=2, retry_after=7)  # never started
+    sched.submit(text_job(media_model))
+    sched.submit(text_job(media_model))
+    assert (sched.queued, sched.running) == (2, 0)
+    with pytest.raises(APIError) as e:
+        sched.submit(text_job(media_model))
+    assert (e.value.status, e.value.code, e.value.headers) == (503, "server_busy", {"Retry-After": "7"})
+    assert "2 requests are waiting; retry in 7 s" in e.value.message
+    assert sched.queued == 2
+    with pytest.raises(ValueError, match="max_queue=0"):
+        Scheduler(media_model, MediaCache(), max_queue=0)
+
+
+def test_started_scheduler_answers_and_fails_jobs_alone_then_refuses_when_stopped(media_model):
+    sched = Scheduler(media_model, MediaCache(), max_batch=2, max_queue=8).start()
+    try:
+        cancelled, expired, good = text_job(media_model), text_job(media_model, timeout=-1), text_job(media_model)
+        cancelled.cancel.set()
+        for job in (cancelled, expired, good):
+            sched.submit(job)
+        result = good.future.result(timeout=WAIT_S)
+        assert isinstance(result, JobResult) and result.media == []
+        assert 1 <= result.completion_tokens <= 4 and result.prompt_tokens > 0
+        assert result.finish_reason in ("stop", "length")
+        for job, status, code in ((cancelled, 499, "cancelled"), (expired, 504, "timeout")):
+            error = job.future.exception(timeout=WAIT_S)
+            assert (error.status, error.code) == (status, code)
+        assert (sched.queued, sched.running) == (0, 0) and sched.batches >= 1
+    finally:
+        sched.stop()
+    with pytest.raises(APIError) as e:
+        sched.submit(text_job(media_model))
+    assert (e.value.status, e.value.code) == (503, "shutting_down")
