@@ -203,7 +203,7 @@ def load_data(a: argparse.Namespace, codec: CompactSpeechCodec):
         enc = WhisperEncoder(threads=torch.get_num_threads())
         targets = [pool_frames(enc(w), cfg.frame_hop // 320, -(-len(w) // cfg.frame_hop)) for w in wavs]
         # stand-in "sentences": clip i and the clip of the next speaker
-        fit_units(a, codec, {(s, i // SYNTHETIC["n_speakers"]): t for i, (s, t) in enumerate(zip(spk, targets))})
+        fit_units(a, codec, lambda: {(s, i // SYNTHETIC["n_speakers"]): t for i, (s, t) in enumerate(zip(spk, targets))})
         return wavs, spk, None, [codec.units.units(t) for t in targets]
     clips = train_clips(a.corpus)
     wavs = load_clips(clips, cfg.sample_rate, progress=not a.no_progress)
@@ -216,7 +216,7 @@ def load_data(a: argparse.Namespace, codec: CompactSpeechCodec):
     speakers_of = [spk_ix[c.speaker] for c in clips]
     if cfg.layer1 != "units":
         return wavs, speakers_of, targets, None
-    fit_units(a, codec, unit_sentence_features(a, clips, f))
+    fit_units(a, codec, lambda: unit_sentence_features(a, clips, f))
     return wavs, speakers_of, None, [codec.units.units(t.astype(np.float32)) for t in targets]
 
 
@@ -240,9 +240,10 @@ def unit_sentence_features(a: argparse.Namespace, clips, factor: int) -> dict[tu
     return feats
 
 
-def fit_units(a: argparse.Namespace, codec: CompactSpeechCodec, feats: dict) -> None:
-    """The codec's content units: fitted on `feats` ((voice, sentence) -> features) once, then
-    read back from OUT/content-units.safetensors (a resumed run keeps its units)."""
+def fit_units(a: argparse.Namespace, codec: CompactSpeechCodec, features) -> None:
+    """The codec's content units: fitted once on features() ((voice, sentence) -> features [T, D]),
+    then read back from OUT/content-units.safetensors (a resumed run keeps its units and
+    speaks nothing again)."""
     from anygpt.files import atomic_path
     from anygpt.nn.content_units import ContentUnitsConfig, train_content_units
     from anygpt.nn.weights import read_safetensors
@@ -252,7 +253,7 @@ def fit_units(a: argparse.Namespace, codec: CompactSpeechCodec, feats: dict) -> 
         from safetensors.torch import save_file
 
         cfg = codec.cfg
-        units = train_content_units(feats, ContentUnitsConfig(hidden=cfg.units_hidden, dim=cfg.units_dim,
+        units = train_content_units(features(), ContentUnitsConfig(hidden=cfg.units_hidden, dim=cfg.units_dim,
                                                               units=cfg.semantic_codebook_size, seed=cfg.seed))
         with atomic_path(cache) as tmp:  # float16, as the export keeps them: training sees the units encode gives
             save_file({k: v.half().contiguous() for k, v in units.state_dict().items()}, str(tmp))
