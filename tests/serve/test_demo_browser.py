@@ -76,7 +76,12 @@ def test_demo_shows_the_image_reply(demo_url, browser, tmp_path_factory):
     # Gradio's load sequence ends by setting window.__is_colab__ and dispatching "loaded":
     # type only after that.
     wait.until(lambda d: d.execute_script("return typeof window.__is_colab__ === 'boolean'"))
-    box = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#message textarea"))[0]
+    # That flag is set before the Blocks app (imported afterwards) has given the Textbox its
+    # props; until then a typed value can still be reset to the prop's "" (a fresh-clone suite
+    # run lost it so). The placeholder arrives with the same props: type once it is shown.
+    wait.until(lambda d: d.execute_script(
+        "const t = document.querySelector('#message textarea'); return !!t && t.placeholder === 'Write a message...'"))
+    box = browser.find_element(By.CSS_SELECTOR, "#message textarea")
     box.send_keys("Draw a red circle on white.")
     assert box.get_attribute("value") == "Draw a red circle on white."
     (image_choice,) = [x for x in browser.find_elements(By.CSS_SELECTOR, "#outputs label") if x.text.strip() == "image"]
