@@ -97,7 +97,7 @@ def test_tokenizers_choose_the_codes_and_are_named_in_the_model(tmp_path):
     assert chosen(stages["tokenize-speech"], "--tokenizer")[0] == "compact"
     for lm_stage in ("pretrain", "chat"):  # the exported anygpt.json names the codes it was trained on
         assert chosen(stages[lm_stage], "--tokenizers")[:3] == ["image=grid", "music=compact", "speech=compact"]
-    for bad, words in ((["image=nonsense"], "no image tokenizer 'nonsense'"), (["smell=x"], "MODALITY=LOADER")):
+    for bad, words in ((["image=nonsense"], "no image tokenizer loader 'nonsense'"), (["smell=x"], "MODALITY=LOADER")):
         with pytest.raises(UsageError, match=words):
             stages_for(PIPELINE_PRESETS["micro"], tmp_path, _args(tokenizers=bad))
 

@@ -237,10 +237,11 @@ def load_image(source: str | Path | bytes, size: tuple[int, int] | None = None, 
     the caller only needs about N x N pixels, so a JPEG is decoded at a fraction of its size
     when the codec can, and a picture over 4N a side is reduced in 8 bits before the float copy
     (a 4096 px picture is 200 MB as floats). Refused as probe_image refuses (header first)."""
-    probe_image(source, max_pixels, name=name, format=format)
     label, handle, _ = _source(source, name)
+    data = _image_bytes(handle, label)  # read once: the header check and the decode share it
+    probe_image(data, max_pixels, name=label, format=format)
     try:
-        with Image.open(handle, formats=[format] if format else None) as im:
+        with Image.open(io.BytesIO(data), formats=[format] if format else None) as im:
             _check_pixels(label, *im.size, max_pixels)  # what Pillow reads, if not what the header said
             if shrink_to is not None and im.format == "JPEG":
                 im.draft("RGB", (shrink_to, shrink_to))

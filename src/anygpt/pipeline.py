@@ -170,9 +170,8 @@ def stages_for(preset: PipelinePreset, out: Path, a: argparse.Namespace) -> list
 
 def pipeline_tokenizers(overrides: list[str] | None) -> dict[str, str]:
     """--tokenizers image=grid ... -> {modality: loader} for every modality, "compact" (the shipped
-    tiny tokenizers) where not named."""
-    import anygpt.modalities  # noqa: F401  (registers the modalities and their loaders)
-    from anygpt.modalities.registry import get_modality
+    tiny tokenizers) where not named; each loader checked as `anygpt train lm` checks it."""
+    from anygpt.train.lm import check_loaders
 
     chosen = dict.fromkeys(MODALITY_FOLDERS, "compact")
     for item in overrides or []:
@@ -180,10 +179,8 @@ def pipeline_tokenizers(overrides: list[str] | None) -> dict[str, str]:
         if not sep or modality not in MODALITY_FOLDERS:
             raise UsageError(f"--tokenizers: {item!r} is not MODALITY=LOADER with MODALITY one of "
                              f"{', '.join(MODALITY_FOLDERS)} (e.g. image=grid)")
-        known = get_modality(modality).tokenizer_loaders
-        if name not in known:
-            raise UsageError(f"--tokenizers {item}: no {modality} tokenizer {name!r}; known: {', '.join(sorted(known))}")
         chosen[modality] = name
+    check_loaders([f"{m}={name}" for m, name in chosen.items()])
     return chosen
 
 

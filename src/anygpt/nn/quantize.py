@@ -67,6 +67,13 @@ class VQOutput:
     perplexities: torch.Tensor
 
 
+def code_perplexity(codes: torch.Tensor, codebook_size: int) -> torch.Tensor:
+    """codes LongTensor (any shape) -> scalar exp(entropy) of their use; codebook_size at uniform use."""
+    counts = torch.bincount(codes.reshape(-1), minlength=codebook_size).float()
+    p = counts / counts.sum().clamp(min=1)
+    return torch.exp(-(p * torch.log(p + 1e-10)).sum())
+
+
 def _to_rows(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
     """[B, D, *] -> rows [N, D] and the shape [B, *] to restore codes to."""
     if x.dim() < 2:
@@ -255,9 +262,7 @@ class VectorQuantizer(nn.Module):
                 q_st = self.project_out(q_st)
             if self.training:
                 self._update(rows.detach(), codes)
-            counts = torch.bincount(codes, minlength=self.codebook_size).float()
-            p = counts / counts.sum().clamp(min=1)
-            perplexity = torch.exp(-(p * torch.log(p + 1e-10)).sum())
+            perplexity = code_perplexity(codes, self.codebook_size)
             loss = self.commitment_weight * commit + codebook_loss
         quantized = _from_rows(q_st, shape).to(x.dtype)
         return VQOutput(quantized, codes.reshape(shape), loss, commit, codebook_loss, perplexity,

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from anygpt.nn.spectral_codec import SpectralCodecConfig, SpectralCodecTrunk
-from anygpt.nn.quantize import ResidualVectorQuantizer, VectorQuantizer, VQOutput
+from anygpt.nn.quantize import ResidualVectorQuantizer, VectorQuantizer, VQOutput, code_perplexity
 
 
 @dataclass
@@ -186,12 +186,9 @@ class CompactSpeechCodec(SpectralCodecTrunk):
         if self.cfg.layer1 == "units":
             if units is None:
                 raise ValueError("a codec with layer1 'units' trains on given units [B, T]")
-            q1 = self.layer1_vectors(units).to(e.dtype)
-            hist = torch.bincount(units.reshape(-1), minlength=self.cfg.semantic_codebook_size).float()
-            p = hist / hist.sum()
-            ppl1 = torch.exp(-(p * torch.log(p + 1e-10)).sum())[None]
+            ppl = code_perplexity(units, self.cfg.semantic_codebook_size)
             zero = e.new_zeros(())
-            o1 = VQOutput(q1, units, zero, zero, zero, ppl1[0], ppl1)
+            o1 = VQOutput(self.layer1_vectors(units).to(e.dtype), units, zero, zero, zero, ppl, ppl.reshape(1))
         else:
             o1 = self.semantic_vq(e)
         rest: VQOutput = self.acoustic_rvq(e - o1.quantized.detach())

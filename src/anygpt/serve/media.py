@@ -137,13 +137,10 @@ def audio_seconds(data: bytes, fmt: str, param: str, limits: MediaLimits) -> flo
 
 
 def audio_from_bytes(data: bytes, fmt: str, param: str, limits: MediaLimits, tokenizer) -> torch.Tensor:
-    """An audio file's bytes, of format `fmt` -> FloatTensor [1, S] mono at the tokenizer's
-    sample rate, as the command line reads a file (media_io.load_audio), then the tokenizer's
-    `prepare`."""
+    """An audio file's bytes, of format `fmt` -> FloatTensor [1, S] in [-1, 1], mono at the
+    tokenizer's sample rate, as the command line reads a file (media_io.load_audio)."""
     with _answered(param), DECODING:
-        wav = media_io.load_audio(data, tokenizer.sample_rate, name=param, format=fmt, **_audio_limits(limits))
-        wav = tokenizer.prepare(wav[None], sample_rate=tokenizer.sample_rate)[0]  # [1, S]
-    return wav.clamp(-1.0, 1.0)
+        return media_io.load_audio(data, tokenizer.sample_rate, name=param, format=fmt, **_audio_limits(limits))
 
 
 # ----------------------------------------------------------------------------- replies
