@@ -11,6 +11,7 @@ import io
 import pickle
 import threading
 import time
+from contextlib import contextmanager
 
 import httpx
 import numpy as np
@@ -20,6 +21,9 @@ import torch
 from PIL import Image
 
 from serve_helpers import MODEL, live, png_url, wav_b64
+
+from anygpt.serve.app import create_app, running_server
+from anygpt.serve.service import ChatService, ServeConfig
 
 
 def post(url, body, timeout: float = 60, **kw):
@@ -166,13 +170,17 @@ class HeldDecoder:
         return done
 
 
-def held_scheduler(service) -> HeldEngine:
-    """The service's scheduler on a HeldEngine (its decoder is rebuilt on the held engine
-    before any request arrives)."""
+@contextmanager
+def live_held(model, **config):
+    """(base URL, service, HeldEngine) of a live server whose scheduler decodes on a HeldEngine.
+    The engine is wrapped before the server starts the scheduler's thread: that thread builds
+    its decoder from scheduler.engine, so a swap after the start could race with it and leave
+    the requests on an unheld decoder."""
+    service = ChatService(model, ServeConfig(model_name=MODEL, **config))
     scheduler = service.scheduler
     held = scheduler.engine = HeldEngine(scheduler.engine, scheduler._stop)
-    scheduler._decoder = held.decoder()
-    return held
+    with running_server(create_app(service)) as url:
+        yield url, service, held
 
 
 def wait_until(cond, seconds=120.0):
@@ -186,8 +194,7 @@ def test_full_queue_is_503_with_retry_after(media_model):
     # the held requests wait for every bounded wait below (up to 2 x 120 s on a loaded machine):
     # neither the server's request timeout nor the client's may end them first, or a slow run
     # turns them into 504s
-    with live(media_model, max_batch=1, max_queue=1, retry_after=2, timeout=3600) as (url, service):
-        held = held_scheduler(service)
+    with live_held(media_model, max_batch=1, max_queue=1, retry_after=2, timeout=3600) as (url, service, held):
         answers = {}
         held_post = lambda text: post(url, user(text), timeout=600)  # noqa: E731
         first = threading.Thread(target=lambda: answers.setdefault("a", held_post("one")))
@@ -204,8 +211,7 @@ def test_full_queue_is_503_with_retry_after(media_model):
 
 
 def test_timeout_is_504_and_stops_the_work(media_model):
-    with live(media_model, timeout=0.5) as (url, service):
-        held = held_scheduler(service)
+    with live_held(media_model, timeout=0.5) as (url, _, held):
         r = post(url, {**user("hi"), "max_tokens": 200})
         assert error_of(r, 504)["code"] == "timeout"
         held.release.set()
@@ -214,8 +220,7 @@ def test_timeout_is_504_and_stops_the_work(media_model):
 
 
 def test_a_client_that_disconnects_cancels_its_request(media_model):
-    with live(media_model) as (url, service):
-        held = held_scheduler(service)
+    with live_held(media_model) as (url, _, held):
         body = {**user("Tell me everything."), "max_tokens": 2000, "stream": True}
         with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=60) as r:
             first = next(r.iter_lines())
