@@ -10,8 +10,8 @@ Method, for an RGB image [H, W, 3] (any size, square or not):
    pixels are labelled with the nearest palette colour; the most frequent object colour
    (if it covers enough of the cell) is the cell's object;
 3. a coverage map alpha in [0, 1] of that colour is taken by projecting every pixel on the
-   segment background -> colour (undoing anti-aliasing); the half-coverage mask alpha > 0.5
-   is the object's outline;
+   segment background -> colour (undoing anti-aliasing); the half-coverage level set of
+   alpha, upsampled bilinearly, is the object's outline;
 4. shape from scale-free measures of the coverage map: solidity (area / convex-hull area),
    bounding-box fill and the centroid's vertical offset in the box; size from the area
    expressed as an equivalent radius in cell units (boundary at the geometric mean of the
@@ -94,16 +94,39 @@ def _coverage(cell: np.ndarray, colour: np.ndarray, bg: np.ndarray, max_residual
     return alpha
 
 
-def _shape_features(alpha: np.ndarray) -> tuple[float, float, float]:
-    """(solidity, bbox fill, vertical centroid offset / box height) of a coverage map.
+# cells are upsampled to about this many pixels a side before thresholding (see _outline)
+OUTLINE_SIDE = 80
 
-    Measured on the half-coverage mask (alpha > 0.5): for an anti-aliased or mildly blurred
-    edge that level set stays on the true outline, and compression noise stays below it.
-    """
+
+def _zoom(alpha: np.ndarray) -> int:
+    return max(1, -(-OUTLINE_SIDE // min(alpha.shape)))
+
+
+def _outline(alpha: np.ndarray) -> np.ndarray:
+    """Half-coverage mask [h * z, w * z] of a coverage map [h, w] (z = _zoom: 4 for the cells of
+    a 64 px scene, 1 from 240 px up): alpha is upsampled bilinearly, then thresholded at 0.5, so
+    the outline falls between pixel centres.
+
+    Why not threshold the pixels: an edge through a pixel's centre gives that pixel exactly
+    0.5 coverage (the centre cell's objects do: their edges sit on half pixels), so a change of
+    1/255 flips whole rows of edge pixels in or out of the mask and a square reads as a circle.
+    Upsampled, the same change moves the outline by a few hundredths of a pixel."""
+    from skimage.transform import resize
+
+    z = _zoom(alpha)
+    if z == 1:
+        return alpha > 0.5
+    return resize(alpha, (alpha.shape[0] * z, alpha.shape[1] * z), order=1, mode="edge", anti_aliasing=False) > 0.5
+
+
+def _shape_features(alpha: np.ndarray) -> tuple[float, float, float]:
+    """(solidity, bbox fill, vertical centroid offset / box height) of a coverage map [h, w],
+    measured on its half-coverage outline (_outline): for an anti-aliased or mildly blurred edge
+    that level set stays on the true outline, and compression noise stays below it."""
     from skimage.morphology import convex_hull_image
 
-    mask = alpha > 0.5
-    if mask.sum() < 3:
+    mask = _outline(alpha)
+    if mask.sum() < 3 * _zoom(alpha) ** 2:
         return 1.0, 1.0, 0.0
     hull = convex_hull_image(mask).sum()
     solidity = float(mask.sum() / max(hull, 1))
@@ -116,8 +139,8 @@ def _shape_features(alpha: np.ndarray) -> tuple[float, float, float]:
 
 
 def _soft_area(alpha: np.ndarray) -> float:
-    """Area in pixels of the half-coverage mask."""
-    return float((alpha > 0.5).sum())
+    """Area in pixels of the half-coverage outline (_outline)."""
+    return float(_outline(alpha).sum() / _zoom(alpha) ** 2)
 
 
 # area of each shape in units of r^2 (r = SIZE_RADIUS * cell), from the corpus' documented geometry
