@@ -66,14 +66,20 @@ def calibrate_scenes(args) -> dict:
         specs = [scenes.sample_scene(rng, heldout=(k % 5 == 0)) for k in range(args.n)]
         sets = {f"rendered {s}px": [(scenes.render_scene(sp, size=s), scenes.attributes(sp)) for sp in specs]
                 for s in args.sizes}
-        jpeg = []
-        for sp in specs:  # a robustness row: the 64 px images through JPEG quality 75
-            import io
+        import io
 
-            from PIL import Image
+        import numpy as np
+        from PIL import Image
+
+        jpeg, noisy, noise = [], [], np.random.default_rng(args.seed)
+        for sp in specs:  # robustness rows: the 64 px images with +-8 levels of noise, and through JPEG q75
+            img = scenes.render_scene(sp, size=64)
+            wobble = np.asarray(img, dtype=np.float32) + noise.uniform(-8, 8, (64, 64, 3))
+            noisy.append((Image.fromarray(np.clip(wobble, 0, 255).round().astype(np.uint8)), scenes.attributes(sp)))
             buf = io.BytesIO()
-            scenes.render_scene(sp, size=64).save(buf, format="JPEG", quality=75)
+            img.save(buf, format="JPEG", quality=75)
             jpeg.append((Image.open(io.BytesIO(buf.getvalue())).convert("RGB"), scenes.attributes(sp)))
+        sets["rendered 64px, noise +-8 levels"] = noisy
         sets["rendered 64px, JPEG q75"] = jpeg
     errors = collections.Counter()
     for name, pairs in sets.items():

@@ -262,8 +262,12 @@ def content_unit_rows(args, test_clips: dict, tmp: Path) -> list[dict]:
         wav = load_audio(path, 16000)[0].numpy()
         return pool_frames(enc(wav), 2, -(-len(wav) // 640))  # 25 frames per second, as layer 1
 
+    if args.units_voices == "trainer":
+        from anygpt.train.speech_tokenizer import UNIT_VOICES as fit_voices
+    else:
+        fit_voices = VOICES[:args.voices]
     fit_clips = {}
-    for engine, voice in VOICES[:args.voices]:
+    for engine, voice in fit_voices:
         for s, text in enumerate(extra_sentences(args.units_sentences, args.seed)):
             wav = tmp / f"fit-{voice}-{s}.wav"
             synthesise(engine, voice, text, wav)
@@ -393,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--voices", type=int, default=len(VOICES))
     ap.add_argument("--units", type=int, action="append", default=None,
                     help="also measure content units (anygpt.nn.content_units) with this many units (repeatable)")
+    ap.add_argument("--units-voices", choices=("benchmark", "trainer"), default="benchmark",
+                    help="voices the content units are fitted in: this benchmark's own (default) or the speech "
+                         "tokenizer trainer's UNIT_VOICES, none of them an espeak-ng voice measured here")
     ap.add_argument("--units-sentences", type=int, default=48,
                     help="other sentences, in the same voices, that the content units are fitted on")
     ap.add_argument("--melodies", type=int, default=8)
