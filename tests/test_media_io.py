@@ -451,3 +451,17 @@ def test_save_image_shape_errors(tmp_path, shape):
         save_image(torch.zeros(shape), path)
     assert str(path) in str(e.value)
     assert not path.exists()
+
+
+def test_read_image_gives_rgb_on_white_and_load_image_its_floats(tmp_path):
+    rgba = Image.new("RGBA", (6, 4), (255, 0, 0, 0))
+    rgba.putpixel((0, 0), (0, 0, 255, 255))
+    rgba.save(tmp_path / "a.png")
+    im = media_io.read_image(tmp_path / "a.png")
+    assert im.mode == "RGB" and im.size == (6, 4)
+    assert im.getpixel((0, 0)) == (0, 0, 255) and im.getpixel((1, 0)) == (255, 255, 255)
+    t = load_image(tmp_path / "a.png")
+    assert t.shape == (3, 4, 6) and torch.equal(t, torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1))
+    (tmp_path / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    with pytest.raises(MediaError, match="b.png"):
+        media_io.read_image(tmp_path / "b.png")

@@ -227,15 +227,11 @@ def _check_pixels(label: str, w: int, h: int, max_pixels: int | None) -> None:
                             f"{_downscale_hint(max_pixels)}")
 
 
-def load_image(source: str | Path | bytes, size: tuple[int, int] | None = None, *,
-               max_pixels: int | None = MAX_IMAGE_PIXELS, name: str | None = None, format: str | None = None,
-               shrink_to: int | None = None) -> torch.Tensor:
-    """Read an image (a file, or its bytes) as RGB FloatTensor [3, H, W] in [0, 1], resized to
-    size=(H, W) if given.
-
-    Transparent pixels are composited on white; resizing uses bicubic filtering. shrink_to=N:
-    the caller only needs about N x N pixels, so a JPEG is decoded at a fraction of its size
-    when the codec can, and a picture over 4N a side is reduced in 8 bits before the float copy
+def read_image(source: str | Path | bytes, *, max_pixels: int | None = MAX_IMAGE_PIXELS, name: str | None = None,
+               format: str | None = None, shrink_to: int | None = None) -> Image.Image:
+    """Read an image (a file, or its bytes) as an RGB PIL image, transparent pixels composited
+    on white. shrink_to=N: the caller only needs about N x N pixels, so a JPEG is decoded at a
+    fraction of its size when the codec can, and a picture over 4N a side is reduced in 8 bits
     (a 4096 px picture is 200 MB as floats). Refused as probe_image refuses (header first)."""
     label, handle, _ = _source(source, name)
     data = _image_bytes(handle, label)  # read once: the header check and the decode share it
@@ -248,11 +244,19 @@ def load_image(source: str | Path | bytes, size: tuple[int, int] | None = None, 
             im.load()
             if shrink_to is not None and max(im.size) > 4 * shrink_to:
                 im = im.reduce(max(im.size) // (4 * shrink_to))
-            rgb = to_rgb(im)
+            return to_rgb(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         if isinstance(e, MediaError):
             raise
         raise MediaError(f"{label}: cannot read image ({e}); supported: PNG, JPEG, BMP, GIF, WebP, TIFF") from None
+
+
+def load_image(source: str | Path | bytes, size: tuple[int, int] | None = None, *,
+               max_pixels: int | None = MAX_IMAGE_PIXELS, name: str | None = None, format: str | None = None,
+               shrink_to: int | None = None) -> torch.Tensor:
+    """Read an image (read_image: the same checks and options) as RGB FloatTensor [3, H, W] in
+    [0, 1], resized to size=(H, W) with bicubic filtering if given."""
+    rgb = read_image(source, max_pixels=max_pixels, name=name, format=format, shrink_to=shrink_to)
     if size is not None and rgb.size != (size[1], size[0]):
         rgb = rgb.resize((size[1], size[0]), Image.BICUBIC)
     arr = np.asarray(rgb, dtype=np.float32) / 255.0

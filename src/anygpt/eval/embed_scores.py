@@ -40,13 +40,13 @@ def _unit(x) -> np.ndarray:
 def clip_scores(folder: str | Path, image_paths: Sequence[str | Path], captions: Sequence[str]) -> list[float]:
     """Cosine between CLIP embeddings of image i and caption i."""
     import torch
-    from PIL import Image
+
+    from anygpt.media_io import read_image
 
     model, proc = _clip(str(folder))
     out = []
     for p, c in zip(image_paths, captions):
-        with Image.open(p) as im:
-            batch = proc(text=[c], images=[im.convert("RGB")], return_tensors="pt", padding=True, truncation=True)
+        batch = proc(text=[c], images=[read_image(p)], return_tensors="pt", padding=True, truncation=True)
         with torch.inference_mode():
             ie = model.get_image_features(pixel_values=batch["pixel_values"])
             te = model.get_text_features(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])

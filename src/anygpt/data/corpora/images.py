@@ -29,7 +29,8 @@ from anygpt.data.corpora.common import (
 )
 from anygpt.data.corpora.presets import ImagePreset
 from anygpt.files import atomic_path
-from anygpt.media_io import to_rgb
+from anygpt.errors import MediaError
+from anygpt.media_io import read_image, to_rgb
 
 EMOJI_DIR = Path(os.environ.get("ANYGPT_EMOJI_DIR", Path.home() / ".cache/anygpt/npm/node_modules/emoji-datasource-google"))
 NOTO_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
@@ -130,11 +131,9 @@ def _emoji_google(job: dict) -> Image.Image:
     if not path.is_file():
         raise JobFailed(f"{path}: picture missing")
     try:
-        with Image.open(path) as im:
-            im.load()
-            return to_rgb(im)
-    except (OSError, SyntaxError, ValueError) as e:
-        raise JobFailed(f"{path}: corrupt picture ({e})") from None
+        return read_image(path)
+    except MediaError as e:
+        raise JobFailed(f"{path}: corrupt picture ({str(e).removeprefix(f'{path}: ')})") from None
 
 
 def _emoji_noto(job: dict) -> Image.Image:
