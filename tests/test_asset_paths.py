@@ -36,7 +36,7 @@ def test_shipped_model_folder(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("retrain", TRAINED)
 def test_retrain_commands_name_a_trainer_its_visible_flags_and_their_folder(retrain):
-    assert len(TRAINED) == 5
+    assert len(TRAINED) == 7
     words = shlex.split(retrain)
     assert words[:2] == ["anygpt", "train"] and words[2] in train_cli.TRAINERS
     assert "--corpus" in words and "--export" in words  # not the hidden old --data / --ship
@@ -44,13 +44,16 @@ def test_retrain_commands_name_a_trainer_its_visible_flags_and_their_folder(retr
     assert export.startswith("src/anygpt/assets/") and (asset_paths.ASSETS / export.split("/")[-1]).is_dir()
 
 
-@pytest.mark.parametrize("modality, module, constant, files", [
-    ("image", image_tokenizers, "IMAGE_TOKENIZER_TINY_DIR", ("config.json", "model.safetensors")),
-    ("speech", speech_compact, "SPEECH_TOKENIZER_TINY_DIR", ("config.json", "model.safetensors")),
-    ("speech", speech_compact, "SOUNDSTORM_TINY_DIR", ("config.json", "model.safetensors", "prompt.safetensors")),
-    ("music", music_tokenizers, "MUSIC_CODEC_TINY_DIR", ("config.json", "model.safetensors")),
+@pytest.mark.parametrize("modality, loader, module, constant, files", [
+    ("image", "compact", image_tokenizers, "IMAGE_TOKENIZER_TINY_DIR", ("config.json", "model.safetensors")),
+    ("image", "grid", image_tokenizers, "IMAGE_TOKENIZER_GRID_DIR", ("config.json", "model.safetensors")),
+    ("speech", "compact", speech_compact, "SPEECH_TOKENIZER_TINY_DIR", ("config.json", "model.safetensors")),
+    ("speech", "compact", speech_compact, "SOUNDSTORM_TINY_DIR", ("config.json", "model.safetensors", "prompt.safetensors")),
+    ("speech", "units", speech_compact, "SPEECH_TOKENIZER_UNITS_DIR", ("config.json", "model.safetensors")),
+    ("speech", "units", speech_compact, "SOUNDSTORM_UNITS_DIR", ("config.json", "model.safetensors", "prompt.safetensors")),
+    ("music", "compact", music_tokenizers, "MUSIC_CODEC_TINY_DIR", ("config.json", "model.safetensors")),
 ])
-def test_a_missing_shipped_file_fails(tmp_path, monkeypatch, modality, module, constant, files):
+def test_a_missing_shipped_file_fails(tmp_path, monkeypatch, modality, loader, module, constant, files):
     shipped = getattr(asset_paths, constant)
     assert getattr(module, constant) == shipped  # the loader reads the folder asset_paths names
     for f in files:
@@ -60,7 +63,7 @@ def test_a_missing_shipped_file_fails(tmp_path, monkeypatch, modality, module, c
         (folder / f).unlink()
         monkeypatch.setattr(module, constant, folder)
         with pytest.raises(CheckpointError, match=f"{folder / f}: a shipped file is missing"):
-            load_tokenizer(modality, "compact")
+            load_tokenizer(modality, loader)
 
 
 def test_a_damaged_shipped_file_is_named(tmp_path, monkeypatch):

@@ -54,6 +54,21 @@ SPEECH_TOKENIZER_RETRAIN = ("anygpt train speech-tokenizer --corpus data/tiny --
 SOUNDSTORM_RETRAIN = ("anygpt train soundstorm --corpus data/tiny --out runs/soundstorm --steps 6500 "
                       "--export src/anygpt/assets/soundstorm-tiny")
 
+# ---------------------------------------------------------------- speech tokenizer "units"
+# As "compact", but layer 1 is voice-free content units (anygpt.nn.content_units: Whisper tiny.en
+# features projected so that one sentence in many voices lands on the same units, 256 of them):
+# the codes the next anygpt-tiny trains on. Its own SoundStorm fills the acoustic layers.
+SPEECH_TOKENIZER_UNITS_DIR = ASSETS / "speech-tokenizer-units"
+SOUNDSTORM_UNITS_DIR = ASSETS / "soundstorm-units"
+SPEECH_TOKENIZER_UNITS_RETRAIN = (
+    "anygpt train speech-tokenizer --corpus data/tiny --out runs/speech-tokenizer-units --layer1 units --units 256 "
+    "--init src/anygpt/assets/speech-tokenizer-tiny --steps 2000 --warmup 50 --lr 1e-3 "
+    "--export src/anygpt/assets/speech-tokenizer-units")
+SOUNDSTORM_UNITS_RETRAIN = (
+    "anygpt train soundstorm --corpus data/tiny --codec src/anygpt/assets/speech-tokenizer-units "
+    "--init src/anygpt/assets/soundstorm-tiny --out runs/soundstorm-units --steps 2000 --warmup 50 "
+    "--export src/anygpt/assets/soundstorm-units")
+
 # ---------------------------------------------------------------- music tokenizer "compact"
 # 16 kHz mono, 50 code frames per second, 4 codebooks of 1024 (2 kbps, 200 LM tokens per second).
 MUSIC_CODEC_TINY_DIR = ASSETS / "music-codec-tiny"
@@ -65,6 +80,7 @@ RETRAIN: dict[Path, str] = {
     ANYGPT_TINY_DIR: ANYGPT_TINY_RETRAIN, IMAGE_TOKENIZER_TINY_DIR: IMAGE_TOKENIZER_RETRAIN,
     IMAGE_TOKENIZER_GRID_DIR: IMAGE_TOKENIZER_GRID_RETRAIN,
     SPEECH_TOKENIZER_TINY_DIR: SPEECH_TOKENIZER_RETRAIN, SOUNDSTORM_TINY_DIR: SOUNDSTORM_RETRAIN,
+    SPEECH_TOKENIZER_UNITS_DIR: SPEECH_TOKENIZER_UNITS_RETRAIN, SOUNDSTORM_UNITS_DIR: SOUNDSTORM_UNITS_RETRAIN,
     MUSIC_CODEC_TINY_DIR: MUSIC_CODEC_RETRAIN,
 }
 

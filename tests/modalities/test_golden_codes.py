@@ -2,8 +2,9 @@
 recorded in golden_codes.json. Any change to shipped weights or to code on the encode path
 that moves a single code fails here; a missing shipped file fails too (never a skip).
 
-The codes were recorded once with `python3 tests/modalities/test_golden_codes.py --record`;
-re-record only for a deliberate change of shipped weights, and say so in the commit.
+The codes were recorded with `python3 tests/modalities/test_golden_codes.py --record [NAME ...]`
+(only the named entries, e.g. `speech-units`; all of them without names); re-record only for a
+deliberate change or addition of shipped weights, and say so in the commit.
 
 The compact tokenizers encode under bf16 autocast, and bf16 matmuls round differently on CPUs
 with and without AMX, so a near tie can flip: on one Xeon with AMX, one of the 64 image codes
@@ -71,14 +72,18 @@ def current_codes() -> dict[str, list]:
     grid = load_tokenizer("image", "grid")
     speech = load_tokenizer("speech", "compact")
     music = load_tokenizer("music", "compact")
+    units = load_tokenizer("speech", "units")
     speech_codes = speech.encode(voiced_audio())  # [1, 6, 30]
     acoustic = speech.fill_acoustic(speech_codes[:, 0], voice_prompt=None, seed=0)  # the shipped prompt
+    units_codes = units.encode(voiced_audio())  # [1, 6, 30]
     return {
         "image": image.encode(drawn_scenes()).tolist(),
         "image-grid": grid.encode(drawn_scenes()).tolist(),
         "speech": speech_codes.tolist(),
+        "speech-units": units_codes.tolist(),
         "music": music.encode(tune()).tolist(),
         "soundstorm": acoustic.tolist(),
+        "soundstorm-units": units.fill_acoustic(units_codes[:, 0], voice_prompt=None, seed=0).tolist(),
     }
 
 
@@ -94,5 +99,8 @@ def test_shipped_tokenizers_give_the_recorded_codes():
 
 
 if __name__ == "__main__" and "--record" in sys.argv:
-    GOLDEN.write_text(json.dumps(current_codes()) + "\n")
-    print(f"recorded {GOLDEN}")
+    names = sys.argv[sys.argv.index("--record") + 1:]
+    codes = current_codes()
+    kept = json.loads(GOLDEN.read_text()) if names else {}
+    GOLDEN.write_text(json.dumps({**kept, **{n: codes[n] for n in names or codes}}) + "\n")
+    print(f"recorded {', '.join(names or codes)} in {GOLDEN}")

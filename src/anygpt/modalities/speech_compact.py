@@ -11,7 +11,8 @@
 Bad input: stereo is mixed down, other sample rates are resampled (`load`, `prepare`), input
 of any length is padded to whole frames and cut into windows, an unreadable file raises
 MediaError naming it. The shipped weights are loaded by `load_compact_speech_tokenizer` (tokenizer
-"compact" in the registry).
+"compact" in the registry) and `load_units_speech_tokenizer` (tokenizer "units": layer 1 from
+voice-free content units, anygpt.nn.content_units; its own SoundStorm).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from typing import Sequence
 
 import torch
 
-from anygpt.asset_paths import (SOUNDSTORM_RETRAIN, SOUNDSTORM_TINY_DIR, SPEECH_TOKENIZER_RETRAIN,
-                                SPEECH_TOKENIZER_TINY_DIR, WEIGHTS, shipped)
+from anygpt.asset_paths import (SOUNDSTORM_RETRAIN, SOUNDSTORM_TINY_DIR, SOUNDSTORM_UNITS_DIR, SOUNDSTORM_UNITS_RETRAIN,
+                                SPEECH_TOKENIZER_RETRAIN, SPEECH_TOKENIZER_TINY_DIR, SPEECH_TOKENIZER_UNITS_DIR,
+                                SPEECH_TOKENIZER_UNITS_RETRAIN, WEIGHTS, shipped)
 from anygpt.errors import CheckpointError
 from anygpt.modalities.audio import chunked_decode, chunked_encode, to_mono
 from anygpt.modalities.specs import AUDIO_EXTENSIONS, RELEASED_SPEECH_SPEC
@@ -107,9 +109,26 @@ def load_compact_speech_tokenizer(path: str | Path | None = None, *, acoustic_pa
     """Tokenizer "compact". path: codec folder (default: the shipped speech-tokenizer-tiny);
     acoustic_path: SoundStorm folder (default: the shipped soundstorm-tiny, with its voice prompt;
     a given folder without weights is an error)."""
-    codec = Path(path) if path is not None else shipped(SPEECH_TOKENIZER_TINY_DIR, WEIGHTS, SPEECH_TOKENIZER_RETRAIN)
+    return _load_shipped_pair(path, acoustic_path, device, (SPEECH_TOKENIZER_TINY_DIR, SPEECH_TOKENIZER_RETRAIN),
+                              (SOUNDSTORM_TINY_DIR, SOUNDSTORM_RETRAIN))
+
+
+def load_units_speech_tokenizer(path: str | Path | None = None, *, acoustic_path: str | Path | None = None,
+                                device: str = "cpu") -> CompactSpeechTokenizer:
+    """Tokenizer "units": the compact codec whose layer 1 is voice-free content units. path: codec
+    folder (default: the shipped speech-tokenizer-units); acoustic_path: SoundStorm folder
+    (default: the shipped soundstorm-units, with its voice prompt)."""
+    return _load_shipped_pair(path, acoustic_path, device, (SPEECH_TOKENIZER_UNITS_DIR, SPEECH_TOKENIZER_UNITS_RETRAIN),
+                              (SOUNDSTORM_UNITS_DIR, SOUNDSTORM_UNITS_RETRAIN))
+
+
+def _load_shipped_pair(path, acoustic_path, device: str, codec_default: tuple[Path, str],
+                       acoustic_default: tuple[Path, str]) -> CompactSpeechTokenizer:
+    """codec and SoundStorm folders, each the given one or the shipped default (folder, retrain
+    command); a given SoundStorm folder without weights is an error."""
+    codec = Path(path) if path is not None else shipped(codec_default[0], WEIGHTS, codec_default[1])
     if acoustic_path is None:
-        acoustic = shipped(SOUNDSTORM_TINY_DIR, WEIGHTS + ("prompt.safetensors",), SOUNDSTORM_RETRAIN)
+        acoustic = shipped(acoustic_default[0], WEIGHTS + ("prompt.safetensors",), acoustic_default[1])
     else:
         acoustic = Path(acoustic_path)
         if not (acoustic / "model.safetensors").is_file():
