@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--beams", type=int, default=1, help="beam search width for captions (default: 1, greedy)")
     g.add_argument("--image-tokenizer", default="compact",
                    help="registered name (compact), NAME=FOLDER, or a folder of the compact architecture (default: compact)")
+    g.add_argument("--speech-tokenizer", default="compact",
+                   help="for asr: registered name (compact, units), NAME=FOLDER, or a codec folder (default: compact)")
     g.add_argument("--precision", choices=["bf16", "fp32"], default="bf16", help="autocast while training (default: bf16)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
@@ -97,17 +99,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ------------------------------------------------------------------------- model
-def load_image_tokenizer(value: str):
+def load_media_tokenizer(modality: str, value: str):
+    """--image-tokenizer / --speech-tokenizer: a registered name, NAME=FOLDER, or a folder of the
+    compact architecture."""
     from anygpt.modalities import load_tokenizer
 
     name, sep, folder = value.partition("=")
     if sep:
         if not Path(folder).is_dir():
-            raise SystemExit(f"ability_curves.py: --image-tokenizer: {folder}: no such folder")
-        return load_tokenizer("image", name, path=folder)
+            raise SystemExit(f"ability_curves.py: --{modality}-tokenizer: {folder}: no such folder")
+        return load_tokenizer(modality, name, path=folder)
     if Path(value).is_dir():
-        return load_tokenizer("image", "compact", path=value)
-    return load_tokenizer("image", value)
+        return load_tokenizer(modality, "compact", path=value)
+    return load_tokenizer(modality, value)
 
 
 def text_sample(seed: int, n: int = 3000) -> list[str]:
@@ -130,9 +134,9 @@ def build_model(a, abilities: list[str]):
 
     media = {}
     if set(abilities) & set(IMAGE_ABILITIES):
-        media["image"] = load_image_tokenizer(a.image_tokenizer)
+        media["image"] = load_media_tokenizer("image", a.image_tokenizer)
     if "asr" in abilities:
-        media["speech"] = load_tokenizer("speech", "compact")
+        media["speech"] = load_media_tokenizer("speech", a.speech_tokenizer)
     texts = text_sample(a.seed)
     if "speech" in media:
         from anygpt.data.fresh_pairs import speakable_sentences
@@ -233,7 +237,7 @@ def train(a) -> list[dict]:
     opt = optimizer(lm, a.lr)
     recipe = {k: getattr(a, k) for k in ("abilities", "train_on_eval_scenes", "answer_only", "curriculum", "speech_share", "block_len", "batch", "lr", "warmup", "preset",
                                           "hidden", "layers", "text_vocab", "to_text_share", "cfg_drop", "cfg_scale",
-                                          "beams", "image_tokenizer", "precision", "seed", "minutes")}
+                                          "beams", "image_tokenizer", "speech_tokenizer", "precision", "seed", "minutes")}
     run = TrainingRun(RunOptions(out=out, steps=10 ** 9, save_every=10 ** 9, log_every=10, progress=False,
                                  seed=a.seed, threads=a.threads), modules={"model": lm}, optimizer=opt,
                       config={"ability_curves": recipe}, desc=label)
@@ -307,56 +311,16 @@ def table(points: list[dict]) -> str:
 
 def plot(points: list[dict], path: Path, key: str = "score") -> Path:
     """`key` (the score, or one attribute such as background) against tokens seen, one line
-    per (run, ability) that has it: matplotlib, else Pillow."""
+    per (run, ability) that has it."""
+    from anygpt.eval.plots import line_plot
+
     series: dict[str, list[tuple[float, float]]] = {}
     for r in points:
         if isinstance(r.get(key), (int, float)):
             series.setdefault(f"{r['run']} {r['ability']}", []).append((r["tokens"], r[key]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return _plot_pillow(series, path, key)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, pts in series.items():
-        ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=name)
-    ax.set_xlabel("tokens seen")
-    ax.set_ylabel(key)
-    ax.set_title("score: caption objects right; text-to-image read back exactly; asr 1 - WER" if key == "score"
-                 else f"{key} (see anygpt.eval.scene_abilities)", fontsize=9)
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def _plot_pillow(series: dict[str, list[tuple[float, float]]], path: Path, key: str) -> Path:
-    from PIL import Image, ImageDraw
-
-    w, h, m = 700, 450, 50
-    im = Image.new("RGB", (w, h), "white")
-    d = ImageDraw.Draw(im)
-    d.rectangle((m, m, w - m, h - m), outline="black")
-    xmax = max((x for pts in series.values() for x, _ in pts), default=1) or 1
-    colours = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
-    for i, (name, pts) in enumerate(series.items()):
-        c = colours[i % len(colours)]
-        xy = [(m + (w - 2 * m) * x / xmax, h - m - (h - 2 * m) * y) for x, y in pts]
-        if len(xy) > 1:
-            d.line(xy, fill=c, width=2)
-        for x, y in xy:
-            d.ellipse((x - 3, y - 3, x + 3, y + 3), fill=c)
-        d.text((m + 10, m + 10 + 14 * i), name, fill=c)
-    d.text((w // 2 - 40, h - m + 15), f"tokens seen (max {xmax:,})", fill="black")
-    d.text((5, m - 20), f"{key} 0..1", fill="black")
-    im.save(path)
-    return path
+    title = ("score: caption objects right; text-to-image read back exactly; asr 1 - WER" if key == "score"
+             else f"{key} (see anygpt.eval.scene_abilities)")
+    return line_plot(series, path, xlabel="tokens seen", ylabel=key, title=title, ylim=(0, 1))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -249,8 +249,9 @@ def extra_sentences(n: int, seed: int) -> list[str]:
 
 def content_unit_rows(args, test_clips: dict, tmp: Path) -> list[dict]:
     """Layer-1 candidates built from the content teacher (anygpt.nn.content_units): k-means units
-    of Whisper tiny.en features, raw and after the cross-voice projection fitted on
-    --units-sentences other sentences in the same voices."""
+    of Whisper tiny.en features, raw and after the cross-voice projection, fitted on
+    --units-sentences other sentences (recombined from this benchmark's halves, or a corpus's
+    training sentences with --units-corpus) spoken in the --units-voices voices."""
     from anygpt.data.corpora.speech import synthesise
     from anygpt.media_io import load_audio
     from anygpt.nn.content_units import ContentUnitsConfig, kmeans, train_content_units, utterance_norm
@@ -266,9 +267,15 @@ def content_unit_rows(args, test_clips: dict, tmp: Path) -> list[dict]:
         from anygpt.train.speech_tokenizer import UNIT_VOICES as fit_voices
     else:
         fit_voices = VOICES[:args.voices]
+    if args.units_corpus is not None:
+        from anygpt.train.speech_tokenizer import train_clips
+
+        texts = list(dict.fromkeys(c.text for c in train_clips(args.units_corpus) if c.text))[:args.units_sentences]
+    else:
+        texts = extra_sentences(args.units_sentences, args.seed)
     fit_clips = {}
     for engine, voice in fit_voices:
-        for s, text in enumerate(extra_sentences(args.units_sentences, args.seed)):
+        for s, text in enumerate(texts):
             wav = tmp / f"fit-{voice}-{s}.wav"
             synthesise(engine, voice, text, wav)
             fit_clips[(voice, s)] = features(wav)
@@ -402,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
                          "tokenizer trainer's UNIT_VOICES, none of them an espeak-ng voice measured here")
     ap.add_argument("--units-sentences", type=int, default=48,
                     help="other sentences, in the same voices, that the content units are fitted on")
+    ap.add_argument("--units-corpus", default=None, metavar="CORPUS",
+                    help="fit the content units on the first --units-sentences training sentences of this corpus "
+                         "(as the trainer does) instead of sentences recombined from this benchmark's halves")
     ap.add_argument("--melodies", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)

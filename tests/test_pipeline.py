@@ -38,6 +38,8 @@ def test_micro_pipeline_runs_end_to_end_and_resumes(tmp_path):
     assert all(s["seconds"] > 0 and s["command"].startswith("anygpt ") for s in record["stages"].values())
     report = json.loads((out / "eval" / "report.json").read_text())
     assert {row["task"].split(",")[0] for row in report["table"]} >= {"caption", "asr", "chat"}
+    assert {row["task"] for row in report["attributes"]} >= {"caption, test"}
+    assert report["learning_curves"] == str(out / "eval" / "learning-curves.png") and Path(report["learning_curves"]).is_file()
     # the model came out of chat fine-tuning, names its tokenizers, loads, and was shipped
     cfg = json.loads((out / "model" / ANYGPT_CONFIG).read_text())
     assert set(cfg["tokenizers"]) == {"image", "speech", "music"}

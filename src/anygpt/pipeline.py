@@ -163,7 +163,8 @@ def stages_for(preset: PipelinePreset, out: Path, a: argparse.Namespace) -> list
     tasks = ["--tasks", *preset.eval_tasks] if preset.eval_tasks else []
     stages.append(Stage("eval", ["eval", "report", "--model", str(out / "model"), "--corpus", str(data),
                                  "--chat", str(seq / "chat-test"), "--out", str(out / "eval"),
-                                 "--limit", str(a.eval_limit or preset.eval_limit), *tasks, *lm],
+                                 "--limit", str(a.eval_limit or preset.eval_limit), *tasks,
+                                 "--curves", str(out / "runs" / "pretrain"), "--curves", str(out / "runs" / "chat"), *lm],
                         out / "eval" / "report.json"))
     return stages
 

@@ -3,6 +3,7 @@ score, the held-out chat score and the report's derived figures."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 
 from anygpt.eval.anygpt_system import AnyGPTSystem
 from anygpt.eval.chat_eval import asked_for, run_chat
-from anygpt.eval.lm_report import ROWS, Row, build_table, derived, run_key
+from anygpt.eval.lm_report import ROWS, Row, attribute_table, build_table, derived, plot_learning_curves, run_key
 from anygpt.eval.scene_captions import scene_object_accuracy
 from anygpt.lm.sequence import SequenceEncoder
 from anygpt.lm.tiny import random_tiny
@@ -121,3 +122,36 @@ def test_report_derives_ratios_and_targets():
     table = {r["task"]: r for r in build_table(summaries)}
     assert table[ratio.name]["met"] is True and table[music.name]["met"] is False
     assert run_key(Row("x", "caption", "images", "test", "m", where=(("kind", "scene"),))) == "caption-test-kind=scene-anygpt"
+
+
+def test_report_splits_the_scene_tasks_by_attribute():
+    summaries = {"caption-test-kind=scene-anygpt": {"object_accuracy": 0.5, "attr_background": 1.0, "attr_count": 0.5,
+                                                    "attr_sizes": 0.25, "attr_positions": 0.0, "color_named": 0.75,
+                                                    "shape_named": 0.5, "attr_exact": 0.0},
+                 "text-to-image-heldout_combos-kind=scene-anygpt": {"scene_exact": 0.1, "scene_background": 0.9,
+                                                                    "scene_color": 0.4, "scene_shape": 0.3}}
+    rows = {r["task"]: r for r in attribute_table(summaries)}
+    assert set(rows) == {"caption, test", "text-to-image, heldout_combos"}
+    assert rows["caption, test"] == {"task": "caption, test", "background": 1.0, "count": 0.5, "size": 0.25,
+                                     "position": 0.0, "colour": 0.75, "shape": 0.5, "exact": 0.0}
+    t2i = rows["text-to-image, heldout_combos"]
+    assert (t2i["background"], t2i["colour"], t2i["shape"], t2i["exact"], t2i["size"]) == (0.9, 0.4, 0.3, 0.1, None)
+
+
+def test_learning_curves_plot_the_validation_losses_of_a_run(tmp_path):
+    from PIL import Image
+
+    from anygpt.errors import AnyGPTError
+
+    run = tmp_path / "pretrain"
+    run.mkdir()
+    rows = [{"step": 0, "eval": True, "val_text": 9.1, "val_image-pairs": 9.2}, {"step": 1, "loss": 9.0},
+            {"step": 10, "eval": True, "val_text": 7.5, "val_image-pairs": 8.0}]
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 11, "lo')  # killed mid-line
+    png = plot_learning_curves([run], tmp_path / "out" / "learning-curves.png")
+    assert Image.open(png).size[0] > 100 and not list((tmp_path / "out").glob(".*"))
+    with pytest.raises(AnyGPTError, match="--curves: .*nothing: no such file"):
+        plot_learning_curves([tmp_path / "nothing"], tmp_path / "x.png")
+    (run / "log.jsonl").write_text(json.dumps({"step": 1, "loss": 9.0}) + "\n")
+    with pytest.raises(AnyGPTError, match="no validation rows"):
+        plot_learning_curves([run], tmp_path / "x.png")

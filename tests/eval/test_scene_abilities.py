@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from anygpt.data.scenes import SceneObject, SceneSpec, attributes, describe
-from anygpt.eval.scene_abilities import named_attributes, scene_items
+from anygpt.eval.scene_abilities import scene_items
+from anygpt.eval.scene_captions import named_attributes
 
 SCENE = SceneSpec("black", (SceneObject("square", "orange", "large", "top-right"),
                             SceneObject("circle", "blue", "small", "bottom-right")))

@@ -1,14 +1,17 @@
 """`anygpt eval report`: one trained model on the paper's tasks, on held-out data, in one table.
 
     anygpt eval report --model anygpt-tiny --corpus data/tiny --chat data/tiny-seq/chat-test \\
-        --out runs/eval-anygpt-tiny --limit 40
+        --out runs/eval-anygpt-tiny --limit 40 [--curves runs/tiny/runs/pretrain --curves runs/tiny/runs/chat]
 
 The analogue of the paper's Tables 2-6 on our corpora: captioning and text-to-image on test
 scenes and on scenes of held-out (shape, colour) combinations, ASR on held-out sentences
 (against Whisper tiny.en on the same clips), TTS on held-out sentences (against the WER of the
 source clips), voice cloning from 3 s prompts of held-out speakers, music captioning and
 text-to-music on held-out pieces, and, with --chat, how often a held-out conversation's
-assistant turn is answered in the modality it asks for. Every task's JSON report and generated
+assistant turn is answered in the modality it asks for. Captions and text-to-image are also
+split by scene attribute (background, count, size, position, colour, shape, exact), and
+`--curves RUN` plots a training run's validation losses to OUT/learning-curves.png (the
+pipeline passes its pretraining and chat runs). Every task's JSON report and generated
 media stay under OUT (media under OUT/<task>.media/) for a person to look at and listen to;
 OUT/report.json holds the table. A finished task is not run again (delete its JSON to redo it).
 """
@@ -68,6 +71,18 @@ ROWS = (
     Row("chat: media segments well-formed", "chat", "", "", "well_formed", 1.0),
 )
 MUSIC_ATTRIBUTES = ("mode", "tempo_octave", "register")  # key or mode, tempo, register
+# The scene tasks per attribute: column -> the summary key of captions (a caption's objects
+# counted by kind, size and position; colour and shape: the share of the scene's objects whose
+# colour or shape the caption names) and of text-to-image (the scene checker's reading).
+SCENE_ATTRIBUTES = {
+    "background": ("attr_background", "scene_background"),
+    "count": ("attr_count", "scene_count"),
+    "size": ("attr_sizes", "scene_size"),
+    "position": ("attr_positions", "scene_positions"),
+    "colour": ("color_named", "scene_color"),
+    "shape": ("shape_named", "scene_shape"),
+    "exact": ("attr_exact", "scene_exact"),
+}
 
 
 def run_key(row: Row) -> str:
@@ -135,6 +150,49 @@ def build_table(summaries: dict[str, dict]) -> list[dict]:
     return table
 
 
+def attribute_table(summaries: dict[str, dict]) -> list[dict]:
+    """The caption and text-to-image rows of the table, split by scene attribute."""
+    table = []
+    for row in ROWS:
+        if row.task not in ("caption", "text-to-image") or row.metric not in ("object_accuracy", "scene_exact"):
+            continue
+        summary = summaries.get(run_key(row))
+        if summary is None:
+            continue
+        which = 0 if row.task == "caption" else 1
+        table.append({"task": f"{row.task}, {row.split}",
+                      **{col: summary.get(keys[which]) for col, keys in SCENE_ATTRIBUTES.items()}})
+    return table
+
+
+def training_log(run: Path) -> Path:
+    """--curves RUN -> its log.jsonl (RUN may be the file itself), or an error naming it."""
+    log = run / "log.jsonl" if run.is_dir() else run
+    if not log.is_file():
+        raise AnyGPTError(f"--curves: {log}: no such file (a folder of `anygpt train lm --out`, or its log.jsonl)")
+    return log
+
+
+def plot_learning_curves(runs: list[Path], path: Path) -> Path:
+    """Validation losses (the "val_*" terms of `anygpt train lm`'s OUT/log.jsonl) of each run
+    against steps -> PNG."""
+    from anygpt.eval.plots import line_plot
+    from anygpt.manifest import read_jsonl
+
+    series: dict[str, list[tuple[float, float]]] = {}
+    for run in runs:
+        log = training_log(run)
+        for row in read_jsonl(log, lenient=True):  # a run still training may have a half-written last line
+            if row.get("eval"):
+                for k, v in row.items():
+                    if k.startswith("val_") and isinstance(v, (int, float)):
+                        series.setdefault(f"{log.parent.name} {k[4:]}", []).append((row["step"], v))
+    if not series:
+        raise AnyGPTError(f"--curves: no validation rows (val_*) in {', '.join(map(str, runs))}")
+    return line_plot(series, path, xlabel="training steps", ylabel="validation loss (nats per token)",
+                     title="learning curves: validation loss per dataset")
+
+
 def main(argv: list[str] | None = None) -> int:
     from anygpt import cli_flags
 
@@ -154,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
                                               "music-caption, text-to-music, chat)")
     p.add_argument("--system-option", action="append", default=[], metavar="KEY=VALUE",
                    help="options of the anygpt system (anygpt.eval.anygpt_system), e.g. speech_top_p=0.7")
+    p.add_argument("--curves", type=Path, action="append", default=[], metavar="RUN",
+                   help="also plot the validation losses of this training run (an `anygpt train lm --out` folder "
+                        "or its log.jsonl; repeatable) to OUT/learning-curves.png")
     cli_flags.add_threads(p)
     cli_flags.add_no_progress(p)
     a = p.parse_args(argv)
@@ -161,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     from anygpt.eval.systems import load_system
 
     cli_flags.set_threads(a.threads)
+    for run in a.curves:  # before hours of tasks
+        training_log(run)
     a.out.mkdir(parents=True, exist_ok=True)
     options = cli_flags.key_values(a.system_option, "--system-option")
     from anygpt.eval.anygpt_system import AnyGPTSystem
@@ -195,7 +258,15 @@ def main(argv: list[str] | None = None) -> int:
         summaries[run_key(row)] = run_task(row, a, system_for, a.out)["summary"]
     table = build_table(summaries)
     print(format_table(table, ["task", "value", "target", "met"], title=f"anygpt eval report: {a.model}"))
-    write_json({"model": a.model, "corpus": a.corpus, "limit": a.limit, "table": table, "summaries": summaries,
+    attributes = attribute_table(summaries)
+    if attributes:
+        print()
+        print(format_table(attributes, ["task", *SCENE_ATTRIBUTES], title="scenes, per attribute (share right)"))
+    curves = plot_learning_curves(a.curves, a.out / "learning-curves.png") if a.curves else None
+    if curves is not None:
+        print(f"\nlearning curves: {curves}")
+    write_json({"model": a.model, "corpus": a.corpus, "limit": a.limit, "table": table, "attributes": attributes,
+                "learning_curves": None if curves is None else str(curves), "summaries": summaries,
                 "seconds": round(time.time() - t0, 1)}, a.out / "report.json")
     print(f"\nreport: {a.out / 'report.json'}; media and per-task reports under {a.out}")
     return 0

@@ -51,20 +51,6 @@ def scene_items(n: int, seed: int = 1, max_objects: int = scenes.MAX_OBJECTS) ->
     return [SceneItem(s, scenes.describe(s), scenes.attributes(s)) for s in specs]
 
 
-def named_attributes(caption: str, attrs: dict) -> dict[str, float]:
-    """The share of the scene's objects whose colour, shape and kind (colour + shape) the
-    caption names for some object (extra objects in the caption are not counted against it)."""
-    from anygpt.eval.scene_captions import parse_scene_objects
-
-    kinds = {m["kind"] for m in parse_scene_objects(caption)}
-    colours, shapes = {k.split()[0] for k in kinds}, {k.split()[1] for k in kinds}
-    objs = attrs["objects"]
-    n = max(1, len(objs))
-    return {"color_named": sum(o["color"] in colours for o in objs) / n,
-            "shape_named": sum(o["shape"] in shapes for o in objs) / n,
-            "kind_named": sum(f"{o['color']} {o['shape']}" in kinds for o in objs) / n}
-
-
 def _means(rows: list[dict], keys: tuple[str, ...]) -> dict[str, float]:
     return {k: sum(float(r[k]) for r in rows) / max(1, len(rows)) for k in keys}
 
@@ -73,7 +59,7 @@ def _means(rows: list[dict], keys: tuple[str, ...]) -> dict[str, float]:
 def caption_scores(model, items: list[SceneItem], *, beams: int = 1, max_new_tokens: int = 80) -> tuple[dict, list[dict]]:
     """-> (mean of each CAPTION_KEYS score, rows {caption, truth, scores})."""
     from anygpt.data.fresh_pairs import encode_scenes
-    from anygpt.eval.scene_captions import scene_caption_accuracy
+    from anygpt.eval.scene_captions import named_attributes, scene_caption_accuracy
 
     codes = encode_scenes(model.tokenizers["image"], [it.spec for it in items])
     instruction = instruction_pool("image", "to_text")[0]

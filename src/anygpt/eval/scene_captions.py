@@ -138,3 +138,15 @@ def scene_caption_accuracy(caption: str, attrs: Mapping) -> dict:
     out["exact"] = all(out.values())
     out["object_accuracy"] = scene_object_accuracy(caption, attrs)
     return out
+
+
+def named_attributes(caption: str, attrs: dict) -> dict[str, float]:
+    """The share of the scene's objects whose colour, shape and kind (colour + shape) the
+    caption names for some object (extra objects in the caption are not counted against it)."""
+    kinds = {m["kind"] for m in parse_scene_objects(caption)}
+    colours, shapes = {k.split()[0] for k in kinds}, {k.split()[1] for k in kinds}
+    objs = attrs["objects"]
+    n = max(1, len(objs))
+    return {"color_named": sum(o["color"] in colours for o in objs) / n,
+            "shape_named": sum(o["shape"] in shapes for o in objs) / n,
+            "kind_named": sum(f"{o['color']} {o['shape']}" in kinds for o in objs) / n}

@@ -215,7 +215,7 @@ def _scene_items(items: list[EvalItem]) -> bool:
 
 def run_caption(items: list[EvalItem], system: Any, ctx: TaskContext) -> dict:
     """Image -> text. BLEU-4, METEOR, ROUGE-L, CIDEr; for scene items also exact attribute accuracy."""
-    from anygpt.eval.scene_captions import scene_caption_accuracy
+    from anygpt.eval.scene_captions import named_attributes, scene_caption_accuracy
 
     t0 = time.time()
     require_method(system, "caption", "caption")
@@ -224,10 +224,12 @@ def run_caption(items: list[EvalItem], system: Any, ctx: TaskContext) -> dict:
     summary = _caption_scores(rows, items, ctx)
     if _scene_items(items):
         for r, it in zip(rows, items):
-            r["attributes"] = scene_caption_accuracy(r["hypothesis"], it.attributes)
+            r["attributes"] = {**scene_caption_accuracy(r["hypothesis"], it.attributes),
+                               **named_attributes(r["hypothesis"], it.attributes)}
         for k in ("background", "count", "counts", "sizes", "positions", "exact"):
             summary[f"attr_{k}"] = _frac(r["attributes"][k] for r in rows)
-        summary["object_accuracy"] = _mean(r["attributes"]["object_accuracy"] for r in rows)
+        for k in ("object_accuracy", "color_named", "shape_named", "kind_named"):
+            summary[k] = _mean(r["attributes"][k] for r in rows)
     return _report("caption", ctx, rows, summary, None, t0)
 
 
