@@ -18,8 +18,7 @@ def line_plot(series: dict[str, list[tuple[float, float]]], path: Path, *, xlabe
     """One line (with markers) per named series of (x, y) points -> PNG at `path` (written whole).
     ylim: the y range (default: the data's)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:  # makes the parent folder
         try:
             import matplotlib
 
