@@ -10,8 +10,9 @@ policy next to a busy process.
     python benchmarks/bench_generation.py --json out.json         # + the figures as JSON
     python benchmarks/bench_generation.py --smoke                 # tiny sizes, seconds (the test suite runs it)
 
-Decoders: HF generate (the reference), the engine (torch) fp32 and int8, and the engine on ONNX
-Runtime fp32 and int8 (anygpt.lm.onnx_engine; rows when onnxruntime is installed). x_hf_batch1 and
+Decoders: HF generate (the reference), the engine (torch) fp32 and int8, the engine on ONNX
+Runtime fp32 and int8 (anygpt.lm.onnx_engine; rows when onnxruntime is installed) and on
+llama.cpp fp32 and q8_0 (anygpt.lm.llamacpp_engine; rows when llama-cpp-python is installed). x_hf_batch1 and
 x_hf_batch8 in the JSON: the fastest decoder's tokens/s over HF generate's, same run.
 
 The default model is a random LLaMA of the shape anygpt-tiny is expected to have: hidden 384,
@@ -287,6 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads for every decoder")
     p.add_argument("--no-busy", action="store_true", help="skip the next-to-a-busy-process column")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime rows")
+    p.add_argument("--no-llamacpp", action="store_true", help="skip the llama.cpp rows")
     p.add_argument("--sweep", action="store_true", help="also the threads x OMP_WAIT_POLICY table")
     p.add_argument("--compile", action="store_true", help="also the engine with a torch.compile'd decode step")
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here as JSON")
@@ -316,17 +318,19 @@ def main(argv: list[str] | None = None) -> None:
     print(f"prompts: 8 of {sorted(p.numel() for p in batch8)} tokens (batch 1: the first, {batch8[0].numel()}); "
           f"{args.new_tokens} new tokens each, constrained sampling; {args.threads} thread(s); best of {args.repeats}")
     engines = {"engine": model.engine(), "engine int8": model.engine(quantize="int8")}
-    if not args.no_onnx:
+    for backend, int8_name in (("onnx", "onnx int8"), ("llamacpp", "llamacpp q8_0")):
+        if getattr(args, f"no_{backend}"):
+            continue
         from anygpt.lm.backends import BackendUnavailable
 
         t = time.perf_counter()
         try:
-            engines["onnx"] = model.engine(backend="onnx")
-            engines["onnx int8"] = model.engine(backend="onnx", quantize="int8")
-            print(f"onnx: decoders exported or found in the cache and loaded in {time.perf_counter() - t:.1f} s "
-                  f"({engines['onnx'].model.path.parent})")
+            engines[backend] = model.engine(backend=backend)
+            engines[int8_name] = model.engine(backend=backend, quantize="int8")
+            print(f"{backend}: decoders exported or found in the cache and loaded in {time.perf_counter() - t:.1f} s "
+                  f"({engines[backend].model.path.parent})")
         except BackendUnavailable as e:
-            print(f"onnx: not measured ({e})")
+            print(f"{backend}: not measured ({e})")
     for e in engines.values():
         e.threads = args.threads
     decoders = {"HF generate": lambda b: run_hf(model, b, settings)}

@@ -275,7 +275,7 @@ def run_mix(args) -> int:
             with ServerProcess(model, threads=args.threads, **config) as srv:
                 asyncio.run(mix_level(srv.url, 1, argparse.Namespace(**{**vars(args), "requests": 1})))  # warm-up
                 base_p95 = None
-                for clients in [1] + levels:
+                for clients in [1] + [c for c in levels if c != 1]:  # 1 client first: the baseline
                     results = asyncio.run(mix_level(srv.url, clients, args))
                     ttft = [r["ttft"] for r in results if r["status"] == 200 and r["ttft"] is not None]
                     p95 = pct(ttft, .95)

@@ -5,7 +5,15 @@
 #
 #   bash scripts/setup.sh            # everything
 #   ANYGPT_SKIP_APT=1 bash scripts/setup.sh   # Python only (no root)
+#   bash scripts/setup.sh --llamacpp # also the llama.cpp backend (a source build, tens of minutes)
 set -euo pipefail
+WITH_LLAMACPP=""
+for arg in "$@"; do
+  case "$arg" in
+    --llamacpp) WITH_LLAMACPP=1 ;;
+    *) echo "setup: unknown option $arg (known: --llamacpp)" >&2; exit 2 ;;
+  esac
+done
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
@@ -50,5 +58,11 @@ python3 -m pip install -q -e ".[all]"
 # These declare dependencies we must not take (torch ranges, tensorflow, torchaudio); their real
 # needs are in the [all] extra above (speechtokenizer's model code: torch, numpy, einops).
 python3 -m pip install -q --no-deps "resemblyzer==0.1.4" "basic-pitch==0.4.0" "speechtokenizer==0.1.2"
+if [ -n "$WITH_LLAMACPP" ] && ! python3 -c "import llama_cpp" 2>/dev/null; then
+  # CPU only; no curl (nothing is downloaded at run time); the multimodal tools are not needed
+  echo "setup: building llama-cpp-python (the llamacpp extra)"
+  CMAKE_ARGS="-DLLAMA_CURL=OFF -DGGML_NATIVE=ON -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF" \
+    python3 -m pip install -q --no-deps "llama-cpp-python>=0.3.30"
+fi
 python3 -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 echo "setup: done"

@@ -37,14 +37,25 @@ def released_folder(tmp_path_factory, sp_model) -> Path:
     return write_released_folder(tmp_path_factory.mktemp("AnyGPT-chat"), sp_model, safetensors=False)
 
 
+def block_import(monkeypatch, module: str) -> None:
+    """Imports of `module` fail from now on (until the test ends), as on a machine without it."""
+    real_import = builtins.__import__
+
+    def blocked(name, *args, **kwargs):
+        if name == module:
+            raise ImportError(f"No module named {module!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", blocked)
+
+
 @pytest.fixture
 def without_onnxruntime(monkeypatch):
     """Imports of onnxruntime fail as on a machine without the `onnx` extra."""
-    real_import = builtins.__import__
+    block_import(monkeypatch, "onnxruntime")
 
-    def no_onnxruntime(name, *args, **kwargs):
-        if name == "onnxruntime":
-            raise ImportError("No module named 'onnxruntime'")
-        return real_import(name, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
+@pytest.fixture
+def without_llama_cpp(monkeypatch):
+    """Imports of llama_cpp fail as on a machine without the `llamacpp` extra."""
+    block_import(monkeypatch, "llama_cpp")

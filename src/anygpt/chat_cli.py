@@ -76,10 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="~3 s of speech whose voice generated speech should use")
     cli_flags.add_seed(p, "random seed of the first turn (turn n uses seed + n; default: 0)")
     cli_flags.add_threads(p)
-    p.add_argument("--engine", choices=["engine", "onnx", "auto", "hf"], default="engine",
+    p.add_argument("--engine", choices=["engine", "onnx", "llamacpp", "auto", "hf"], default="engine",
                    help="decoder: anygpt's generation engine (default), ONNX Runtime (pip install 'anygpt[onnx]'), "
-                        "auto (the fastest installed) or HF generate (the reference; beam search)")
-    p.add_argument("--int8", action="store_true", help="engine only: int8 projections (faster, slightly different tokens)")
+                        "llama.cpp (pip install 'anygpt[llamacpp]'), auto (the fastest installed) or HF generate "
+                        "(the reference; beam search)")
+    p.add_argument("--int8", action="store_true", help="int8 weights (engine, onnx; q8_0 in llamacpp): faster, slightly different tokens")
     return p
 
 
@@ -107,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                              "e.g. mypkg.my_modality") from None
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.int8 and args.engine not in ("engine", "auto"):
-        parser.error("--int8 needs --engine engine (or auto)")
+    if args.int8 and args.engine == "hf":
+        parser.error("--int8 needs --engine engine, onnx, llamacpp or auto")
     check_before_loading(args)
     cli_flags.set_threads(args.threads)
     from anygpt.conversation import Conversation

@@ -40,8 +40,9 @@ if TYPE_CHECKING:
 class AnyGPT:
     def __init__(self, lm, tokenizer, layout: TokenLayout, *,
                  tokenizers: Mapping[str, ModalityTokenizer] | None = None, template: str = "MMGPT"):
-        self.lm = lm
+        self._lm = lm  # HF causal LM, or anygpt.lm.plain_llama.PlainLlama until `lm` is first read
         self.tokenizer = tokenizer
+        self._hf_tokenizer = None
         self.layout = layout
         self.template = get_chat_template(template)
         # modality -> tokenizer; from_pretrained defers loading each until a reply needs it
@@ -53,6 +54,26 @@ class AnyGPT:
         self._engines: dict[tuple, object] = {}
         # modality -> {"loader", "path"}: the tokenizers a saved folder names (see lm.checkpoint)
         self.tokenizer_entries: dict[str, dict] = {}
+
+    @property
+    def lm(self):
+        """The HF causal LM. A model folder read without transformers (anygpt.lm.checkpoint:
+        the generation engine needs nothing else) becomes transformers' model here, on first
+        use, sharing its tensors."""
+        if hasattr(self._lm, "to_hf"):
+            self._lm = self._lm.to_hf()
+        return self._lm
+
+    @lm.setter
+    def lm(self, lm) -> None:
+        self._lm = lm
+
+    @property
+    def hf_tokenizer(self):
+        """The text tokenizer as transformers' object (HF generate's stop strings need it)."""
+        if self._hf_tokenizer is None:
+            self._hf_tokenizer = self.tokenizer.to_hf() if hasattr(self.tokenizer, "to_hf") else self.tokenizer
+        return self._hf_tokenizer
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -168,15 +189,15 @@ class AnyGPT:
     def engine(self, *, quantize: str | None = None, max_batch: int = 8, backend: str = "engine") -> "Engine":
         """The generation engine for this model (built on first use, then reused): see
         anygpt.lm.engine. quantize: None (fp32, token-identical to HF generate) or "int8".
-        backend: "engine", "onnx" or "auto" (anygpt.lm.backends).
+        backend: "engine", "onnx", "llamacpp" or "auto" (anygpt.lm.backends).
         It is rebuilt when the LM's parameters were changed in place since (e.g. by training
         steps between evaluations), since it may hold copies of them."""
         from anygpt.lm.backends import build_engine
 
         key = (backend, quantize, max_batch)
-        versions = [p._version for p in self.lm.parameters()]  # bumped by every in-place change
+        versions = [p._version for p in self._lm.parameters()]  # bumped by every in-place change
         if key not in self._engines or self._engines[key][1] != versions:
-            engine = build_engine(backend, self.lm, self.layout, max_batch=max_batch, quantize=quantize,
+            engine = build_engine(backend, self._lm, self.layout, max_batch=max_batch, quantize=quantize,
                                   tokenizer=self.tokenizer, pad_id=self.tokenizer.pad_token_id)
             self._engines[key] = (engine, versions)
         return self._engines[key][0]
@@ -227,8 +248,8 @@ class AnyGPT:
         unconstrained (release) mode parses leniently and marks repaired segments.
         streamer: a BaseStreamer-shaped object (put/end, e.g. anygpt.lm.streaming.ReplyStreamer)
         that receives the reply's ids as they are written, the forced start marker first.
-        engine: "engine" (anygpt.lm.engine; default), "onnx" (ONNX Runtime), "auto" (the
-        fastest installed, anygpt.lm.backends) or "hf" (HF generate, the reference; beam
+        engine: "engine" (anygpt.lm.engine; default), "onnx" (ONNX Runtime), "llamacpp"
+        (llama.cpp), "auto" (the fastest installed, anygpt.lm.backends) or "hf" (HF generate, the reference; beam
         search always runs there). quantize: "int8" for the engine's int8 projections.
         threads: torch threads while generating (engine default: 1).
         """
@@ -324,13 +345,13 @@ class AnyGPT:
             ids[i, width - p.numel():], mask[i, width - p.numel():] = p, 1
         new = generate_ids(
             self.lm, ids.to(device), mask.to(device), self.layout, settings, stop_ids=self.stop_ids, pad_id=pad,
-            seed=seed, stop_strings=self._stop_strings, tokenizer=self.tokenizer,
+            seed=seed, stop_strings=self._stop_strings, tokenizer=self.hf_tokenizer,
             streamer=SkipPrompt(streamer) if streamer is not None else None,
         )
         return new.cpu().tolist()
 
 
-ENGINES = ("auto", "engine", "onnx", "hf")  # see anygpt.lm.backends
+ENGINES = ("auto", "engine", "onnx", "llamacpp", "hf")  # see anygpt.lm.backends
 
 
 def _seed(seed: int | None) -> int:

@@ -52,7 +52,7 @@ class ModelParts:
         if not path.exists():
             raise CheckpointError(f"{path}: model folder not found (a shipped model by name, such as anygpt-tiny, "
                                   "loads with anygpt.loaders.load_model)")
-        lm, text_tokenizer, layout, cfg = load_lm(path, dtype=dtype, device=device)
+        lm, text_tokenizer, layout, cfg = load_lm(path, dtype=dtype, device=device, plain=True)
         deferred = {}
         for m, t in cfg.tokenizers.items():
             if m not in (tokenizers or {}):

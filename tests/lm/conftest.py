@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from anygpt.lm.tiny import random_tiny
@@ -25,3 +27,15 @@ def compact_lm():
 def gqa_lm():
     """A grouped-query LLaMA (2 key/value heads for 4 query heads) in the same layout."""
     return random_tiny(COMPACT, seed=4, text_vocab=500, kv_heads=2)
+
+
+@pytest.fixture(scope="module")
+def temporary_export_cache(tmp_path_factory):
+    """Backends' exports (ONNX, GGUF) go to a temporary cache folder, never the user's."""
+    before = os.environ.get("ANYGPT_CACHE")
+    os.environ["ANYGPT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        os.environ.pop("ANYGPT_CACHE")
+    else:
+        os.environ["ANYGPT_CACHE"] = before

@@ -16,16 +16,7 @@ from anygpt.lm.generation import GenerationSettings
 from anygpt.lm.onnx_engine import OnnxEngine, exported_decoder
 
 
-@pytest.fixture(scope="module", autouse=True)
-def export_cache(tmp_path_factory):
-    """Exports go to a temporary cache folder, never the user's."""
-    before = os.environ.get("ANYGPT_CACHE")
-    os.environ["ANYGPT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if before is None:
-        os.environ.pop("ANYGPT_CACHE")
-    else:
-        os.environ["ANYGPT_CACHE"] = before
+pytestmark = pytest.mark.usefixtures("temporary_export_cache")
 
 
 @pytest.fixture(scope="module")

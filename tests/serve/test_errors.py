@@ -161,6 +161,10 @@ class HeldDecoder:
         self.held.waiting.append(request)
         return self.dec.prefill(request, **kw)
 
+    def prefill_many(self, requests, **kw):  # the scheduler's way in (several jobs joining at once)
+        self.held.waiting.extend(requests)
+        return self.dec.prefill_many(requests, **kw)
+
     def step(self):
         # held until the test releases it, however long a loaded machine takes to get there
         while not self.held.release.wait(0.05) and not self.held.stopping.is_set():

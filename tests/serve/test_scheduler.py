@@ -54,3 +54,55 @@ def test_started_scheduler_answers_and_fails_jobs_alone_then_refuses_when_stoppe
     with pytest.raises(APIError) as e:
         sched.submit(text_job(media_model))
     assert (e.value.status, e.value.code) == (503, "shutting_down")
+
+
+def admitted_scheduler(model, jobs, max_batch, wrap=None):
+    """A scheduler (thread not started) with `jobs` queued, after one admission pass -> it."""
+    sched = Scheduler(model, MediaCache(), max_batch=max_batch, max_queue=16)
+    sched._decoder = sched.engine.decoder()
+    if wrap is not None:
+        wrap(sched._decoder)
+    for job in jobs:
+        sched.submit(job)
+    sched._admit()
+    return sched
+
+
+def job_of(model, content, **body):
+    req = ChatRequest(messages=[{"role": "user", "content": content}], seed=1, **{"max_tokens": 4, **body})
+    return build_job(req, model, MediaCache(), MediaLimits(), model_name=MODEL, timeout=60.0)
+
+
+def test_waiting_jobs_join_together_short_ones_before_long_ones(media_model):
+    music = job_of(media_model, "Play.", modalities=["music"], max_tokens=1200)
+    texts = [job_of(media_model, f"hello {i}") for i in range(3)]
+    sched = admitted_scheduler(media_model, [music] + texts, max_batch=3)
+    try:
+        running = {id(run.job) for run, _, _ in sched._slots.values()}
+        assert running == {id(j) for j in texts}  # one pass: the three short jobs, the long one waits
+        assert sched.running == 3 and sched.queued == 1 and sched._decoder.running == 3
+    finally:
+        sched._close_decoder()
+
+
+def test_a_job_the_decoder_refuses_fails_alone_and_the_others_join(media_model):
+    from anygpt.lm.decoder import EngineError
+
+    def refuse_second(dec):
+        real = dec.prefill_many
+
+        def prefill_many(requests):
+            out = real([r for i, r in enumerate(requests) if i != 1])
+            return out[:1] + [EngineError("a request the decoder cannot run")] + out[1:]
+        dec.prefill_many = prefill_many
+
+    jobs = [job_of(media_model, f"hello {i}") for i in range(3)]
+    too_long = job_of(media_model, "word " * 5000)  # fails while it is prepared (context overflow)
+    sched = admitted_scheduler(media_model, [jobs[0], jobs[1], too_long, jobs[2]], max_batch=4, wrap=refuse_second)
+    try:
+        assert {id(run.job) for run, _, _ in sched._slots.values()} == {id(jobs[0]), id(jobs[2])}
+        refused, overflow = jobs[1].future.exception(timeout=1), too_long.future.exception(timeout=1)
+        assert (refused.status, refused.code) == (400, "invalid_request") and "cannot run" in refused.message
+        assert (overflow.status, overflow.code) == (400, "context_length_exceeded")
+    finally:
+        sched._close_decoder()

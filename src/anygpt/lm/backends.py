@@ -5,6 +5,8 @@
 - "engine": anygpt.lm.engine.Engine (torch, static KV cache; fp32 or int8);
 - "onnx": anygpt.lm.onnx_engine.OnnxEngine (the forward pass in ONNX Runtime, fp32 or int8;
   the `onnx` extra);
+- "llamacpp": anygpt.lm.llamacpp_engine.LlamaCppEngine (the forward pass in llama.cpp, fp32 or
+  q8_0, which "int8" names here; the `llamacpp` extra, a source build);
 - "auto": "onnx" when onnxruntime is installed and can hold the model, else "engine"
   (measured in benchmarks/bench_generation.py);
 - "hf" (HF generate, the reference) is not an engine object: AnyGPT.complete_batch runs it.
@@ -19,7 +21,7 @@ from anygpt.errors import BackendUnavailable
 
 __all__ = ["BACKENDS", "BackendUnavailable", "build_engine"]
 
-BACKENDS = ("auto", "engine", "onnx")
+BACKENDS = ("auto", "engine", "onnx", "llamacpp")
 
 
 def build_engine(name: str, lm, layout, *, quantize: str | None = None, **kwargs):
@@ -40,4 +42,8 @@ def build_engine(name: str, lm, layout, *, quantize: str | None = None, **kwargs
         from anygpt.lm.onnx_engine import OnnxEngine
 
         return OnnxEngine(lm, layout, quantize=quantize, **kwargs)
+    if name == "llamacpp":
+        from anygpt.lm.llamacpp_engine import LlamaCppEngine
+
+        return LlamaCppEngine(lm, layout, quantize=quantize, **kwargs)
     raise EngineError(f"unknown engine {name!r}; choose from {', '.join(BACKENDS)} (or 'hf' through AnyGPT)")

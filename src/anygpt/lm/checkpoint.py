@@ -6,6 +6,10 @@ tokenizer_config.json, special_tokens_map.json) and added_tokens.json holding th
 tokens. Our folders add `anygpt.json`: the layout's token specs, the chat template and which
 modality tokenizers go with the model. Nothing is ever downloaded: everything is read with
 local_files_only=True.
+
+Our folders load without transformers when they can (anygpt.lm.plain_llama and
+anygpt.lm.plain_tokenizer: the same tensors and token ids, a cold start seconds shorter);
+the released folder and any other loads through transformers.
 """
 
 from __future__ import annotations
@@ -15,11 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import anygpt.lm.hf_imports  # noqa: F401  (before transformers: no scikit-learn)
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from anygpt.errors import CheckpointError, UnsafePathError
 from anygpt.files import safe_join, write_json
+from anygpt.lm.hf_folder import load_lm_hf, load_text_tokenizer_hf, read_json
 from anygpt.layout import TokenLayout
 from anygpt.modalities import released_specs
 from anygpt.token_spec import TokenSpec
@@ -88,17 +91,6 @@ def check_folder(path: Path) -> None:
         raise CheckpointError(f"{path}: no tokenizer; expected {' or '.join(TOKENIZER_FILES)}")
 
 
-def _check_json(file: Path) -> None:
-    """A JSON file of the folder that does not parse: CheckpointError naming it (transformers'
-    own error does not)."""
-    if not file.is_file():
-        return
-    try:
-        json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{file}: not valid JSON ({e}); the model folder is damaged") from None
-
-
 def _check_weights(path: Path) -> None:
     """Every safetensors weight file must open (a truncated or corrupt one is named). Pickled
     .bin weights (the release's) are left to transformers, which loads them with weights_only."""
@@ -112,30 +104,35 @@ def _check_weights(path: Path) -> None:
             raise CheckpointError(f"{file}: not a readable safetensors file, perhaps truncated or corrupt ({e})") from None
 
 
-def load_lm(path: str | Path, *, dtype: torch.dtype = torch.float32, device: str = "cpu"):
-    """-> (model, tokenizer, layout, FolderConfig). The released folder uses LLaMA's slow
-    sentencepiece tokenizer, as the release does; pad id 0 and left padding for generation."""
+def load_lm(path: str | Path, *, dtype: torch.dtype = torch.float32, device: str = "cpu", plain: bool = False):
+    """-> (model, tokenizer, layout, FolderConfig). plain: read our folders without
+    transformers when they allow it (PlainLlama, PlainTokenizer: the generation engine runs
+    them, `to_hf()` gives transformers' objects; AnyGPT.from_pretrained asks for this);
+    otherwise, and always for the release, HF's LlamaForCausalLM and tokenizer. The released folder uses LLaMA's slow sentencepiece
+    tokenizer, as the release does; pad id 0 and left padding for generation."""
     path = Path(path)
     check_folder(path)
     cfg = read_folder_config(path)
-    for name in ("config.json", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json", "added_tokens.json"):
-        _check_json(path / name)
-    use_fast = not (cfg.released and (path / "tokenizer.model").exists())
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=use_fast, local_files_only=True)
-    except Exception as e:  # noqa: BLE001 - transformers raises many kinds; the message names the folder
-        raise CheckpointError(f"{path}: its tokenizer files cannot be read ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token_id = 0
-    tokenizer.padding_side = "left"
+    plain = plain and not cfg.released and device == "cpu"
+    tokenizer = None
+    if plain:  # reads and checks the folder's tokenizer files itself
+        from anygpt.lm.plain_tokenizer import PlainTokenizer
+
+        tokenizer = PlainTokenizer.from_folder(path)
+    if tokenizer is None:
+        for name in ("config.json", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json", "added_tokens.json"):
+            if (path / name).is_file():
+                read_json(path / name)
+        tokenizer = load_text_tokenizer_hf(path, use_fast=not (cfg.released and (path / "tokenizer.model").exists()))
     layout = TokenLayout.from_tokenizer(tokenizer, cfg.specs)
     _check_weights(path)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True).to(device).eval()
-    except Exception as e:  # noqa: BLE001 - as above
-        raise CheckpointError(f"{path}: the model cannot be loaded from config.json and its weights "
-                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    model = None
+    if plain:
+        from anygpt.lm.plain_llama import PlainLlama
+
+        model = PlainLlama.from_folder(path, dtype=dtype)
+    if model is None:
+        model = load_lm_hf(path, dtype=dtype, device=device)
     rows = model.get_input_embeddings().weight.shape[0]
     if rows < len(tokenizer):
         raise CheckpointError(

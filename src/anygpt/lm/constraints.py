@@ -21,8 +21,6 @@ affordable; inside modality r at codebook l with codes and/or the end marker all
 from __future__ import annotations
 
 import torch
-import anygpt.lm.hf_imports  # noqa: F401  (before transformers: no scikit-learn)
-from transformers import LogitsProcessor
 
 from anygpt.layout import TokenLayout
 
@@ -189,8 +187,9 @@ class SegmentState:
             self.remaining = self.remaining - 1
 
 
-class SegmentConstraint(LogitsProcessor):
-    """A HF LogitsProcessor. scores: FloatTensor [B, V] (V may exceed the tokenizer's size when
+class SegmentConstraint:
+    """A HF LogitsProcessor (its call signature; no base class, so that importing this module
+    does not import transformers). scores: FloatTensor [B, V] (V may exceed the tokenizer's size when
     the embedding matrix is padded; those ids are never allowed)."""
 
     def __init__(self, layout: TokenLayout, *, max_length: int | None = None,

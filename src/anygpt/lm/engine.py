@@ -22,6 +22,11 @@ Interface (what a server builds on):
   reason. anygpt.lm.streaming.ReplyStreamer turns ids into text, media and audio events.
 - `Result`: ids (list of new ids, the stop id included as HF does), finish_reason ("stop",
   "length" or "cancelled"), prompt_tokens.
+- `ContinuousBatch.prefill_many(requests)`: several requests join at once, in one forward per
+  group of similar prompts (each request's tokens are those it gets alone); a bad request gets
+  its exception in its place and the others join. A decoder keeps the keys/values of recent
+  prompts (anygpt.lm.prefix_cache, PREFIX_TOKENS) and starts a prompt from the longest prefix
+  it shares with one of them (the chat template's system prompt, earlier turns).
 - The cache lives for one `generate` call (max_batch slots, each as long as the longest
   prompt plus max_new_tokens needs, at most max_len) and is dropped when it returns or raises,
   so a failed or cancelled request leaves nothing behind for the next one. A decoder's cache
@@ -53,9 +58,22 @@ from anygpt.lm.constraints import SegmentState, SegmentTables
 from anygpt.lm.decoder import EngineError, PromptTooLong, Request, RequestFailed, Result
 from anygpt.lm.generation import GenerationSettings, GenerationSettingsError
 from anygpt.lm.llama_static import LeanLlama
+from anygpt.lm.prefix_cache import PrefixCache
 from anygpt.lm.sampling import RowSampling
 
 DEFAULT_THREADS = 1
+# prompt tokens a decoder keeps keys/values of, so that a prompt sharing a prefix with a recent
+# one (the chat template's system prompt, a conversation's earlier turns) starts from there
+# (anygpt.lm.prefix_cache); anygpt-tiny: 18 KiB a token, 36 MiB in all
+PREFIX_TOKENS = 2048
+# prompts prefilled together run as one forward, each left-padded to the longest one's end;
+# a prompt joins a group while the padding it adds is at most this many tokens (a forward's fixed
+# cost is ~8 ms on anygpt-tiny, 1 core: about 28 prompt tokens computed in a group)
+GROUP_PAD_TOKENS = 16
+# a decode step runs as two forwards (rows split in two ranges, each attending up to its own
+# widest row) when that reads more than this many fewer cache columns (rows x width): a second
+# forward costs about what attending this many row-columns does (measured on anygpt-tiny)
+SPLIT_COLUMNS = 4096
 __all__ = ["Engine", "EngineError", "Request", "Result", "ContinuousBatch"]
 
 
@@ -69,22 +87,27 @@ class Engine:
     anygpt.lm.quantize); threads: torch threads while generating (None: DEFAULT_THREADS);
     tokenizer: needed only for stop_strings; pad_id: the model's pad id (default: its config's
     or 0); copy_weights: see LeanLlama (default: fused fp32 copies for small fp32 models on
-    CPU, else shared weights)."""
+    CPU, else shared weights); network: what runs the forward pass instead of LeanLlama(lm)
+    (the ONNX and llama.cpp backends: LeanLlama's interface, plus max_positions; quantize is
+    then its own affair)."""
 
     def __init__(self, lm, layout: TokenLayout, *, max_batch: int = 8, max_len: int | None = None,
                  quantize: str | None = None, threads: int | None = None, tokenizer=None,
-                 pad_id: int | None = None, copy_weights: bool | None = None):
+                 pad_id: int | None = None, copy_weights: bool | None = None, network=None):
         if max_batch < 1:
             raise EngineError(f"max_batch={max_batch}: must be at least 1")
-        self.model = LeanLlama(lm, copy_weights=copy_weights)
-        if quantize is not None:
-            from anygpt.lm.quantize import quantize_lean
+        if network is None:
+            network = LeanLlama(lm, copy_weights=copy_weights)
+            if quantize is not None:
+                from anygpt.lm.quantize import quantize_lean
 
-            quantize_lean(self.model, quantize)
+                quantize_lean(network, quantize)
+        self.model = network
         self.quantize = quantize
         self.layout = layout
         self.max_batch = max_batch
         self.max_len = int(max_len or getattr(lm.config, "max_position_embeddings", 4096))
+        self.max_len = min(self.max_len, getattr(network, "max_positions", self.max_len))
         if threads is not None and threads < 1:
             raise EngineError(f"threads={threads}: must be at least 1")
         self.threads = threads
@@ -93,7 +116,7 @@ class Engine:
         self.pad_id = pad_id if pad_id is not None else (cfg_pad if isinstance(cfg_pad, int) else 0)
         self.tables = SegmentTables(layout, self.model.vocab_size, self.model.device)
         self.group_of_class = None
-        if quantize is not None:
+        if quantize is not None and isinstance(network, LeanLlama):
             # int8 sub-heads give exactly the full int8 head's logits, so a step whose rows all
             # sit in one group (e.g. all inside speech segments) reads only that part of the head
             groups, self.group_of_class = self.tables.head_groups()
@@ -110,11 +133,14 @@ class Engine:
     def vocab_size(self) -> int:
         return self.model.vocab_size
 
-    def decoder(self, *, capacity: int | None = None, reserve: bool = False) -> "ContinuousBatch":
+    def decoder(self, *, capacity: int | None = None, reserve: bool = False,
+                prefix_tokens: int | None = None) -> "ContinuousBatch":
         """A running batch of up to max_batch requests (the decoder contract, anygpt.lm.decoder).
         capacity: KV columns per slot (default max_len); reserve: write the whole cache once now,
-        so that its memory is taken at start and not as replies grow (a server's steady RSS)."""
-        return ContinuousBatch(self, capacity=capacity, reserve=reserve)
+        so that its memory is taken at start and not as replies grow (a server's steady RSS);
+        prefix_tokens: prompt tokens whose keys/values it keeps for later prompts that share
+        their prefix (default PREFIX_TOKENS; 0: none)."""
+        return ContinuousBatch(self, capacity=capacity, reserve=reserve, prefix_tokens=prefix_tokens)
 
     def generate(self, requests: Sequence[Request], *, threads: int | None = None) -> list[Result]:
         """Run `requests` -> one Result each, in order: up to max_batch at a time, each queued
@@ -135,9 +161,11 @@ class Engine:
                 pending = list(enumerate(requests))[::-1]
                 index: dict[int, int] = {}
                 while pending or dec.running:
-                    while pending and dec.has_room:
-                        i, r = pending.pop()
-                        index[id(dec.prefill(r, checked=True))] = i
+                    joining = [pending.pop() for _ in range(min(len(pending), dec.max_batch - dec.running))]
+                    for (i, _), slot in zip(joining, dec.prefill_many([r for _, r in joining], checked=True)):
+                        if isinstance(slot, BaseException):
+                            raise slot
+                        index[id(slot)] = i
                     for done in dec.step():
                         results[index[id(done)]] = done.result
             except RequestFailed as e:
@@ -203,10 +231,11 @@ class Engine:
 class _Slot:
     """A request in a ContinuousBatch (the contract's Slot): its row, cache length, reply."""
 
-    def __init__(self, request: Request, prompt_len: int, budget: int, generator: torch.Generator):
+    def __init__(self, request: Request, prompt_len: int, offset: int, budget: int, generator: torch.Generator):
         self.request = request
         self.prompt_len = prompt_len
-        self.length = prompt_len  # tokens in its cache row
+        self.offset = offset  # pad columns before its prompt in its row (a batched prefill's left padding)
+        self.length = offset + prompt_len  # columns of its cache row in use
         self.budget_left = budget
         self.generator = generator
         self.out: list[int] = []
@@ -222,28 +251,43 @@ class _Slot:
                 self.request.streamer.end()
 
 
-class _RowView:
-    """One slot of the batch cache seen as a batch of one (a prefill writes its prompt there)."""
-
-    def __init__(self, cache, row: int):
-        self.k = [k[row:row + 1] for k in cache.k]
-        self.v = [v[row:row + 1] for v in cache.v]
-        self.valid = cache.valid[row:row + 1]
-        self.capacity = cache.capacity
-        self.length = 0
-        self.padded = False
-
-
 class _RowsView:
-    """The first n slots of the batch cache: the running rows of a ragged decode step."""
+    """Slots [first, first + n) of the batch cache as a batch of n: the running rows of a ragged
+    decode step (first 0), or the rows a batched prefill fills. width: columns already filled
+    (the forward writes from there); padded: some column before it is masked out."""
 
-    def __init__(self, cache, n: int, width: int, padded: bool):
-        self.k = [k[:n] for k in cache.k]
-        self.v = [v[:n] for v in cache.v]
-        self.valid = cache.valid[:n]
+    def __init__(self, cache, first: int, n: int, width: int, padded: bool):
+        self.cache, self.first = cache, first  # for a backend whose keys live outside torch (llamacpp)
+        rows = slice(first, first + n)
+        self.k = [k[rows] for k in cache.k]
+        self.v = [v[rows] for v in cache.v]
+        self.valid = cache.valid[rows]
         self.capacity = cache.capacity
         self.length = width
         self.padded = padded
+
+
+class _Joining:
+    """A checked request on its way into the batch: prompt LongTensor [n], its ids as a tuple,
+    the stored prefix it starts from (reuse: p ids, at most n - 1; entry: a PrefixEntry or
+    None) and `room`: the most columns of its row it may use without its budget being cut."""
+
+    def __init__(self, index: int, request: Request, prompt: torch.Tensor, capacity: int):
+        self.index, self.request, self.prompt = index, request, prompt
+        self.n = prompt.numel()
+        self.ids = tuple(prompt.tolist())
+        self.shared, self.entry = 0, None
+        self.budget = min(request.settings.max_new_tokens, capacity - self.n)
+        self.room = capacity - self.budget  # the prompt may end at any column up to here
+
+    @property
+    def reuse(self) -> int:
+        return min(self.shared, self.n - 1)
+
+    @property
+    def suffix(self) -> int:
+        """Prompt ids this request's forward must compute."""
+        return self.n - self.reuse
 
 
 class ContinuousBatch:
@@ -252,17 +296,27 @@ class ContinuousBatch:
     slot to the last row (its cache columns are copied), so the rows stay a prefix and every
     step works on views, never on gathered copies.
 
+    A row holds `offset` masked columns, then its prompt, then its reply: requests prefilled
+    together (prefill_many) are left-padded to end at the same column, so one forward computes
+    them all and each one's last prompt token is the forward's last column. Positions are a
+    row's own (column - offset). A prompt's prefix already held by the decoder's PrefixCache is
+    copied in, not computed.
+
     Per-row state, as tensors over the rows: logits of the next token [n, V], ids seen [n, V]
     (repetition penalty), stop ids [n, V], logit bias [n, V], the segment constraint's state
     [n] and the sampling parameters; each request's generator, budget and reply on its _Slot."""
 
-    def __init__(self, engine: Engine, *, capacity: int | None = None, reserve: bool = False):
+    def __init__(self, engine: Engine, *, capacity: int | None = None, reserve: bool = False,
+                 prefix_tokens: int | None = None):
         self.engine = engine
         self.max_len = engine.max_len
         self.max_batch = engine.max_batch
         self.capacity = min(int(capacity or engine.max_len), engine.max_len)
         m = engine.model
         self.cache = m.new_cache(engine.max_batch, self.capacity)
+        if not getattr(m, "prefix_reuse", True):  # its keys cannot be copied out as tensors
+            prefix_tokens = 0
+        self.prefixes = PrefixCache(PREFIX_TOKENS if prefix_tokens is None else prefix_tokens)
         # columns [0, zeroed) of every slot hold finite values: attention reads up to the widest
         # row, and a masked column still multiplies its value by 0 (uninitialised memory can be
         # NaN). Zeroed as the high-water mark grows, so memory is touched only as it is used.
@@ -289,50 +343,48 @@ class ContinuousBatch:
     def has_room(self) -> bool:
         return len(self.rows) < self.max_batch
 
-    @torch.inference_mode()
     def prefill(self, request: Request, *, checked: bool = False) -> _Slot:
-        e = self.engine
-        if not checked:
-            e._check(request, "")
-        if not self.has_room:
-            raise EngineError(f"no free slot: {self.max_batch} requests are running (max_batch)")
-        prompt = _prompt(request)
-        n = prompt.numel()
-        if n >= self.capacity:
-            raise EngineError(f"the prompt is {n} tokens long; this decoder holds at most {self.capacity - 1}")
-        budget = min(request.settings.max_new_tokens, self.capacity - n)
-        row = len(self.rows)
-        self._zero_to(n)
-        view = _RowView(self.cache, row)
-        logits = e.model(prompt[None].to(self._dev), torch.arange(n, device=self._dev)[None], view)  # [1, V]
-        self.cache.valid[row, :n] = True
-        self.cache.valid[row, n:] = False
-        s = request.settings
-        limits = e.tables.frame_limits([s.max_frames], 1)
-        state = SegmentState(e.tables, prompt[None], torch.tensor([budget]), limits)
-        seen = torch.zeros(1, self._v, dtype=torch.bool, device=self._dev)
-        if s.repetition_penalty != 1.0:
-            seen[0, prompt.to(self._dev)] = True
-        stops = torch.zeros(1, self._v, dtype=torch.bool, device=self._dev)
-        if request.stop_ids:
-            stops[0, [int(i) for i in request.stop_ids]] = True
-        bias = torch.zeros(1, self._v, dtype=torch.float32, device=self._dev)
-        if request.logit_bias is not None:
-            bias[0] = torch.as_tensor(request.logit_bias, dtype=torch.float32)
-        slot = _Slot(request, n, budget, _generator(request.generator))
-        self.rows.append(slot)
-        self.logits = torch.cat([self.logits, logits.float()])
-        self.seen = torch.cat([self.seen, seen])
-        self.stops = torch.cat([self.stops, stops])
-        self.bias = torch.cat([self.bias, bias])
-        self.constrained = torch.cat([self.constrained, torch.tensor([s.constrained], device=self._dev)])
-        if self.state is None:
-            self.state = state
-        else:
-            for name in ("seg", "pos", "remaining", "limits"):
-                setattr(self.state, name, torch.cat([getattr(self.state, name), getattr(state, name)]))
-        self._refresh()
-        return slot
+        out = self.prefill_many([request], checked=checked)[0]
+        if isinstance(out, BaseException):
+            raise out
+        return out
+
+    @torch.inference_mode()
+    def prefill_many(self, requests: Sequence[Request], *, checked: bool = False) -> list[_Slot | BaseException]:
+        """Several requests join at once -> one Slot per request, or the exception that request
+        alone raised (a bad request, EngineError when no slot is left for it), in order.
+
+        Each request is checked first; the good ones are grouped (by the length of prompt each
+        must compute once its stored prefix is copied in) and each group runs as one forward:
+        on a small model a forward's cost is mostly per operator, so a group of short prompts
+        costs little more than one. A request's logits are those of prefill([request]) up to
+        float rounding (the same ids at the same positions, other rows masked out)."""
+        out: list[_Slot | BaseException | None] = [None] * len(requests)
+        joining: list[_Joining] = []
+        room = self.max_batch - len(self.rows)
+        for i, r in enumerate(requests):
+            try:
+                if not checked:
+                    self.engine._check(r, "")
+                prompt = _prompt(r)
+                if prompt.numel() >= self.capacity:
+                    raise EngineError(f"the prompt is {prompt.numel()} tokens long; this decoder holds at most "
+                                      f"{self.capacity - 1}")
+                if len(joining) >= room:
+                    raise EngineError(f"no free slot: {self.max_batch} requests are running (max_batch)")
+                joining.append(_Joining(i, r, prompt, self.capacity))
+            except Exception as err:  # noqa: BLE001 - that request fails, the others join
+                out[i] = err
+        for j in joining:
+            j.shared, j.entry = self.prefixes.lookup(j.ids)
+        for group in _groups(joining):
+            try:
+                slots = self._prefill_group(group)
+            except Exception as err:  # noqa: BLE001 - a failed forward: its group fails, nothing joined
+                slots = [err] * len(group)
+            for j, slot in zip(group, slots):
+                out[j.index] = slot
+        return out
 
     @torch.inference_mode()
     def step(self) -> list[_Slot]:
@@ -403,6 +455,70 @@ class ContinuousBatch:
         self.all_constrained = bool(self.constrained.all()) if self.rows else True
         self.any_constrained = bool(self.constrained.any()) if self.rows else False
         self.generators = [r.generator for r in self.rows]
+        self.any_offset = any(r.offset for r in self.rows)
+
+    def _prefill_group(self, group: list[_Joining]) -> list[_Slot]:
+        """One forward for the group's prompts, in the slots after the running rows -> their
+        Slots (joined). Row j: `off_j` masked columns, then its prompt, ending at column `end`
+        for every row; its stored prefix (reuse_j ids) is copied in and the forward computes
+        columns [start, end) of every row, start = end - the longest suffix (a row whose prefix
+        reaches past `start` recomputes those columns: same ids, same values)."""
+        e, cache, dev = self.engine, self.cache, self._dev
+        first, k = len(self.rows), len(group)
+        end = max(j.n for j in group)
+        offs = [end - j.n for j in group]
+        start = min(off + j.reuse for off, j in zip(offs, group))
+        self._zero_to(end)
+        valid = cache.valid[first:first + k]
+        valid.zero_()
+        ids = torch.full((k, end - start), e.pad_id, dtype=torch.long)
+        pos = torch.zeros(k, end - start, dtype=torch.long)
+        for row, (off, j) in enumerate(zip(offs, group)):
+            valid[row, off:end] = True
+            if j.reuse:
+                for kc, vc, ke, ve in zip(cache.k, cache.v, j.entry.k, j.entry.v):
+                    kc[first + row, :, off:off + j.reuse] = ke[:, :j.reuse]
+                    vc[first + row, :, off:off + j.reuse] = ve[:, :j.reuse]
+            a = max(start, off)  # the first column of the window that holds a prompt id
+            ids[row, a - start:] = j.prompt[a - off:]
+            pos[row, a - start:] = torch.arange(a - off, j.n)
+        # an explicit mask unless every row is a whole prompt from column 0 (plain causal then)
+        view = _RowsView(cache, first, k, start, padded=start > 0 or any(offs))
+        logits = e.model(ids.to(dev), pos.to(dev), view).float()  # [k, V]
+        slots, states = [], []
+        seen = torch.zeros(k, self._v, dtype=torch.bool, device=dev)
+        stops = torch.zeros(k, self._v, dtype=torch.bool, device=dev)
+        bias = torch.zeros(k, self._v, dtype=torch.float32, device=dev)
+        for row, (off, j) in enumerate(zip(offs, group)):
+            r, s = j.request, j.request.settings
+            limits = e.tables.frame_limits([s.max_frames], 1)
+            states.append(SegmentState(e.tables, j.prompt[None], torch.tensor([j.budget]), limits))
+            if s.repetition_penalty != 1.0:
+                seen[row, j.prompt.to(dev)] = True
+            if r.stop_ids:
+                stops[row, [int(i) for i in r.stop_ids]] = True
+            if r.logit_bias is not None:
+                bias[row] = torch.as_tensor(r.logit_bias, dtype=torch.float32)
+            slots.append(_Slot(r, j.n, off, j.budget, _generator(r.generator)))
+            if j.shared < j.n:  # keep its keys/values for later prompts that share its prefix
+                self.prefixes.put(j.ids, [kc[first + row, :, off:end].clone() for kc in cache.k],
+                                  [vc[first + row, :, off:end].clone() for vc in cache.v])
+            if j.reuse:
+                self.prefixes.hits += 1
+                self.prefixes.reused += j.reuse
+        self.rows.extend(slots)
+        self.logits = torch.cat([self.logits, logits])
+        self.seen = torch.cat([self.seen, seen])
+        self.stops = torch.cat([self.stops, stops])
+        self.bias = torch.cat([self.bias, bias])
+        self.constrained = torch.cat([self.constrained, torch.tensor([j.request.settings.constrained for j in group],
+                                                                     device=dev)])
+        if self.state is None:
+            self.state, states = states[0], states[1:]
+        for name in ("seg", "pos", "remaining", "limits"):
+            setattr(self.state, name, torch.cat([getattr(self.state, name)] + [getattr(st, name) for st in states]))
+        self._refresh()
+        return slots
 
     def _zero_to(self, width: int) -> None:
         if width > self.zeroed:
@@ -441,8 +557,11 @@ class ContinuousBatch:
         movers = [j for j in range(left, n) if j not in gone_idx]
         keep = list(range(left))
         cache = self.cache
+        move_row = getattr(cache, "move_row", None)  # a cache that keeps its keys elsewhere moves them itself
         for hole, mover in zip(holes, movers):
             length = self.rows[mover].length
+            if move_row is not None:
+                move_row(hole, mover, length)
             for t in cache.k + cache.v:
                 t[hole, :, :length] = t[mover, :, :length]
             cache.valid[hole] = cache.valid[mover]
@@ -458,20 +577,63 @@ class ContinuousBatch:
             r.end()
 
     def _decode(self, tokens: list[int]) -> None:
-        """Feed each row its chosen token at its own next column -> the rows' next logits."""
+        """Feed each row its chosen token at its own next column -> the rows' next logits. Rows
+        [0, split) and [split, n) run as two forwards when that reads far fewer cache columns
+        (see _split): attention reads every row's columns up to the widest row of its forward."""
         e, n = self.engine, len(self.rows)
         lengths = [r.length for r in self.rows]
         cols = torch.tensor(lengths, dtype=torch.long, device=self._dev)
+        positions = cols - torch.tensor([r.offset for r in self.rows], device=self._dev) if self.any_offset else cols
         self.cache.valid[torch.arange(n), cols] = True
-        width = max(lengths) + 1
-        self._zero_to(width)
-        view = _RowsView(self.cache, n, width, padded=min(lengths) != max(lengths))
+        self._zero_to(max(lengths) + 1)
         ids = torch.tensor(tokens, dtype=torch.long, device=self._dev)[:, None]
         cls = self.state.classes() if e.group_of_class is not None else None
-        self.logits = e.decode_step(ids, cols[:, None], view, cols=cols,
-                                    head_group=e._group(cls, self.all_constrained)).float()
+        group = e._group(cls, self.all_constrained)
+        logits = []
+        for a, b in _split(lengths):
+            part = lengths[a:b]
+            view = _RowsView(self.cache, a, b - a, max(part) + 1, padded=self.any_offset or min(part) != max(part))
+            logits.append(e.decode_step(ids[a:b], positions[a:b, None], view, cols=cols[a:b],
+                                        head_group=group).float())
+        self.logits = logits[0] if len(logits) == 1 else torch.cat(logits)
         for r in self.rows:
             r.length += 1
+
+
+def _split(lengths: list[int]) -> list[tuple[int, int]]:
+    """Rows' cache lengths -> the row ranges decoded as one forward each: [(0, n)], or two
+    ranges at the split that reads the fewest cache columns, rows x (widest row + 1) summed,
+    when it saves more than SPLIT_COLUMNS (what a second forward costs, in columns read)."""
+    n = len(lengths)
+    whole = n * (max(lengths) + 1)
+    head, best, at = 0, whole, 0
+    tails = [0] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        tails[i] = max(tails[i + 1], lengths[i] + 1)
+    for i in range(1, n):
+        head = max(head, lengths[i - 1] + 1)
+        cost = i * head + (n - i) * tails[i]
+        if cost < best:
+            best, at = cost, i
+    return [(0, n)] if whole - best <= SPLIT_COLUMNS else [(0, at), (at, n)]
+
+
+def _groups(joining: list[_Joining]) -> list[list[_Joining]]:
+    """Requests prefilled together -> groups, each run as one forward. By the ids each must
+    compute (shortest first), a request joins the current group while the padding it adds, k x
+    (its suffix - the group's longest), stays within GROUP_PAD_TOKENS, and while the group's
+    longest prompt leaves every member's budget uncut (left padding takes columns)."""
+    groups: list[list[_Joining]] = []
+    for j in sorted(joining, key=lambda j: j.suffix):
+        if groups:
+            g = groups[-1]
+            pad = len(g) * (j.suffix - max(x.suffix for x in g))
+            end = max(j.n, max(x.n for x in g))
+            if pad <= GROUP_PAD_TOKENS and all(end <= x.room for x in g + [j]):
+                g.append(j)
+                continue
+        groups.append([j])
+    return groups
 
 
 def _prompt(r: Request) -> torch.Tensor:

@@ -7,12 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import torch
-import anygpt.lm.hf_imports  # noqa: F401  (before transformers: no scikit-learn)
-from transformers import GenerationConfig, LogitsProcessorList
 
 from anygpt.errors import AnyGPTError
 from anygpt.layout import TokenLayout
-from anygpt.lm.constraints import SegmentConstraint
 
 
 class GenerationSettingsError(AnyGPTError, ValueError):
@@ -95,6 +92,11 @@ def generate_ids(
     (padded with pad_id after a sequence stops). stop_strings (with tokenizer) end generation
     on text that is no single token (the AnyGPT template's '<eom>'). streamer: HF's contract
     (its first put() is the prompt; batch 1 only)."""
+    import anygpt.lm.hf_imports  # noqa: F401  (before transformers: no scikit-learn)
+    from transformers import GenerationConfig, LogitsProcessorList
+
+    from anygpt.lm.constraints import SegmentConstraint
+
     settings.check()
     processors = LogitsProcessorList()
     if settings.constrained:

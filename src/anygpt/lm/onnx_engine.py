@@ -60,8 +60,9 @@ def cache_root() -> Path:
     return Path(os.environ.get("ANYGPT_CACHE", Path.home() / ".cache" / "anygpt")) / "onnx"
 
 
-def check_supported(lm) -> None:
-    """BackendUnavailable unless lm is a bias-free SiLU LLaMA with plain RoPE (what DecoderStep computes)."""
+def check_supported(lm, backend: str = "onnx") -> None:
+    """BackendUnavailable unless lm is a bias-free SiLU LLaMA with plain RoPE (what DecoderStep
+    computes, and what the GGUF export writes)."""
     cfg = lm.config
     why = None
     if getattr(cfg, "model_type", None) != "llama":
@@ -73,7 +74,7 @@ def check_supported(lm) -> None:
     elif (getattr(cfg, "rope_scaling", None) or {}).get("rope_type", "default") != "default":
         why = "it uses RoPE scaling"
     if why:
-        raise BackendUnavailable(f"engine 'onnx' cannot hold this model: {why} (use engine 'engine' or 'hf')")
+        raise BackendUnavailable(f"engine {backend!r} cannot hold this model: {why} (use engine 'engine' or 'hf')")
 
 
 class DecoderStep(nn.Module):
@@ -320,11 +321,5 @@ class OnnxEngine(Engine):
 
     def __init__(self, lm, layout: TokenLayout, *, max_batch: int = 8, max_len: int | None = None,
                  quantize: str | None = None, threads: int | None = None, tokenizer=None, pad_id: int | None = None):
-        import_onnxruntime()
-        check_supported(lm)
-        super().__init__(lm, layout, max_batch=max_batch, max_len=max_len, threads=threads, tokenizer=tokenizer,
-                         pad_id=pad_id, copy_weights=False)
-        self.model = OnnxLlama(lm, threads=threads or 1, quantize=quantize)
-        self.quantize = quantize
-        self.max_len = min(self.max_len, self.model.max_positions)
-        self.decode_step = self.model.forward
+        super().__init__(lm, layout, max_batch=max_batch, max_len=max_len, quantize=quantize, threads=threads,
+                         tokenizer=tokenizer, pad_id=pad_id, network=OnnxLlama(lm, threads=threads or 1, quantize=quantize))

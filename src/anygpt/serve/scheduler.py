@@ -15,10 +15,15 @@ then its media are rendered (PNG, WAV...) on a render thread, so decoding the ot
 and its future resolved. Streaming jobs get events (text deltas, speech audio chunks, each
 image or music piece as it completes) through `job.emit` while they run.
 
+Jobs that join between the same two steps are prefilled together (ContinuousBatch.prefill_many:
+one forward per group of similar prompts, each starting from the longest prompt prefix the
+decoder has kept, e.g. the chat template's system prompt); short jobs are admitted before long
+ones.
+
 Everything that can fail is per job: preparing it (bad media, a context overflow, settings)
-fails that job alone before it joins; a failing streamer drops only its own request; a job
-whose cancel event is set (client gone, timeout) leaves the batch at the next step. A full
-queue raises a 503 APIError with Retry-After.
+or the decoder's check of it fails that job alone before it joins; a failing streamer drops
+only its own request; a job whose cancel event is set (client gone, timeout) leaves the batch
+at the next step. A full queue raises a 503 APIError with Retry-After.
 """
 
 from __future__ import annotations
@@ -46,12 +51,15 @@ from anygpt.templates import Turn, parse_spoken_reply
 
 log = logging.getLogger("anygpt.serve")
 
-# Admission policy (measured with benchmarks/bench_serve.py --mix): while requests run, at most
-# ADMIT_PER_STEP new ones are prefilled between two steps, so a burst of arrivals does not
-# stall the running replies (nor the first arrivals' first tokens) behind every prefill; and
-# requests allowed more than LONG_REPLY tokens (music, speech) hold at most all but a quarter
-# of the slots, so that short requests always find one free while long replies run.
-ADMIT_PER_STEP = 4
+# Admission policy (measured with benchmarks/bench_serve.py --mix, docs/serve.md): between two
+# steps every waiting job that finds a slot joins, short ones first, prefilled together; while
+# requests run, the jobs joining in one pass hold at most ADMIT_TOKENS prompt tokens, so that a
+# burst of long prompts does not stall the running replies for long (anygpt-tiny: a 55-token
+# chat prompt is ~12 ids to compute once its system prompt is kept; 24 such prompts prefill in
+# ~0.1 s on one core). Requests allowed more than LONG_REPLY tokens (music, speech) hold at most
+# all but a quarter of the slots, so that short requests always find one free while long
+# replies run.
+ADMIT_TOKENS = 2048
 LONG_REPLY = 512
 
 
@@ -174,7 +182,7 @@ class Scheduler:
         self.continuous = continuous
         self._queue: queue.Queue[Job] = queue.Queue(maxsize=max_queue)
         self._continuing: list[_Run] = []
-        self._deferred: list[_Run] = []  # long jobs waiting for a slot of their own kind
+        self._waiting: list[_Run] = []  # taken from the queue, waiting for a slot (long: for a long slot)
         self._slots: dict[int, tuple[_Run, list[int], object]] = {}  # id(slot) -> (run, start, slot)
         self._decoder = None
         self._stop = threading.Event()
@@ -194,14 +202,14 @@ class Scheduler:
         self._stop.set()
         for run, _, _ in list(self._slots.values()):
             run.job.cancel.set()
-        for run in list(self._continuing) + list(self._deferred):
+        for run in list(self._continuing) + list(self._waiting):
             run.job.cancel.set()
         self._thread.join(timeout)
         self._renderer.shutdown(wait=True)
         closing = APIError(503, "the server is shutting down", code="shutting_down")
-        for run in self._continuing + self._deferred:
+        for run in self._continuing + self._waiting:
             self._fail(run, closing)
-        self._continuing, self._deferred = [], []
+        self._continuing, self._waiting = [], []
         while True:
             try:
                 job = self._queue.get_nowait()
@@ -213,7 +221,7 @@ class Scheduler:
         if self._stop.is_set():
             raise APIError(503, "the server is shutting down", code="shutting_down")
         try:
-            if self.queued >= self._queue.maxsize:  # deferred long jobs wait too
+            if self.queued >= self._queue.maxsize:  # jobs taken from the queue still wait
                 raise queue.Full
             self._queue.put_nowait(job)
         except queue.Full:
@@ -223,7 +231,7 @@ class Scheduler:
 
     @property
     def queued(self) -> int:
-        return self._queue.qsize() + len(self._deferred)
+        return self._queue.qsize() + len(self._waiting)
 
     @property
     def running(self) -> int:
@@ -241,7 +249,7 @@ class Scheduler:
         self._decoder = self.engine.decoder(reserve=self.reserve_kv)
         try:
             while not self._stop.is_set():
-                self._expire_deferred()
+                self._expire_waiting()
                 self._admit()
                 if self._slots:
                     self._step()
@@ -252,58 +260,89 @@ class Scheduler:
             self._close_decoder()
 
     def _admit(self) -> None:
-        """Fill the decoder's free slots: continuations first, then queued jobs (waiting a little
-        for one only when nothing runs); each job is prepared and prefilled on its own, so a
-        bad one fails alone."""
+        """Fill the decoder's free slots: continuations first, then waiting short jobs, then long
+        ones while a long slot is free (waiting a little for a job only when nothing runs). Each
+        job is prepared on its own, then the prepared ones are prefilled together; a job that
+        fails either step fails alone."""
         dec = self._decoder
         if self._slots and not self.continuous:
             return
-        budget = ADMIT_PER_STEP if self._slots else self.max_batch
+        self._take_queued(wait=not self._slots and not self._waiting and not self._continuing)
+        free = dec.max_batch - dec.running
+        budget = ADMIT_TOKENS if self._slots else None
         long_slots = max(1, self.max_batch - max(1, self.max_batch // 4)) if self.continuous else self.max_batch
-        while dec.has_room and budget > 0 and not self._stop.is_set():
-            run = self._next(long_slots)
+        long_running = sum(_is_long(run) for run, _, _ in self._slots.values())
+        ready: list[tuple[_Run, object, list[int]]] = []
+        tokens = 0
+        while len(ready) < free and (budget is None or tokens < budget) and not self._stop.is_set():
+            run = self._next(long_slots - long_running)
             if run is None:
-                return
-            budget -= 1
+                break
+            long_running += _is_long(run)
             try:
                 request, start = self._request(run)
-                slot = dec.prefill(request)
-            except APIError as e:
-                self._fail(run, e)
+            except Exception as e:  # noqa: BLE001 - that job fails, the others go on
+                self._fail_preparing(run, e)
                 continue
-            except EngineError as e:
-                self._fail(run, APIError(400, f"messages: {e}", param="messages", code="invalid_request"))
-                continue
-            except AnyGPTError as e:
-                self._fail(run, APIError(400, str(e), code="invalid_request"))
-                continue
-            except Exception as e:  # noqa: BLE001 - a bug fails this job, not the others
-                log.exception("preparing a request failed")
-                self._fail(run, APIError(500, f"preparing the request failed: {e}", code="internal_error"))
-                continue
-            self._slots[id(slot)] = (run, start, slot)
+            ready.append((run, request, start))
+            tokens += int(torch.as_tensor(request.prompt).numel())
+        if not ready:
+            return
+        for (run, _, start), slot in zip(ready, self._prefill([request for _, request, _ in ready])):
+            if isinstance(slot, BaseException):
+                self._fail_preparing(run, slot)
+            else:
+                self._slots[id(slot)] = (run, start, slot)
 
-    def _next(self, long_slots: int) -> "_Run | None":
-        """The next run to admit: a continuation, a deferred long job if a long slot is free,
-        else a queued job (a long one is deferred while the long slots are all held)."""
-        if self._continuing:
-            return self._continuing.pop(0)
-        long_running = sum(_is_long(run) for run, _, _ in self._slots.values())
-        if self._deferred and long_running < long_slots:
-            return self._deferred.pop(0)
+    def _prefill(self, requests: list) -> list:
+        """requests -> one slot each, or the exception that request raised: in one batched call
+        when the decoder has prefill_many (our engine), else one by one."""
+        many = getattr(self._decoder, "prefill_many", None)
+        if many is not None:
+            return many(requests)
+        out = []
+        for request in requests:
+            try:
+                out.append(self._decoder.prefill(request))
+            except Exception as e:  # noqa: BLE001
+                out.append(e)
+        return out
+
+    def _fail_preparing(self, run: _Run, e: BaseException) -> None:
+        """A job that could not join the batch fails with the API error its exception means."""
+        if isinstance(e, APIError):
+            self._fail(run, e)
+        elif isinstance(e, EngineError):
+            self._fail(run, APIError(400, f"messages: {e}", param="messages", code="invalid_request"))
+        elif isinstance(e, AnyGPTError):
+            self._fail(run, APIError(400, str(e), code="invalid_request"))
+        else:  # a bug fails this job, not the others
+            log.error("preparing a request failed", exc_info=e)
+            self._fail(run, APIError(500, f"preparing the request failed: {e}", code="internal_error"))
+
+    def _take_queued(self, wait: bool) -> None:
+        """Move every queued job to the waiting list (expired or cancelled ones fail); wait: block
+        up to 50 ms for the first one (nothing runs)."""
         while True:
             try:
-                wait = not self._slots and not self._deferred
                 job = self._queue.get(timeout=0.05) if wait else self._queue.get_nowait()
             except queue.Empty:
-                return None
-            if self._expired(job):
-                continue
-            run = _Run(job, force=job.force)
-            if _is_long(run) and long_running >= long_slots:
-                self._deferred.append(run)
-                continue
-            return run
+                return
+            wait = False
+            if not self._expired(job):
+                self._waiting.append(_Run(job, force=job.force))
+
+    def _next(self, long_free: int) -> "_Run | None":
+        """The next run to admit: a continuation, else the first waiting short job, else the first
+        waiting long one if long_free (long slots not held) > 0."""
+        if self._continuing:
+            return self._continuing.pop(0)
+        short = next((run for run in self._waiting if not _is_long(run)), None)
+        if short is None and long_free > 0:
+            short = next(iter(self._waiting), None)
+        if short is not None:
+            self._waiting.remove(short)
+        return short
 
     def _step(self) -> None:
         self.batches += 1
@@ -335,9 +374,9 @@ class Scheduler:
             self._decoder.close()
         self._slots.clear()
 
-    def _expire_deferred(self) -> None:
-        for run in [r for r in self._deferred if r.job.cancel.is_set() or time.monotonic() > r.job.deadline]:
-            self._deferred.remove(run)
+    def _expire_waiting(self) -> None:
+        for run in [r for r in self._waiting if r.job.cancel.is_set() or time.monotonic() > r.job.deadline]:
+            self._waiting.remove(run)
             self._expired(run.job)
 
     def _expired(self, job: Job) -> bool:
