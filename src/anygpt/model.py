@@ -249,8 +249,8 @@ class AnyGPT:
         streamer: a BaseStreamer-shaped object (put/end, e.g. anygpt.lm.streaming.ReplyStreamer)
         that receives the reply's ids as they are written, the forced start marker first.
         engine: "engine" (anygpt.lm.engine; default), "onnx" (ONNX Runtime), "llamacpp"
-        (llama.cpp), "auto" (the fastest installed, anygpt.lm.backends) or "hf" (HF generate, the reference; beam
-        search always runs there). quantize: "int8" for the engine's int8 projections.
+        (llama.cpp), "auto" (the fastest installed, anygpt.lm.backends) or "hf" (HF generate,
+        the reference; beam search always runs there). quantize: "int8" for the engine's int8 projections.
         threads: torch threads while generating (engine default: 1).
         """
         if force_modality in ("auto", "none"):

@@ -25,7 +25,8 @@ from anygpt.modalities.registry import tokenizer_loader
 
 @dataclass
 class ModelParts:
-    """lm: HF causal LM; text_tokenizer: its HF tokenizer; tokenizers: modality -> tokenizer given
+    """lm: HF causal LM, or for our folders a PlainLlama (anygpt.lm.plain_llama; AnyGPT.lm turns
+    it into the HF model on first use); text_tokenizer: its tokenizer (HF's, or PlainTokenizer); tokenizers: modality -> tokenizer given
     by the caller; deferred: modality -> a zero-argument load of a tokenizer the folder names (its
     name and path checked, not yet loaded: a model loads only the de-tokenizers its replies use);
     template: chat template name; tokenizer_entries: modality -> {"loader"[, "path"]} as the

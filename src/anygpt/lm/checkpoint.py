@@ -22,8 +22,8 @@ import torch
 
 from anygpt.errors import CheckpointError, UnsafePathError
 from anygpt.files import safe_join, write_json
-from anygpt.lm.hf_folder import load_lm_hf, load_text_tokenizer_hf, read_json
 from anygpt.layout import TokenLayout
+from anygpt.lm.hf_folder import load_lm_hf, load_text_tokenizer_hf, read_json
 from anygpt.modalities import released_specs
 from anygpt.token_spec import TokenSpec
 
@@ -108,8 +108,9 @@ def load_lm(path: str | Path, *, dtype: torch.dtype = torch.float32, device: str
     """-> (model, tokenizer, layout, FolderConfig). plain: read our folders without
     transformers when they allow it (PlainLlama, PlainTokenizer: the generation engine runs
     them, `to_hf()` gives transformers' objects; AnyGPT.from_pretrained asks for this);
-    otherwise, and always for the release, HF's LlamaForCausalLM and tokenizer. The released folder uses LLaMA's slow sentencepiece
-    tokenizer, as the release does; pad id 0 and left padding for generation."""
+    otherwise, and always for the release, HF's LlamaForCausalLM and tokenizer. The released
+    folder uses LLaMA's slow sentencepiece tokenizer, as the release does; pad id 0 and left
+    padding for generation."""
     path = Path(path)
     check_folder(path)
     cfg = read_folder_config(path)
