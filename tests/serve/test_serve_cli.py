@@ -74,3 +74,17 @@ def test_serve_process_answers_on_the_port_it_was_given(tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_engine_flag_picks_the_decoder_backend(tmp_path, monkeypatch, capsys):
+    from anygpt.lm.onnx_engine import OnnxEngine
+
+    monkeypatch.setenv("ANYGPT_CACHE", str(tmp_path / "cache"))  # the ONNX export goes here
+    args = serve_cli.build_parser().parse_args(["--model", "random-64x2", "--engine", "onnx", "--int8"])
+    service = serve_cli.load_service(args)
+    assert type(service.scheduler.engine) is OnnxEngine and service.scheduler.engine.quantize == "int8"
+    default = serve_cli.load_service(serve_cli.build_parser().parse_args(["--model", "random-64x2"]))
+    assert type(default.scheduler.engine).__name__ == "Engine"
+    with pytest.raises(SystemExit) as e:
+        serve_cli.main(["--model", "random-64x2", "--engine", "hf"])  # no continuous batching there
+    assert e.value.code == 2 and "--engine" in capsys.readouterr().err

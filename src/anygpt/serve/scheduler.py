@@ -160,20 +160,21 @@ class _HeldStreamer:
 
 class Scheduler:
     """model: AnyGPT; cache: the media cache shared with the request threads; max_batch: requests
-    decoded together; max_queue: jobs waiting (beyond it, submit raises 503); quantize: engine
-    int8; retry_after: seconds a rejected client is told to wait; reserve_kv: take the decoder's
+    decoded together; max_queue: jobs waiting (beyond it, submit raises 503); quantize: int8
+    weights; backend: the decoder backend (anygpt.lm.backends); retry_after: seconds a rejected client is told to wait; reserve_kv: take the decoder's
     whole KV cache at start (a steady memory footprint instead of one that grows with replies);
     continuous: False admits jobs only when the batch is empty, each batch running to its end
     (the scheduler before issue 25; kept to measure against)."""
 
     def __init__(self, model, cache: MediaCache, *, max_batch: int = 8, max_queue: int = 64,
-                 quantize: str | None = None, threads: int | None = None, retry_after: int = 1,
+                 quantize: str | None = None, backend: str = "engine", threads: int | None = None,
+                 retry_after: int = 1,
                  reserve_kv: bool = False, continuous: bool = True):
         if max_queue < 1:
             raise ValueError(f"max_queue={max_queue}: must be at least 1")
         self.model = model
         self.cache = cache
-        self.engine = model.engine(quantize=quantize, max_batch=max_batch)  # a Backend (anygpt.lm.decoder)
+        self.engine = model.engine(quantize=quantize, max_batch=max_batch, backend=backend)  # anygpt.lm.decoder.Backend
         self.vocab_size = self.engine.vocab_size  # the length of a logit bias
         self.max_batch = max_batch
         self.threads = threads

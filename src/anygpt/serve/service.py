@@ -16,7 +16,8 @@ from anygpt.serve.schemas import ChatRequest
 class ServeConfig:
     """model_name: the id clients send and /v1/models lists; api_key: None = no key asked;
     timeout: seconds per request, queue time included; max_body_bytes: whole request body;
-    limits: per attachment; cache_items: media cache entries."""
+    limits: per attachment; cache_items: media cache entries; engine: the decoder backend
+    (anygpt.lm.backends: "engine", "onnx", "llamacpp" or "auto")."""
 
     model_name: str
     api_key: str | None = None
@@ -27,6 +28,7 @@ class ServeConfig:
     limits: MediaLimits = field(default_factory=MediaLimits)
     cache_items: int = 256
     quantize: str | None = None
+    engine: str = "engine"
     threads: int | None = None
     retry_after: int = 1
     reserve_kv: bool = False  # take the whole KV cache at start (steady memory; see Scheduler)
@@ -39,7 +41,7 @@ class ChatService:
         self.config = config
         self.cache = MediaCache(config.cache_items)
         self.scheduler = Scheduler(model, self.cache, max_batch=config.max_batch, max_queue=config.max_queue,
-                                   quantize=config.quantize, threads=config.threads,
+                                   quantize=config.quantize, backend=config.engine, threads=config.threads,
                                    retry_after=config.retry_after, reserve_kv=config.reserve_kv,
                                    continuous=config.continuous)
         context = self.scheduler.context_tokens
