@@ -78,6 +78,7 @@ def test_a_plain_folder_holds_the_same_tensors_and_gives_the_same_replies(folder
                                     engine="hf") == want
     assert type(plain_model.lm).__name__ == "LlamaForCausalLM"
     assert plain_model.lm.lm_head.weight.data_ptr() == lm.lm_head.weight.data_ptr()
+    assert all(p.requires_grad for p in plain_model.lm.parameters())  # trainable, as from_pretrained's
 
 
 def test_a_plain_model_saves_a_folder_that_loads_the_same(folder, tmp_path):

@@ -20,7 +20,7 @@ from torch import nn
 
 from anygpt.lm.hf_folder import load_lm_hf, read_json
 
-# config.json keys a folder may hold for LeanLlama to run it exactly as transformers would
+# config.json's rope_scaling values that mean transformers' default RoPE (what LeanLlama computes)
 _PLAIN_ROPE = (None, {}, {"rope_type": "default"}, {"type": "default"})
 
 
@@ -105,7 +105,7 @@ class PlainLlama(nn.Module):
         hf.load_state_dict(self.state_dict(keep_vars=True), assign=True)
         if self.config.tie_word_embeddings:
             hf.tie_weights()
-        return hf.eval()
+        return hf.requires_grad_(True).eval()  # trainable, as from_pretrained gives it
 
 
 class _Weight(nn.Module):
