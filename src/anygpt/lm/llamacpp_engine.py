@@ -21,7 +21,6 @@ by a hash of the weights and config; never in git.
 from __future__ import annotations
 
 import ctypes
-import os
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,7 @@ from anygpt.errors import AnyGPTError, BackendUnavailable
 from anygpt.layout import TokenLayout
 from anygpt.lm.engine import Engine, EngineError
 from anygpt.lm.gguf_export import export_gguf
-from anygpt.lm.onnx_engine import check_supported, weights_key
+from anygpt.lm.onnx_engine import cache_root, check_supported, weights_key
 
 EXTRA = "llamacpp"  # pip install 'anygpt[llamacpp]'
 QUANTS = (None, "q8_0")
@@ -51,8 +50,7 @@ def exported_gguf(lm, quantize: str | None = None) -> Path:
     """The cached GGUF export of lm (made now if missing) -> its path."""
     if quantize not in QUANTS:
         raise EngineError(f"quantize={quantize!r}: engine 'llamacpp' knows None (fp32) and 'q8_0'")
-    root = Path(os.environ.get("ANYGPT_CACHE", Path.home() / ".cache" / "anygpt")) / "gguf"
-    path = root / weights_key(lm) / ("decoder.gguf" if quantize is None else f"decoder.{quantize}.gguf")
+    path = cache_root("gguf") / weights_key(lm) / ("decoder.gguf" if quantize is None else f"decoder.{quantize}.gguf")
     if not path.exists():
         export_gguf(lm, path, quantize=quantize)
     return path

@@ -56,8 +56,10 @@ def import_onnxruntime():
     return onnxruntime
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("ANYGPT_CACHE", Path.home() / ".cache" / "anygpt")) / "onnx"
+def cache_root(kind: str = "onnx") -> Path:
+    """Where a backend's exports of `kind` ("onnx", "gguf") live: ANYGPT_CACHE (default
+    ~/.cache/anygpt)/kind."""
+    return Path(os.environ.get("ANYGPT_CACHE", Path.home() / ".cache" / "anygpt")) / kind
 
 
 def check_supported(lm, backend: str = "onnx") -> None:

@@ -13,7 +13,6 @@ loads the HF tokenizer from the same folder (`to_hf`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tokenizers import Tokenizer
