@@ -50,6 +50,15 @@ def test_incremental_state_matches_rescan_every_step(compact_lm):
         ids = torch.cat([ids, pick[:, None]], dim=1)
 
 
+def marker_requests(n: int, bias, seed: int = 1) -> list[Request]:
+    """n sampled 48-token requests on random text prompts of 2-8 ids, pushed by `bias` towards
+    markers, speech limited to 3 frames: the inputs of assert_generations_well_formed."""
+    settings = GenerationSettings(max_new_tokens=48, do_sample=True, max_frames={"speech": 3})
+    g = torch.Generator().manual_seed(seed)
+    return [Request(torch.randint(3, 400, (int(torch.randint(2, 9, (1,), generator=g)),), generator=g),
+                    settings, generator=i, logit_bias=bias) for i in range(n)]
+
+
 def assert_generations_well_formed(engine, layout, requests, bias) -> None:
     """Sampled 48-token generations of `requests` (a marker-favouring logit `bias`) are all
     well-formed and open and close every modality many times; the first 25 unconstrained are

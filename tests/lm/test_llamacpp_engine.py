@@ -10,7 +10,7 @@ import os
 
 import pytest
 import torch
-from test_constraint_state import assert_generations_well_formed, marker_bias
+from test_constraint_state import assert_generations_well_formed, marker_bias, marker_requests
 from test_engine_parity import hf_rows, prompts
 
 from anygpt.lm.backends import BackendUnavailable, build_engine
@@ -66,11 +66,7 @@ def test_q8_0_generations_are_all_well_formed(compact_lm):
     engine = build_engine("llamacpp", model, layout, quantize="int8", max_batch=25)  # int8 is q8_0 here
     assert engine.quantize == "q8_0" and engine.model.path.name == "decoder.q8_0.gguf"
     bias = marker_bias(layout, model.config.vocab_size)
-    settings = GenerationSettings(max_new_tokens=48, do_sample=True, max_frames={"speech": 3})
-    g = torch.Generator().manual_seed(1)
-    requests = [Request(torch.randint(3, 400, (int(torch.randint(2, 9, (1,), generator=g)),), generator=g),
-                        settings, generator=i, logit_bias=bias) for i in range(100)]
-    assert_generations_well_formed(engine, layout, requests, bias)
+    assert_generations_well_formed(engine, layout, marker_requests(100, bias), bias)
 
 
 def test_export_is_cached_and_follows_the_weights(compact_lm):

@@ -7,7 +7,7 @@ import os
 
 import pytest
 import torch
-from test_constraint_state import assert_generations_well_formed, marker_bias, well_formed
+from test_constraint_state import assert_generations_well_formed, marker_bias, marker_requests, well_formed
 from test_engine_parity import hf_rows, prompts
 
 from anygpt.lm.backends import BackendUnavailable, build_engine
@@ -57,11 +57,7 @@ def test_sampling_gives_the_torch_engines_tokens(compact_lm, onnx_engine):
 def test_200_generations_are_all_well_formed(compact_lm, onnx_engine):
     model, tok, layout = compact_lm
     bias = marker_bias(layout, model.config.vocab_size)
-    settings = GenerationSettings(max_new_tokens=48, do_sample=True, max_frames={"speech": 3})
-    g = torch.Generator().manual_seed(1)
-    requests = [Request(torch.randint(3, 400, (int(torch.randint(2, 9, (1,), generator=g)),), generator=g),
-                        settings, generator=i, logit_bias=bias) for i in range(200)]
-    assert_generations_well_formed(onnx_engine, layout, requests, bias)
+    assert_generations_well_formed(onnx_engine, layout, marker_requests(200, bias), bias)
 
 
 def test_export_is_cached_and_follows_the_weights(compact_lm, onnx_engine):

@@ -30,7 +30,7 @@ from anygpt.errors import AnyGPTError, BackendUnavailable
 from anygpt.layout import TokenLayout
 from anygpt.lm.engine import Engine, EngineError
 from anygpt.lm.gguf_export import export_gguf
-from anygpt.lm.onnx_engine import cache_root, check_supported, weights_key
+from anygpt.lm.onnx_engine import bytes_per_token, cache_root, check_supported, weights_key
 
 EXTRA = "llamacpp"  # pip install 'anygpt[llamacpp]'
 QUANTS = (None, "q8_0")
@@ -63,8 +63,8 @@ class LlamaCppCache:
     capacity, length, padded: as StaticKVCache's (the engine's bookkeeping); k and v are empty:
     nothing of the cache lives in torch."""
 
-    def __init__(self, llama, model, batch: int, capacity: int, threads: int, f32_cache: bool):
-        self.llama = llama
+    def __init__(self, llama, model, batch: int, capacity: int, vocab_size: int, threads: int, f32_cache: bool):
+        self.llama, self.vocab_size = llama, vocab_size
         params = llama.llama_context_default_params()
         params.n_ctx = batch * capacity
         params.n_batch = params.n_ctx
@@ -148,16 +148,13 @@ class LlamaCppLlama:
         self.model = self.llama.llama_model_load_from_file(str(self.path).encode(), params)
         if not self.model:
             raise AnyGPTError(f"{self.path}: llama.cpp could not load this export")
-        per_weight = 34 / 32 if quantize == "q8_0" else 4
-        self._bytes = int(sum(p.numel() * (per_weight if p.dim() == 2 else 4) for n, p in lm.named_parameters()
-                              if "embed_tokens" not in n) + lm.model.embed_tokens.weight.shape[1] * 4)
+        self._bytes = bytes_per_token(lm, 34 / 32 if quantize == "q8_0" else 4)  # q8_0: 34 bytes a block of 32
 
     def new_cache(self, batch: int, capacity: int) -> LlamaCppCache:
         if capacity > self.max_positions:
             raise EngineError(f"{capacity} positions exceed the model's {self.max_positions}")
-        cache = LlamaCppCache(self.llama, self.model, batch, capacity, self.threads, f32_cache=self.quantize is None)
-        cache.vocab_size = self.vocab_size
-        return cache
+        return LlamaCppCache(self.llama, self.model, batch, capacity, self.vocab_size, self.threads,
+                             f32_cache=self.quantize is None)
 
     def forward(self, ids: torch.Tensor, positions: torch.Tensor, view, *, last_only: bool = True,
                 head_group: int | None = None, cols: torch.Tensor | None = None) -> torch.Tensor:
@@ -181,8 +178,6 @@ class LlamaCppLlama:
             id_rows, pos_rows = ids.tolist(), positions.tolist()
             tokens = [[i for i, k in zip(r, m) if k] for r, m in zip(id_rows, keep)]
             pos = [[p for p, k in zip(r, m) if k] for r, m in zip(pos_rows, keep)]
-            if cache.length < view.length + t:
-                cache.length = view.length + t
         return torch.from_numpy(cache.decode(seqs, tokens, pos))
 
     __call__ = forward

@@ -158,6 +158,14 @@ def weights_key(lm) -> str:
     return h.hexdigest()[:24]
 
 
+def bytes_per_token(lm, matrix_bytes: float) -> int:
+    """Bytes of an exported decoder's weights one decode step reads: every matrix but the
+    embedding at `matrix_bytes` a weight, norms in fp32, plus one fp32 embedding row."""
+    total = sum(p.numel() * (matrix_bytes if p.dim() == 2 else 4) for n, p in lm.named_parameters()
+                if "embed_tokens" not in n)
+    return int(total + lm.model.embed_tokens.weight.shape[1] * 4)
+
+
 def export_decoder(lm, path: Path) -> Path:
     """Write DecoderStep(lm) as ONNX to `path` (temporary file, then renamed) -> path."""
     step = DecoderStep(lm).eval()
@@ -252,9 +260,7 @@ class OnnxLlama:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # a shared CPU: no spin-waiting
         self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         self.past_names = [f"past_{kv}{i}" for i in range(self.layers) for kv in "kv"]
-        matrix = 1 if quantize == "int8" else 4  # bytes per weight of a projection (norms stay fp32)
-        self._bytes = sum(p.numel() * (matrix if p.dim() == 2 else 4) for n, p in lm.named_parameters()
-                          if "embed_tokens" not in n) + lm.model.embed_tokens.weight.shape[1] * 4
+        self._bytes = bytes_per_token(lm, 1 if quantize == "int8" else 4)
 
     def new_cache(self, batch: int, capacity: int) -> OnnxCache:
         if capacity > self.max_positions:

@@ -32,8 +32,8 @@ class PlainTokenizer:
     def __init__(self, backend: Tokenizer, specials: dict[str, str | None], folder: Path):
         self.backend = backend
         self.folder = folder
-        self._tokens = {name: specials.get(name) for name in SPECIAL_NAMES}
-        self._ids = {name: (None if t is None else backend.token_to_id(t)) for name, t in self._tokens.items()}
+        self._ids = {name: None if specials.get(name) is None else backend.token_to_id(specials[name])
+                     for name in SPECIAL_NAMES}
         if self._ids["pad"] is None:
             self._ids["pad"] = 0  # as anygpt.lm.checkpoint.load_lm sets for the HF tokenizer
 
@@ -64,9 +64,7 @@ class PlainTokenizer:
     def __call__(self, text: str, *, add_special_tokens: bool = False, split_special_tokens: bool = False) -> dict:
         """-> {"input_ids": [int]}; split_special_tokens: added-token strings are encoded as
         their characters."""
-        if not split_special_tokens:
-            return {"input_ids": self.backend.encode(text, add_special_tokens=add_special_tokens).ids}
-        self.backend.encode_special_tokens = True
+        self.backend.encode_special_tokens = split_special_tokens
         try:
             return {"input_ids": self.backend.encode(text, add_special_tokens=add_special_tokens).ids}
         finally:
