@@ -338,12 +338,12 @@ class Scheduler:
         waiting long one if long_free (long slots not held) > 0."""
         if self._continuing:
             return self._continuing.pop(0)
-        short = next((run for run in self._waiting if not _is_long(run)), None)
-        if short is None and long_free > 0:
-            short = next(iter(self._waiting), None)
-        if short is not None:
-            self._waiting.remove(short)
-        return short
+        run = next((r for r in self._waiting if not _is_long(r)), None)
+        if run is None and long_free > 0:
+            run = next(iter(self._waiting), None)
+        if run is not None:
+            self._waiting.remove(run)
+        return run
 
     def _step(self) -> None:
         self.batches += 1
