@@ -75,6 +75,15 @@ def edit_distance(a, b) -> float:
     return Levenshtein.normalized_distance(list(map(int, a)), list(map(int, b)))
 
 
+def collapse_runs(codes) -> list[int]:
+    """[5, 5, 5, 9, 9, 5] -> [5, 9, 5]: each run of one code as one token."""
+    out: list[int] = []
+    for c in map(int, codes):
+        if not out or out[-1] != c:
+            out.append(c)
+    return out
+
+
 def load(modality: str, name_or_dir: str):
     """A tokenizer by registered name, or an exported folder of the compact kind."""
     from anygpt.modalities import load_tokenizer
@@ -274,11 +283,14 @@ def content_unit_rows(args, test_clips: dict, tmp: Path) -> list[dict]:
     else:
         texts = extra_sentences(args.units_sentences, args.seed)
     fit_clips = {}
-    for engine, voice in fit_voices:
-        for s, text in enumerate(texts):
+    for s, text in enumerate(texts):
+        voices = fit_voices if args.units_voices_per_sentence is None \
+            else random.Random(f"unit-voices-{args.seed}-{s}").sample(list(fit_voices), min(args.units_voices_per_sentence, len(fit_voices)))
+        for engine, voice in voices:
             wav = tmp / f"fit-{voice}-{s}.wav"
             synthesise(engine, voice, text, wav)
             fit_clips[(voice, s)] = features(wav)
+    per_sentence = min(args.units_voices_per_sentence or len(fit_voices), len(fit_voices))
     test_feats = {k: features(p) for k, p in test_clips.items()}
     rows = []
     for k in args.units:
@@ -287,7 +299,8 @@ def content_unit_rows(args, test_clips: dict, tmp: Path) -> list[dict]:
         rows.append(speech_metrics(f"Whisper features, k-means {k}", {
             key: (torch.nn.functional.normalize(torch.from_numpy(utterance_norm(f)), dim=-1) @ raw.t()).argmax(-1).numpy()
             for key, f in test_feats.items()}))
-        units = train_content_units(fit_clips, ContentUnitsConfig(units=k, seed=args.seed))
+        units = train_content_units(fit_clips, ContentUnitsConfig(units=k, seed=args.seed),
+                                    pairs_per_sentence=min(12, per_sentence * (per_sentence - 1) // 2))
         rows.append(speech_metrics(f"content units {k} (cross-voice projection)",
                                    {key: units.units(f).numpy() for key, f in test_feats.items()}))
     return rows
@@ -304,8 +317,12 @@ def speech_metrics(name: str, layer1: dict) -> dict:
 
     voices = sorted({v for v, _ in layer1})
     n_sent = len({s for _, s in layer1})
-    same_text = [edit_distance(layer1[(a, s)], layer1[(b, s)])
-                 for s in range(n_sent) for i, a in enumerate(voices) for b in voices[i + 1:]]
+    same_pairs = [(layer1[(a, s)], layer1[(b, s)]) for s in range(n_sent) for i, a in enumerate(voices) for b in voices[i + 1:]]
+    same_text = [edit_distance(x, y) for x, y in same_pairs]
+    # is the gap timing? lengths of the same sentence in two voices, and the distance once each
+    # run of one code is one token
+    length_gap = [1 - min(len(x), len(y)) / max(len(x), len(y), 1) for x, y in same_pairs]
+    collapsed = [edit_distance(collapse_runs(x), collapse_runs(y)) for x, y in same_pairs]
     same_voice = [edit_distance(layer1[(v, s)], layer1[(v, t)])
                   for v in voices for s in range(n_sent) for t in range(s + 1, n_sent)]
     pairs = {f"{a} vs {b}": float(np.mean([edit_distance(layer1[(a, s)], layer1[(b, s)]) for s in range(n_sent)]))
@@ -321,6 +338,7 @@ def speech_metrics(name: str, layer1: dict) -> dict:
     probe = float(np.mean(clf.predict(np.stack([hist(layer1[k]) for k in held])) == np.array([k[0] for k in held])))
     return {"tokenizer": name, "same_sentence_two_voices": float(np.mean(same_text)),
             "two_sentences_one_voice": float(np.mean(same_voice)), "issue_pairs": pairs,
+            "length_gap": float(np.mean(length_gap)), "same_sentence_runs_collapsed": float(np.mean(collapsed)),
             "speaker_probe": probe, "probe_chance": 1 / len(voices), "voices": len(voices), "sentences": n_sent}
 
 
@@ -373,12 +391,13 @@ def print_tables(result: dict) -> None:
     if result.get("speech"):
         print("\n## Speech layer 1 (normalised edit distance; probe accuracy)\n")
         print("| tokenizer | same sentence, two voices | two sentences, one voice | issue pairs "
-              "| speaker probe (chance) |")
-        print("|---|---|---|---|---|")
+              "| speaker probe (chance) | same sentence: length gap / runs collapsed |")
+        print("|---|---|---|---|---|---|")
         for r in result["speech"]:
             pairs = "; ".join(f"{k} {v:.2f}" for k, v in r["issue_pairs"].items())
             print(f"| {r['tokenizer']} | {r['same_sentence_two_voices']:.3f} | {r['two_sentences_one_voice']:.3f} "
-                  f"| {pairs} | {r['speaker_probe']:.3f} ({r['probe_chance']:.3f}) |")
+                  f"| {pairs} | {r['speaker_probe']:.3f} ({r['probe_chance']:.3f}) "
+                  f"| {r['length_gap']:.3f} / {r['same_sentence_runs_collapsed']:.3f} |")
     if result.get("music"):
         print("\n## Music (normalised edit distance per codebook, against the base excerpt)\n")
         print("| tokenizer | other instrument | other tempo | other melody |")
@@ -412,6 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--units-corpus", default=None, metavar="CORPUS",
                     help="fit the content units on the first --units-sentences training sentences of this corpus "
                          "(as the trainer does) instead of sentences recombined from this benchmark's halves")
+    ap.add_argument("--units-voices-per-sentence", type=int, default=None, metavar="V",
+                    help="speak each fitting sentence in V of the fitting voices, drawn per sentence (default: all), "
+                         "as `anygpt train speech-tokenizer --unit-voices V`")
     ap.add_argument("--melodies", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)

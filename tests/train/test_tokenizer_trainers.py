@@ -287,3 +287,22 @@ def test_content_unit_layer1_starts_from_a_codec_and_encodes_its_units(tmp_path,
     codes = load_tokenizer("speech", "compact", path=out / "model").encode(wav)
     assert codes.shape == (1, 3, 25) and torch.equal(codes[0, 0], codec.content_units(wav)[0])
     assert load_tokenizer("speech", "compact", path=out / "model").token_spec.codebook_size == 8
+
+
+def test_unit_sentences_are_spoken_in_unit_voices_drawn_per_sentence():
+    """--unit-voices V: each fitting sentence in V UNIT_VOICES voices, drawn per sentence and the
+    same on a rerun (lexical breadth at the synthesis cost of fewer voices); default: every voice."""
+    import argparse
+    from types import SimpleNamespace
+
+    clips = [SimpleNamespace(text=t) for t in ("A red ball.", "A red ball.", "Two cats sat.", "Rain fell.")]
+    args = argparse.Namespace(unit_sentences=3, unit_voices=2, seed=0)
+    feats = speech_tokenizer.unit_sentence_features(args, clips, 2)
+    by_sentence = {}
+    for voice, s in feats:
+        by_sentence.setdefault(s, set()).add(voice)
+    assert sorted(by_sentence) == [0, 1, 2] and all(len(v) == 2 for v in by_sentence.values())
+    names = {v for _, v in speech_tokenizer.UNIT_VOICES}
+    assert all(v <= names for v in by_sentence.values())
+    assert set(speech_tokenizer.unit_sentence_features(args, clips, 2)) == set(feats)
+    assert all(f.ndim == 2 and f.shape[1] == 384 for f in feats.values())
