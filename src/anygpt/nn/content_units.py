@@ -33,6 +33,18 @@ with 48 / 96 / 192 fitting sentences (two sentences 0.916 / 0.917 / 0.910, speak
 and more sentences close that gap slowly (`python benchmarks/code_predictability.py --skip image
 --skip music --units 256 --units-voices trainer --units-corpus data/tiny --units-sentences N`;
 the shipped tokenizer is the 48: `--speech units`).
+
+What the gap is not: speaking rate. The shipped units' same-sentence clips differ in length by
+0.056 on average (1 - shorter / longer), and with each run of one unit collapsed to one token the
+distance is 0.582 rather than 0.571: the units disagree on content frames, not on how long each
+lasts. What helps is words: fitted on 1,000 corpus sentences each spoken in 4 voices drawn per
+sentence (4,000 clips, fewer than 192 x 36 = 6,912), the same sentence in two voices is 0.484
+apart (two sentences 0.895, speaker probe 0.229; the three espeak-ng pairs of issue 23 0.31,
+0.31, 0.36), against 0.522 for 192 sentences in all 36 voices (`python
+benchmarks/code_predictability.py --skip image --skip music --speech units --units 256
+--units-voices trainer --units-corpus data/tiny --units-sentences 1000
+--units-voices-per-sentence 4`, which also prints the length gap and the collapsed distance).
+`anygpt train speech-tokenizer --unit-sentences N --unit-voices V` fits the codec's units so.
 """
 
 from __future__ import annotations

@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unit-voices", type=cli_flags.positive_int, default=None, metavar="V",
                    help="UNIT_VOICES voices each of those sentences is spoken in, drawn at random per sentence "
                         "(default: all of them). More sentences in fewer voices each generalise better to new "
-                        "words at the same synthesis cost: 1,000 x 4 gave 0.488 where 192 x 36 gave 0.522 "
+                        "words at the same synthesis cost: 1,000 x 4 gave 0.484 where 192 x 36 gave 0.522 "
                         "(anygpt.nn.content_units)")
     p.add_argument("--init", type=Path, default=None, metavar="DIR",
                    help="start from an exported codec folder (the weights of the same name and shape)")
