@@ -263,7 +263,7 @@ def content_unit_rows(args, test_clips: dict, tmp: Path) -> list[dict]:
     training sentences with --units-corpus) spoken in the --units-voices voices."""
     from anygpt.data.corpora.speech import synthesise
     from anygpt.media_io import load_audio
-    from anygpt.nn.content_units import ContentUnitsConfig, kmeans, train_content_units, utterance_norm
+    from anygpt.nn.content_units import ContentUnitsConfig, kmeans, sentence_voices, train_content_units, utterance_norm
     from anygpt.nn.speech_data import WhisperEncoder, pool_frames
 
     enc = WhisperEncoder(args.threads)
@@ -284,13 +284,10 @@ def content_unit_rows(args, test_clips: dict, tmp: Path) -> list[dict]:
         texts = extra_sentences(args.units_sentences, args.seed)
     fit_clips = {}
     for s, text in enumerate(texts):
-        voices = fit_voices if args.units_voices_per_sentence is None \
-            else random.Random(f"unit-voices-{args.seed}-{s}").sample(list(fit_voices), min(args.units_voices_per_sentence, len(fit_voices)))
-        for engine, voice in voices:
+        for engine, voice in sentence_voices(list(fit_voices), args.units_voices_per_sentence, s, args.seed):
             wav = tmp / f"fit-{voice}-{s}.wav"
             synthesise(engine, voice, text, wav)
             fit_clips[(voice, s)] = features(wav)
-    per_sentence = min(args.units_voices_per_sentence or len(fit_voices), len(fit_voices))
     test_feats = {k: features(p) for k, p in test_clips.items()}
     rows = []
     for k in args.units:
@@ -299,8 +296,7 @@ def content_unit_rows(args, test_clips: dict, tmp: Path) -> list[dict]:
         rows.append(speech_metrics(f"Whisper features, k-means {k}", {
             key: (torch.nn.functional.normalize(torch.from_numpy(utterance_norm(f)), dim=-1) @ raw.t()).argmax(-1).numpy()
             for key, f in test_feats.items()}))
-        units = train_content_units(fit_clips, ContentUnitsConfig(units=k, seed=args.seed),
-                                    pairs_per_sentence=min(12, per_sentence * (per_sentence - 1) // 2))
+        units = train_content_units(fit_clips, ContentUnitsConfig(units=k, seed=args.seed))
         rows.append(speech_metrics(f"content units {k} (cross-voice projection)",
                                    {key: units.units(f).numpy() for key, f in test_feats.items()}))
     return rows

@@ -64,3 +64,14 @@ def test_units_are_the_same_in_every_voice_and_differ_between_sentences():
     assert raw_same > 0.8 > raw_other  # k-means of the raw features: units name the voice
     same, other = distances(model.units)
     assert same < 0.4 and other > 0.6, (same, other)
+
+
+def test_sentence_voices_are_all_or_a_fixed_draw_per_sentence():
+    from anygpt.nn.content_units import sentence_voices
+
+    voices = [f"v{i}" for i in range(10)]
+    assert sentence_voices(voices, None, 3) == voices and sentence_voices(voices, 12, 3) == voices
+    drawn = [sentence_voices(voices, 4, s, seed=1) for s in range(6)]
+    assert all(len(d) == 4 == len(set(d)) and set(d) <= set(voices) for d in drawn)
+    assert drawn == [sentence_voices(voices, 4, s, seed=1) for s in range(6)]  # the same on a rerun
+    assert len({tuple(d) for d in drawn}) > 1  # drawn per sentence, not once

@@ -49,6 +49,7 @@ benchmarks/code_predictability.py --skip image --skip music --speech units --uni
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,8 +119,8 @@ class ContentUnits(nn.Module):
 def aligned_pairs(clips: dict[tuple[str, int], np.ndarray], pairs_per_sentence: int, seed: int = 0
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """clips: (voice, sentence) -> raw features [T, D]. For each sentence, `pairs_per_sentence`
-    random pairs of its voices are DTW-aligned -> (A, B) FloatTensors [P, D] of aligned frames
-    (utterance-normalised)."""
+    random pairs of its voices (at most as many as it has pairs) are DTW-aligned -> (A, B)
+    FloatTensors [P, D] of aligned frames (utterance-normalised)."""
     rng = np.random.default_rng(seed)
     by_sentence: dict[int, list[str]] = {}
     for voice, sentence in sorted(clips):
@@ -128,7 +129,7 @@ def aligned_pairs(clips: dict[tuple[str, int], np.ndarray], pairs_per_sentence: 
     for sentence, voices in by_sentence.items():
         if len(voices) < 2:
             continue
-        for _ in range(pairs_per_sentence):
+        for _ in range(min(pairs_per_sentence, len(voices) * (len(voices) - 1) // 2)):
             va, vb = rng.choice(voices, size=2, replace=False)
             fa, fb = utterance_norm(clips[(va, sentence)]), utterance_norm(clips[(vb, sentence)])
             for i, j in dtw_path(fa, fb):
@@ -137,6 +138,14 @@ def aligned_pairs(clips: dict[tuple[str, int], np.ndarray], pairs_per_sentence: 
     if not a_rows:
         raise ValueError("content units need at least one sentence spoken in two voices")
     return torch.from_numpy(np.stack(a_rows).astype(np.float32)), torch.from_numpy(np.stack(b_rows).astype(np.float32))
+
+
+def sentence_voices(voices: list, per_sentence: int | None, sentence: int, seed: int = 0) -> list:
+    """The voices one fitting sentence is spoken in: all of `voices` (per_sentence None), or
+    `per_sentence` of them drawn for this sentence, the same on every run."""
+    if per_sentence is None or per_sentence >= len(voices):
+        return list(voices)
+    return random.Random(f"unit-voices-{seed}-{sentence}").sample(list(voices), per_sentence)
 
 
 def kmeans(x: torch.Tensor, k: int, iters: int = 20, seed: int = 0) -> torch.Tensor:

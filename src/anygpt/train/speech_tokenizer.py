@@ -235,11 +235,11 @@ def unit_sentence_features(a: argparse.Namespace, clips, factor: int) -> dict[tu
     """--unit-sentences training sentences, each spoken by --unit-voices UNIT_VOICES voices (drawn
     per sentence; all of them by default) -> (voice, sentence) -> Whisper features [T, 384] at the
     code rate."""
-    import random
     import tempfile
 
     from anygpt.data.corpora.speech import synthesise
     from anygpt.media_io import load_audio
+    from anygpt.nn.content_units import sentence_voices
     from anygpt.nn.speech_data import WhisperEncoder, pool_frames
 
     texts = list(dict.fromkeys(c.text for c in clips if c.text))[: a.unit_sentences]
@@ -247,9 +247,7 @@ def unit_sentence_features(a: argparse.Namespace, clips, factor: int) -> dict[tu
     feats = {}
     with tempfile.TemporaryDirectory(prefix="anygpt-units-") as tmp:
         for s, text in enumerate(texts):
-            voices = UNIT_VOICES if a.unit_voices is None or a.unit_voices >= len(UNIT_VOICES) \
-                else random.Random(f"unit-voices-{a.seed}-{s}").sample(UNIT_VOICES, a.unit_voices)
-            for engine, voice in voices:
+            for engine, voice in sentence_voices(UNIT_VOICES, a.unit_voices, s, a.seed):
                 wav = load_audio(synthesise(engine, voice, text, Path(tmp) / "say.wav"), 16000)[0].numpy()
                 feats[(voice, s)] = pool_frames(enc(wav), factor, -(-len(wav) // (320 * factor)))
     return feats
@@ -268,10 +266,8 @@ def fit_units(a: argparse.Namespace, codec: CompactSpeechCodec, features) -> Non
         from safetensors.torch import save_file
 
         cfg = codec.cfg
-        voices = len(UNIT_VOICES) if a.unit_voices is None else min(a.unit_voices, len(UNIT_VOICES))
         units = train_content_units(features(), ContentUnitsConfig(hidden=cfg.units_hidden, dim=cfg.units_dim,
-                                                              units=cfg.semantic_codebook_size, seed=cfg.seed),
-                                    pairs_per_sentence=min(12, voices * (voices - 1) // 2))
+                                                              units=cfg.semantic_codebook_size, seed=cfg.seed))
         with atomic_path(cache) as tmp:  # float16, as the export keeps them: training sees the units encode gives
             save_file({k: v.half().contiguous() for k, v in units.state_dict().items()}, str(tmp))
     codec.units.load_state_dict({k: v.float() for k, v in read_safetensors(cache).items()})
