@@ -284,7 +284,7 @@ def content_unit_rows(args, test_clips: dict, tmp: Path) -> list[dict]:
         texts = extra_sentences(args.units_sentences, args.seed)
     fit_clips = {}
     for s, text in enumerate(texts):
-        for engine, voice in sentence_voices(list(fit_voices), args.units_voices_per_sentence, s, args.seed):
+        for engine, voice in sentence_voices(fit_voices, args.units_voices_per_sentence, s, args.seed):
             wav = tmp / f"fit-{voice}-{s}.wav"
             synthesise(engine, voice, text, wav)
             fit_clips[(voice, s)] = features(wav)

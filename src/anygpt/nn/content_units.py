@@ -50,6 +50,7 @@ benchmarks/code_predictability.py --skip image --skip music --speech units --uni
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -140,7 +141,7 @@ def aligned_pairs(clips: dict[tuple[str, int], np.ndarray], pairs_per_sentence: 
     return torch.from_numpy(np.stack(a_rows).astype(np.float32)), torch.from_numpy(np.stack(b_rows).astype(np.float32))
 
 
-def sentence_voices(voices: list, per_sentence: int | None, sentence: int, seed: int = 0) -> list:
+def sentence_voices(voices: Sequence, per_sentence: int | None, sentence: int, seed: int = 0) -> list:
     """The voices one fitting sentence is spoken in: all of `voices` (per_sentence None), or
     `per_sentence` of them drawn for this sentence, the same on every run."""
     if per_sentence is None or per_sentence >= len(voices):
