@@ -12,8 +12,9 @@
    centroids of the other held-out speakers (must be clearly lower).
 3. Voice in layer 1: logistic regression on bag-of-codes histograms predicts the speaker of
    test-split clips (16 training voices, fit on the train split): layer 1 only vs all layers.
-4. Speed at batch 1 on --threads threads: encode and decode (all layers; layer 1 + acoustic
-   model) as multiples of real time.
+4. Speed at batch 1 on --threads threads, as multiples of real time: encode (all layers: voice
+   prompts, resynthesis), encode the LM-facing codes only (`encode_lm`: how corpora and user
+   audio are tokenized for the LM), decode (all layers; layer 1 + acoustic model).
 Clips are drawn from splits heldout_speakers (4 unseen voices) and heldout_sentences.
 """
 
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     tok.decode(warm_codes[:, :1], voice_prompt=warm[:, : 3 * sr])
     first_call_s = time.perf_counter() - t0
     # coding first, timed, with no scorer in between (the scorers' own thread pools would slow it)
-    t_enc = t_dec = t_clone = audio_s = 0.0
+    t_enc = t_lm = t_dec = t_clone = audio_s = 0.0
     coded = []
     for c in picked:
         wav = tok.load(c.path)
@@ -142,6 +143,9 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         codes = tok.encode(wav[None])
         t_enc += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        tok.encode_lm(wav[None])
+        t_lm += time.perf_counter() - t0
         t0 = time.perf_counter()
         rec = tok.decode(codes)[0, 0].numpy()
         t_dec += time.perf_counter() - t0
@@ -176,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         "clone_similarity_same_speaker": float(np.mean(clone_sim)),
         "clone_similarity_other_speakers": float(np.mean(clone_other)),
         "speaker_probe_accuracy": probe, "probe_chance": 1 / len(per_spk),
-        "x_realtime": {"encode": audio_s / t_enc, "decode_all_layers": audio_s / t_dec,
+        "x_realtime": {"encode": audio_s / t_enc, "encode_lm_codes": audio_s / t_lm, "decode_all_layers": audio_s / t_dec,
                        "decode_layer1_plus_acoustic": audio_s / t_clone},
         "first_call_s": first_call_s, "threads": args.threads,
     }

@@ -123,3 +123,17 @@ def test_shipped_tokenizer_loads_and_keeps_silence_quiet():
     assert tok.frame_rate == 25.0 and tok.token_spec.codebook_size == tok.codec.cfg.semantic_codebook_size
     quiet = tok.decode(tok.encode(torch.zeros(1, 1, 16000)))
     assert quiet.pow(2).mean().sqrt() < 0.01
+
+
+@pytest.mark.parametrize("name", ["compact", "units"])
+def test_lm_codes_alone_equal_layer1_of_all_codes(name):
+    """encode_lm is the LM's path (corpora, user audio); the units codec skips its own encoder."""
+    tok = load_tokenizer("speech", name)
+    t = np.arange(int(16000 * 2.3)) / 16000
+    wav = (0.3 * np.sin(2 * np.pi * 180 * t * (1 + 0.3 * np.sin(3 * t))) * (np.sin(7 * t) > 0)).astype(np.float32)
+    wav = torch.from_numpy(wav)[None, None]
+    for batch in (wav, torch.cat([wav, wav.flip(-1)])):
+        lm = tok.encode_lm(batch)
+        assert lm.shape == (batch.shape[0], 1, 58)
+        assert torch.equal(lm, tok.encode(batch)[:, :1])
+    assert torch.equal(tok.encode_item(wav[0]), lm[0])

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from anygpt.nn.quantize import ResidualVectorQuantizer, VectorQuantizer
+from anygpt.nn.quantize import ResidualVectorQuantizer, VectorQuantizer, row_argmax
 
 
 def _clusters(n=512, d=8, k=16, seed=0):
@@ -137,3 +137,13 @@ def test_bf16_autocast_runs_in_float32():
         out = vq(x)
     assert out.codes.shape == (1, 10)
     assert vq.codebook.dtype == torch.float32
+
+
+def test_row_argmax_is_argmax_with_ties_and_odd_widths():
+    g = torch.Generator().manual_seed(0)
+    for c in (1024, 96, 33, 16):
+        scores = torch.randn(300, c, generator=g).round(decimals=1)  # many ties, also across blocks
+        scores[0] = 1.0  # a whole row tied: the first column
+        scores[1, 5], scores[1, c - 1] = 9.0, 9.0
+        assert torch.equal(row_argmax(scores), scores.argmax(-1)), c
+    assert row_argmax(scores)[0] == 0 and row_argmax(scores)[1] == 5

@@ -33,3 +33,19 @@ def test_window_features_equal_the_plain_projection_of_the_flattened_convolution
     with torch.no_grad():
         moved = (enc(edited) - fast).abs().amax(-1)[0] > 1e-6
     assert moved[0] and moved.sum() == 1
+
+
+def test_fused_inference_convolutions_equal_the_training_layers():
+    """Without grad, features() runs oneDNN convolutions with the GELU fused in; with grad (training)
+    it runs the modules. Both give the same features, in float32 and under bf16 autocast."""
+    cfg = QueryTokenizerConfig(encoder="grid", num_queries=36, image_size=64, dim=32, grid_channels=(8, 16))
+    enc = WindowEncoder(cfg).eval()
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    for bf16 in (False, True):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            trained = enc.features(images).float()
+            with torch.inference_mode():
+                fused = enc.features(images)
+        assert fused.dtype == (torch.bfloat16 if bf16 else torch.float32)
+        assert fused.is_contiguous(memory_format=torch.channels_last) and fused.shape == trained.shape == (72, 16, 6, 6)
+        assert torch.allclose(fused.float(), trained.detach(), atol=0.03 if bf16 else 1e-5)

@@ -51,7 +51,7 @@ def scene_tensor(specs: list[scenes.SceneSpec], size: int) -> torch.Tensor:
 def encode_scenes(tokenizer, specs: list[scenes.SceneSpec]) -> torch.Tensor:
     """Scenes -> LM-facing image codes LongTensor [B, K, T] of the image tokenizer."""
     with torch.inference_mode():
-        return tokenizer.to_lm(tokenizer.encode(scene_tensor(specs, tokenizer.image_size[0])))
+        return tokenizer.encode_lm(scene_tensor(specs, tokenizer.image_size[0]))
 
 
 @dataclass

@@ -67,6 +67,11 @@ class ModalityTokenizer(ABC):
         """codes [B, num_codebooks, T] -> the LM-facing codebooks [B, len(lm_codebooks), T]."""
         return codes[:, list(self.lm_codebooks), :]
 
+    def encode_lm(self, media: torch.Tensor) -> torch.Tensor:
+        """media batch as for `encode` -> the LM-facing codes LongTensor [B, len(lm_codebooks), T].
+        A tokenizer that can compute those codebooks alone, more cheaply, overrides it."""
+        return self.to_lm(self.encode(media))
+
     def encode_file(self, path: str | Path) -> torch.Tensor:
         """One file -> LM-facing codes LongTensor [len(lm_codebooks), T]."""
         return self.encode_item(self.load(path))
@@ -75,4 +80,4 @@ class ModalityTokenizer(ABC):
         """One item as `load` returns it ([C, S] or [3, H, W]) -> LM-facing codes LongTensor
         [len(lm_codebooks), T]."""
         with torch.inference_mode():
-            return self.to_lm(self.encode(media.unsqueeze(0)))[0]
+            return self.encode_lm(media.unsqueeze(0))[0]

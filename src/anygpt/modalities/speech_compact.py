@@ -73,6 +73,13 @@ class CompactSpeechTokenizer(TwoStageSpeechTokenizer):
         with torch.inference_mode():
             return chunked_encode(self.codec.encode, to_mono(media), self.hop, self.window, self.context)
 
+    def encode_lm(self, media: torch.Tensor) -> torch.Tensor:
+        """media FloatTensor [B, C, S] at 16 kHz -> layer-1 codes LongTensor [B, 1, ceil(S / hop)]
+        (a "units" codec computes them without its own encoder: about 1.6x faster)."""
+        with torch.inference_mode():
+            return chunked_encode(lambda wav: self.codec.encode(wav, n_q=1), to_mono(media), self.hop, self.window,
+                                  self.context)
+
     def decode_all_layers(self, codes: torch.Tensor) -> torch.Tensor:
         """codes LongTensor [B, K', T] -> FloatTensor [B, 1, T * hop] (missing layers count as 0)."""
         return chunked_decode(self.codec.decode, codes, self.hop, self.window // self.hop, self.context // self.hop)

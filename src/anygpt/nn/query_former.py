@@ -220,15 +220,37 @@ class WindowEncoder(nn.Module):
         self.xs = window_starts(cfg.image_size, self.window, self.cols)
 
     def windows(self, images: torch.Tensor) -> torch.Tensor:
-        """images [B, 3, S, S] -> windows [B * rows * cols, 3, w, w] (raster order per image)."""
+        """images [B, C, S, S] -> windows [B * rows * cols, C, w, w] (raster order per image)."""
         w = self.window
         crops = [images[:, :, y:y + w, x:x + w] for y in self.ys for x in self.xs]
         # channels-last: the 3-channel first convolution runs 2x faster on CPU in that layout
         return torch.stack(crops, dim=1).reshape(-1, images.shape[1], w, w).contiguous(memory_format=torch.channels_last)
 
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """images [B, 3, S, S] in [0, 1] -> conv features [B * rows * cols, C, side, side], channels-last.
+
+        Inference on CPU runs each convolution with its GELU fused in (oneDNN's post-op), in the
+        autocast dtype: the features are written once instead of three times, and this net is
+        bound by memory traffic more than arithmetic. The RGB input is zero-padded to 8 channels,
+        for which oneDNN has a 1.5x faster kernel (the zeros add nothing). Together about 1.6x
+        faster, with the same codes on 3,000 scenes (benchmarks/bench_image_tokenizer.py).
+        """
+        x = images * 2 - 1
+        if torch.is_grad_enabled() or x.device.type != "cpu" or not torch.backends.mkldnn.is_available():
+            return self.convs(self.windows(x))
+        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+        pad = -x.shape[1] % 8
+        h = self.windows(F.pad(x.to(dtype), (0, 0, 0, 0, 0, pad)))
+        for i, conv in enumerate(self.convs[::2]):
+            weight = F.pad(conv.weight.to(dtype), (0, 0, 0, 0, 0, pad if i == 0 else 0))
+            h = torch.ops.mkldnn._convolution_pointwise(
+                h, weight, conv.bias.to(dtype), list(conv.padding), list(conv.stride), list(conv.dilation),
+                conv.groups, "gelu", [], "none")
+        return h
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         b = images.shape[0]
-        h = self.convs(self.windows(images * 2 - 1))  # [B * rows * cols, C, side, side], channels-last
+        h = self.features(images)
         # the projection reads the features in their memory order (row, column, channel) with its
         # weight's columns reordered to match: no copy of the features
         weight = self.proj.weight.view(-1, h.shape[1], self.side, self.side).permute(0, 2, 3, 1).flatten(1)

@@ -206,10 +206,13 @@ class CompactSpeechCodec(SpectralCodecTrunk):
     # ------------------------------------------------------------------ API
     @torch.no_grad()
     def encode(self, wav: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
-        """wav [B, 1, S] (S a multiple of frame_hop) -> codes LongTensor [B, n_q or K, S / frame_hop]."""
+        """wav [B, 1, S] (S a multiple of frame_hop) -> codes LongTensor [B, n_q or K, S / frame_hop].
+        Layer 1 alone of a "units" codec needs only the content teacher, not the codec's encoder."""
+        n_q = self.cfg.num_codebooks if n_q is None else n_q
+        if self.cfg.layer1 == "units" and n_q == 1:
+            return self.content_units(wav)[:, None]
         e = self.encode_latent(wav).float()
         c1 = self.content_units(wav) if self.cfg.layer1 == "units" else self.semantic_vq.encode(e)
-        n_q = self.cfg.num_codebooks if n_q is None else n_q
         if n_q == 1:
             return c1[:, None]
         rest = self.acoustic_rvq.encode(e - self.layer1_vectors(c1).float(), n_q - 1)
