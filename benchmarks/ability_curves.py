@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="registered name (compact), NAME=FOLDER, or a folder of the compact architecture (default: compact)")
     g.add_argument("--speech-tokenizer", default="compact",
                    help="for asr: registered name (compact, units), NAME=FOLDER, or a codec folder (default: compact)")
+    g.add_argument("--code-init", action="store_true",
+                   help="start the media codes' embedding and head rows from the tokenizers' code vectors "
+                        "(anygpt.lm.code_init) instead of random rows")
     g.add_argument("--precision", choices=["bf16", "fp32"], default="bf16", help="autocast while training (default: bf16)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
@@ -151,6 +154,10 @@ def build_model(a, abilities: list[str]):
     if a.layers:
         shape["num_hidden_layers"] = a.layers
     lm = build_preset(a.preset, tokenizer, a.block_len, a.seed, **shape)
+    if a.code_init:
+        from anygpt.lm.code_init import init_code_rows
+
+        init_code_rows(lm, layout, {m: t.lm_code_vectors() for m, t in media.items()}, seed=a.seed)
     return AnyGPT(lm, tokenizer, layout, tokenizers=media)
 
 
@@ -237,7 +244,7 @@ def train(a) -> list[dict]:
     opt = optimizer(lm, a.lr)
     recipe = {k: getattr(a, k) for k in ("abilities", "train_on_eval_scenes", "answer_only", "curriculum", "speech_share", "block_len", "batch", "lr", "warmup", "preset",
                                           "hidden", "layers", "text_vocab", "to_text_share", "cfg_drop", "cfg_scale",
-                                          "beams", "image_tokenizer", "speech_tokenizer", "precision", "seed", "minutes")}
+                                          "beams", "image_tokenizer", "speech_tokenizer", "code_init", "precision", "seed", "minutes")}
     run = TrainingRun(RunOptions(out=out, steps=10 ** 9, save_every=10 ** 9, log_every=10, progress=False,
                                  seed=a.seed, threads=a.threads), modules={"model": lm}, optimizer=opt,
                       config={"ability_curves": recipe}, desc=label)

@@ -65,7 +65,7 @@ def _args(**kw):
     import argparse
 
     return argparse.Namespace(**{"conversations": None, "pretrain_steps": None, "chat_steps": None,
-                                 "eval_limit": None, "threads": 1, "tokenizers": [], **kw})  # the parser's defaults
+                                 "eval_limit": None, "threads": 1, "tokenizers": [], "code_init": False, **kw})  # the parser's defaults
 
 
 def test_stages_are_anygpt_commands_with_the_presets_numbers(tmp_path):
@@ -99,6 +99,9 @@ def test_tokenizers_choose_the_codes_and_are_named_in_the_model(tmp_path):
     assert chosen(stages["tokenize-speech"], "--tokenizer")[0] == "compact"
     for lm_stage in ("pretrain", "chat"):  # the exported anygpt.json names the codes it was trained on
         assert chosen(stages[lm_stage], "--tokenizers")[:3] == ["image=grid", "music=compact", "speech=compact"]
+    assert not any("--code-init" in s.argv for s in stages.values())
+    stages = {s.name: s for s in stages_for(PIPELINE_PRESETS["micro"], tmp_path, _args(code_init=True))}
+    assert [n for n, s in stages.items() if "--code-init" in s.argv] == ["pretrain"]  # chat starts from its weights
     for bad, words in ((["image=nonsense"], "no image tokenizer loader 'nonsense'"), (["smell=x"], "MODALITY=LOADER")):
         with pytest.raises(UsageError, match=words):
             stages_for(PIPELINE_PRESETS["micro"], tmp_path, _args(tokenizers=bad))

@@ -149,7 +149,8 @@ def stages_for(preset: PipelinePreset, out: Path, a: argparse.Namespace) -> list
                                      "--steps", str(a.pretrain_steps or preset.pretrain_steps),
                                      "--batch", "2", "--accum", "2", "--lr", "6e-4", "--warmup", "60",
                                      "--eval-every", "100", "--val-blocks-per-dataset", "4", "--save-every", "10",
-                                     "--export", str(out / "pretrain-model"), "--export-dtype", "fp32", *named, *lm],
+                                     "--export", str(out / "pretrain-model"), "--export-dtype", "fp32", *named,
+                                     *(["--code-init"] if a.code_init else []), *lm],
                         out / "pretrain-model" / "model.safetensors"))
     stages.append(Stage("chat", ["train", "lm", "--stage", "chat", "--blocks", str(seq / "blocks-chat"),
                                  "--blocks", f"{seq / 'blocks-pretrain'}:0.5", "--val-blocks", str(seq / "blocks-chat-val"),
@@ -256,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrain-steps", type=cli_flags.positive_int, help="pretraining steps of 4 blocks (tiny: 600)")
     p.add_argument("--chat-steps", type=cli_flags.positive_int, help="chat fine-tuning steps of 4 blocks (tiny: 200)")
     p.add_argument("--eval-limit", type=cli_flags.positive_int, help="items per eval task (tiny: 40)")
+    p.add_argument("--code-init", action="store_true",
+                   help="pretraining starts the media codes' rows from the tokenizers' code vectors (`train lm --code-init`)")
     p.add_argument("--tokenizers", nargs="*", default=[], metavar="MODALITY=LOADER",
                    help="tokenizers to train on, as in `anygpt train lm` (default: compact for every modality; "
                         "e.g. image=grid for the local image codes)")

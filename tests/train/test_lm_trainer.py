@@ -257,3 +257,29 @@ def test_cli_reports_errors_without_traceback(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("anygpt train lm:") and "Traceback" not in proc.stderr
     assert "no such block folder" in proc.stderr
+
+
+def test_code_init_starts_the_code_rows_from_the_tokenizer(tmp_path, blocks):
+    """--code-init: the image codes' embedding and head rows are the grid tokenizer's code vectors,
+    projected (one step at lr 1e-9 keeps them); blocks of another codebook are refused by name."""
+    from anygpt.layout import TokenLayout
+    from anygpt.lm.code_init import projected_rows
+    from anygpt.modalities import load_tokenizer
+    from anygpt.nn.weights import read_safetensors
+
+    grid = load_tokenizer("image", "grid")
+    spec = grid.token_spec
+    tok = small_tokenizer(spec=spec)
+    folder = write_block_folder(tmp_path / "grid-blocks", blocks={"image-pairs": 4}, tokenizer=tok, spec=spec)
+    export = tmp_path / "export"
+    train_lm.main(["--blocks", str(folder), "--out", str(tmp_path / "run"), "--steps", "1", "--lr", "1e-9",
+                   "--warmup", "0", "--code-init", "--tokenizers", "image=grid", "--export", str(export),
+                   "--export-dtype", "fp32", *MICRO])
+    weights = read_safetensors(export / "model.safetensors")
+    r = TokenLayout.from_tokenizer(tok, [spec])["image"]
+    embed, head = weights["model.embed_tokens.weight"], weights["lm_head.weight"]
+    want = projected_rows(grid.lm_code_vectors(), embed.shape[1], 0.02, seed=0)
+    for w in (embed, head):
+        assert torch.allclose(w[r.code_offset:r.code_end], want, atol=1e-5)
+    _fails(["--blocks", str(blocks), "--out", str(tmp_path / "run2"), "--steps", "1", "--code-init",
+            "--tokenizers", "image=grid", *MICRO], "--code-init", "1024 code vectors for 16 codes", "--tokenizers")

@@ -72,6 +72,12 @@ class ModalityTokenizer(ABC):
         A tokenizer that can compute those codebooks alone, more cheaply, overrides it."""
         return self.to_lm(self.encode(media))
 
+    def lm_code_vectors(self) -> torch.Tensor | None:
+        """FloatTensor [token_spec.vocab_size, d]: one vector per LM-facing code, alike codes near
+        each other (what anygpt.lm.code_init starts a fresh LM's code rows from), or None where
+        the tokenizer has none to offer."""
+        return None
+
     def encode_file(self, path: str | Path) -> torch.Tensor:
         """One file -> LM-facing codes LongTensor [len(lm_codebooks), T]."""
         return self.encode_item(self.load(path))

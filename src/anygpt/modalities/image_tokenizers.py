@@ -153,6 +153,11 @@ class CompactImageTokenizer(_ImageTokenizer):
         with torch.inference_mode(), self._autocast():
             return self.model.decode(codes[:, 0]).float().clamp(0, 1)
 
+    def lm_code_vectors(self) -> torch.Tensor:
+        """[codebook_size, dim]: each code's vector as the decoder reads it."""
+        with torch.inference_mode():
+            return self.model.code_vectors(torch.arange(self.codebook_size)[None])[0].float().clone()
+
     def semantic_embedding(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [B, 1, 32] -> unit vectors [B, 384] in the MiniLM caption space."""
         codes = self._check_codes(codes)

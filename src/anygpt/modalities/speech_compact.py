@@ -80,6 +80,15 @@ class CompactSpeechTokenizer(TwoStageSpeechTokenizer):
             return chunked_encode(lambda wav: self.codec.encode(wav, n_q=1), to_mono(media), self.hop, self.window,
                                   self.context)
 
+    def lm_code_vectors(self) -> torch.Tensor:
+        """[semantic_codebook_size, d]: layer-1 codes' vectors: a "units" codec's cross-voice
+        centroids (content; d 64), else the codec's layer-1 codebook (d latent_dim)."""
+        with torch.inference_mode():
+            if self.codec.cfg.layer1 == "units":
+                return self.codec.units.centroids.float().clone()
+            codes = torch.arange(self.codec.cfg.semantic_codebook_size)[None]
+            return self.codec.layer1_vectors(codes)[0].t().float().clone()
+
     def decode_all_layers(self, codes: torch.Tensor) -> torch.Tensor:
         """codes LongTensor [B, K', T] -> FloatTensor [B, 1, T * hop] (missing layers count as 0)."""
         return chunked_decode(self.codec.decode, codes, self.hop, self.window // self.hop, self.context // self.hop)

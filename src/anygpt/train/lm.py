@@ -108,9 +108,26 @@ def build_model(a: argparse.Namespace, sources: list[BlockSource]) -> BuiltModel
                 f"{sources[0].folder}: these blocks were built for another vocabulary than --init {a.init} "
                 f"({len(theirs)} vs {len(mine)} tokens after expansion; first differences {diff}); build the "
                 f"blocks with that model's tokenizer (\"text_tokenizer\": {{\"path\": \"{a.init}\"}} in the blocks config)")
-        return BuiltModel(model, tok, specs, a.init)
-    model = build_preset(a.preset, blocks_tok, sources[0].block_len, a.seed)
-    return BuiltModel(model, blocks_tok, specs, f"preset:{a.preset}")
+    else:
+        model, tok = build_preset(a.preset, blocks_tok, sources[0].block_len, a.seed), blocks_tok
+    if a.code_init:
+        code_rows_from_tokenizers(model, tok, specs, a.tokenizers, a.seed)
+    return BuiltModel(model, tok, specs, a.init or f"preset:{a.preset}")
+
+
+def code_rows_from_tokenizers(model, tokenizer, specs, tokenizer_values: list[str], seed: int) -> list[str]:
+    """--code-init: the media codes' embedding and head rows from the --tokenizers' code vectors
+    (anygpt.lm.code_init); -> the modalities whose rows were set."""
+    from anygpt.layout import TokenLayout
+    from anygpt.lm.code_init import init_code_rows
+    from anygpt.modalities import load_tokenizer
+
+    layout = TokenLayout.from_tokenizer(tokenizer, specs)
+    vectors = {m: load_tokenizer(m, e["loader"]).lm_code_vectors() for m, e in tokenizer_entries(tokenizer_values, specs).items()}
+    try:
+        return init_code_rows(model, layout, vectors, seed=seed)
+    except ValueError as e:
+        raise UsageError(f"--code-init: {e}: the blocks were coded by another tokenizer than --tokenizers names") from None
 
 
 def apply_lora(model, rank: int, alpha: float, new_rows: list[int]):
@@ -354,7 +371,7 @@ def check_exports(a: argparse.Namespace) -> None:
             claim_output_dir(folder, "model", flag=flag, inputs=export_inputs(a))
     if a.export and a.export_hf:
         check_apart(a.export_hf, {"--export": a.export}, flag="--export-hf")
-    if a.export:
+    if a.export or a.code_init:
         check_loaders(a.tokenizers)
 
 
@@ -407,6 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--new-rows", choices=["mean", "random"], default="mean",
                    help="--init whose vocabulary grows: new embedding and head rows start as the mean of the "
                         "old ones (default; initial code loss near uniform) or random N(0, 0.02) as the paper")
+    p.add_argument("--code-init", action="store_true",
+                   help="start the media codes' embedding and head rows from the --tokenizers' code vectors "
+                        "(anygpt.lm.code_init: alike codes start alike) instead of random or mean rows")
     p.add_argument("--lora", type=cli_flags.count_or_zero, default=0, metavar="RANK", help="train LoRA adapters of this rank (0: full fine-tuning)")
     p.add_argument("--lora-alpha", type=cli_flags.positive_float, default=None, help="LoRA alpha (default: 2 x rank)")
     p.add_argument("--batch", type=cli_flags.positive_int, default=1, help="blocks per micro-batch per process (default: 1)")
@@ -426,7 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-hf", default=None, metavar="DIR", help="also export a plain HF folder (vLLM, llama.cpp converters)")
     p.add_argument("--export-dtype", choices=["bf16", "fp16", "fp32"], default="bf16", help="weights of exports (default: bf16)")
     p.add_argument("--tokenizers", nargs="*", default=["image=compact", "speech=compact", "music=compact"], metavar="MODALITY=LOADER",
-                   help="modality tokenizers named in the exported anygpt.json (default: the shipped tiny ones)")
+                   help="modality tokenizers named in the exported anygpt.json and read by --code-init "
+                        "(default: the shipped tiny ones)")
     p.add_argument("--template", choices=["MMGPT", "AnyGPT"], default="MMGPT", help="chat template recorded in the export")
     p.add_argument("--record-ranks", action="store_true", help=argparse.SUPPRESS)
     add_run_args(p, out="runs/lm", steps=2000, save_every=100, log_every=10,
