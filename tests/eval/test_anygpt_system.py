@@ -155,3 +155,23 @@ def test_learning_curves_plot_the_validation_losses_of_a_run(tmp_path):
     (run / "log.jsonl").write_text(json.dumps({"step": 1, "loss": 9.0}) + "\n")
     with pytest.raises(AnyGPTError, match="no validation rows"):
         plot_learning_curves([run], tmp_path / "x.png")
+
+
+def test_text_decoding_options_reach_the_model_and_bad_ones_are_named():
+    """text_beams / text_repetition_penalty (strings, as --system-option gives them) set the
+    text settings that complete() is called with; media settings keep their own."""
+    seen = []
+
+    class Recorder:
+        def complete(self, parts, settings, **kw):
+            seen.append(settings)
+            return [TextPart("ok")]
+
+    system = AnyGPTSystem(Recorder(), text_beams="3", text_repetition_penalty="1.3")
+    system.complete([TextPart("hi")], "text")
+    assert (seen[0].num_beams, seen[0].repetition_penalty, seen[0].do_sample) == (3, 1.3, False)
+    assert system.settings("speech").num_beams == 1 and system.settings("speech").repetition_penalty == 1.0
+    from anygpt.lm.generation import GenerationSettingsError
+
+    with pytest.raises(GenerationSettingsError, match="repetition_penalty"):
+        AnyGPTSystem(Recorder(), text_repetition_penalty="0")

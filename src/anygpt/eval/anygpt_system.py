@@ -13,7 +13,8 @@ pretraining_prompt, the first instruction of the pool of that modality and direc
 
 Decoding per output modality (the paper evaluates text with beam search and images and speech
 with top-p 0.7): greedy for text and images by default, top-p sampling for speech and music;
-options `text_sampling`, `image_top_p`, `speech_top_p`, `music_top_p`, `seed`.
+options `text_beams` (beam search width for text), `text_repetition_penalty`, `image_top_p`,
+`speech_top_p`, `music_top_p`, `seed`.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class AnyGPTSystem:
     name = "anygpt"
 
     def __init__(self, model: Any = "anygpt-tiny", seed: int | str = 0, image_top_p: float | str = 0.0,
-                 speech_top_p: float | str = 0.7, music_top_p: float | str = 0.9, threads: int | str | None = None):
+                 speech_top_p: float | str = 0.7, music_top_p: float | str = 0.9, text_beams: int | str = 1,
+                 text_repetition_penalty: float | str = 1.0, threads: int | str | None = None):
         from anygpt.loaders import load_model
 
         if threads:
@@ -50,9 +52,13 @@ class AnyGPTSystem:
         self.seed = int(seed)
         self.calls = 0
         self.top_p = {"image": float(image_top_p), "speech": float(speech_top_p), "music": float(music_top_p)}
+        self.text = {"num_beams": int(text_beams), "repetition_penalty": float(text_repetition_penalty)}
+        GenerationSettings(**self.text).check()  # a bad option is named before any model call
 
     # ----------------------------------------------------------------- core
     def settings(self, modality: str) -> GenerationSettings:
+        if modality == "text":
+            return GenerationSettings(max_new_tokens=MAX_NEW["text"], do_sample=False, **self.text)
         top_p = self.top_p.get(modality, 0.0)
         return GenerationSettings(max_new_tokens=MAX_NEW[modality], do_sample=top_p > 0, top_p=top_p or 1.0)
 
