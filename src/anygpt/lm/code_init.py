@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from anygpt.layout import TokenLayout
+from anygpt.lm.expand import token_matrices
 
 
 def projected_rows(vectors: torch.Tensor, width: int, std: float, seed: int) -> torch.Tensor:
@@ -29,10 +30,7 @@ def init_code_rows(lm, layout: TokenLayout, code_vectors: dict[str, torch.Tensor
     tokenizer's code vectors (code_vectors: modality -> FloatTensor [spec.vocab_size, d], or None
     to keep that modality's rows). -> the modalities done. The std is the model's initializer_range."""
     std = getattr(lm.config, "initializer_range", 0.02)
-    matrices = [lm.get_input_embeddings().weight]
-    head = lm.get_output_embeddings()
-    if head is not None and head.weight.data_ptr() != matrices[0].data_ptr():
-        matrices.append(head.weight)
+    matrices = token_matrices(lm)
     done = []
     for i, (modality, vectors) in enumerate(sorted(code_vectors.items())):
         if vectors is None:

@@ -25,6 +25,16 @@ def add_modality_tokens(tokenizer, specs: Sequence[TokenSpec], *, chat: bool = T
     return TokenLayout.from_tokenizer(tokenizer, specs)
 
 
+def token_matrices(model) -> list[torch.Tensor]:
+    """The matrices with one row per token: the input embedding [V, H], and the output head
+    [V, H] unless it is tied to the embedding (then it is the same tensor, listed once)."""
+    matrices = [model.get_input_embeddings().weight]
+    head = model.get_output_embeddings()
+    if head is not None and head.weight.data_ptr() != matrices[0].data_ptr():
+        matrices.append(head.weight)
+    return matrices
+
+
 def resize_embeddings(model, new_size: int, *, init: str = "random", seed: int = 0) -> int:
     """Resize input embeddings and LM head to `new_size` rows; return the number of new rows.
 
@@ -40,12 +50,8 @@ def resize_embeddings(model, new_size: int, *, init: str = "random", seed: int =
     model.resize_token_embeddings(new_size, mean_resizing=False)
     gen = torch.Generator().manual_seed(seed)
     std = getattr(model.config, "initializer_range", 0.02)
-    matrices = [model.get_input_embeddings().weight]
-    head = model.get_output_embeddings()
-    if head is not None and head.weight.data_ptr() != matrices[0].data_ptr():
-        matrices.append(head.weight)
     with torch.no_grad():
-        for w in matrices:
+        for w in token_matrices(model):
             if init == "mean":
                 w[old:] = w[:old].mean(dim=0, keepdim=True).to(w.dtype)
             else:
