@@ -134,3 +134,22 @@ def test_allowed_sets_inside_segments(compact):
     out = proc.allowed(torch.tensor([[9, 10]]), v)[0]
     assert not out[layout.vocab_size:].any()
     assert not out[mu.code_offset:mu.code_end].any() and not out[mu.end_id] and out[mu.start_id] and out[10]
+
+
+def test_blocked_rows_add_minus_infinity_exactly_where_a_class_disallows(compact):
+    """The engine masks a step by adding `blocked` rows: 0 where allowed (logits unchanged, bit
+    for bit), -inf elsewhere, and the last row (free_class, unconstrained rows) all zeros."""
+    from anygpt.lm.constraints import SegmentTables
+
+    _, _, layout = compact
+    t = SegmentTables(layout, layout.vocab_size + 7)
+    assert t.blocked.shape == (t.allowed.shape[0] + 1, t.allowed.shape[1])
+    assert torch.equal(t.blocked[:-1] == 0, t.allowed)
+    assert torch.equal(t.blocked[:-1] == float("-inf"), ~t.allowed)
+    assert t.free_class == t.allowed.shape[0] and not t.blocked[t.free_class].any()
+    logits = torch.randn(3, t.vocab)
+    cls = torch.tensor([0, t.base[0].item(), t.free_class])
+    masked = logits + t.blocked.index_select(0, cls)
+    filled = logits.clone()
+    filled[:2].masked_fill_(~t.allowed[cls[:2]], float("-inf"))
+    assert torch.equal(masked, filled)

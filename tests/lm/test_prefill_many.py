@@ -77,6 +77,25 @@ def test_a_stored_prefix_gives_the_tokens_of_a_prefill_from_scratch(engine):
     assert finish(dec)[id(again)] == want[0]
 
 
+def test_a_burst_computes_its_shared_prefix_once(engine, monkeypatch):
+    """Prompts that arrive together and share a prefix nobody stored yet: the first forward
+    stores it and the later groups start from it (the columns computed drop), with the tokens of
+    prefills from scratch."""
+    burst = [SYSTEM + [7], SYSTEM + list(range(50, 80)), SYSTEM + list(range(50, 100)), SYSTEM + [9] * 60]
+    requests = [Request(p, GREEDY, generator=i) for i, p in enumerate(burst)]
+    want, _ = one_by_one(engine, requests)
+    computed = []
+    forward = engine.model.forward
+    monkeypatch.setattr(engine.model, "forward", lambda ids, *a, **k: computed.append(ids.numel()) or forward(ids, *a, **k))
+    dec = engine.decoder()
+    slots = dec.prefill_many(requests)
+    prefill_columns = sum(computed)
+    ids = finish(dec)
+    assert [ids[id(s)] for s in slots] == want
+    assert dec.prefixes.hits == 3 and dec.prefixes.reused >= 3 * len(SYSTEM)
+    assert prefill_columns <= sum(map(len, burst)) - dec.prefixes.reused
+
+
 def test_one_by_one_prefill_with_the_prefix_cache_matches_from_scratch(engine):
     requests = [Request(p, SAMPLE, generator=i) for i, p in enumerate(PROMPTS)]
     want, _ = one_by_one(engine, requests)

@@ -32,6 +32,34 @@ def test_int8_logits_are_close_to_fp32_and_greedy_mostly_agrees(compact_lm):
     layout.parse_ids(out.ids, lambda run: "t", strict=True)  # still constrained
 
 
+def test_int8_keeps_keys_and_values_in_bfloat16(compact_lm):
+    """The int8 engine's KV cache is bfloat16 (half the bytes a decode step's attention reads):
+    prefill and ragged decode steps give logits close to an fp32 cache's, and a decoder whose
+    rows join together and leave (cache columns moved) still writes well-formed replies."""
+    model, _, layout = compact_lm
+    half, full = LeanLlama(model), LeanLlama(model)
+    quantize_lean(half, "int8")
+    quantize_lean(full, "int8")
+    full.kv_dtype = torch.float32
+    ids = torch.randint(3, 400, (2, 40), generator=torch.Generator().manual_seed(0))
+    pos = torch.arange(40).expand(2, -1)
+    caches = [m.new_cache(2, 48) for m in (half, full)]
+    assert caches[0].k[0].dtype == torch.bfloat16 and caches[1].k[0].dtype == torch.float32
+    a, b = (m(ids, pos, c, last_only=False) for m, c in zip((half, full), caches))
+    assert (a - b).norm() / b.norm() < 0.05  # a random model's logits are small: int8 alone is within 0.05
+    for c in caches:
+        c.valid[:, :41] = True
+    nxt, cols = torch.tensor([[7], [9]]), torch.tensor([40, 40])
+    a, b = (m(nxt, cols[:, None], c, cols=cols) for m, c in zip((half, full), caches))
+    assert (a - b).norm() / b.norm() < 0.05 and (a.argmax(-1) == b.argmax(-1)).all()
+    engine = Engine(model, layout, quantize="int8", max_batch=3)
+    sampled = GenerationSettings(max_new_tokens=24, do_sample=True)
+    reqs = [Request([5, 6, 7, 8][: 2 + i % 3], GenerationSettings(max_new_tokens=4 + 9 * i, do_sample=True),
+                    generator=i) for i in range(6)] + [Request([5, 6, 7], sampled, generator=9)]
+    for out in engine.generate(reqs):
+        layout.parse_ids(out.ids, lambda run: "t", strict=True)
+
+
 def test_unknown_quantization_is_a_clear_error(compact_lm):
     model, _, layout = compact_lm
     with pytest.raises(AnyGPTError, match="unknown quantization 'int4'"):

@@ -375,9 +375,13 @@ class ContinuousBatch:
                 joining.append(_Joining(i, r, prompt, self.capacity))
             except Exception as err:  # noqa: BLE001 - that request fails, the others join
                 out[i] = err
-        for j in joining:
-            j.shared, j.entry = self.prefixes.lookup(j.ids)
-        for group in _groups(joining):
+        while joining:
+            # looked up again before each forward: a burst of prompts that share a prefix (the
+            # chat template's system prompt) computes it once, in the first group, not per group
+            for j in joining:
+                j.shared, j.entry = self.prefixes.lookup(j.ids)
+            group = _groups(joining)[0]
+            joining = [j for j in joining if j not in group]
             try:
                 slots = self._prefill_group(group)
             except Exception as err:  # noqa: BLE001 - a failed forward: its group fails, nothing joined
@@ -417,6 +421,7 @@ class ContinuousBatch:
                 elif r.budget_left <= 0:
                     r.reason = "length"
             self.state.advance(tokens)
+            self._cls = None
             if self.any_penalty:
                 self.seen.scatter_(1, tokens[:, None], True)
         finished = [r for r in rows if r.reason is not None]
@@ -456,6 +461,7 @@ class ContinuousBatch:
         self.any_constrained = bool(self.constrained.any()) if self.rows else False
         self.generators = [r.generator for r in self.rows]
         self.any_offset = any(r.offset for r in self.rows)
+        self._cls = None  # the constraint classes of the rows' current state (see _classes)
 
     def _prefill_group(self, group: list[_Joining]) -> list[_Slot]:
         """One forward for the group's prompts, in the slots after the running rows -> their
@@ -534,11 +540,18 @@ class ContinuousBatch:
         if self.any_bias:
             logits += self.bias
         if self.any_constrained:
-            mask = self.engine.tables.allowed[self.state.classes()]
+            tables = self.engine.tables
+            cls = self._classes()
             if not self.all_constrained:
-                mask |= ~self.constrained[:, None]
-            logits.masked_fill_(~mask, float("-inf"))
+                cls = torch.where(self.constrained, cls, tables.free_class)
+            logits += tables.blocked.index_select(0, cls)
         return self.sampling.choose(logits, self.generators)
+
+    def _classes(self) -> torch.Tensor:
+        """The rows' constraint classes (LongTensor [n]), computed once per state."""
+        if self._cls is None:
+            self._cls = self.state.classes()
+        return self._cls
 
     def _stop_string(self, r: _Slot) -> bool:
         longest = max(len(s) for s in r.request.stop_strings)
@@ -587,7 +600,7 @@ class ContinuousBatch:
         self.cache.valid[torch.arange(n), cols] = True
         self._zero_to(max(lengths) + 1)
         ids = torch.tensor(tokens, dtype=torch.long, device=self._dev)[:, None]
-        cls = self.state.classes() if e.group_of_class is not None else None
+        cls = self._classes() if e.group_of_class is not None else None
         group = e._group(cls, self.all_constrained)
         logits = []
         for a, b in _split(lengths):

@@ -92,6 +92,7 @@ class LeanLlama:
         self.intermediate = cfg.intermediate_size
         self.vocab_size = hf.lm_head.weight.shape[0]
         self.dtype = self.embed.dtype
+        self.kv_dtype = self.dtype  # the KV cache's (anygpt.lm.quantize's int8 scheme sets bfloat16)
         self.device = self.embed.device
         rot = body.rotary_emb
         self.inv_freq = rot.inv_freq.float()
@@ -118,7 +119,7 @@ class LeanLlama:
 
     def new_cache(self, batch: int, capacity: int) -> StaticKVCache:
         self._rope_tables(capacity)  # positions never exceed the cache's columns
-        return StaticKVCache(len(self.layers), batch, self.kv_heads, capacity, self.head_dim, self.dtype, self.device)
+        return StaticKVCache(len(self.layers), batch, self.kv_heads, capacity, self.head_dim, self.kv_dtype, self.device)
 
     # ----------------------------------------------------------------- forward
     def _rms(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -168,6 +169,7 @@ class LeanLlama:
         elif cache.padded:
             mask = cache.valid[:, None, None, :end]
         rows = torch.arange(b, device=ids.device) if cols is not None else None
+        kv_dtype = self.kv_dtype if self.kv_dtype != self.dtype else None
         x = F.embedding(ids, self.embed)
         h, d, kvh = self.heads, self.head_dim, self.kv_heads
         gqa = {"enable_gqa": True} if kvh != h else {}
@@ -175,6 +177,8 @@ class LeanLlama:
             qkv = w["qkv"](self._rms(x, w["ln1"])).view(b, t, h + 2 * kvh, d)
             qk = qkv[:, :, : h + kvh]
             qk = qk * cos + qk.roll(d // 2, dims=-1) * sin  # q and k rotated in one pass: [B, T, H + KV, D]
+            if kv_dtype is not None:
+                qk, qkv = qk.to(kv_dtype), qkv.to(kv_dtype)
             kc, vc = cache.k[i], cache.v[i]
             if cols is None:
                 kc[:, :, start:end] = qk[:, :, h:].transpose(1, 2)
@@ -185,6 +189,8 @@ class LeanLlama:
             o = F.scaled_dot_product_attention(qk[:, :, :h].transpose(1, 2), kc[:, :, :end], vc[:, :, :end],
                                                attn_mask=mask, scale=self.scaling,
                                                is_causal=t > 1 and mask is None, **gqa)
+            if kv_dtype is not None:
+                o = o.to(self.dtype)
             x = x + w["o"](o.transpose(1, 2).reshape(b, t, h * d))
             gate, up = w["gate_up"](self._rms(x, w["ln2"])).split(self.intermediate, dim=-1)
             x = x + w["down"](F.silu(gate) * up)

@@ -56,6 +56,7 @@ def quantize_lean(model, scheme: str = "int8") -> None:
         for name in ("qkv", "o", "gate_up", "down"):
             layer[name] = Int8Dense(_float_weight(layer[name]))
     model.head = Int8Dense(_float_weight(model.head))
+    model.kv_dtype = torch.bfloat16
     if model.head_groups:
         model.set_head_groups([rows for rows, _ in model.head_groups], Int8Dense)
 
