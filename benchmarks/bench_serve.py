@@ -9,6 +9,7 @@ at each level.
     python benchmarks/bench_serve.py --smoke                  # a random hidden-64 model, 1 and 2 clients, 4 tokens
     python benchmarks/bench_serve.py --mix                    # short text TTFT next to long music replies,
                                                               # continuous batching vs whole batches
+    python benchmarks/bench_serve.py --mix --spread 2         # the same, first text requests spread over 2 s
 
 The server is a separate process (`python -m anygpt.cli serve`, bound to 127.0.0.1 and a free
 port) so that its RSS is its own; its memory is sampled every 20 ms while each level runs. The
@@ -150,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-batch", type=int, default=8)
     p.add_argument("--speech", action="store_true", help="ask for spoken replies (text + streamed audio)")
     p.add_argument("--threads", type=int, default=1, help="the server's torch threads")
+    p.add_argument("--int8", action="store_true", help="the server decodes with int8 weights (anygpt serve --int8)")
     p.add_argument("--smoke", action="store_true", help="a random hidden-64 model, 1 and 2 clients, 1 request of "
                                                         "4 tokens each: checks the script runs")
     p.add_argument("--mix", action="store_true",
@@ -159,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --mix: 'continuous' (requests join the running batch) and/or 'whole' (whole "
                         "batches run to their end: the scheduler before issue 25)")
     p.add_argument("--music-tokens", type=int, default=1000, help="with --mix: max_tokens of a music reply")
+    p.add_argument("--spread", type=float, default=0.0,
+                   help="with --mix: seconds over which the text clients send their first request, evenly "
+                        "(default 0: all at once, a burst)")
     args = p.parse_args(argv)
     if args.smoke:
         args.model, args.clients, args.requests, args.max_tokens, args.speech = "smoke", "1,2", 1, 4, False
@@ -173,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
         cmd = [sys.executable, "-m", "anygpt.cli", "serve", "--model", model, "--host", "127.0.0.1",
                "--port", str(port), "--max-batch", str(args.max_batch), "--max-queue", str(max(levels) * 2),
-               "--threads", str(args.threads), "--timeout", "900"]
+               "--threads", str(args.threads), "--timeout", "900"] + (["--int8"] if args.int8 else [])
         server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         base = f"http://127.0.0.1:{port}"
         try:
@@ -193,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             idle_rss = RssSampler(server.pid)._rss()
             asyncio.run(run_level(base, 1, 1, args))  # warm-up: first-call costs out of the table
             load = os.getloadavg()[0]
-            print(f"model {args.model}, max_tokens {args.max_tokens}, max_batch {args.max_batch}, server threads "
+            print(f"model {args.model}{' (int8)' if args.int8 else ''}, max_tokens {args.max_tokens}, max_batch {args.max_batch}, server threads "
                   f"{args.threads}, {os.cpu_count()} cores, load average {load:.2f} before; idle server RSS "
                   f"{idle_rss / 2**20:.0f} MiB")
             head = (f"{'clients':>7} {'requests':>8} {'ok':>4} {'rejected':>8} {'req/s':>7} {'tok/s':>7} "
@@ -225,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
 async def mix_level(base: str, clients: int, args) -> list[dict]:
     """A quarter of the clients (at least one when clients > 1) ask for a long music reply
     first; once their replies run, the others each send --requests short text questions,
-    streamed. -> the text requests' outcomes (one_request's dicts)."""
+    streamed, one after another (the first ones together, or evenly over --spread seconds). -> the text requests' outcomes (one_request's dicts)."""
     url = base + "/v1/chat/completions"
     n_music = max(1, clients // 4) if clients > 1 else 0
     started = asyncio.Event()
@@ -242,6 +247,8 @@ async def mix_level(base: str, clients: int, args) -> list[dict]:
         if n_music:
             await started.wait()
             await asyncio.sleep(0.2)
+        # --spread: the text clients' first requests evenly over that many seconds, not at once
+        await asyncio.sleep(args.spread * (c - n_music) / max(1, clients - n_music))
         out = []
         for i in range(args.requests):
             body = {"messages": [{"role": "user", "content": f"Say hello number {c}."}], "max_tokens": args.max_tokens,
@@ -265,13 +272,13 @@ def run_mix(args) -> int:
     levels = [int(x) for x in args.clients.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         model = str(save_random_model(Path(tmp) / "random-tiny-shape")) if args.model == "random" else args.model
-        print(f"model {args.model}, text max_tokens {args.max_tokens}, music max_tokens {args.music_tokens}, "
-              f"max_batch {args.max_batch}, {args.requests} text requests per client, {os.cpu_count()} cores, "
+        print(f"model {args.model}{' (int8)' if args.int8 else ''}, text max_tokens {args.max_tokens}, music max_tokens "
+              f"{args.music_tokens}, first text requests over {args.spread:g} s, max_batch {args.max_batch}, {args.requests} text requests per client, {os.cpu_count()} cores, "
               f"load average {os.getloadavg()[0]:.2f} before")
         print(f"{'scheduler':>10} {'clients':>7} {'music':>5} {'text ok':>7} {'TTFT p50':>9} {'TTFT p95':>9} {'x 1-client p95':>14}")
         for scheduler in args.schedulers.split(","):
             config = {"max_batch": args.max_batch, "max_queue": 4 * max(levels), "timeout": 900.0,
-                      "continuous": scheduler == "continuous"}
+                      "continuous": scheduler == "continuous", "quantize": "int8" if args.int8 else None}
             with ServerProcess(model, threads=args.threads, **config) as srv:
                 asyncio.run(mix_level(srv.url, 1, argparse.Namespace(**{**vars(args), "requests": 1})))  # warm-up
                 base_p95 = None
