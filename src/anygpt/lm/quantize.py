@@ -7,6 +7,10 @@ product over a 1152 x 384 weight takes ~45 us with them against ~130 us for fp32
 for `torch._weight_int8pack_mm` (weight-only int8, no fast CPU path here); the whole d384 x 6
 model's weights shrink from 58 MB to 15 MB, which fits the L3 cache.
 
+The int8 scheme also keeps the KV cache in bfloat16 (`LeanLlama.kv_dtype`): at one thread a
+decode step's attention is bound by reading the cache, and bf16 halves it (docs/generation.md
+gives the measurement).
+
 Quality: int8 changes the logits a little, so greedy tokens can differ from fp32 after a
 near-tie; the benchmark prints the per-token agreement with fp32 greedy.
 """
@@ -44,7 +48,7 @@ class Int8Dense:
 
 def quantize_lean(model, scheme: str = "int8") -> None:
     """Replace every projection of a LeanLlama (attention, MLP, LM head) by an int8 one, in
-    place. The embedding and the norms stay in their dtype."""
+    place, and make its new caches bfloat16. The embedding and the norms stay in their dtype."""
     if scheme not in SCHEMES:
         raise AnyGPTError(f"unknown quantization {scheme!r}; choose from {', '.join(SCHEMES)}")
     if model.device.type != "cpu" or model.dtype != torch.float32:
