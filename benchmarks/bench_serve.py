@@ -137,6 +137,11 @@ async def run_level(base: str, clients: int, requests: int, args) -> tuple[list[
     return [r for rs in results for r in rs], wall
 
 
+def model_label(args) -> str:
+    """The model as the tables' header names it: --model, and whether the server runs int8."""
+    return f"{args.model} (int8)" if args.int8 else args.model
+
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))] if values else float("nan")
@@ -198,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             idle_rss = RssSampler(server.pid)._rss()
             asyncio.run(run_level(base, 1, 1, args))  # warm-up: first-call costs out of the table
             load = os.getloadavg()[0]
-            print(f"model {args.model}{' (int8)' if args.int8 else ''}, max_tokens {args.max_tokens}, max_batch {args.max_batch}, server threads "
+            print(f"model {model_label(args)}, max_tokens {args.max_tokens}, max_batch {args.max_batch}, server threads "
                   f"{args.threads}, {os.cpu_count()} cores, load average {load:.2f} before; idle server RSS "
                   f"{idle_rss / 2**20:.0f} MiB")
             head = (f"{'clients':>7} {'requests':>8} {'ok':>4} {'rejected':>8} {'req/s':>7} {'tok/s':>7} "
@@ -230,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
 async def mix_level(base: str, clients: int, args) -> list[dict]:
     """A quarter of the clients (at least one when clients > 1) ask for a long music reply
     first; once their replies run, the others each send --requests short text questions,
-    streamed, one after another (the first ones together, or evenly over --spread seconds). -> the text requests' outcomes (one_request's dicts)."""
+    streamed, one after another (the first ones together, or evenly over --spread seconds).
+    -> the text requests' outcomes (one_request's dicts)."""
     url = base + "/v1/chat/completions"
     n_music = max(1, clients // 4) if clients > 1 else 0
     started = asyncio.Event()
@@ -272,9 +278,9 @@ def run_mix(args) -> int:
     levels = [int(x) for x in args.clients.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         model = str(save_random_model(Path(tmp) / "random-tiny-shape")) if args.model == "random" else args.model
-        print(f"model {args.model}{' (int8)' if args.int8 else ''}, text max_tokens {args.max_tokens}, music max_tokens "
-              f"{args.music_tokens}, first text requests over {args.spread:g} s, max_batch {args.max_batch}, {args.requests} text requests per client, {os.cpu_count()} cores, "
-              f"load average {os.getloadavg()[0]:.2f} before")
+        print(f"model {model_label(args)}, text max_tokens {args.max_tokens}, music max_tokens {args.music_tokens}, "
+              f"first text requests over {args.spread:g} s, max_batch {args.max_batch}, {args.requests} text requests "
+              f"per client, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} before")
         print(f"{'scheduler':>10} {'clients':>7} {'music':>5} {'text ok':>7} {'TTFT p50':>9} {'TTFT p95':>9} {'x 1-client p95':>14}")
         for scheduler in args.schedulers.split(","):
             config = {"max_batch": args.max_batch, "max_queue": 4 * max(levels), "timeout": 900.0,

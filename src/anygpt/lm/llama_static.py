@@ -177,15 +177,16 @@ class LeanLlama:
             qkv = w["qkv"](self._rms(x, w["ln1"])).view(b, t, h + 2 * kvh, d)
             qk = qkv[:, :, : h + kvh]
             qk = qk * cos + qk.roll(d // 2, dims=-1) * sin  # q and k rotated in one pass: [B, T, H + KV, D]
+            v = qkv[:, :, h + kvh:]
             if kv_dtype is not None:
-                qk, qkv = qk.to(kv_dtype), qkv.to(kv_dtype)
+                qk, v = qk.to(kv_dtype), v.to(kv_dtype)
             kc, vc = cache.k[i], cache.v[i]
             if cols is None:
                 kc[:, :, start:end] = qk[:, :, h:].transpose(1, 2)
-                vc[:, :, start:end] = qkv[:, :, h + kvh:].transpose(1, 2)
+                vc[:, :, start:end] = v.transpose(1, 2)
             else:
                 kc[rows, :, cols] = qk[:, 0, h:]
-                vc[rows, :, cols] = qkv[:, 0, h + kvh:]
+                vc[rows, :, cols] = v[:, 0]
             o = F.scaled_dot_product_attention(qk[:, :, :h].transpose(1, 2), kc[:, :, :end], vc[:, :, :end],
                                                attn_mask=mask, scale=self.scaling,
                                                is_causal=t > 1 and mask is None, **gqa)
