@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 
 from anygpt.eval.report import write_json
+from anygpt.lm.backends import BackendUnavailable
 
 BUSY_CODE = """
 import time, torch
@@ -318,11 +319,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"prompts: 8 of {sorted(p.numel() for p in batch8)} tokens (batch 1: the first, {batch8[0].numel()}); "
           f"{args.new_tokens} new tokens each, constrained sampling; {args.threads} thread(s); best of {args.repeats}")
     engines = {"engine": model.engine(), "engine int8": model.engine(quantize="int8")}
+    try:
+        engines["native int8"] = model.engine(backend="native", quantize="int8")
+    except BackendUnavailable as e:
+        print(f"native: not measured ({e})")
     for backend, int8_name in (("onnx", "onnx int8"), ("llamacpp", "llamacpp q8_0")):
         if getattr(args, f"no_{backend}"):
             continue
-        from anygpt.lm.backends import BackendUnavailable
-
         t = time.perf_counter()
         try:
             engines[backend] = model.engine(backend=backend)

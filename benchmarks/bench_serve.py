@@ -34,6 +34,8 @@ from pathlib import Path
 
 import httpx
 
+from anygpt.lm.backends import BACKENDS
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -138,8 +140,8 @@ async def run_level(base: str, clients: int, requests: int, args) -> tuple[list[
 
 
 def model_label(args) -> str:
-    """The model as the tables' header names it: --model, and whether the server runs int8."""
-    return f"{args.model} (int8)" if args.int8 else args.model
+    """The model as the tables' header names it: --model, the engine, and whether it runs int8."""
+    return f"{args.model} (engine {args.engine}{', int8' if args.int8 else ''})"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -156,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-batch", type=int, default=8)
     p.add_argument("--speech", action="store_true", help="ask for spoken replies (text + streamed audio)")
     p.add_argument("--threads", type=int, default=1, help="the server's torch threads")
+    p.add_argument("--engine", default="engine", choices=BACKENDS,
+                   help="the server's decoder backend (anygpt serve --engine; default engine)")
     p.add_argument("--int8", action="store_true", help="the server decodes with int8 weights (anygpt serve --int8)")
     p.add_argument("--smoke", action="store_true", help="a random hidden-64 model, 1 and 2 clients, 1 request of "
                                                         "4 tokens each: checks the script runs")
@@ -183,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
         cmd = [sys.executable, "-m", "anygpt.cli", "serve", "--model", model, "--host", "127.0.0.1",
                "--port", str(port), "--max-batch", str(args.max_batch), "--max-queue", str(max(levels) * 2),
-               "--threads", str(args.threads), "--timeout", "900"] + (["--int8"] if args.int8 else [])
+               "--threads", str(args.threads), "--timeout", "900", "--engine", args.engine] + (["--int8"] if args.int8 else [])
         server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         base = f"http://127.0.0.1:{port}"
         try:
@@ -284,7 +288,8 @@ def run_mix(args) -> int:
         print(f"{'scheduler':>10} {'clients':>7} {'music':>5} {'text ok':>7} {'TTFT p50':>9} {'TTFT p95':>9} {'x 1-client p95':>14}")
         for scheduler in args.schedulers.split(","):
             config = {"max_batch": args.max_batch, "max_queue": 4 * max(levels), "timeout": 900.0,
-                      "continuous": scheduler == "continuous", "quantize": "int8" if args.int8 else None}
+                      "continuous": scheduler == "continuous", "quantize": "int8" if args.int8 else None,
+                      "engine": args.engine}
             with ServerProcess(model, threads=args.threads, **config) as srv:
                 asyncio.run(mix_level(srv.url, 1, argparse.Namespace(**{**vars(args), "requests": 1})))  # warm-up
                 base_p95 = None

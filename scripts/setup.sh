@@ -24,6 +24,7 @@ APT_PACKAGES=(
   default-jre-headless                                                           # pycocoevalcap (METEOR, PTB tokenizer)
   chromium chromium-driver                                                       # the demo's browser test (selenium)
   sox libsndfile1
+  g++                                                                            # the native engine's C++ step
 )
 EMOJI_NPM="emoji-datasource-google@16.0.0"
 ANYGPT_HOME="${ANYGPT_HOME:-$HOME/.cache/anygpt}"

@@ -76,11 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="~3 s of speech whose voice generated speech should use")
     cli_flags.add_seed(p, "random seed of the first turn (turn n uses seed + n; default: 0)")
     cli_flags.add_threads(p)
-    p.add_argument("--engine", choices=["engine", "onnx", "llamacpp", "auto", "hf"], default="engine",
-                   help="decoder: anygpt's generation engine (default), ONNX Runtime (pip install 'anygpt[onnx]'), "
-                        "llama.cpp (pip install 'anygpt[llamacpp]'), auto (the fastest installed) or HF generate "
-                        "(the reference; beam search)")
-    p.add_argument("--int8", action="store_true", help="int8 weights (engine, onnx; q8_0 in llamacpp): faster, slightly different tokens")
+    cli_flags.add_engine(p, with_hf=True)
     return p
 
 
@@ -109,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.int8 and args.engine == "hf":
-        parser.error("--int8 needs --engine engine, onnx, llamacpp or auto")
+        parser.error("--int8 needs an --engine other than hf")
     check_before_loading(args)
     cli_flags.set_threads(args.threads)
     from anygpt.conversation import Conversation

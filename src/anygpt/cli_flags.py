@@ -183,6 +183,19 @@ def add_threads(p: argparse.ArgumentParser) -> None:
                    help=f"torch threads (default: {DEFAULT_THREADS}; more can be faster on a machine of your own)")
 
 
+def add_engine(p: argparse.ArgumentParser, *, with_hf: bool) -> None:
+    """--engine NAME (anygpt.lm.backends; with_hf: also HF generate) and --int8."""
+    from anygpt.lm.backends import BACKENDS
+
+    p.add_argument("--engine", choices=[*BACKENDS, *(["hf"] if with_hf else [])], default="engine",
+                   help="decoder: anygpt's generation engine (default); native (its int8 decode step in C++, "
+                        "built on first use with g++: the fastest); ONNX Runtime (pip install 'anygpt[onnx]'); "
+                        "llama.cpp (pip install 'anygpt[llamacpp]'); auto (the fastest installed)"
+                        + ("; or HF generate (the reference; beam search)" if with_hf else ""))
+    p.add_argument("--int8", action="store_true",
+                   help="int8 weights (engine, onnx; always in native; q8_0 in llamacpp): faster, slightly different tokens")
+
+
 def add_seed(p: argparse.ArgumentParser, help: str = "random seed (default: 0); same seed, same bytes") -> None:
     p.add_argument("--seed", type=seed_int, default=0, metavar="N", help=help)
 

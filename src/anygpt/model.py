@@ -189,7 +189,7 @@ class AnyGPT:
     def engine(self, *, quantize: str | None = None, max_batch: int = 8, backend: str = "engine") -> "Engine":
         """The generation engine for this model (built on first use, then reused): see
         anygpt.lm.engine. quantize: None (fp32, token-identical to HF generate) or "int8".
-        backend: "engine", "onnx", "llamacpp" or "auto" (anygpt.lm.backends).
+        backend: "engine", "native", "onnx", "llamacpp" or "auto" (anygpt.lm.backends).
         It is rebuilt when the LM's parameters were changed in place since (e.g. by training
         steps between evaluations), since it may hold copies of them."""
         from anygpt.lm.backends import build_engine

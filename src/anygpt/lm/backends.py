@@ -5,10 +5,13 @@
 - "engine": anygpt.lm.engine.Engine (torch, static KV cache; fp32 or int8);
 - "onnx": anygpt.lm.onnx_engine.OnnxEngine (the forward pass in ONNX Runtime, fp32 or int8;
   the `onnx` extra);
+- "native": anygpt.lm.native_engine.NativeEngine (the engine's int8 model with each decode
+  step one call into anygpt's own C++ step, compiled on first use; needs a C++ compiler);
 - "llamacpp": anygpt.lm.llamacpp_engine.LlamaCppEngine (the forward pass in llama.cpp, fp32 or
   q8_0, which "int8" names here; the `llamacpp` extra, a source build);
-- "auto": "onnx" when onnxruntime is installed and can hold the model, else "engine"
-  (measured in benchmarks/bench_generation.py);
+- "auto": the fastest that is installed and can hold the model, as measured in
+  benchmarks/bench_generation.py: for int8 "native", then "onnx", then "engine"; for fp32
+  "onnx", then "engine";
 - "hf" (HF generate, the reference) is not an engine object: AnyGPT.complete_batch runs it.
 
 Every backend runs the same loop over the same Request/Result types, with the segment
@@ -21,7 +24,7 @@ from anygpt.errors import BackendUnavailable
 
 __all__ = ["BACKENDS", "BackendUnavailable", "build_engine"]
 
-BACKENDS = ("auto", "engine", "onnx", "llamacpp")
+BACKENDS = ("auto", "engine", "native", "onnx", "llamacpp")
 
 
 def build_engine(name: str, lm, layout, *, quantize: str | None = None, **kwargs):
@@ -32,16 +35,22 @@ def build_engine(name: str, lm, layout, *, quantize: str | None = None, **kwargs
     from anygpt.lm.engine import Engine, EngineError
 
     if name == "auto":
-        try:
-            return build_engine("onnx", lm, layout, quantize=quantize, **kwargs)
-        except BackendUnavailable:
-            return Engine(lm, layout, quantize=quantize, **kwargs)
+        for candidate in (("native", "onnx") if quantize == "int8" else ("onnx",)):
+            try:
+                return build_engine(candidate, lm, layout, quantize=quantize, **kwargs)
+            except BackendUnavailable:
+                continue
+        return Engine(lm, layout, quantize=quantize, **kwargs)
     if name == "engine":
         return Engine(lm, layout, quantize=quantize, **kwargs)
     if name == "onnx":
         from anygpt.lm.onnx_engine import OnnxEngine
 
         return OnnxEngine(lm, layout, quantize=quantize, **kwargs)
+    if name == "native":
+        from anygpt.lm.native_engine import NativeEngine
+
+        return NativeEngine(lm, layout, quantize=quantize, **kwargs)
     if name == "llamacpp":
         from anygpt.lm.llamacpp_engine import LlamaCppEngine
 

@@ -34,10 +34,7 @@ def service_parser(prog: str, description: str, epilog: str, port: int) -> argpa
                    help="requests waiting beyond the running batch; more get 503 with Retry-After (default 64)")
     p.add_argument("--timeout", type=cli_flags.Number(float, above=0, high=7 * 24 * 3600), default=300.0, metavar="S",
                    help="seconds per request, waiting included (default 300)")
-    p.add_argument("--engine", choices=["engine", "onnx", "llamacpp", "auto"], default="engine",
-                   help="decoder backend: anygpt's generation engine (default), ONNX Runtime, llama.cpp, or auto "
-                        "(the fastest installed); as in anygpt chat, without its 'hf'")
-    p.add_argument("--int8", action="store_true", help="int8 weights (faster, slightly different tokens)")
+    cli_flags.add_engine(p, with_hf=False)
     cli_flags.add_threads(p)
     p.add_argument("--media-cache", type=cli_flags.count_or_zero, default=256, metavar="N",
                    help="encoded media remembered by content hash (default 256)")

@@ -17,7 +17,7 @@ class ServeConfig:
     """model_name: the id clients send and /v1/models lists; api_key: None = no key asked;
     timeout: seconds per request, queue time included; max_body_bytes: whole request body;
     limits: per attachment; cache_items: media cache entries; engine: the decoder backend
-    (anygpt.lm.backends: "engine", "onnx", "llamacpp" or "auto")."""
+    (anygpt.lm.backends.BACKENDS)."""
 
     model_name: str
     api_key: str | None = None

@@ -1,0 +1,199 @@
+"""A C++ decode path of anygpt's own: each decode step is one call into a small C++ library
+(`native/decode_step.cpp`) that runs the whole int8 LLaMA step, embedding to logits.
+
+    engine = NativeEngine(lm, layout, tokenizer=tok)      # builds the library on first use
+
+Why: at anygpt-tiny's size (18M parameters) a torch decode step is some 175 operator calls,
+and their Python and dispatch overhead costs more than the arithmetic; the existing runtimes
+measured here (ONNX Runtime, llama.cpp) pay a similar fixed cost per step (docs/generation.md).
+The C++ step reads the int8 engine's own weights (anygpt.lm.quantize: int8 per output row)
+and its bfloat16 KV cache, so prefill stays on the torch int8 forward and only decode moves.
+Activations are quantized to int8 per row (the torch path quantizes per tensor), so greedy
+tokens match the torch int8 engine's only up to near-ties; bench_generation prints agreement.
+
+Everything else is anygpt.lm.engine.Engine's: the batch loop, sampling, stop ids and strings,
+streaming, cancellation and the segment constraint (a token mask on the logits), so every
+segment stays well-formed. The step is single-threaded.
+
+The library is compiled with the system's C++ compiler (CXX, else g++ or c++; `-O3
+-march=native`, a few seconds) into ANYGPT_CACHE (default ~/.cache/anygpt)/native/, named by
+a hash of the source, the flags, the compiler and the CPU, written to a temporary file and
+renamed. Without a compiler the engine is unavailable and "auto" falls back.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import torch
+
+from anygpt.errors import BackendUnavailable
+from anygpt.files import atomic_path
+from anygpt.layout import TokenLayout
+from anygpt.lm.engine import Engine, EngineError
+from anygpt.lm.onnx_engine import cache_root, check_supported
+from anygpt.lm.quantize import Int8Dense
+
+SOURCE = Path(__file__).with_name("native") / "decode_step.cpp"
+FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno")
+_LOCK = threading.Lock()
+_LIBRARY: ctypes.CDLL | None = None
+
+
+def compiler() -> str:
+    """The C++ compiler to build with, or BackendUnavailable saying how to get one."""
+    for name in (os.environ.get("CXX"), "g++", "c++"):
+        if name and shutil.which(name):
+            return name
+    raise BackendUnavailable("engine 'native' needs a C++ compiler to build its step once: "
+                             "install g++ (Debian: apt install g++) or set CXX")
+
+
+def library_path(cxx: str, flags: tuple[str, ...] = FLAGS) -> Path:
+    """Where the library built from SOURCE with `cxx` and `flags` on this CPU lives (a hash of all four)."""
+    h = hashlib.sha256(SOURCE.read_bytes())
+    h.update(" ".join((cxx,) + flags).encode())
+    h.update(subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.encode())
+    try:
+        with open("/proc/cpuinfo") as f:
+            h.update(next(line for line in f if line.startswith("flags")).encode())
+    except (OSError, StopIteration):
+        pass  # not Linux: -march=native still matches the machine that builds
+    return cache_root("native") / f"decode_step-{h.hexdigest()[:16]}.so"
+
+
+def build_library(flags: tuple[str, ...] = FLAGS) -> ctypes.CDLL:
+    """The step library built with `flags` (compiled now unless cached), its C signatures declared."""
+    cxx = compiler()
+    path = library_path(cxx, flags)
+    if not path.exists():
+        with atomic_path(path) as tmp:
+            done = subprocess.run([cxx, *flags, str(SOURCE), "-o", str(tmp)], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise BackendUnavailable(f"engine 'native': {cxx} could not build {SOURCE.name}: "
+                                         f"{done.stderr.strip()[-800:]}")
+    lib = ctypes.CDLL(str(path))
+    p, i32, i64, f32 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64, ctypes.c_float
+    lib.anygpt_native_new.restype = p
+    lib.anygpt_native_new.argtypes = [p, f32, f32, p, p, p, p, p, p, p, p]
+    lib.anygpt_native_free.argtypes = [p]
+    lib.anygpt_native_step.restype = ctypes.c_int
+    lib.anygpt_native_step.argtypes = [p, i32, p, p, p, p, p, i64, i64, p, i64, i32, p]
+    return lib
+
+
+def load_library() -> ctypes.CDLL:
+    """The step library of this process (built with FLAGS, once)."""
+    global _LIBRARY
+    with _LOCK:
+        if _LIBRARY is None:
+            _LIBRARY = build_library()
+        return _LIBRARY
+
+
+def int8_parts(proj: Int8Dense) -> tuple[torch.Tensor, torch.Tensor]:
+    """An Int8Dense's weight as (int8 [out, in], float scale [out])."""
+    q = torch.ops.quantized.linear_unpack(proj.packed)[0]
+    return q.int_repr(), q.q_per_channel_scales().float()
+
+
+def pack(w: torch.Tensor, scale: torch.Tensor, index: torch.Tensor | None = None) -> list[torch.Tensor | None]:
+    """int8 W [out, in] and its scales -> the C++ step's packed matrix: [W as int8 [ceil(out/16),
+    ceil(in/4), 16, 4] (16 outputs x 4 inputs per 64 bytes, zero-padded), scale float and row sums
+    int32 [ceil(out/16) * 16], index (the output column of each row, or None)]."""
+    out, n = w.shape
+    rows, cols = -(-out // 16) * 16, -(-n // 4) * 4
+    padded = torch.zeros(rows, cols, dtype=torch.int8)
+    padded[:out, :n] = w
+    blocks = padded.view(rows // 16, 16, cols // 4, 4).permute(0, 2, 1, 3).contiguous()
+    scales = torch.zeros(rows, dtype=torch.float32)
+    scales[:out] = scale
+    return [blocks, scales, padded.sum(1, dtype=torch.int32), index]
+
+
+class NativeStep:
+    """LeanLlama.forward's decode step (T == 1) for an int8 LeanLlama, in one C++ call.
+
+    model: a LeanLlama after anygpt.lm.quantize.quantize_lean (int8 projections, bf16 cache).
+    Called like LeanLlama.forward: (ids, positions LongTensor [B, 1], cache, cols=LongTensor
+    [B] or None, head_group=int or None) -> logits FloatTensor [B, V]. A prefill (T > 1) goes
+    to the model's torch forward. lib: the step library (default: load_library())."""
+
+    def __init__(self, model, lib: ctypes.CDLL | None = None):
+        self.lib = lib or load_library()
+        self.model = model
+        if model.kv_dtype != torch.bfloat16 or not isinstance(model.head, Int8Dense):
+            raise EngineError("engine 'native' runs the int8 engine's model (quantize='int8')")
+        cos, sin = model._rope_tables(int(getattr(model.config, "max_position_embeddings", 0) or 1))
+        self.positions = cos.shape[0]
+        floats = [model.embed, model.norm, torch.stack([w["ln1"] for w in model.layers]),
+                  torch.stack([w["ln2"] for w in model.layers]), cos, sin]
+        self.keep = [t.detach().float().contiguous() for t in floats]  # the C++ side reads these in place
+        projections = [w[name] for w in model.layers for name in ("qkv", "o", "gate_up", "down")] + [model.head]
+        mats = [pack(*int8_parts(p)) for p in projections]
+        head, head_scale = int8_parts(model.head)
+        mats += [pack(head[ids], head_scale[ids], ids.cpu().contiguous()) for ids, _ in model.head_groups]
+        pointers, shapes = [], []
+        for (w, scale, rowsum, index), proj in zip(mats, projections + [None] * len(model.head_groups)):
+            self.keep += [t for t in (w, scale, rowsum, index) if t is not None]
+            pointers += [w.data_ptr(), scale.data_ptr(), rowsum.data_ptr(), index.data_ptr() if index is not None else None]
+            shapes += [len(index), head.shape[1]] if proj is None else [proj.out_features, proj.in_features]
+        dims = torch.tensor([len(model.layers), model.embed.shape[1], model.heads, model.kv_heads, model.head_dim,
+                             model.intermediate, model.vocab_size, len(model.head_groups)], dtype=torch.int32)
+        shapes = torch.tensor(shapes, dtype=torch.int32)
+        self.keep += [dims, shapes]
+        self.handle = self.lib.anygpt_native_new(dims.data_ptr(), model.eps, model.scaling,
+                                                 *(t.data_ptr() for t in self.keep[:6]),
+                                                 (ctypes.c_void_p * len(pointers))(*pointers), shapes.data_ptr())
+
+    def __call__(self, ids: torch.Tensor, positions: torch.Tensor, cache, *, last_only: bool = True,
+                 head_group: int | None = None, cols: torch.Tensor | None = None) -> torch.Tensor:
+        b, t = ids.shape
+        if t != 1:
+            return self.model.forward(ids, positions, cache, last_only=last_only, head_group=head_group, cols=cols)
+        if cols is None:  # every row writes the next column
+            if cache.length + 1 > cache.capacity:
+                self.model.forward(ids, positions, cache)  # raises the overflow error
+            cols = torch.full((b,), cache.length, dtype=torch.long)
+            cache.length += 1
+        if int(positions.max()) >= self.positions:
+            raise EngineError(f"position {int(positions.max())} is past the model's {self.positions}")
+        ids, positions, cols = ids.reshape(b).contiguous(), positions.reshape(b).contiguous(), cols.contiguous()
+        layers = len(cache.k)
+        kc = (ctypes.c_void_p * layers)(*(k.data_ptr() for k in cache.k))
+        vc = (ctypes.c_void_p * layers)(*(v.data_ptr() for v in cache.v))
+        valid = cache.valid if cache.padded else None
+        out = torch.empty(b, self.model.vocab_size, dtype=torch.float32)
+        self.lib.anygpt_native_step(self.handle, b, ids.data_ptr(), positions.data_ptr(), cols.data_ptr(), kc, vc,
+                                    cache.k[0].stride(0), cache.capacity,
+                                    valid.data_ptr() if valid is not None else None,
+                                    valid.stride(0) if valid is not None else 0,
+                                    -1 if head_group is None else head_group, out.data_ptr())
+        return out
+
+    def __del__(self):
+        handle, self.handle = getattr(self, "handle", None), None
+        if handle:
+            self.lib.anygpt_native_free(handle)
+
+
+class NativeEngine(Engine):
+    """anygpt.lm.engine.Engine (int8) whose decode steps run in anygpt's C++ step (NativeStep).
+    quantize: "int8" or None (both int8: the C++ step has no fp32 form)."""
+
+    def __init__(self, lm, layout: TokenLayout, *, max_batch: int = 8, max_len: int | None = None,
+                 quantize: str | None = "int8", threads: int | None = None, tokenizer=None,
+                 pad_id: int | None = None):
+        if quantize not in (None, "int8"):
+            raise EngineError(f"quantize={quantize!r}: engine 'native' runs int8 only")
+        check_supported(lm, "native")
+        load_library()  # BackendUnavailable before any work when there is no compiler
+        super().__init__(lm, layout, max_batch=max_batch, max_len=max_len, quantize="int8", threads=threads,
+                         tokenizer=tokenizer, pad_id=pad_id)
+        self.decode_step = NativeStep(self.model)
