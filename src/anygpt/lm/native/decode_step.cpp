@@ -6,7 +6,7 @@
 // Why: at anygpt-tiny's size a torch decode step is some 175 operator calls, each paying
 // Python and dispatch overhead that dwarfs its arithmetic. Here the whole step is one call.
 //
-// Built by anygpt.lm.native_build with `-O3 -march=native`; the int8 products use AVX-512 VNNI
+// Built by anygpt.lm.native_engine with `-O3 -march=native`; the int8 products use AVX-512 VNNI
 // where the compiler targets it, and a plain loop the compiler vectorizes elsewhere.
 #include <algorithm>
 #include <cmath>
@@ -107,49 +107,84 @@ void quantize_rows(const float* x, int rows, int n, uint8_t* xq, int64_t stride,
     }
 }
 
+// Writes one block's sums: y[t, col] (+)= (dot[t][i] - 128 rowsum[i]) * xs[t] * scale[i] for the
+// block's n <= 16 outputs.
+template <int BT>
+inline void store_block(const Int8Matrix& m, int nb, const int32_t (*dot)[16], const float* xs, float* y,
+                        int64_t ystride, bool accumulate) {
+    const int n = std::min(16, m.out - nb * 16);
+    const float* scale = m.scale + nb * 16;
+    const int32_t* rowsum = m.rowsum + nb * 16;
+#ifdef ANYGPT_VNNI
+    if (!m.index) {
+        const __mmask16 mask = static_cast<__mmask16>((1u << n) - 1u);
+        const __m512i corr = _mm512_slli_epi32(_mm512_loadu_si512(rowsum), 7);
+        const __m512 sc = _mm512_loadu_ps(scale);
+        for (int t = 0; t < BT; ++t) {
+            float* yr = y + t * ystride + nb * 16;
+            const __m512i acc = _mm512_sub_epi32(_mm512_loadu_si512(dot[t]), corr);
+            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(_mm512_set1_ps(xs[t]), sc));
+            if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, yr));
+            _mm512_mask_storeu_ps(yr, mask, v);
+        }
+        return;
+    }
+#endif
+    for (int t = 0; t < BT; ++t) {
+        float* yr = y + t * ystride;
+        for (int i = 0; i < n; ++i) {
+            const int64_t col = m.index ? m.index[nb * 16 + i] : nb * 16 + i;
+            const float v = static_cast<float>(dot[t][i] - 128 * rowsum[i]) * (xs[t] * scale[i]);
+            yr[col] = accumulate ? yr[col] + v : v;
+        }
+    }
+}
+
 // Packed int8 matrix: W [out, in] as blocks of 16 output rows, [ceil(out/16), ceil(in/4), 16, 4]
 // bytes, so one 64-byte load holds 4 inputs of 16 outputs and each 32-bit lane of a VNNI
 // accumulator sums one output (no horizontal sums). scale, rowsum: [ceil(out/16) * 16].
 // index: null (outputs 0..out-1) or int64 [out], the output column of each row (a sub-head).
+// BT rows of x at a time, two blocks of outputs at a time (each broadcast of x serves both).
 template <int BT>
 void matmul_tile(const Int8Matrix& m, const uint8_t* xq, int64_t xstride, const float* xs, float* y,
                  int64_t ystride, bool accumulate) {
     const int k4 = (m.in + 3) / 4, blocks = (m.out + 15) / 16;
-    for (int nb = 0; nb < blocks; ++nb) {
-        const int8_t* wb = m.w + static_cast<size_t>(nb) * k4 * 64;
-        int32_t dot[BT][16];
+    for (int nb = 0; nb < blocks; nb += 2) {
+        const bool two = nb + 1 < blocks;
+        const int8_t* wa = m.w + static_cast<size_t>(nb) * k4 * 64;
+        const int8_t* wb = two ? wa + static_cast<size_t>(k4) * 64 : wa;
+        int32_t dot_a[BT][16], dot_b[BT][16];
 #ifdef ANYGPT_VNNI
-        __m512i acc[BT];
-        for (int t = 0; t < BT; ++t) acc[t] = _mm512_setzero_si512();
+        __m512i acc_a[BT], acc_b[BT];
+        for (int t = 0; t < BT; ++t) acc_a[t] = acc_b[t] = _mm512_setzero_si512();
         for (int k = 0; k < k4; ++k) {
-            const __m512i w = _mm512_loadu_si512(wb + k * 64);
+            const __m512i w0 = _mm512_loadu_si512(wa + k * 64), w1 = _mm512_loadu_si512(wb + k * 64);
             for (int t = 0; t < BT; ++t) {
                 int32_t four;
                 std::memcpy(&four, xq + t * xstride + 4 * k, 4);
-                acc[t] = _mm512_dpbusd_epi32(acc[t], _mm512_set1_epi32(four), w);
+                const __m512i x4 = _mm512_set1_epi32(four);
+                acc_a[t] = _mm512_dpbusd_epi32(acc_a[t], x4, w0);
+                acc_b[t] = _mm512_dpbusd_epi32(acc_b[t], x4, w1);
             }
         }
-        for (int t = 0; t < BT; ++t) _mm512_storeu_si512(dot[t], acc[t]);
+        for (int t = 0; t < BT; ++t) {
+            _mm512_storeu_si512(dot_a[t], acc_a[t]);
+            _mm512_storeu_si512(dot_b[t], acc_b[t]);
+        }
 #else
         for (int t = 0; t < BT; ++t) {
-            for (int i = 0; i < 16; ++i) dot[t][i] = 0;
+            for (int i = 0; i < 16; ++i) dot_a[t][i] = dot_b[t][i] = 0;
             for (int k = 0; k < k4; ++k)
                 for (int i = 0; i < 16; ++i)
-                    for (int c = 0; c < 4; ++c)
-                        dot[t][i] += static_cast<int32_t>(xq[t * xstride + 4 * k + c]) * wb[k * 64 + 4 * i + c];
+                    for (int c = 0; c < 4; ++c) {
+                        const int32_t x = xq[t * xstride + 4 * k + c];
+                        dot_a[t][i] += x * wa[k * 64 + 4 * i + c];
+                        dot_b[t][i] += x * wb[k * 64 + 4 * i + c];
+                    }
         }
 #endif
-        const int n = std::min(16, m.out - nb * 16);
-        const float* scale = m.scale + nb * 16;
-        const int32_t* rowsum = m.rowsum + nb * 16;
-        for (int t = 0; t < BT; ++t) {
-            float* yr = y + t * ystride;
-            for (int i = 0; i < n; ++i) {
-                const int64_t col = m.index ? m.index[nb * 16 + i] : nb * 16 + i;
-                const float v = static_cast<float>(dot[t][i] - 128 * rowsum[i]) * (xs[t] * scale[i]);
-                yr[col] = accumulate ? yr[col] + v : v;
-            }
-        }
+        store_block<BT>(m, nb, dot_a, xs, y, ystride, accumulate);
+        if (two) store_block<BT>(m, nb + 1, dot_b, xs, y, ystride, accumulate);
     }
 }
 
@@ -179,27 +214,6 @@ inline __m512 bf16x16(const uint16_t* p) {
 }
 #endif
 
-inline float dot_bf16(const float* q, const uint16_t* k, int d) {
-    int i = 0;
-    float dot = 0;
-#ifdef ANYGPT_VNNI
-    __m512 acc = _mm512_setzero_ps();
-    for (; i + 16 <= d; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), bf16x16(k + i), acc);
-    dot = _mm512_reduce_add_ps(acc);
-#endif
-    for (; i < d; ++i) dot += q[i] * bf16_to_float(k[i]);
-    return dot;
-}
-
-inline void add_scaled_bf16(float* out, float p, const uint16_t* v, int d) {
-    int i = 0;
-#ifdef ANYGPT_VNNI
-    const __m512 pv = _mm512_set1_ps(p);
-    for (; i + 16 <= d; i += 16) _mm512_storeu_ps(out + i, _mm512_fmadd_ps(pv, bf16x16(v + i), _mm512_loadu_ps(out + i)));
-#endif
-    for (; i < d; ++i) out[i] += p * bf16_to_float(v[i]);
-}
-
 // q, k of one row in place: x[i] cos[i] + x[(i + D/2) % D] sin[i] (sin's first half negated)
 void rope(float* x, int n_heads, int d, const float* cos, const float* sin) {
     float tmp[1024];
@@ -211,34 +225,81 @@ void rope(float* x, int n_heads, int d, const float* cos, const float* sin) {
     }
 }
 
+// One head's attention over columns 0..n-1 (those `ok` marks; null: all): q [D] fp32, k and v
+// [n, D] bf16 -> out [D]. s: scratch [n]. C > 0: D = 16 C, the query and the output held in
+// registers (AVX-512); C == 0: any D, plain loops.
+template <int C>
+void attend_head(const float* q, const uint16_t* k, const uint16_t* v, const uint8_t* ok, int64_t n, int D,
+                 float scaling, float* s, float* out) {
+    constexpr float none = -std::numeric_limits<float>::infinity();
+    float top = none;
+#ifdef ANYGPT_VNNI
+    if constexpr (C > 0) {
+        __m512 qv[C];
+        for (int c = 0; c < C; ++c) qv[c] = _mm512_mul_ps(_mm512_loadu_ps(q + 16 * c), _mm512_set1_ps(scaling));
+        for (int64_t j = 0; j < n; ++j) {
+            if (ok && !ok[j]) {
+                s[j] = none;
+                continue;
+            }
+            __m512 acc = _mm512_mul_ps(qv[0], bf16x16(k + j * D));
+            for (int c = 1; c < C; ++c) acc = _mm512_fmadd_ps(qv[c], bf16x16(k + j * D + 16 * c), acc);
+            s[j] = _mm512_reduce_add_ps(acc);
+            top = std::max(top, s[j]);
+        }
+    } else
+#endif
+    {
+        for (int64_t j = 0; j < n; ++j) {
+            float dot = 0;
+            for (int i = 0; i < D; ++i) dot += q[i] * bf16_to_float(k[j * D + i]);
+            s[j] = (ok && !ok[j]) ? none : dot * scaling;
+            top = std::max(top, s[j]);
+        }
+    }
+    float total = 0;
+    for (int64_t j = 0; j < n; ++j) {
+        const float p = s[j] == none ? 0.0f : exp_approx(s[j] - top);
+        s[j] = p;
+        total += p;
+    }
+    const float inv = 1.0f / total;
+#ifdef ANYGPT_VNNI
+    if constexpr (C > 0) {
+        __m512 o[C];
+        for (int c = 0; c < C; ++c) o[c] = _mm512_setzero_ps();
+        for (int64_t j = 0; j < n; ++j) {
+            if (s[j] == 0.0f) continue;
+            const __m512 p = _mm512_set1_ps(s[j]);
+            for (int c = 0; c < C; ++c) o[c] = _mm512_fmadd_ps(p, bf16x16(v + j * D + 16 * c), o[c]);
+        }
+        for (int c = 0; c < C; ++c) _mm512_storeu_ps(out + 16 * c, _mm512_mul_ps(o[c], _mm512_set1_ps(inv)));
+        return;
+    }
+#endif
+    std::fill(out, out + D, 0.0f);
+    for (int64_t j = 0; j < n; ++j)
+        if (s[j] != 0.0f)
+            for (int i = 0; i < D; ++i) out[i] += s[j] * bf16_to_float(v[j * D + i]);
+    for (int i = 0; i < D; ++i) out[i] *= inv;
+}
+
 // Attention of one row's query heads q [H, D] over its cache columns 0..n-1 (those `ok` marks;
 // null: all) -> out [H, D]. k, v: the row's cache [KV, capacity, D] bf16.
 void attend(Model& m, const float* q, const uint16_t* k, const uint16_t* v, const uint8_t* ok, int64_t n,
             int64_t capacity, float* out) {
     const int D = m.head_dim, per_kv = m.heads / m.kv_heads;
-    float* s = m.scores.data();
     for (int hh = 0; hh < m.heads; ++hh) {
         const int64_t g = hh / per_kv;
-        const uint16_t* kh = k + g * capacity * D;
-        const uint16_t* vh = v + g * capacity * D;
+        const uint16_t *kh = k + g * capacity * D, *vh = v + g * capacity * D;
         const float* qh = q + hh * D;
-        float top = -std::numeric_limits<float>::infinity();
-        for (int64_t j = 0; j < n; ++j) {
-            s[j] = (ok && !ok[j]) ? -std::numeric_limits<float>::infinity() : dot_bf16(qh, kh + j * D, D) * m.scaling;
-            top = std::max(top, s[j]);
-        }
-        float total = 0;
-        for (int64_t j = 0; j < n; ++j) {
-            const float p = s[j] == -std::numeric_limits<float>::infinity() ? 0.0f : exp_approx(s[j] - top);
-            s[j] = p;
-            total += p;
-        }
         float* o = out + hh * D;
-        std::fill(o, o + D, 0.0f);
-        for (int64_t j = 0; j < n; ++j)
-            if (s[j] != 0.0f) add_scaled_bf16(o, s[j], vh + j * D, D);
-        const float inv = 1.0f / total;
-        for (int i = 0; i < D; ++i) o[i] *= inv;
+        float* s = m.scores.data();
+        switch (D) {
+            case 64: attend_head<4>(qh, kh, vh, ok, n, D, m.scaling, s, o); break;
+            case 128: attend_head<8>(qh, kh, vh, ok, n, D, m.scaling, s, o); break;
+            default: attend_head<0>(qh, kh, vh, ok, n, D, m.scaling, s, o); break;
+        }
     }
 }
 
