@@ -33,12 +33,14 @@ def _relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
     return float((got - want).norm() / want.norm())
 
 
-def test_decode_steps_give_each_row_its_own_logits_as_rows_leave(gqa_lm):
-    """11 ragged rows (one tile of 8 and one of 3 in the kernel), grouped-query attention made
-    sharp; rows finish at different steps and the last rows move into their slots. Every row's
-    logits stay within int8 error of the fp32 model run on that row alone, and several times
-    closer to it than to the same row one column off. (Measured: rotating by the cache column
-    instead of the position, or attending to padding columns, fails this.)"""
+def test_prefills_and_steps_give_each_row_its_own_logits_as_rows_leave(gqa_lm):
+    """11 ragged prompts, half sharing a prefix (prefilled in groups, left-padded, the prefix
+    reused), decoded as one batch (one kernel tile of 8 rows and one of 3), grouped-query
+    attention made sharp; rows finish at different steps and the last rows move into their
+    slots. After the prefill and every step, each row's logits stay within int8 error of the
+    fp32 model run on that row alone, and several times closer to it than to the same row one
+    column off. (Measured: rotating by the cache column instead of the position, a prefill one
+    position off, or attending to padding columns, fails this.)"""
     model, _, layout = gqa_lm
     model = copy.deepcopy(model)
     with torch.no_grad():  # sharp attention, so that a wrong position or column shows in the logits
@@ -46,16 +48,20 @@ def test_decode_steps_give_each_row_its_own_logits_as_rows_leave(gqa_lm):
             layer.self_attn.q_proj.weight *= 4
             layer.self_attn.k_proj.weight *= 4
     engine = build_engine("native", model, layout, max_batch=11)
-    assert isinstance(engine.decode_step, native_engine.NativeStep)
+    assert isinstance(engine.decode_step, native_engine.NativeForward)
     dec = engine.decoder(capacity=64)
     gen = torch.Generator().manual_seed(0)
-    rows = [torch.randint(3, 400, (int(n),), generator=gen).tolist() for n in torch.randint(2, 20, (11,), generator=gen)]
+    shared = torch.randint(3, 400, (8,), generator=gen).tolist()  # half the prompts share a prefix
+    rows = [(shared if i % 2 else []) + torch.randint(3, 400, (int(n),), generator=gen).tolist()
+            for i, n in enumerate(torch.randint(2, 20, (11,), generator=gen))]
     budgets = [6, 2, 4, 6, 1, 5, 6, 3, 6, 2, 6]
     slots = dec.prefill_many([Request(r, GREEDY.with_(max_new_tokens=b)) for r, b in zip(rows, budgets)])
+    assert dec.prefixes.hits > 0  # a later group's prefill started after the shared prefix
     seen = {id(s): list(r) for s, r in zip(slots, rows)}
-    worst, steps = 0.0, 0
+    worst, steps = 0.0, -1
     while dec.rows:
-        dec.step()
+        if steps >= 0:
+            dec.step()
         steps += 1
         for slot, logits in zip(dec.rows, dec.logits):
             want = _fp32_last_logits(model, seen[id(slot)] + slot.out)
@@ -79,7 +85,7 @@ def test_a_sub_head_gives_exactly_the_full_heads_logits_on_its_ids(compact_lm):
     engine = Engine(model, layout, quantize="int8")  # sets the int8 sub-heads of the segment classes
     lean = engine.model
     cache = _prefilled(lean)
-    step = native_engine.NativeStep(lean)
+    step = native_engine.NativeForward(lean)
     nxt, pos = torch.tensor([[5], [6], [7]]), torch.full((3, 1), 9)
     full = step(nxt, pos, cache)
     assert len(lean.head_groups) >= 2
@@ -101,9 +107,9 @@ def test_the_portable_build_computes_what_the_native_build_does(compact_lm):
     cache = _prefilled(lean)
     portable = native_engine.build_library(tuple(f for f in native_engine.FLAGS if f != "-march=native"))
     nxt, pos = torch.tensor([[5], [6], [7]]), torch.full((3, 1), 9)
-    a = native_engine.NativeStep(lean)(nxt, pos, cache)
+    a = native_engine.NativeForward(lean)(nxt, pos, cache)
     cache.length = 9
-    b = native_engine.NativeStep(lean, lib=portable)(nxt, pos, cache)
+    b = native_engine.NativeForward(lean, lib=portable)(nxt, pos, cache)
     assert torch.allclose(a, b, atol=1e-4, rtol=1e-4), float((a - b).abs().max())
     built = sorted(p.name for p in (native_engine.cache_root("native")).iterdir())
     assert len(built) == 2 and str(native_engine.cache_root("native")).startswith(os.environ["ANYGPT_CACHE"])
@@ -133,3 +139,22 @@ def test_native_runs_int8_only(compact_lm):
     assert build_engine("native", model, layout).quantize == "int8"
     with pytest.raises(Exception, match="int8 only"):
         build_engine("native", model, layout, quantize="int4")
+
+
+def test_a_ragged_step_stays_one_call(compact_lm, monkeypatch):
+    """Each row attends to its own columns only, so rows of very different lengths are one
+    call a step (the torch engine splits them in two: tests/lm/test_prefill_many.py)."""
+    from anygpt.lm import engine as engine_module
+
+    model, _, layout = compact_lm
+    engine = build_engine("native", model, layout, max_batch=5)
+    monkeypatch.setattr(engine_module, "SPLIT_COLUMNS", 0)  # the torch engine would split now
+    calls = []
+    step = engine.decode_step
+    monkeypatch.setattr(engine, "decode_step", lambda *a, **k: calls.append(a[0].shape[0]) or step(*a, **k))
+    dec = engine.decoder()
+    dec.prefill(Request(list(range(5, 70)), GREEDY))
+    dec.prefill_many([Request([5 + i, 6, 7], GREEDY) for i in range(4)])
+    while dec.rows:
+        dec.step()
+    assert calls[0] == 5 and len(calls) == GREEDY.max_new_tokens - 1

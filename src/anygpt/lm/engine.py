@@ -124,9 +124,13 @@ class Engine:
 
             self.model.set_head_groups(groups, Int8Dense)
         self.cache = None  # the live decoder during generate(), else None
-        # the one-token step; benchmarks/bench_generation.py --compile swaps in torch.compile's
-        # version of it (measured: no gain end to end on CPU, so eager is the default)
-        self.decode_step = self.model.forward
+        # the forward of prefills and of one-token steps (same signature as LeanLlama.forward);
+        # the native backend swaps in its C++ forward, and benchmarks/bench_generation.py
+        # --compile torch.compile's version of the step (measured: no gain end to end on CPU)
+        self.prefill_forward = self.decode_step = self.model.forward
+        # True when the forward reads each row's own cache columns only (native): a ragged step
+        # then gains nothing from running as two forwards (_split), which read the weights twice
+        self.per_row_attention = False
 
     # ----------------------------------------------------------------- public
     @property
@@ -490,7 +494,7 @@ class ContinuousBatch:
             pos[row, a - start:] = torch.arange(a - off, j.n)
         # an explicit mask unless every row is a whole prompt from column 0 (plain causal then)
         view = _RowsView(cache, first, k, start, padded=start > 0 or any(offs))
-        logits = e.model(ids.to(dev), pos.to(dev), view).float()  # [k, V]
+        logits = e.prefill_forward(ids.to(dev), pos.to(dev), view).float()  # [k, V]
         slots, states = [], []
         seen = torch.zeros(k, self._v, dtype=torch.bool, device=dev)
         stops = torch.zeros(k, self._v, dtype=torch.bool, device=dev)
@@ -603,7 +607,7 @@ class ContinuousBatch:
         cls = self._classes() if e.group_of_class is not None else None
         group = e._group(cls, self.all_constrained)
         logits = []
-        for a, b in _split(lengths):
+        for a, b in [(0, n)] if e.per_row_attention else _split(lengths):
             part = lengths[a:b]
             view = _RowsView(self.cache, a, b - a, max(part) + 1, padded=self.any_offset or min(part) != max(part))
             logits.append(e.decode_step(ids[a:b], positions[a:b, None], view, cols=cols[a:b],

@@ -1,19 +1,20 @@
-"""A C++ decode path of anygpt's own: each decode step is one call into a small C++ library
-(`native/decode_step.cpp`) that runs the whole int8 LLaMA step, embedding to logits.
+"""A C++ decode path of anygpt's own: each decode step, and each prefill, is one call into a
+small C++ library (`native/decode_step.cpp`) that runs the whole int8 LLaMA forward, embedding
+to logits.
 
     engine = NativeEngine(lm, layout, tokenizer=tok)      # builds the library on first use
 
 Why: at anygpt-tiny's size (18M parameters) a torch decode step is some 175 operator calls,
 and their Python and dispatch overhead costs more than the arithmetic; the existing runtimes
 measured here (ONNX Runtime, llama.cpp) pay a similar fixed cost per step (docs/generation.md).
-The C++ step reads the int8 engine's own weights (anygpt.lm.quantize: int8 per output row)
-and its bfloat16 KV cache, so prefill stays on the torch int8 forward and only decode moves.
-Activations are quantized to int8 per row (the torch path quantizes per tensor), so greedy
+The C++ forward reads the int8 engine's own weights (anygpt.lm.quantize: int8 per output
+row) and writes its bfloat16 KV cache; a prefill runs as the tokens of each row in turn (only
+the real ones, not the left padding), so it needs no mask of its own. Activations are quantized to int8 per row (the torch path quantizes per tensor), so greedy
 tokens match the torch int8 engine's only up to near-ties; bench_generation prints agreement.
 
 Everything else is anygpt.lm.engine.Engine's: the batch loop, sampling, stop ids and strings,
 streaming, cancellation and the segment constraint (a token mask on the logits), so every
-segment stays well-formed. The step is single-threaded.
+segment stays well-formed. The forward is single-threaded.
 
 The library is compiled with the system's C++ compiler (CXX, else g++ or c++; `-O3
 -march=native`, a few seconds) into ANYGPT_CACHE (default ~/.cache/anygpt)/native/, named by
@@ -83,8 +84,8 @@ def build_library(flags: tuple[str, ...] = FLAGS) -> ctypes.CDLL:
     lib.anygpt_native_new.restype = p
     lib.anygpt_native_new.argtypes = [p, f32, f32, p, p, p, p, p, p, p, p]
     lib.anygpt_native_free.argtypes = [p]
-    lib.anygpt_native_step.restype = ctypes.c_int
-    lib.anygpt_native_step.argtypes = [p, i32, p, p, p, p, p, i64, i64, p, i64, i32, p]
+    lib.anygpt_native_forward.restype = ctypes.c_int
+    lib.anygpt_native_forward.argtypes = [p, i32, p, p, p, p, p, p, i64, i64, p, i64, p, i32, i32, p]
     return lib
 
 
@@ -117,13 +118,14 @@ def pack(w: torch.Tensor, scale: torch.Tensor, index: torch.Tensor | None = None
     return [blocks, scales, padded.sum(1, dtype=torch.int32), index]
 
 
-class NativeStep:
-    """LeanLlama.forward's decode step (T == 1) for an int8 LeanLlama, in one C++ call.
+class NativeForward:
+    """LeanLlama.forward for an int8 LeanLlama, in one C++ call.
 
     model: a LeanLlama after anygpt.lm.quantize.quantize_lean (int8 projections, bf16 cache).
-    Called like LeanLlama.forward: (ids, positions LongTensor [B, 1], cache, cols=LongTensor
-    [B] or None, head_group=int or None) -> logits FloatTensor [B, V]. A prefill (T > 1) goes
-    to the model's torch forward. lib: the step library (default: load_library())."""
+    Called like LeanLlama.forward: (ids, positions LongTensor [B, T], cache, cols=LongTensor
+    [B] or None (ragged decode steps, T == 1), head_group=int or None) -> logits FloatTensor
+    [B, V] of the last column. Full logits (last_only=False) and a cache overflow (its error)
+    go to the model's torch forward. lib: the step library (default: load_library())."""
 
     def __init__(self, model, lib: ctypes.CDLL | None = None):
         self.lib = lib or load_library()
@@ -155,26 +157,34 @@ class NativeStep:
     def __call__(self, ids: torch.Tensor, positions: torch.Tensor, cache, *, last_only: bool = True,
                  head_group: int | None = None, cols: torch.Tensor | None = None) -> torch.Tensor:
         b, t = ids.shape
-        if t != 1:
+        if cache.length + (t if cols is None else 0) > cache.capacity or not last_only:
             return self.model.forward(ids, positions, cache, last_only=last_only, head_group=head_group, cols=cols)
-        if cols is None:  # every row writes the next column
-            if cache.length + 1 > cache.capacity:
-                self.model.forward(ids, positions, cache)  # raises the overflow error
+        slots = out_rows = None
+        if t > 1:  # a prefill: every real (not padding) column of every row, row by row
+            real = cache.valid[:, cache.length:cache.length + t] if cache.padded else torch.ones(b, t, dtype=torch.bool)
+            slots, at = real.nonzero(as_tuple=True)
+            ids, positions, cols = ids[slots, at], positions[slots, at], cache.length + at
+            out_rows = torch.nonzero(at == t - 1)[:, 0]  # every prompt ends at the window's last column
+            if len(out_rows) != b:
+                raise EngineError("a prefill row has no token in its last column")
+            cache.length += t
+        elif cols is None:  # every row writes the next column
             cols = torch.full((b,), cache.length, dtype=torch.long)
             cache.length += 1
         if int(positions.max()) >= self.positions:
             raise EngineError(f"position {int(positions.max())} is past the model's {self.positions}")
-        ids, positions, cols = ids.reshape(b).contiguous(), positions.reshape(b).contiguous(), cols.contiguous()
+        ids, positions, cols = (x.reshape(-1).contiguous() for x in (ids, positions, cols))
         layers = len(cache.k)
         kc = (ctypes.c_void_p * layers)(*(k.data_ptr() for k in cache.k))
         vc = (ctypes.c_void_p * layers)(*(v.data_ptr() for v in cache.v))
         valid = cache.valid if cache.padded else None
         out = torch.empty(b, self.model.vocab_size, dtype=torch.float32)
-        self.lib.anygpt_native_step(self.handle, b, ids.data_ptr(), positions.data_ptr(), cols.data_ptr(), kc, vc,
-                                    cache.k[0].stride(0), cache.capacity,
-                                    valid.data_ptr() if valid is not None else None,
-                                    valid.stride(0) if valid is not None else 0,
-                                    -1 if head_group is None else head_group, out.data_ptr())
+        self.lib.anygpt_native_forward(
+            self.handle, len(ids), ids.data_ptr(), positions.data_ptr(), cols.data_ptr(),
+            slots.data_ptr() if slots is not None else None, kc, vc, cache.k[0].stride(0), cache.capacity,
+            valid.data_ptr() if valid is not None else None, valid.stride(0) if valid is not None else 0,
+            out_rows.data_ptr() if out_rows is not None else None, b, -1 if head_group is None else head_group,
+            out.data_ptr())
         return out
 
     def __del__(self):
@@ -184,7 +194,8 @@ class NativeStep:
 
 
 class NativeEngine(Engine):
-    """anygpt.lm.engine.Engine (int8) whose decode steps run in anygpt's C++ step (NativeStep).
+    """anygpt.lm.engine.Engine (int8) whose prefills and decode steps run in anygpt's C++
+    forward (NativeForward).
     quantize: "int8" or None (both int8: the C++ step has no fp32 form)."""
 
     def __init__(self, lm, layout: TokenLayout, *, max_batch: int = 8, max_len: int | None = None,
@@ -196,4 +207,5 @@ class NativeEngine(Engine):
         load_library()  # BackendUnavailable before any work when there is no compiler
         super().__init__(lm, layout, max_batch=max_batch, max_len=max_len, quantize="int8", threads=threads,
                          tokenizer=tokenizer, pad_id=pad_id)
-        self.decode_step = NativeStep(self.model)
+        self.prefill_forward = self.decode_step = NativeForward(self.model)
+        self.per_row_attention = True

@@ -1,10 +1,10 @@
-// One LLaMA decode step (one new token for each of B rows) in a single C++ call, for
-// anygpt.lm.native_engine. Weights: int8, symmetric per output row (the int8 engine's own,
+// A LLaMA forward over the engine's KV cache in a single C++ call (a decode step: one new token
+// for each of B rows; or a prefill: several tokens a row), for anygpt.lm.native_engine. Weights: int8, symmetric per output row (the int8 engine's own,
 // anygpt.lm.quantize). Activations: int8, symmetric per row, quantized before each product.
 // KV cache: bfloat16, the engine's StaticKVCache layout [B, KV, capacity, D] per layer.
 //
-// Why: at anygpt-tiny's size a torch decode step is some 175 operator calls, each paying
-// Python and dispatch overhead that dwarfs its arithmetic. Here the whole step is one call.
+// Why: at anygpt-tiny's size a torch forward is some 175 operator calls, each paying
+// Python and dispatch overhead that dwarfs its arithmetic. Here the whole forward is one call.
 //
 // Built by anygpt.lm.native_engine with `-O3 -march=native`; the int8 products use AVX-512 VNNI
 // where the compiler targets it, and a plain loop the compiler vectorizes elsewhere.
@@ -339,15 +339,19 @@ void* anygpt_native_new(const int32_t* dims, float eps, float scaling, const flo
 
 void anygpt_native_free(void* handle) { delete static_cast<Model*>(handle); }
 
-// One decode step for `rows` rows -> logits [rows, vocab] (group >= 0: only that sub-head's
-// columns, -inf elsewhere). ids, pos, cols: int64 [rows] (token, its rotary position, the
-// cache column it is written to); kc, vc: per layer, the first row's cache [KV, capacity, D]
-// bf16, rows row_stride elements apart; valid: bool [rows, valid_stride] (null: every column
-// up to cols[b] counts). Row b attends to the columns 0..cols[b] that valid marks (the caller
-// has marked cols[b]). Returns 0, or -1 for a head dim over 1,024.
-int anygpt_native_step(void* handle, int32_t rows, const int64_t* ids, const int64_t* pos, const int64_t* cols,
-                       uint16_t* const* kc, uint16_t* const* vc, int64_t row_stride, int64_t capacity,
-                       const uint8_t* valid, int64_t valid_stride, int32_t group, float* logits) {
+// One forward over `rows` tokens -> logits [n_out, vocab] of the tokens out_rows names (in
+// increasing order; null: all, n_out = rows; group >= 0: only that sub-head's columns, -inf elsewhere).
+// ids, pos, cols, slots: int64 [rows]: each token, its rotary position, the cache column it is
+// written to, and the cache row (slot) it belongs to (slots null: token b is slot b's).
+// kc, vc: per layer, slot 0's cache [KV, capacity, D] bf16, slots row_stride elements apart;
+// valid: bool [slots, valid_stride] (null: every column counts). A token attends to its slot's
+// columns 0..cols[b] that valid marks (the caller has marked them). A decode step is one token
+// per slot; a prefill is several tokens of a slot in increasing columns (each one's keys are
+// written before the next attends). Returns 0, or -1 for a head dim over 1,024.
+int anygpt_native_forward(void* handle, int32_t rows, const int64_t* ids, const int64_t* pos, const int64_t* cols,
+                          const int64_t* slots, uint16_t* const* kc, uint16_t* const* vc, int64_t row_stride,
+                          int64_t capacity, const uint8_t* valid, int64_t valid_stride, const int64_t* out_rows,
+                          int32_t n_out, int32_t group, float* logits) {
     Model& m = *static_cast<Model*>(handle);
     const int d = m.hidden, D = m.head_dim, H = m.heads, KV = m.kv_heads, I = m.inter;
     if (D > 1024) return -1;
@@ -377,14 +381,15 @@ int anygpt_native_step(void* handle, int32_t rows, const int64_t* ids, const int
             const float* k = q + H * D;
             const float* v = k + KV * D;
             rope(q, H + KV, D, m.cos + pos[b] * D, m.sin + pos[b] * D);  // q and k are adjacent
-            uint16_t* krow = kc[l] + b * row_stride;
-            uint16_t* vrow = vc[l] + b * row_stride;
+            const int64_t slot = slots ? slots[b] : b;
+            uint16_t* krow = kc[l] + slot * row_stride;
+            uint16_t* vrow = vc[l] + slot * row_stride;
             for (int g = 0; g < KV; ++g) {
                 uint16_t* kd = krow + (g * capacity + cols[b]) * D;
                 uint16_t* vd = vrow + (g * capacity + cols[b]) * D;
                 for (int i = 0; i < D; ++i) kd[i] = float_to_bf16(k[g * D + i]), vd[i] = float_to_bf16(v[g * D + i]);
             }
-            attend(m, q, krow, vrow, valid ? valid + b * valid_stride : nullptr, cols[b] + 1, capacity,
+            attend(m, q, krow, vrow, valid ? valid + slot * valid_stride : nullptr, cols[b] + 1, capacity,
                    m.attn.data() + static_cast<size_t>(b) * H * D);
         }
         quantize_rows(m.attn.data(), rows, H * D, xq, xstride, xs);
@@ -401,13 +406,19 @@ int anygpt_native_step(void* handle, int32_t rows, const int64_t* ids, const int
             quantize_rows(gu + static_cast<size_t>(b) * 2 * I, 1, I, xq + b * xstride, xstride, xs + b);
         matmul(m.down[l], xq, xstride, xs, rows, x, d, true);
     }
-    rms_norm(x, m.norm, rows, d, m.eps, m.h.data());
-    quantize_rows(m.h.data(), rows, d, xq, xstride, xs);
-    if (group >= 0) {
-        std::fill(logits, logits + static_cast<size_t>(rows) * m.vocab, -std::numeric_limits<float>::infinity());
-        matmul(m.groups[group], xq, xstride, xs, rows, logits, m.vocab, false);
+    if (out_rows) {  // gather the tokens that need logits into the first n_out rows
+        for (int j = 0; j < n_out; ++j)
+            if (out_rows[j] != j) std::memcpy(x + static_cast<size_t>(j) * d, x + out_rows[j] * d, sizeof(float) * d);
     } else {
-        matmul(m.head, xq, xstride, xs, rows, logits, m.vocab, false);
+        n_out = rows;
+    }
+    rms_norm(x, m.norm, n_out, d, m.eps, m.h.data());
+    quantize_rows(m.h.data(), n_out, d, xq, xstride, xs);
+    if (group >= 0) {
+        std::fill(logits, logits + static_cast<size_t>(n_out) * m.vocab, -std::numeric_limits<float>::infinity());
+        matmul(m.groups[group], xq, xstride, xs, n_out, logits, m.vocab, false);
+    } else {
+        matmul(m.head, xq, xstride, xs, n_out, logits, m.vocab, false);
     }
     return 0;
 }
