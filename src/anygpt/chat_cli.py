@@ -15,6 +15,7 @@ from pathlib import Path
 from anygpt import cli_flags
 from anygpt.asset_paths import DEFAULT_MODEL
 from anygpt.errors import AnyGPTError, UsageError, message
+from anygpt.lm.backends import BACKENDS
 from anygpt.modalities import modality_names
 
 EXAMPLE = """anygpt chat --message "Draw a big red circle in the middle on a white background." --out out/
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="~3 s of speech whose voice generated speech should use")
     cli_flags.add_seed(p, "random seed of the first turn (turn n uses seed + n; default: 0)")
     cli_flags.add_threads(p)
-    cli_flags.add_engine(p, with_hf=True)
+    cli_flags.add_engine(p, BACKENDS, with_hf=True)
     return p
 
 

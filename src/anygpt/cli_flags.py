@@ -183,12 +183,11 @@ def add_threads(p: argparse.ArgumentParser) -> None:
                    help=f"torch threads (default: {DEFAULT_THREADS}; more can be faster on a machine of your own)")
 
 
-def add_engine(p: argparse.ArgumentParser, *, with_hf: bool) -> None:
-    """--engine NAME (anygpt.lm.backends; with_hf: also HF generate) and --int8."""
-    from anygpt.lm.backends import BACKENDS
-
-    p.add_argument("--engine", choices=[*BACKENDS, *(["hf"] if with_hf else [])], default="engine",
-                   help="decoder: anygpt's generation engine (default); native (its int8 decode step in C++, "
+def add_engine(p: argparse.ArgumentParser, backends: tuple[str, ...], *, with_hf: bool) -> None:
+    """--engine NAME (one of `backends`: anygpt.lm.backends.BACKENDS, which the caller passes,
+    since this module sits below anygpt.lm; with_hf: also HF generate) and --int8."""
+    p.add_argument("--engine", choices=[*backends, *(["hf"] if with_hf else [])], default="engine",
+                   help="decoder: anygpt's generation engine (default); native (its int8 forward in C++, "
                         "built on first use with g++: the fastest); ONNX Runtime (pip install 'anygpt[onnx]'); "
                         "llama.cpp (pip install 'anygpt[llamacpp]'); auto (the fastest installed)"
                         + ("; or HF generate (the reference; beam search)" if with_hf else ""))

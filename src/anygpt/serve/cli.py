@@ -24,6 +24,7 @@ def service_parser(prog: str, description: str, epilog: str, port: int) -> argpa
     """The options `anygpt serve` and `anygpt demo` share (model, scheduler, address), from the
     one flag vocabulary (cli_flags), each range-checked on parsing."""
     from anygpt import cli_flags
+    from anygpt.lm.backends import BACKENDS
 
     p = cli_flags.Parser(prog=prog, description=description, epilog=epilog)
     cli_flags.add_model(p, "anygpt-tiny", "anygpt-tiny (default), random-64x2, random-64x2-media, or a model folder")
@@ -34,7 +35,7 @@ def service_parser(prog: str, description: str, epilog: str, port: int) -> argpa
                    help="requests waiting beyond the running batch; more get 503 with Retry-After (default 64)")
     p.add_argument("--timeout", type=cli_flags.Number(float, above=0, high=7 * 24 * 3600), default=300.0, metavar="S",
                    help="seconds per request, waiting included (default 300)")
-    cli_flags.add_engine(p, with_hf=False)
+    cli_flags.add_engine(p, BACKENDS, with_hf=False)
     cli_flags.add_threads(p)
     p.add_argument("--media-cache", type=cli_flags.count_or_zero, default=256, metavar="N",
                    help="encoded media remembered by content hash (default 256)")
