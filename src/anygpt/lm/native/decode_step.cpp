@@ -146,10 +146,10 @@ inline void store_block(const Int8Matrix& m, int nb, const int32_t (*dot)[16], c
 // index: null (outputs 0..out-1) or int64 [out], the output column of each row (a sub-head).
 // BT rows of x at a time, two blocks of outputs at a time (each broadcast of x serves both).
 template <int BT>
-void matmul_tile(const Int8Matrix& m, const uint8_t* xq, int64_t xstride, const float* xs, float* y,
-                 int64_t ystride, bool accumulate) {
-    const int k4 = (m.in + 3) / 4, blocks = (m.out + 15) / 16;
-    for (int nb = 0; nb < blocks; nb += 2) {
+void matmul_tile(const Int8Matrix& m, int first, int blocks, const uint8_t* xq, int64_t xstride, const float* xs,
+                 float* y, int64_t ystride, bool accumulate) {
+    const int k4 = (m.in + 3) / 4;
+    for (int nb = first; nb < blocks; nb += 2) {
         const bool two = nb + 1 < blocks;
         const int8_t* wa = m.w + static_cast<size_t>(nb) * k4 * 64;
         const int8_t* wb = two ? wa + static_cast<size_t>(k4) * 64 : wa;
@@ -191,18 +191,25 @@ void matmul_tile(const Int8Matrix& m, const uint8_t* xq, int64_t xstride, const 
 // y [rows, ystride] (+)= x @ W.T for x given as xq [rows, xstride] (q + 128) and scales xs [rows]
 void matmul(const Int8Matrix& m, const uint8_t* xq, int64_t xstride, const float* xs, int rows, float* y,
             int64_t ystride, bool accumulate) {
-    for (int b = 0; b < rows; b += 8) {
-        const uint8_t* xb = xq + b * xstride;
-        float* yb = y + b * ystride;
-        switch (std::min(8, rows - b)) {
-            case 1: matmul_tile<1>(m, xb, xstride, xs + b, yb, ystride, accumulate); break;
-            case 2: matmul_tile<2>(m, xb, xstride, xs + b, yb, ystride, accumulate); break;
-            case 3: matmul_tile<3>(m, xb, xstride, xs + b, yb, ystride, accumulate); break;
-            case 4: matmul_tile<4>(m, xb, xstride, xs + b, yb, ystride, accumulate); break;
-            case 5: matmul_tile<5>(m, xb, xstride, xs + b, yb, ystride, accumulate); break;
-            case 6: matmul_tile<6>(m, xb, xstride, xs + b, yb, ystride, accumulate); break;
-            case 7: matmul_tile<7>(m, xb, xstride, xs + b, yb, ystride, accumulate); break;
-            default: matmul_tile<8>(m, xb, xstride, xs + b, yb, ystride, accumulate); break;
+    // a chunk of output blocks (at most ~128 KB of weights, so it stays in L2) meets every tile
+    // of 8 rows before the next chunk is read: the weights are read from memory once a call
+    const int blocks = (m.out + 15) / 16;
+    const int chunk = std::max(2, (131072 / (16 * std::max(1, m.in))) / 2 * 2);
+    for (int first = 0; first < blocks; first += chunk) {
+        const int last = std::min(blocks, first + chunk);
+        for (int b = 0; b < rows; b += 8) {
+            const uint8_t* xb = xq + b * xstride;
+            float* yb = y + b * ystride;
+            switch (std::min(8, rows - b)) {
+                case 1: matmul_tile<1>(m, first, last, xb, xstride, xs + b, yb, ystride, accumulate); break;
+                case 2: matmul_tile<2>(m, first, last, xb, xstride, xs + b, yb, ystride, accumulate); break;
+                case 3: matmul_tile<3>(m, first, last, xb, xstride, xs + b, yb, ystride, accumulate); break;
+                case 4: matmul_tile<4>(m, first, last, xb, xstride, xs + b, yb, ystride, accumulate); break;
+                case 5: matmul_tile<5>(m, first, last, xb, xstride, xs + b, yb, ystride, accumulate); break;
+                case 6: matmul_tile<6>(m, first, last, xb, xstride, xs + b, yb, ystride, accumulate); break;
+                case 7: matmul_tile<7>(m, first, last, xb, xstride, xs + b, yb, ystride, accumulate); break;
+                default: matmul_tile<8>(m, first, last, xb, xstride, xs + b, yb, ystride, accumulate); break;
+            }
         }
     }
 }
