@@ -249,6 +249,8 @@ void attend_head(const float* q, const uint16_t* k, const uint16_t* v, const uin
                 s[j] = none;
                 continue;
             }
+            _mm_prefetch(reinterpret_cast<const char*>(k + (j + 6) * D), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(k + (j + 6) * D) + 64, _MM_HINT_T0);
             __m512 acc = _mm512_mul_ps(qv[0], bf16x16(k + j * D));
             for (int c = 1; c < C; ++c) acc = _mm512_fmadd_ps(qv[c], bf16x16(k + j * D + 16 * c), acc);
             s[j] = _mm512_reduce_add_ps(acc);
@@ -276,6 +278,8 @@ void attend_head(const float* q, const uint16_t* k, const uint16_t* v, const uin
         __m512 o[C];
         for (int c = 0; c < C; ++c) o[c] = _mm512_setzero_ps();
         for (int64_t j = 0; j < n; ++j) {
+            _mm_prefetch(reinterpret_cast<const char*>(v + (j + 6) * D), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(v + (j + 6) * D) + 64, _MM_HINT_T0);
             if (s[j] == 0.0f) continue;
             const __m512 p = _mm512_set1_ps(s[j]);
             for (int c = 0; c < C; ++c) o[c] = _mm512_fmadd_ps(p, bf16x16(v + j * D + 16 * c), o[c]);
