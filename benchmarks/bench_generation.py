@@ -10,7 +10,8 @@ policy next to a busy process.
     python benchmarks/bench_generation.py --json out.json         # + the figures as JSON
     python benchmarks/bench_generation.py --smoke                 # tiny sizes, seconds (the test suite runs it)
 
-Decoders: HF generate (the reference), the engine (torch) fp32 and int8, the engine on ONNX
+Decoders: HF generate (the reference), the engine (torch) fp32 and int8, the native engine
+(int8, its forward in anygpt's own C++; a row when a C++ compiler is there), the engine on ONNX
 Runtime fp32 and int8 (anygpt.lm.onnx_engine; rows when onnxruntime is installed) and on
 llama.cpp fp32 and q8_0 (anygpt.lm.llamacpp_engine; rows when llama-cpp-python is installed). x_hf_batch1 and
 x_hf_batch8 in the JSON: the fastest decoder's tokens/s over HF generate's, same run.

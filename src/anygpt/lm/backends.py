@@ -5,8 +5,9 @@
 - "engine": anygpt.lm.engine.Engine (torch, static KV cache; fp32 or int8);
 - "onnx": anygpt.lm.onnx_engine.OnnxEngine (the forward pass in ONNX Runtime, fp32 or int8;
   the `onnx` extra);
-- "native": anygpt.lm.native_engine.NativeEngine (the engine's int8 model with each decode
-  step one call into anygpt's own C++ step, compiled on first use; needs a C++ compiler);
+- "native": anygpt.lm.native_engine.NativeEngine (the engine's int8 model with each prefill
+  and decode step one call into anygpt's own C++ forward, compiled on first use; needs a C++
+  compiler);
 - "llamacpp": anygpt.lm.llamacpp_engine.LlamaCppEngine (the forward pass in llama.cpp, fp32 or
   q8_0, which "int8" names here; the `llamacpp` extra, a source build);
 - "auto": the fastest that is installed and can hold the model, as measured in
