@@ -128,8 +128,9 @@ class Engine:
         # the native backend swaps in its C++ forward, and benchmarks/bench_generation.py
         # --compile torch.compile's version of the step (measured: no gain end to end on CPU)
         self.prefill_forward = self.decode_step = self.model.forward
-        # True when the forward reads each row's own cache columns only (native): a ragged step
-        # then gains nothing from running as two forwards (_split), which read the weights twice
+        # True when the forward reads only the columns each row has written (native): a ragged
+        # step then gains nothing from running as two forwards (_split), which read the weights
+        # twice, and the cache needs no zeros past the written columns (_zero_to)
         self.per_row_attention = False
 
     # ----------------------------------------------------------------- public
@@ -531,7 +532,9 @@ class ContinuousBatch:
         return slots
 
     def _zero_to(self, width: int) -> None:
-        if width > self.zeroed:
+        """Zero the cache's columns up to `width` (torch attention reads every row up to the
+        widest, and a masked column must hold a number, not whatever torch.empty left)."""
+        if width > self.zeroed and not self.engine.per_row_attention:
             for t in self.cache.k + self.cache.v:
                 t[:, :, self.zeroed:width] = 0
             self.zeroed = width
