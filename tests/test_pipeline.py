@@ -85,6 +85,10 @@ def test_stages_are_anygpt_commands_with_the_presets_numbers(tmp_path):
     pretrain = dict(zip(custom[-3].argv, custom[-3].argv[1:]))
     assert (pretrain["--preset"], pretrain["--steps"], pretrain["--threads"]) == ("tiny", "7", "1")
     assert "--tasks" not in custom[-1].argv  # tiny: every task
+    small = stages_for(PIPELINE_PRESETS["small"], tmp_path, _args())
+    assert small[0].argv[small[0].argv.index("--preset") + 1] == "small"  # the corpus ten times tiny's
+    pretrain = dict(zip(small[-3].argv, small[-3].argv[1:]))
+    assert (pretrain["--preset"], pretrain["--steps"]) == ("tiny", "3000")  # the same LM, longer
 
 
 def test_tokenizers_choose_the_codes_and_are_named_in_the_model(tmp_path):
