@@ -153,3 +153,40 @@ def test_old_spellings_are_gone(capsys):
         assert not flags & {"--output-dir", "--quiet", "--tokenizer-arg", "--minutes", "--data", "--ship", "--debug"}, name
     assert cli.main(["chat", "--output-dir", "o", "--message", "hi"]) == 2
     assert "unrecognized arguments: --output-dir" in capsys.readouterr().err
+
+# ----------------------------------------------------------------------------- exit
+EXIT_PROBE = """
+import atexit, sys
+from anygpt import cli
+
+class Teardown:  # prints when the interpreter's teardown clears this module
+    def __del__(self):
+        print("teardown ran", flush=True)
+
+probe = Teardown()
+atexit.register(lambda: print("atexit ran", flush=True))
+cli.console(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("argv, status, fast", [
+    (["chat", "--model", "random-64x2", "--message", "hi", "--max-new-tokens", "4"], 0, True),
+    (["chat", "--model", "random-64x2", "--message", "hi", "--seed", "-1"], 2, True),
+    (["--help"], 0, False),
+])
+def test_chat_leaves_without_the_teardown_but_with_its_output_status_and_atexit_hooks(tmp_path, argv, status, fast):
+    """cli.console: after `chat` the process skips the interpreter's teardown (cold start), and
+    still prints everything, runs the atexit hooks and exits with main's status; other commands
+    exit normally."""
+    import subprocess
+
+    out = ["--out", str(tmp_path)] if argv[0] == "chat" else []
+    done = subprocess.run([sys.executable, "-c", EXIT_PROBE, *argv, *out], capture_output=True, text=True,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert done.returncode == status, done.stderr[-2000:]
+    assert "atexit ran" in done.stdout
+    assert ("teardown ran" in done.stdout) is not fast
+    if status == 0 and fast:
+        assert done.stdout.startswith("assistant:")
+    if status == 2:
+        assert done.stderr.startswith("anygpt chat: argument --seed")

@@ -1,7 +1,5 @@
 """`python -m anygpt ...` is the `anygpt` command (anygpt.cli)."""
 
-import sys
+from anygpt.cli import console
 
-from anygpt.cli import main
-
-sys.exit(main())
+console()
