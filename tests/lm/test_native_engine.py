@@ -134,11 +134,14 @@ def test_without_a_compiler_the_message_names_one_and_auto_falls_back(compact_lm
     assert type(fallback) is Engine and fallback.quantize == "int8"
 
 
-def test_native_runs_int8_only(compact_lm):
+def test_native_runs_int8_llamas_only(compact_lm, monkeypatch):
     model, _, layout = compact_lm
     assert build_engine("native", model, layout).quantize == "int8"
     with pytest.raises(Exception, match="int8 only"):
         build_engine("native", model, layout, quantize="int4")
+    monkeypatch.setattr(model.config, "hidden_act", "gelu")
+    with pytest.raises(BackendUnavailable, match="engine 'native' cannot hold this model: its hidden_act is 'gelu'"):
+        build_engine("native", model, layout)
 
 
 def test_a_ragged_step_stays_one_call(compact_lm, monkeypatch):

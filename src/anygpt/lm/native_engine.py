@@ -9,8 +9,9 @@ and their Python and dispatch overhead costs more than the arithmetic; the exist
 measured here (ONNX Runtime, llama.cpp) pay a similar fixed cost per step (docs/generation.md).
 The C++ forward reads the int8 engine's own weights (anygpt.lm.quantize: int8 per output
 row) and writes its bfloat16 KV cache; a prefill runs as the tokens of each row in turn (only
-the real ones, not the left padding), so it needs no mask of its own. Activations are quantized to int8 per row (the torch path quantizes per tensor), so greedy
-tokens match the torch int8 engine's only up to near-ties; bench_generation prints agreement.
+the real ones, not the left padding), so it needs no mask of its own. Activations are
+quantized to int8 per row (the torch path quantizes per tensor), so greedy tokens match the
+torch int8 engine's only up to near-ties; bench_generation prints the agreement with HF.
 
 Everything else is anygpt.lm.engine.Engine's: the batch loop, sampling, stop ids and strings,
 streaming, cancellation and the segment constraint (a token mask on the logits), so every
@@ -43,6 +44,7 @@ from anygpt.lm.quantize import Int8Dense
 
 SOURCE = Path(__file__).with_name("native") / "decode_step.cpp"
 FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno")
+MAX_HEAD_DIM = 1024  # the C++ side's rotary scratch
 _LOCK = threading.Lock()
 _LIBRARY: ctypes.CDLL | None = None
 
@@ -132,6 +134,9 @@ class NativeForward:
         self.model = model
         if model.kv_dtype != torch.bfloat16 or not isinstance(model.head, Int8Dense):
             raise EngineError("engine 'native' runs the int8 engine's model (quantize='int8')")
+        if model.head_dim > MAX_HEAD_DIM:
+            raise BackendUnavailable(f"engine 'native' cannot hold this model: its head dim {model.head_dim} is over "
+                                     f"{MAX_HEAD_DIM} (use engine 'engine')")
         cos, sin = model._rope_tables(int(getattr(model.config, "max_position_embeddings", 0) or 1))
         self.positions = cos.shape[0]
         floats = [model.embed, model.norm, torch.stack([w["ln1"] for w in model.layers]),
@@ -179,12 +184,14 @@ class NativeForward:
         vc = (ctypes.c_void_p * layers)(*(v.data_ptr() for v in cache.v))
         valid = cache.valid if cache.padded else None
         out = torch.empty(b, self.model.vocab_size, dtype=torch.float32)
-        self.lib.anygpt_native_forward(
+        rc = self.lib.anygpt_native_forward(
             self.handle, len(ids), ids.data_ptr(), positions.data_ptr(), cols.data_ptr(),
             slots.data_ptr() if slots is not None else None, kc, vc, cache.k[0].stride(0), cache.capacity,
             valid.data_ptr() if valid is not None else None, valid.stride(0) if valid is not None else 0,
             out_rows.data_ptr() if out_rows is not None else None, b, -1 if head_group is None else head_group,
             out.data_ptr())
+        if rc != 0:
+            raise EngineError(f"engine 'native': the C++ forward refused the step (code {rc})")
         return out
 
     def __del__(self):
