@@ -1,6 +1,7 @@
 // A LLaMA forward over the engine's KV cache in a single C++ call (a decode step: one new token
-// for each of B rows; or a prefill: several tokens a row), for anygpt.lm.native_engine. Weights: int8, symmetric per output row (the int8 engine's own,
-// anygpt.lm.quantize). Activations: int8, symmetric per row, quantized before each product.
+// for each of B rows; or a prefill: several tokens a row), for anygpt.lm.native_engine.
+// Weights: int8, symmetric per output row (the int8 engine's own, anygpt.lm.quantize).
+// Activations: int8, symmetric per row, quantized before each product.
 // KV cache: bfloat16, the engine's StaticKVCache layout [B, KV, capacity, D] per layer.
 //
 // Why: at anygpt-tiny's size a torch forward is some 175 operator calls, each paying
@@ -307,6 +308,8 @@ void attend(Model& m, const float* q, const uint16_t* k, const uint16_t* v, cons
         float* o = out + hh * D;
         float* s = m.scores.data();
         switch (D) {
+            case 16: attend_head<1>(qh, kh, vh, ok, n, D, m.scaling, s, o); break;  // the tests' models
+            case 32: attend_head<2>(qh, kh, vh, ok, n, D, m.scaling, s, o); break;
             case 64: attend_head<4>(qh, kh, vh, ok, n, D, m.scaling, s, o); break;
             case 128: attend_head<8>(qh, kh, vh, ok, n, D, m.scaling, s, o); break;
             default: attend_head<0>(qh, kh, vh, ok, n, D, m.scaling, s, o); break;
