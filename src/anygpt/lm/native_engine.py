@@ -143,8 +143,9 @@ class NativeForward:
                   torch.stack([w["ln2"] for w in model.layers]), cos, sin]
         self.keep = [t.detach().float().contiguous() for t in floats]  # the C++ side reads these in place
         projections = [w[name] for w in model.layers for name in ("qkv", "o", "gate_up", "down")] + [model.head]
-        mats = [pack(*int8_parts(p)) for p in projections]
-        head, head_scale = int8_parts(model.head)
+        parts = [int8_parts(p) for p in projections]
+        head, head_scale = parts[-1]
+        mats = [pack(*part) for part in parts]
         mats += [pack(head[ids], head_scale[ids], ids.cpu().contiguous()) for ids, _ in model.head_groups]
         pointers, shapes = [], []
         for (w, scale, rowsum, index), proj in zip(mats, projections + [None] * len(model.head_groups)):
