@@ -214,6 +214,22 @@ def _codes_files(folder):
     return sorted(folder.glob("*.codes.txt"))
 
 
+@pytest.mark.parametrize("engine", ["native", "auto"])
+def test_every_engine_the_flag_offers_replies(tmp_path, capsys, layout, engine):
+    """--engine takes anygpt.lm.backends' names, and the model accepts each of them (a list of
+    its own once lagged behind the flag's, and `--engine native` failed after parsing)."""
+    from anygpt.chat_cli import build_parser
+    from anygpt.model import ENGINES
+
+    choices = next(a.choices for a in build_parser()._actions if a.dest == "engine")
+    assert set(choices) == set(ENGINES)
+    rc = chat(*["--model", "random-64x2", "--message", "Draw a red circle.", "--force-modality", "image",
+                "--engine", engine, "--int8", "--out", str(tmp_path / "out"), "--max-new-tokens", "40"])
+    assert rc == 0, capsys.readouterr().err
+    (image,) = [f for f in _codes_files(tmp_path / "out") if "image" in f.name]
+    assert layout.text_to_codes("image", image.read_text(encoding="utf-8").strip()).shape == (1, 32)
+
+
 def test_one_shot_forced_image_writes_32_codes(tmp_path, capsys, layout):
     out = tmp_path / "out"
     rc = chat(*["--model", "random-64x2", "--message", "Draw a red circle.",

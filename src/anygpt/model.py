@@ -23,6 +23,7 @@ from anygpt.conversation import Conversation, Reply
 from anygpt.errors import AnyGPTError, LayoutError
 from anygpt.files import atomic_path
 from anygpt.layout import TokenLayout
+from anygpt.lm.backends import BACKENDS
 from anygpt.lm.checkpoint import FolderConfig, save_lm
 from anygpt.lm.generation import GenerationSettings, generate_ids, get_preset
 from anygpt.lm.sequence import SequenceEncoder
@@ -351,7 +352,7 @@ class AnyGPT:
         return new.cpu().tolist()
 
 
-ENGINES = ("auto", "engine", "onnx", "llamacpp", "hf")  # see anygpt.lm.backends
+ENGINES = (*BACKENDS, "hf")  # the backends of anygpt.lm.backends, and HF generate
 
 
 def _seed(seed: int | None) -> int:
