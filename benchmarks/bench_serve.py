@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the server's decoder backend (anygpt serve --engine; default engine)")
     p.add_argument("--int8", action="store_true", help="the server decodes with int8 weights (anygpt serve --int8)")
     p.add_argument("--smoke", action="store_true", help="a random hidden-64 model, 1 and 2 clients, 1 request of "
-                                                        "4 tokens each: checks the script runs")
+                                                        "4 tokens each (with --mix: the random model of anygpt-tiny's "
+                                                        "shape, 2 clients, 8 music tokens): checks the script runs")
     p.add_argument("--mix", action="store_true",
                    help="TTFT of short text requests while long music replies run (a quarter of the clients), "
                         "for each scheduler in --schedulers, at each --clients level and with 1 client")
@@ -174,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --mix: seconds over which the text clients send their first request, evenly "
                         "(default 0: all at once, a burst)")
     args = p.parse_args(argv)
-    if args.smoke:
+    if args.smoke and args.mix:  # music needs a model with a music tokenizer: the random one of tiny's shape
+        args.model, args.clients, args.requests, args.max_tokens, args.music_tokens = "random", "2", 1, 2, 8
+    elif args.smoke:
         args.model, args.clients, args.requests, args.max_tokens, args.speech = "smoke", "1,2", 1, 4, False
     if args.mix:
         return run_mix(args)
@@ -294,12 +297,16 @@ def run_mix(args) -> int:
                 asyncio.run(mix_level(srv.url, 1, argparse.Namespace(**{**vars(args), "requests": 1})))  # warm-up
                 base_p95 = None
                 for clients in [1] + [c for c in levels if c != 1]:  # 1 client first: the baseline
-                    results = asyncio.run(mix_level(srv.url, clients, args))
+                    # the baseline sends as many requests, one after another, as the largest level's
+                    # text clients do together, so that its p95 is one of many, not a maximum of 2
+                    most = max(levels) - (max(1, max(levels) // 4) if max(levels) > 1 else 0)
+                    level = argparse.Namespace(**{**vars(args), "requests": args.requests * most}) if clients == 1 else args
+                    results = asyncio.run(mix_level(srv.url, clients, level))
                     ttft = [r["ttft"] for r in results if r["status"] == 200 and r["ttft"] is not None]
                     p95 = pct(ttft, .95)
                     base_p95 = p95 if clients == 1 else base_p95
                     music = max(1, clients // 4) if clients > 1 else 0
-                    print(f"{scheduler:>10} {clients:>7} {music:>5} {len(ttft):>7} {pct(ttft, .5):>8.2f}s {p95:>8.2f}s "
+                    print(f"{scheduler:>10} {clients:>7} {music:>5} {len(ttft):>7} {pct(ttft, .5):>8.3f}s {p95:>8.3f}s "
                           f"{p95 / base_p95:>13.1f}x", flush=True)
         print(f"load average {os.getloadavg()[0]:.2f} after. TTFT: time to the first text of a short request "
               "(streamed); music: clients with a long music reply running meanwhile")

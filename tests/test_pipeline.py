@@ -65,7 +65,8 @@ def _args(**kw):
     import argparse
 
     return argparse.Namespace(**{"conversations": None, "pretrain_steps": None, "chat_steps": None,
-                                 "eval_limit": None, "threads": 1, "tokenizers": [], "code_init": False, **kw})  # the parser's defaults
+                                 "eval_limit": None, "threads": 1, "tokenizers": [], "code_init": False,
+                                 "init": None, **kw})  # the parser's defaults
 
 
 def test_stages_are_anygpt_commands_with_the_presets_numbers(tmp_path):
@@ -109,6 +110,34 @@ def test_tokenizers_choose_the_codes_and_are_named_in_the_model(tmp_path):
     for bad, words in ((["image=nonsense"], "no image tokenizer loader 'nonsense'"), (["smell=x"], "MODALITY=LOADER")):
         with pytest.raises(UsageError, match=words):
             stages_for(PIPELINE_PRESETS["micro"], tmp_path, _args(tokenizers=bad))
+
+
+def test_init_warm_starts_pretraining_with_its_own_text_tokenizer(tmp_path):
+    from anygpt.pipeline import PIPELINE_PRESETS, stages_for
+
+    model = tmp_path / "model"
+    stages = {s.name: s for s in stages_for(PIPELINE_PRESETS["small"], tmp_path / "out", _args(init=model))}
+    pretrain = stages["pretrain"].argv
+    assert pretrain[pretrain.index("--init") + 1] == str(model) and "--preset" not in pretrain
+    stages["blocks-pretrain"].before()  # writes the blocks configs
+    configs = tmp_path / "out" / "configs"
+    assert json.loads((configs / "pretrain.json").read_text())["text_tokenizer"] == {"path": str(model)}
+    # the held-out and chat blocks take the pretraining blocks' tokenizer, so one vocabulary throughout
+    blocks = str(tmp_path / "out" / "blocks-pretrain")
+    assert json.loads((configs / "pretrain-val.json").read_text())["text_tokenizer"] == {"path": blocks}
+    assert json.loads((configs / "chat.json").read_text())["text_tokenizer"] == {"path": blocks}
+    fresh = {s.name: s for s in stages_for(PIPELINE_PRESETS["small"], tmp_path / "fresh", _args())}
+    fresh["blocks-pretrain"].before()
+    assert json.loads((tmp_path / "fresh" / "configs" / "pretrain.json").read_text())["text_tokenizer"] == {"train_vocab": 4000}
+
+
+def test_init_must_be_a_model_folder_and_not_with_code_init(tmp_path):
+    (tmp_path / "model").mkdir()
+    for extra, words in ((["--init", str(tmp_path / "model")], "no model.safetensors"),
+                         (["--init", str(tmp_path / "model"), "--code-init"], "--code-init starts")):
+        out = pipeline("--out", str(tmp_path / "p"), "--list", *extra)
+        assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "p").exists()
 
 
 def test_run_stages_records_skips_done_stages_and_names_a_failure(tmp_path, monkeypatch, capsys):

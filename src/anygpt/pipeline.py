@@ -130,8 +130,10 @@ def stages_for(preset: PipelinePreset, out: Path, a: argparse.Namespace) -> list
                                                 "--corpus", str(data), *codes, "--speech-tokenizer", tok["speech"],
                                                 "--out", str(seq / name), "--excerpt", "music=2,5"],
                             seq / name / "conversations.jsonl"))
+    # --init: a warm start; its weights go on training, so the blocks use its text tokenizer
+    init_tokenizer = {"path": str(a.init)} if a.init else None
     configs = {
-        "pretrain": pretrain_config(seq, data),
+        "pretrain": pretrain_config(seq, data, tokenizer=init_tokenizer),
         "pretrain-val": pretrain_config(seq, data, splits=("val",), tokenizer={"path": str(seq / "blocks-pretrain")}),
         "chat": chat_config(seq, seq / "chat"),
         "chat-val": chat_config(seq, seq / "chat-test", held_out=True),
@@ -148,7 +150,8 @@ def stages_for(preset: PipelinePreset, out: Path, a: argparse.Namespace) -> list
     lm = ["--threads", str(a.threads)]
     named = ["--tokenizers", *(f"{m}={name}" for m, name in tok.items())]  # recorded in the exported anygpt.json
     stages.append(Stage("pretrain", ["train", "lm", "--blocks", str(seq / "blocks-pretrain"),
-                                     "--val-blocks", str(seq / "blocks-pretrain-val"), "--preset", preset.lm,
+                                     "--val-blocks", str(seq / "blocks-pretrain-val"),
+                                     *(["--init", str(a.init)] if a.init else ["--preset", preset.lm]),
                                      "--out", str(out / "runs" / "pretrain"),
                                      "--steps", str(a.pretrain_steps or preset.pretrain_steps),
                                      "--batch", "2", "--accum", "2", "--lr", "6e-4", "--warmup", "60",
@@ -264,11 +267,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-limit", type=cli_flags.positive_int, help="items per eval task (tiny: 40)")
     p.add_argument("--code-init", action="store_true",
                    help="pretraining starts the media codes' rows from the tokenizers' code vectors (`train lm --code-init`)")
+    p.add_argument("--init", type=Path, metavar="DIR",
+                   help="pretraining starts from this model folder's weights and text tokenizer, with a fresh optimizer "
+                        "and schedule (a warm start on a bigger corpus: --init checkpoints/anygpt-tiny-next)")
     p.add_argument("--tokenizers", nargs="*", default=[], metavar="MODALITY=LOADER",
                    help="tokenizers to train on, as in `anygpt train lm` (default: compact for every modality; "
                         "e.g. image=grid for the local image codes)")
     cli_flags.add_threads(p)
     a = p.parse_args(argv)
+    if a.init is not None and a.code_init:
+        raise UsageError("--code-init starts the code rows of a new model; --init starts from trained ones: give one")
+    if a.init is not None and not (a.init / "model.safetensors").is_file():
+        raise UsageError(f"--init {a.init}: not a model folder (no model.safetensors in it)")
     stages = stages_for(PIPELINE_PRESETS[a.preset], a.out, a)
     if a.list:
         for i, st in enumerate(stages, 1):

@@ -57,3 +57,44 @@ def test_stopping_the_service_answers_every_running_and_waiting_request(media_mo
     for job in jobs:
         error = job.future.exception(timeout=60)
         assert isinstance(error, APIError) and error.status in (499, 503)
+
+
+def test_a_streamed_music_piece_renders_off_the_decode_thread_and_keeps_its_place(media_model, monkeypatch):
+    """Rendering a streamed music piece (~0.1 s on anygpt-tiny) must not hold up the other
+    requests' tokens: while it is blocked here, a text request is answered; once it ends, the
+    piece reaches its stream before the stream's end."""
+    rendering, release, threads = threading.Event(), threading.Event(), []
+    decode_media = media_model.decode_media
+
+    def slow_decode(part, **kw):
+        if part.modality == "music":
+            threads.append(threading.current_thread().name)
+            rendering.set()
+            assert release.wait(120)
+        return decode_media(part, **kw)
+
+    monkeypatch.setattr(media_model, "decode_media", slow_decode)
+    with live(media_model, max_batch=2) as (url, service):
+        chunks: list = []
+
+        def stream() -> None:
+            body = {"model": MODEL, "messages": [{"role": "user", "content": "Play."}], "modalities": ["music"],
+                    "max_tokens": 1200, "seed": 3, "stream": True}
+            with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=300) as r:
+                for line in r.iter_lines():
+                    if line.startswith("data: ") and line != "data: [DONE]":
+                        choice = json.loads(line[6:])["choices"][0]
+                        content = choice["delta"].get("content")
+                        chunks.append("media" if isinstance(content, list) else
+                                      "end" if choice.get("finish_reason") else "text")
+
+        music = threading.Thread(target=stream)
+        music.start()
+        assert rendering.wait(120)
+        r = httpx.post(url + "/v1/chat/completions", timeout=60,
+                       json={"model": MODEL, "messages": [{"role": "user", "content": "Hi."}], "max_tokens": 4})
+        assert r.status_code == 200 and "media" not in chunks  # answered while the piece still renders
+        release.set()
+        music.join(300)
+    assert threads and all(name.startswith("anygpt-render") for name in threads)
+    assert chunks.count("media") == 1 and chunks[-1] == "end" and chunks.index("media") < chunks.index("end")

@@ -106,3 +106,26 @@ def test_a_job_the_decoder_refuses_fails_alone_and_the_others_join(media_model):
         assert (overflow.status, overflow.code) == (400, "context_length_exceeded")
     finally:
         sched._close_decoder()
+
+
+def test_a_service_loads_every_media_tokenizer_before_its_first_request(media_model, monkeypatch):
+    """A deferred tokenizer (the model's way of loading only what a chat reply uses) is loaded
+    when the service is built, so no reply pays for it while other requests wait on the batch;
+    and a started service shortens the GIL switch interval (see ChatService.start)."""
+    import sys
+
+    from anygpt.serve.service import SWITCH_INTERVAL_S, ChatService, ServeConfig
+
+    loads = []
+    music = media_model.tokenizers["music"]
+    media_model.tokenizers.defer("music", lambda: loads.append("music") or music)
+    assert "music" not in media_model.tokenizers.loaded()
+    before = sys.getswitchinterval()
+    service = ChatService(media_model, ServeConfig(model_name=MODEL))
+    assert loads == ["music"] and "music" in media_model.tokenizers.loaded()
+    service.start()
+    try:
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_S)
+    finally:
+        service.stop()
+    assert sys.getswitchinterval() == before  # and restores it when it stops

@@ -139,45 +139,62 @@ def _stream(service: ChatService, job, request: Request) -> StreamingResponse:
     def sse(obj: Any) -> str:
         return f"data: {json.dumps(obj)}\n\n"
 
+    def event_sse(ev) -> tuple[str, bool]:
+        """One scheduler event -> (its SSE text, whether the stream ends with it)."""
+        if isinstance(ev, TextDelta):
+            return sse(replies.chunk(job, name, {"content": ev.text})), False
+        if isinstance(ev, SpeechAudio):
+            data = audio_bytes(ev.samples, ev.sample_rate, job.audio_format)
+            return sse(replies.chunk(job, name, {"audio": {"id": ev.audio_id, "data": b64(data),
+                                                           "format": job.audio_format,
+                                                           "sample_rate": ev.sample_rate}})), False
+        if isinstance(ev, SpeechDone):
+            return sse(replies.chunk(job, name, {"audio": {
+                "id": ev.audio_id, "transcript": ev.transcript,
+                "expires_at": int(time.time()) + replies.AUDIO_TTL_S}})), False
+        if isinstance(ev, MediaDone):
+            return sse(replies.chunk(job, name, {"content": [replies.media_part(ev.media)]})), False
+        if isinstance(ev, Finished):
+            text = sse(replies.chunk(job, name, {}, ev.result.finish_reason))
+            if job.include_usage:
+                text += sse(replies.usage_chunk(job, name, ev.result))
+            return text + "data: [DONE]\n\n", True
+        if isinstance(ev, Failed):
+            return sse(ev.error.body()), True
+        return "", False
+
     async def body() -> AsyncIterator[str]:
         try:
             yield sse(replies.chunk(job, name, {"role": "assistant", "content": ""}))
-            while True:
+            ended = False
+            while not ended:
                 left = job.deadline - time.monotonic()
                 if left <= 0:
                     job.cancel.set()
                     yield sse(APIError(504, f"timed out after {job.timeout:g} s", code="timeout").body())
                     break
-                try:
-                    ev = await asyncio.wait_for(events.get(), timeout=min(left, POLL_S))
-                except asyncio.TimeoutError:
-                    # uvicorn (ASGI 2.4) reports a gone client only when a write fails; while no
-                    # event comes, ask for it
-                    if await request.is_disconnected():
+                ready = []
+                if events.empty():
+                    try:
+                        ready.append(await asyncio.wait_for(events.get(), timeout=min(left, POLL_S)))
+                    except asyncio.TimeoutError:
+                        # uvicorn (ASGI 2.4) reports a gone client only when a write fails; while no
+                        # event comes, ask for it
+                        if await request.is_disconnected():
+                            break
+                        continue
+                # every event already queued goes out in one write: under load the event loop
+                # wakes less often than tokens come, and each wait and write costs it CPU that
+                # the scheduler thread then waits for (the GIL)
+                while not events.empty():
+                    ready.append(events.get_nowait())
+                chunks = []
+                for ev in ready:
+                    text, ended = event_sse(ev)
+                    chunks.append(text)
+                    if ended:
                         break
-                    continue
-                if isinstance(ev, TextDelta):
-                    yield sse(replies.chunk(job, name, {"content": ev.text}))
-                elif isinstance(ev, SpeechAudio):
-                    data = audio_bytes(ev.samples, ev.sample_rate, job.audio_format)
-                    yield sse(replies.chunk(job, name, {"audio": {"id": ev.audio_id, "data": b64(data),
-                                                                  "format": job.audio_format,
-                                                                  "sample_rate": ev.sample_rate}}))
-                elif isinstance(ev, SpeechDone):
-                    yield sse(replies.chunk(job, name, {"audio": {
-                        "id": ev.audio_id, "transcript": ev.transcript,
-                        "expires_at": int(time.time()) + replies.AUDIO_TTL_S}}))
-                elif isinstance(ev, MediaDone):
-                    yield sse(replies.chunk(job, name, {"content": [replies.media_part(ev.media)]}))
-                elif isinstance(ev, Finished):
-                    yield sse(replies.chunk(job, name, {}, ev.result.finish_reason))
-                    if job.include_usage:
-                        yield sse(replies.usage_chunk(job, name, ev.result))
-                    yield "data: [DONE]\n\n"
-                    break
-                elif isinstance(ev, Failed):
-                    yield sse(ev.error.body())
-                    break
+                yield "".join(chunks)
         finally:
             job.cancel.set()  # the client went away (or the stream ended): stop any work left
 

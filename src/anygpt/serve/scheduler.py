@@ -13,7 +13,10 @@ the chat template, then
            always gets its image);
 then its media are rendered (PNG, WAV...) on a render thread, so decoding the others goes on,
 and its future resolved. Streaming jobs get events (text deltas, speech audio chunks, each
-image or music piece as it completes) through `job.emit` while they run.
+image or music piece as it completes) through `job.emit` while they run. A streamed image or
+music piece is rendered on the render thread too (a music piece takes ~0.1 s to decode: on the
+scheduler thread it held up every running request's next token); the job's later events then
+queue behind it there, so each job's events keep their order.
 
 Jobs that join between the same two steps are prefilled together (ContinuousBatch.prefill_many:
 one forward per group of similar prompts, each starting from the longest prompt prefix the
@@ -33,7 +36,7 @@ import queue
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -143,6 +146,9 @@ class _Run:
     text: str = ""  # streamed text so far
     audio_id: str | None = None  # the speech segment being streamed
     speech_codes: torch.Tensor | None = None  # its codes, once complete
+    # the last of this job's events queued on the render thread behind a media piece being
+    # rendered; while it is not done, the job's events queue there too (their order kept)
+    queued: Future | None = None
 
 
 class _HeldStreamer:
@@ -446,9 +452,11 @@ class Scheduler:
         if run.streamer is not None:
             run.streamer.end()  # flushes the last speech chunk
             self._speech_done(run)
+            self._in_order(run, self._resolve, run, [])
+        elif any(isinstance(p, CodesPart) for p in run.parts):  # decoding media takes a while: the
+            self._renderer.submit(self._render_and_resolve, run)  # render thread does it, decoding goes on
+        else:  # text only: nothing to render, so no wait behind another reply's media
             self._resolve(run, [])
-        else:  # decoding media takes a while: the render thread does it while decoding goes on
-            self._renderer.submit(self._render_and_resolve, run)
 
     def _render_and_resolve(self, run: _Run) -> None:
         try:
@@ -466,6 +474,16 @@ class Scheduler:
             job.emit(Finished(result))
         if not job.future.done():
             job.future.set_result(result)
+
+    def _in_order(self, run: _Run, fn, *args) -> None:
+        """fn(*args) now, or on the render thread behind the job's queued events (see _Run.queued)."""
+        if run.queued is not None and not run.queued.done():
+            try:
+                run.queued = self._renderer.submit(fn, *args)
+                return
+            except RuntimeError:  # the render thread was shut down (stop): nothing is queued any more
+                pass
+        fn(*args)
 
     # ------------------------------------------------------------- media
     def _encoded(self, part):
@@ -532,11 +550,11 @@ class Scheduler:
         job = run.job
         if isinstance(event, TextDelta):
             run.text += event.text
-            job.emit(event)
+            self._in_order(run, job.emit, event)
         elif isinstance(event, AudioChunk):
             if run.audio_id is None:
                 run.audio_id = _audio_id()
-            job.emit(SpeechAudio(run.audio_id, event.samples, event.sample_rate))
+            self._in_order(run, job.emit, SpeechAudio(run.audio_id, event.samples, event.sample_rate))
             if event.final:
                 self._speech_done(run)
         elif isinstance(event, SegmentDone):
@@ -544,7 +562,19 @@ class Scheduler:
             if part.modality == "speech" and self._streams_speech:
                 run.speech_codes = part.codes  # its audio went out in chunks; the last one follows
             else:
-                job.emit(MediaDone(self._render(run, part)))
+                run.queued = self._renderer.submit(self._render_streamed, run, part)
+
+    def _render_streamed(self, run: _Run, part: CodesPart) -> None:
+        """Render thread: one streamed media piece -> its MediaDone event (the job fails alone
+        if rendering fails)."""
+        try:
+            media = self._render(run, part)
+        except Exception as e:  # noqa: BLE001
+            log.exception("rendering a streamed media piece failed")
+            run.job.cancel.set()
+            self._fail_job(run.job, APIError(500, f"rendering the reply failed: {e}", code="render_failed"))
+            return
+        run.job.emit(MediaDone(media))
 
     @property
     def _streams_speech(self) -> bool:
@@ -557,14 +587,14 @@ class Scheduler:
             return
         if run.speech_codes is not None:
             self.cache.put(f"audio:{run.audio_id}", run.speech_codes)
-        run.job.emit(SpeechDone(run.audio_id, parse_spoken_reply([TextPart(run.text)]).reply))
+        self._in_order(run, run.job.emit, SpeechDone(run.audio_id, parse_spoken_reply([TextPart(run.text)]).reply))
         run.audio_id, run.speech_codes = None, None
 
     # ------------------------------------------------------------- failures
     def _fail(self, run: _Run, error: APIError) -> None:
         if run.streamer is not None and not run.streamer.closed:
             run.streamer.end()
-        self._fail_job(run.job, error)
+        self._in_order(run, self._fail_job, run.job, error)
 
     @staticmethod
     def _fail_job(job: Job, error: APIError) -> None:

@@ -3,6 +3,7 @@ media cache and scheduler around one model."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 from anygpt.serve.jobs import Job, build_job, max_text_bytes
@@ -10,6 +11,8 @@ from anygpt.serve.media import MediaLimits
 from anygpt.serve.media_cache import MediaCache
 from anygpt.serve.scheduler import JobResult, Scheduler
 from anygpt.serve.schemas import ChatRequest
+
+SWITCH_INTERVAL_S = 0.0005  # Python's GIL switch interval while serving (default 0.005; see start)
 
 
 @dataclass
@@ -46,13 +49,26 @@ class ChatService:
                                    continuous=config.continuous)
         context = self.scheduler.context_tokens
         self.max_text_bytes = max_text_bytes(model.tokenizer, context)
+        self._switch_before: float | None = None
+        # a server loads every media tokenizer now, not on the first reply that needs one (the
+        # music de-tokenizer's load took ~0.1 s inside the first music reply, holding up the batch)
+        list(model.tokenizers.values())
 
     def start(self) -> "ChatService":
+        # the scheduler thread drops the GIL in every torch op and C++ step; with the default 5 ms
+        # switch interval, a busy request thread (parsing a burst of requests, writing streams)
+        # then keeps it up to 5 ms each time, and a decode step waited ~100 ms in a burst of 24
+        # requests (benchmarks/bench_serve.py --mix: burst TTFT p95 0.17 s -> 0.08 s at 0.5 ms)
+        self._switch_before = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.scheduler.start()
         return self
 
     def stop(self) -> None:
         self.scheduler.stop()
+        if self._switch_before is not None:
+            sys.setswitchinterval(self._switch_before)
+            self._switch_before = None
 
     def job(self, request: ChatRequest) -> Job:
         """A checked request -> Job (raises APIError naming the field at fault)."""
