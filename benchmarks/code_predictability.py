@@ -25,7 +25,8 @@ Speech (the same sentences in several espeak-ng and flite voices, 16 kHz):
     every voice and scored on the others (chance = 1 / voices);
   - with --units K: candidates for a new layer 1 built from the content teacher, Whisper tiny.en
     encoder features at 25 frames per second: plain k-means units, and the voice-free content
-    units of anygpt.nn.content_units fitted on --units-sentences other sentences.
+    units of anygpt.nn.content_units fitted on --units-sentences other sentences (across voices,
+    or with --units-objective phones as phones read by CTC from the text's phonemes).
 Music (one melody rendered with pretty-midi + fluidsynth):
   - edit distance of each codebook's codes for the same notes on another instrument, at
     another tempo, against another melody on the same instrument.
@@ -263,7 +264,9 @@ def content_unit_rows(args, test_clips: dict, tmp: Path) -> list[dict]:
     training sentences with --units-corpus) spoken in the --units-voices voices."""
     from anygpt.data.corpora.speech import synthesise
     from anygpt.media_io import load_audio
-    from anygpt.nn.content_units import ContentUnitsConfig, kmeans, sentence_voices, train_content_units, utterance_norm
+    from anygpt.data.corpora.speech import phonemes
+    from anygpt.nn.content_units import (PHONES, ContentUnitsConfig, kmeans, sentence_voices, train_content_units,
+                                         utterance_norm)
     from anygpt.nn.speech_data import WhisperEncoder, pool_frames
 
     enc = WhisperEncoder(args.threads)
@@ -296,8 +299,14 @@ def content_unit_rows(args, test_clips: dict, tmp: Path) -> list[dict]:
         rows.append(speech_metrics(f"Whisper features, k-means {k}", {
             key: (torch.nn.functional.normalize(torch.from_numpy(utterance_norm(f)), dim=-1) @ raw.t()).argmax(-1).numpy()
             for key, f in test_feats.items()}))
-        units = train_content_units(fit_clips, ContentUnitsConfig(units=k, seed=args.seed))
-        rows.append(speech_metrics(f"content units {k} (cross-voice projection)",
+        if "voices" in args.units_objective:
+            units = train_content_units(fit_clips, ContentUnitsConfig(units=k, seed=args.seed))
+            rows.append(speech_metrics(f"content units {k} (cross-voice projection)",
+                                       {key: units.units(f).numpy() for key, f in test_feats.items()}))
+    if "phones" in args.units_objective:
+        cfg = ContentUnitsConfig(units=len(PHONES), seed=args.seed, objective="phones", context=args.units_context)
+        units = train_content_units(fit_clips, cfg, phonemes={s: phonemes(text) for s, text in enumerate(texts)})
+        rows.append(speech_metrics(f"phone units {len(PHONES)} (CTC on the text's phonemes, context {cfg.context})",
                                    {key: units.units(f).numpy() for key, f in test_feats.items()}))
     return rows
 
@@ -419,6 +428,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--voices", type=int, default=len(VOICES))
     ap.add_argument("--units", type=int, action="append", default=None,
                     help="also measure content units (anygpt.nn.content_units) with this many units (repeatable)")
+    ap.add_argument("--units-objective", action="append", choices=("voices", "phones"), default=None,
+                    help="with --units: how the content units are fitted, repeatable: 'voices' (InfoNCE across voices, "
+                         "k-means into --units units; the default) and/or 'phones' (CTC on the text's espeak-ng "
+                         "phonemes, one unit per phone)")
+    ap.add_argument("--units-context", type=int, default=2,
+                    help="phone units: Whisper frames either side read with each frame (default 2)")
     ap.add_argument("--units-voices", choices=("benchmark", "trainer"), default="benchmark",
                     help="voices the content units are fitted in: this benchmark's own (default) or the speech "
                          "tokenizer trainer's UNIT_VOICES, none of them an espeak-ng voice measured here")
@@ -436,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs (seconds)")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
+    args.units_objective = args.units_objective or ["voices"]
     if args.smoke:
         args.scenes, args.probe_epochs, args.locality_scenes, args.recon_scenes = 60, 2, 4, 4
         args.sentences, args.voices, args.melodies, args.units_sentences = 3, 3, 1, 2

@@ -4,6 +4,7 @@ whose features carry a large voice-specific offset and gain, spoken at voice-spe
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from rapidfuzz.distance import Levenshtein
 
 import torch
@@ -75,3 +76,57 @@ def test_sentence_voices_are_all_or_a_fixed_draw_per_sentence():
     assert all(len(d) == 4 == len(set(d)) and set(d) <= set(voices) for d in drawn)
     assert drawn == [sentence_voices(voices, 4, s, seed=1) for s in range(6)]  # the same on a rerun
     assert len({tuple(d) for d in drawn}) > 1  # drawn per sentence, not once
+
+
+def made_up_phone_clips(sentences: int, voices: int, seed: int = 0):
+    """As made_up_clips, over 6 of the real PHONES -> (clips, sentence -> its phonemes)."""
+    from anygpt.nn.content_units import PHONES as REAL
+
+    rng = np.random.default_rng(seed)
+    clips = made_up_clips(sentences, voices, seed)  # its texts: the same rng draws, replayed below
+    rng.standard_normal((PHONES, DIM)), rng.standard_normal((voices, DIM)), rng.uniform(0.6, 1.6, (voices, DIM))
+    rng.integers(2, 5, voices)
+    texts = [rng.integers(0, PHONES, 8) for _ in range(sentences)]
+    return clips, {s: [REAL[i] for i in text] for s, text in enumerate(texts)}
+
+
+def test_phone_units_read_the_texts_phones_in_every_voice():
+    from anygpt.nn.content_units import PHONES as REAL, phone_ids, train_phone_units
+
+    clips, phonemes = made_up_phone_clips(sentences=40, voices=5)
+    train = {k: v for k, v in clips.items() if k[1] < 32}
+    cfg = ContentUnitsConfig(input_dim=DIM, hidden=32, dim=16, units=len(REAL), objective="phones", context=1)
+    model = train_phone_units(train, phonemes, cfg, epochs=60, batch=8)
+    read = {k: dedup(model.units(v)) for k, v in clips.items() if k[1] >= 32}  # held-out sentences
+    wrong = [Levenshtein.normalized_distance(units, dedup(torch.tensor(phone_ids(phonemes[s]))))
+             for (_, s), units in read.items()]
+    assert np.mean(wrong) < 0.15, np.mean(wrong)  # the runs of units spell the text's phones
+    assert all(len(model.units(v)) == len(v) for v in clips.values())  # one unit per frame
+
+
+def test_phone_units_fold_allophones_and_a_blank_continues_the_phone_before():
+    from anygpt.nn.content_units import PHONES as REAL, ContentUnits, phone_ids
+
+    assert phone_ids(["D", "@2", "I#", "!", "t#", "aI3"]) == [REAL.index(p) for p in ("D", "@", "I", "t", "aI")]
+    model = ContentUnits(ContentUnitsConfig(input_dim=4, hidden=8, dim=4, units=len(REAL), objective="phones"))
+    best = torch.tensor([0, 0, 3, 0, 0, 5, 5, 0])  # per frame: blank, blank, phone 3 ...
+
+    def fixed_logits(z):
+        return F.one_hot(best, 1 + len(REAL)).float() * 10
+
+    model.phone_logits = fixed_logits
+    assert model.units(np.random.default_rng(0).standard_normal((8, 4))).tolist() == [2, 2, 2, 2, 2, 4, 4, 4]
+    with pytest.raises(ValueError, match="len\\(PHONES\\)"):
+        ContentUnitsConfig(units=256, objective="phones")
+    with pytest.raises(ValueError, match="objective"):
+        ContentUnitsConfig(objective="words")
+    with pytest.raises(ValueError, match="phonemes"):
+        train_content_units(made_up_clips(2, 2), ContentUnitsConfig(input_dim=DIM, units=len(REAL), objective="phones"))
+
+
+def test_phonemes_are_espeak_ngs_reading_of_the_text():
+    from anygpt.data.corpora.speech import phonemes
+    from anygpt.nn.content_units import PHONES as REAL, phone_ids
+
+    assert phone_ids(phonemes("The dog.")) == [REAL.index(p) for p in ("D", "@", "d", "0", "g")]
+    assert phonemes("The dog.") == phonemes("The dog.", voice="en-us")

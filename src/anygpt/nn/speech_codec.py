@@ -59,6 +59,18 @@ class SpeechCodecConfig(SpectralCodecConfig):
     layer1: str = "vq"
     units_hidden: int = 256
     units_dim: int = 64
+    # how the units are fitted (anygpt.nn.content_units): "voices" (across voices, k-means) or
+    # "phones" (CTC on the text's phonemes; semantic_codebook_size is then len(PHONES)), and the
+    # Whisper frames either side each frame is read with
+    units_objective: str = "voices"
+    units_context: int = 0
+
+    def content_units_config(self):
+        """The ContentUnitsConfig of a "units" layer 1."""
+        from anygpt.nn.content_units import ContentUnitsConfig
+
+        return ContentUnitsConfig(hidden=self.units_hidden, dim=self.units_dim, units=self.semantic_codebook_size,
+                                  seed=self.seed, objective=self.units_objective, context=self.units_context)
 
 
 def _vq_kwargs(cfg: SpeechCodecConfig) -> dict:
@@ -106,10 +118,9 @@ class CompactSpeechCodec(SpectralCodecTrunk):
         if cfg.layer1 not in ("vq", "units"):
             raise ValueError(f"layer1 must be 'vq' or 'units', got {cfg.layer1!r}")
         if cfg.layer1 == "units":
-            from anygpt.nn.content_units import ContentUnits, ContentUnitsConfig
+            from anygpt.nn.content_units import ContentUnits
 
-            self.units = ContentUnits(ContentUnitsConfig(hidden=cfg.units_hidden, dim=cfg.units_dim,
-                                                         units=cfg.semantic_codebook_size, seed=cfg.seed))
+            self.units = ContentUnits(cfg.content_units_config())
             self.units.requires_grad_(False)  # a fixed teacher, fitted before the codec trains
             self.unit_embed = nn.Embedding(cfg.semantic_codebook_size, cfg.latent_dim)
             self._whisper = None  # loaded on the first encode

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anygpt.errors import AnyGPTError
+from anygpt.errors import AnyGPTError, UsageError
 from anygpt.nn.spectral_codec import MultiScaleMelLoss, mel_filterbank
 from anygpt.nn.quantize import VectorQuantizer
 from anygpt.nn.speech_codec import CompactSpeechCodec, SpeechCodecConfig, grad_reverse, save_codec
@@ -141,7 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=str, default="{}", help="JSON overrides of SpeechCodecConfig")
     p.add_argument("--layer1", choices=["vq", "units"], default="vq",
                    help="layer 1: a VQ distilled from Whisper (vq, speech-tokenizer-tiny) or voice-free content units")
-    p.add_argument("--units", type=cli_flags.positive_int, default=256, help="content units with --layer1 units (default: 256)")
+    p.add_argument("--units", type=cli_flags.positive_int, default=None,
+                   help="content units with --layer1 units (default: 256; with --unit-objective phones one per phone)")
+    p.add_argument("--unit-objective", choices=["voices", "phones"], default="voices",
+                   help="how the content units are fitted: voices (one sentence in many voices lands on the same "
+                        "units; k-means) or phones (CTC on the text's espeak-ng phonemes; one unit per phone: "
+                        "the same sentence in two voices 0.348 apart where voices gives 0.469, anygpt.nn.content_units)")
+    p.add_argument("--unit-context", type=cli_flags.count_or_zero, default=None,
+                   help="Whisper frames either side read with each frame (default: 2 for phones, 0 for voices)")
     p.add_argument("--unit-sentences", type=cli_flags.positive_int, default=48,
                    help="training sentences the content units are fitted on (default: 48)")
     p.add_argument("--unit-voices", type=cli_flags.positive_int, default=None, metavar="V",
@@ -164,7 +171,16 @@ def codec_config(a: argparse.Namespace) -> SpeechCodecConfig:
 
         meta = read_meta(a.init)
         base = {**base, **meta.get("codec", meta)}
-    layer1 = {"layer1": a.layer1, **({"semantic_codebook_size": a.units} if a.layer1 == "units" else {})}
+    layer1 = {"layer1": a.layer1}
+    if a.layer1 == "units":
+        from anygpt.nn.content_units import PHONES
+
+        phones = a.unit_objective == "phones"
+        if phones and a.units not in (None, len(PHONES)):
+            raise UsageError(f"--units {a.units}: phone units are one per phone, {len(PHONES)}")
+        layer1.update(semantic_codebook_size=a.units or (len(PHONES) if phones else 256),
+                      units_objective=a.unit_objective,
+                      units_context=a.unit_context if a.unit_context is not None else 2 if phones else 0)
     try:
         return SpeechCodecConfig(**{**base, "seed": a.seed, **json.loads(a.config), **layer1})
     except (json.JSONDecodeError, TypeError, ValueError) as e:
@@ -213,8 +229,11 @@ def load_data(a: argparse.Namespace, codec: CompactSpeechCodec):
             return wavs, spk, None, None
         enc = WhisperEncoder(threads=torch.get_num_threads())
         targets = [pool_frames(enc(w), cfg.frame_hop // 320, -(-len(w) // cfg.frame_hop)) for w in wavs]
+        if cfg.units_objective == "phones":
+            raise UsageError("--unit-objective phones needs sentences to read: give --corpus, not --synthetic")
         # stand-in "sentences": clip i and the clip of the next speaker
-        fit_units(a, codec, lambda: {(s, i // SYNTHETIC["n_speakers"]): t for i, (s, t) in enumerate(zip(spk, targets))})
+        fit_units(a, codec, lambda: ({(s, i // SYNTHETIC["n_speakers"]): t for i, (s, t) in enumerate(zip(spk, targets))},
+                                     None))
         return wavs, spk, None, [codec.units.units(t) for t in targets]
     clips = train_clips(a.corpus)
     wavs = load_clips(clips, cfg.sample_rate, progress=not a.no_progress)
@@ -231,13 +250,13 @@ def load_data(a: argparse.Namespace, codec: CompactSpeechCodec):
     return wavs, speakers_of, None, [codec.units.units(t.astype(np.float32)) for t in targets]
 
 
-def unit_sentence_features(a: argparse.Namespace, clips, factor: int) -> dict[tuple[str, int], np.ndarray]:
+def unit_sentence_features(a: argparse.Namespace, clips, factor: int) -> tuple[dict[tuple[str, int], np.ndarray], dict]:
     """--unit-sentences training sentences, each spoken by --unit-voices UNIT_VOICES voices (drawn
-    per sentence; all of them by default) -> (voice, sentence) -> Whisper features [T, 384] at the
-    code rate."""
+    per sentence; all of them by default) -> ((voice, sentence) -> Whisper features [T, 384] at
+    the code rate, sentence -> its espeak-ng phonemes)."""
     import tempfile
 
-    from anygpt.data.corpora.speech import synthesise
+    from anygpt.data.corpora.speech import phonemes, synthesise
     from anygpt.media_io import load_audio
     from anygpt.nn.content_units import sentence_voices
     from anygpt.nn.speech_data import WhisperEncoder, pool_frames
@@ -250,24 +269,23 @@ def unit_sentence_features(a: argparse.Namespace, clips, factor: int) -> dict[tu
             for engine, voice in sentence_voices(UNIT_VOICES, a.unit_voices, s, a.seed):
                 wav = load_audio(synthesise(engine, voice, text, Path(tmp) / "say.wav"), 16000)[0].numpy()
                 feats[(voice, s)] = pool_frames(enc(wav), factor, -(-len(wav) // (320 * factor)))
-    return feats
+    return feats, {s: phonemes(text) for s, text in enumerate(texts)}
 
 
 def fit_units(a: argparse.Namespace, codec: CompactSpeechCodec, features) -> None:
-    """The codec's content units: fitted once on features() ((voice, sentence) -> features [T, D]),
-    then read back from OUT/content-units.safetensors (a resumed run keeps its units and
-    speaks nothing again)."""
+    """The codec's content units: fitted once on features() (-> ((voice, sentence) -> features
+    [T, D], sentence -> phonemes or None)), then read back from OUT/content-units.safetensors (a
+    resumed run keeps its units and speaks nothing again)."""
     from anygpt.files import atomic_path
-    from anygpt.nn.content_units import ContentUnitsConfig, train_content_units
+    from anygpt.nn.content_units import train_content_units
     from anygpt.nn.weights import read_safetensors
 
     cache = Path(a.out) / "content-units.safetensors"
     if not cache.is_file():
         from safetensors.torch import save_file
 
-        cfg = codec.cfg
-        units = train_content_units(features(), ContentUnitsConfig(hidden=cfg.units_hidden, dim=cfg.units_dim,
-                                                              units=cfg.semantic_codebook_size, seed=cfg.seed))
+        clips, phonemes = features()
+        units = train_content_units(clips, codec.cfg.content_units_config(), phonemes=phonemes)
         with atomic_path(cache) as tmp:  # float16, as the export keeps them: training sees the units encode gives
             save_file({k: v.half().contiguous() for k, v in units.state_dict().items()}, str(tmp))
     codec.units.load_state_dict({k: v.float() for k, v in read_safetensors(cache).items()})

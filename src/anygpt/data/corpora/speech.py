@@ -19,6 +19,8 @@ Output in DIR/speech: wavs/<speaker>/<id>.wav and manifest.jsonl with records
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -94,6 +96,18 @@ def _run(cmd: list[str], **kw) -> None:
     if res.returncode != 0:
         err = (res.stderr or b"").decode(errors="replace").strip().splitlines()
         raise JobFailed(f"{cmd[0]} exited {res.returncode}: {err[-1] if err else 'no message'}")
+
+
+def phonemes(text: str, voice: str = "en-us") -> list[str]:
+    """The phonemes espeak-ng reads `text` as (its ASCII mnemonics, `espeak-ng -x`), stress marks
+    dropped: "The dog." -> ['D', '@', 'd', '0', 'g']. A voice's accent is not applied: this is
+    the text's content, the same for every speaker."""
+    require_tool("espeak-ng", "espeak-ng")
+    res = subprocess.run(["espeak-ng", "-q", "-x", "--sep=_", "-v", voice, text], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise JobFailed(f"espeak-ng exited {res.returncode}: {res.stderr.strip()[-200:]}")
+    marks = str.maketrans("", "", "',;")  # primary and secondary stress, unstressed mark
+    return [t for t in (tok.translate(marks) for tok in re.split(r"[_\s]+", res.stdout)) if t.strip(":")]
 
 
 def synthesise(engine: str, voice: str, text: str, wav: str | Path) -> Path:
