@@ -269,7 +269,9 @@ def train_phone_units(clips: dict[tuple[str, int], np.ndarray], phonemes: dict[i
         raise ValueError("phone units need clips with phonemes and more frames than phones")
     opt = torch.optim.AdamW(list(model.proj.parameters()) + list(model.head.parameters()), lr=lr)
     steps = epochs * max(1, len(data) // batch)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    # one cycle; its warm-up must span 2 steps or more (a smoke run's few steps: a larger share)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 4),
+                                                   pct_start=max(0.1, 2 / max(steps, 4)))
     gen = torch.Generator().manual_seed(cfg.seed)
     for _ in range(epochs):
         order = torch.randperm(len(data), generator=gen).tolist()
