@@ -137,3 +137,22 @@ def test_lm_codes_alone_equal_layer1_of_all_codes(name):
         assert lm.shape == (batch.shape[0], 1, 58)
         assert torch.equal(lm, tok.encode(batch)[:, :1])
     assert torch.equal(tok.encode_item(wav[0]), lm[0])
+
+
+def test_a_phone_units_codec_loads_codes_and_gives_its_phone_rows_as_code_vectors(tmp_path):
+    """A "units" codec whose units are phones (anygpt.nn.content_units, objective "phones"):
+    saved, loaded as tokenizer "units", its LM codes are phones and its code vectors the phone
+    head's rows (what `train lm --code-init` starts the codes' rows from)."""
+    from anygpt.nn.content_units import PHONES
+
+    cfg = SpeechCodecConfig(**{**SMALL_CODEC, "semantic_codebook_size": len(PHONES)}, layer1="units",
+                            units_objective="phones", units_context=2, units_dim=8, units_hidden=16)
+    save_codec(CompactSpeechCodec(cfg), tmp_path / "codec")
+    storm = {**SMALL_STORM, "num_semantic_token_ids": len(PHONES)}
+    save_soundstorm(SoundStorm(SoundStormConfig(**storm)), tmp_path / "storm")
+    tok = load_tokenizer("speech", "units", path=tmp_path / "codec", acoustic_path=tmp_path / "storm")
+    assert tok.token_spec.codebook_size == len(PHONES)
+    vectors = tok.lm_code_vectors()
+    assert vectors.shape == (len(PHONES), 8) and torch.equal(vectors, tok.codec.units.head.weight[1:].float())
+    codes = tok.encode_lm(_voice(1.2))
+    assert codes.shape == (1, 1, 30) and 0 <= int(codes.min()) and int(codes.max()) < len(PHONES)

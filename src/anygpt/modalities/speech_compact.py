@@ -82,10 +82,13 @@ class CompactSpeechTokenizer(TwoStageSpeechTokenizer):
 
     def lm_code_vectors(self) -> torch.Tensor:
         """[semantic_codebook_size, d]: layer-1 codes' vectors: a "units" codec's cross-voice
-        centroids (content; d 64), else the codec's layer-1 codebook (d latent_dim)."""
+        centroids or, for phone units, its phone head's rows (content; d 64), else the codec's
+        layer-1 codebook (d latent_dim)."""
         with torch.inference_mode():
             if self.codec.cfg.layer1 == "units":
-                return self.codec.units.centroids.float().clone()
+                units = self.codec.units
+                return units.head.weight[1:].float().clone() if units.cfg.objective == "phones" \
+                    else units.centroids.float().clone()
             codes = torch.arange(self.codec.cfg.semantic_codebook_size)[None]
             return self.codec.layer1_vectors(codes)[0].t().float().clone()
 
