@@ -297,12 +297,13 @@ def test_unit_sentences_are_spoken_in_unit_voices_drawn_per_sentence():
 
     clips = [SimpleNamespace(text=t) for t in ("A red ball.", "A red ball.", "Two cats sat.", "Rain fell.")]
     args = argparse.Namespace(unit_sentences=3, unit_voices=2, seed=0)
-    feats = speech_tokenizer.unit_sentence_features(args, clips, 2)
+    feats, phonemes = speech_tokenizer.unit_sentence_features(args, clips, 2)
+    assert phonemes[0] == ["a#", "r", "E", "d", "b", "O:", "l"] and len(phonemes) == 3  # each sentence read by espeak-ng
     by_sentence = {}
     for voice, s in feats:
         by_sentence.setdefault(s, set()).add(voice)
     assert sorted(by_sentence) == [0, 1, 2] and all(len(v) == 2 for v in by_sentence.values())
     names = {v for _, v in speech_tokenizer.UNIT_VOICES}
     assert all(v <= names for v in by_sentence.values())
-    assert set(speech_tokenizer.unit_sentence_features(args, clips, 2)) == set(feats)
+    assert set(speech_tokenizer.unit_sentence_features(args, clips, 2)[0]) == set(feats)
     assert all(f.ndim == 2 and f.shape[1] == 384 for f in feats.values())
