@@ -307,3 +307,22 @@ def test_unit_sentences_are_spoken_in_unit_voices_drawn_per_sentence():
     assert all(v <= names for v in by_sentence.values())
     assert set(speech_tokenizer.unit_sentence_features(args, clips, 2)[0]) == set(feats)
     assert all(f.ndim == 2 and f.shape[1] == 384 for f in feats.values())
+
+
+def test_phone_units_set_the_codebook_and_context_and_refuse_another_size():
+    import argparse
+
+    from anygpt.errors import UsageError
+    from anygpt.nn.content_units import PHONES
+
+    def config(**kw):
+        a = argparse.Namespace(**{"init": None, "config": "{}", "seed": 0, "layer1": "units", "units": None,
+                                  "unit_objective": "voices", "unit_context": None, **kw})
+        return speech_tokenizer.codec_config(a)
+
+    voices, phones = config(), config(unit_objective="phones")
+    assert (voices.semantic_codebook_size, voices.units_objective, voices.units_context) == (256, "voices", 0)
+    assert (phones.semantic_codebook_size, phones.units_objective, phones.units_context) == (len(PHONES), "phones", 2)
+    assert config(unit_objective="phones", unit_context=0).units_context == 0
+    with pytest.raises(UsageError, match="one per phone"):
+        config(unit_objective="phones", units=256)
