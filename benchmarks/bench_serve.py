@@ -239,13 +239,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # ----------------------------------------------------------------------------- --mix
+def music_clients(clients: int) -> int:
+    """--mix: how many of `clients` ask for a long music reply (a quarter, at least one of 2 or more)."""
+    return max(1, clients // 4) if clients > 1 else 0
+
+
 async def mix_level(base: str, clients: int, args) -> list[dict]:
     """A quarter of the clients (at least one when clients > 1) ask for a long music reply
     first; once their replies run, the others each send --requests short text questions,
     streamed, one after another (the first ones together, or evenly over --spread seconds).
     -> the text requests' outcomes (one_request's dicts)."""
     url = base + "/v1/chat/completions"
-    n_music = max(1, clients // 4) if clients > 1 else 0
+    n_music = music_clients(clients)
     started = asyncio.Event()
 
     async def music(c: int, client: httpx.AsyncClient) -> None:
@@ -299,13 +304,13 @@ def run_mix(args) -> int:
                 for clients in [1] + [c for c in levels if c != 1]:  # 1 client first: the baseline
                     # the baseline sends as many requests, one after another, as the largest level's
                     # text clients do together, so that its p95 is one of many, not a maximum of 2
-                    most = max(levels) - (max(1, max(levels) // 4) if max(levels) > 1 else 0)
+                    most = max(levels) - music_clients(max(levels))
                     level = argparse.Namespace(**{**vars(args), "requests": args.requests * most}) if clients == 1 else args
                     results = asyncio.run(mix_level(srv.url, clients, level))
                     ttft = [r["ttft"] for r in results if r["status"] == 200 and r["ttft"] is not None]
                     p95 = pct(ttft, .95)
                     base_p95 = p95 if clients == 1 else base_p95
-                    music = max(1, clients // 4) if clients > 1 else 0
+                    music = music_clients(clients)
                     print(f"{scheduler:>10} {clients:>7} {music:>5} {len(ttft):>7} {pct(ttft, .5):>8.3f}s {p95:>8.3f}s "
                           f"{p95 / base_p95:>13.1f}x", flush=True)
         print(f"load average {os.getloadavg()[0]:.2f} after. TTFT: time to the first text of a short request "

@@ -262,9 +262,8 @@ def content_unit_rows(args, test_clips: dict, tmp: Path) -> list[dict]:
     of Whisper tiny.en features, raw and after the cross-voice projection, fitted on
     --units-sentences other sentences (recombined from this benchmark's halves, or a corpus's
     training sentences with --units-corpus) spoken in the --units-voices voices."""
-    from anygpt.data.corpora.speech import synthesise
+    from anygpt.data.corpora.speech import phonemes, synthesise
     from anygpt.media_io import load_audio
-    from anygpt.data.corpora.speech import phonemes
     from anygpt.nn.content_units import (PHONES, ContentUnitsConfig, kmeans, sentence_voices, train_content_units,
                                          utterance_norm)
     from anygpt.nn.speech_data import WhisperEncoder, pool_frames

@@ -15,7 +15,8 @@ from anygpt.nn.content_units import ContentUnitsConfig, dtw_path, kmeans, train_
 PHONES, DIM = 6, 16
 
 
-def made_up_clips(sentences: int, voices: int, seed: int = 0):
+def made_up_speech(sentences: int, voices: int, seed: int = 0):
+    """-> (clips: (voice, sentence) -> features [T, DIM], texts: per sentence its phone indices [8])."""
     rng = np.random.default_rng(seed)
     phone_vec = rng.standard_normal((PHONES, DIM)) * 2
     voice_offset = rng.standard_normal((voices, DIM)) * 3  # the voice moves every frame far
@@ -28,7 +29,7 @@ def made_up_clips(sentences: int, voices: int, seed: int = 0):
             frames = np.repeat(text, voice_speed[v])
             clips[(f"v{v}", s)] = (phone_vec[frames] * voice_gain[v] + voice_offset[v]
                                    + 0.1 * rng.standard_normal((len(frames), DIM))).astype(np.float32)
-    return clips
+    return clips, texts
 
 
 def dedup(units):
@@ -45,7 +46,7 @@ def test_dtw_aligns_a_slowed_copy():
 
 
 def test_units_are_the_same_in_every_voice_and_differ_between_sentences():
-    clips = made_up_clips(sentences=24, voices=5)
+    clips, _ = made_up_speech(sentences=24, voices=5)
     train = {k: v for k, v in clips.items() if k[1] < 16}
     model = train_content_units(train, ContentUnitsConfig(input_dim=DIM, hidden=32, dim=8, units=8),
                                 epochs=8, pairs_per_sentence=6, batch=256)
@@ -79,14 +80,10 @@ def test_sentence_voices_are_all_or_a_fixed_draw_per_sentence():
 
 
 def made_up_phone_clips(sentences: int, voices: int, seed: int = 0):
-    """As made_up_clips, over 6 of the real PHONES -> (clips, sentence -> its phonemes)."""
+    """As made_up_speech, over 6 of the real PHONES -> (clips, sentence -> its phonemes)."""
     from anygpt.nn.content_units import PHONES as REAL
 
-    rng = np.random.default_rng(seed)
-    clips = made_up_clips(sentences, voices, seed)  # its texts: the same rng draws, replayed below
-    rng.standard_normal((PHONES, DIM)), rng.standard_normal((voices, DIM)), rng.uniform(0.6, 1.6, (voices, DIM))
-    rng.integers(2, 5, voices)
-    texts = [rng.integers(0, PHONES, 8) for _ in range(sentences)]
+    clips, texts = made_up_speech(sentences, voices, seed)
     return clips, {s: [REAL[i] for i in text] for s, text in enumerate(texts)}
 
 
@@ -121,7 +118,7 @@ def test_phone_units_fold_allophones_and_a_blank_continues_the_phone_before():
     with pytest.raises(ValueError, match="objective"):
         ContentUnitsConfig(objective="words")
     with pytest.raises(ValueError, match="phonemes"):
-        train_content_units(made_up_clips(2, 2), ContentUnitsConfig(input_dim=DIM, units=len(REAL), objective="phones"))
+        train_content_units(made_up_speech(2, 2)[0], ContentUnitsConfig(input_dim=DIM, units=len(REAL), objective="phones"))
 
 
 def test_phonemes_are_espeak_ngs_reading_of_the_text():

@@ -86,9 +86,7 @@ class CompactSpeechTokenizer(TwoStageSpeechTokenizer):
         layer-1 codebook (d latent_dim)."""
         with torch.inference_mode():
             if self.codec.cfg.layer1 == "units":
-                units = self.codec.units
-                return units.head.weight[1:].float().clone() if units.cfg.objective == "phones" \
-                    else units.centroids.float().clone()
+                return self.codec.units.code_vectors().float().clone()
             codes = torch.arange(self.codec.cfg.semantic_codebook_size)[None]
             return self.codec.layer1_vectors(codes)[0].t().float().clone()
 

@@ -168,6 +168,11 @@ class ContentUnits(nn.Module):
     def phone_logits(self, z: torch.Tensor) -> torch.Tensor:
         return self.head(z) * self.scale
 
+    def code_vectors(self) -> torch.Tensor:
+        """[units, dim]: a vector per unit, in the units' space: the centroids, or each phone's
+        row of the phone head (blank left out)."""
+        return self.head.weight[1:] if self.cfg.objective == "phones" else self.centroids
+
     @torch.no_grad()
     def units(self, feats: np.ndarray) -> torch.Tensor:
         z = self(self.frames(feats))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -91,11 +90,13 @@ def plan(text_manifest: Path, preset: SpeechPreset, seed: int) -> list[dict]:
 
 # ---- synthesis ----
 
-def _run(cmd: list[str], **kw) -> None:
+def _run(cmd: list[str], **kw) -> bytes:
+    """Run a synthesis tool -> its stdout; JobFailed naming the tool when it fails."""
     res = run_tool(cmd, TIMEOUT_S, **kw)
     if res.returncode != 0:
         err = (res.stderr or b"").decode(errors="replace").strip().splitlines()
         raise JobFailed(f"{cmd[0]} exited {res.returncode}: {err[-1] if err else 'no message'}")
+    return res.stdout
 
 
 def phonemes(text: str, voice: str = "en-us") -> list[str]:
@@ -103,11 +104,9 @@ def phonemes(text: str, voice: str = "en-us") -> list[str]:
     dropped: "The dog." -> ['D', '@', 'd', '0', 'g']. A voice's accent is not applied: this is
     the text's content, the same for every speaker."""
     require_tool("espeak-ng", "espeak-ng")
-    res = subprocess.run(["espeak-ng", "-q", "-x", "--sep=_", "-v", voice, text], capture_output=True, text=True)
-    if res.returncode != 0:
-        raise JobFailed(f"espeak-ng exited {res.returncode}: {res.stderr.strip()[-200:]}")
+    out = _run(["espeak-ng", "-q", "-x", "--sep=_", "-v", voice, text]).decode()
     marks = str.maketrans("", "", "',;")  # primary and secondary stress, unstressed mark
-    return [t for t in (tok.translate(marks) for tok in re.split(r"[_\s]+", res.stdout)) if t.strip(":")]
+    return [t for t in (tok.translate(marks) for tok in re.split(r"[_\s]+", out)) if t.strip(":")]
 
 
 def synthesise(engine: str, voice: str, text: str, wav: str | Path) -> Path:
