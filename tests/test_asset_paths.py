@@ -36,7 +36,7 @@ def test_shipped_model_folder(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("retrain", TRAINED)
 def test_retrain_commands_name_a_trainer_its_visible_flags_and_their_folder(retrain):
-    assert len(TRAINED) == 7
+    assert len(TRAINED) == 9
     words = shlex.split(retrain)
     assert words[:2] == ["anygpt", "train"] and words[2] in train_cli.TRAINERS
     assert "--corpus" in words and "--export" in words  # not the hidden old --data / --ship
@@ -51,6 +51,8 @@ def test_retrain_commands_name_a_trainer_its_visible_flags_and_their_folder(retr
     ("speech", "compact", speech_compact, "SOUNDSTORM_TINY_DIR", ("config.json", "model.safetensors", "prompt.safetensors")),
     ("speech", "units", speech_compact, "SPEECH_TOKENIZER_UNITS_DIR", ("config.json", "model.safetensors")),
     ("speech", "units", speech_compact, "SOUNDSTORM_UNITS_DIR", ("config.json", "model.safetensors", "prompt.safetensors")),
+    ("speech", "phones", speech_compact, "SPEECH_TOKENIZER_PHONES_DIR", ("config.json", "model.safetensors")),
+    ("speech", "phones", speech_compact, "SOUNDSTORM_PHONES_DIR", ("config.json", "model.safetensors", "prompt.safetensors")),
     ("music", "compact", music_tokenizers, "MUSIC_CODEC_TINY_DIR", ("config.json", "model.safetensors")),
 ])
 def test_a_missing_shipped_file_fails(tmp_path, monkeypatch, modality, loader, module, constant, files):

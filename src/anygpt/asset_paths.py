@@ -57,7 +57,7 @@ SOUNDSTORM_RETRAIN = ("anygpt train soundstorm --corpus data/tiny --out runs/sou
 # ---------------------------------------------------------------- speech tokenizer "units"
 # As "compact", but layer 1 is voice-free content units (anygpt.nn.content_units: Whisper tiny.en
 # features projected so that one sentence in many voices lands on the same units, 256 of them):
-# the codes the next anygpt-tiny trains on. Its own SoundStorm fills the acoustic layers.
+# the codes checkpoints/anygpt-tiny-next was trained on. Its own SoundStorm fills the acoustic layers.
 SPEECH_TOKENIZER_UNITS_DIR = ASSETS / "speech-tokenizer-units"
 SOUNDSTORM_UNITS_DIR = ASSETS / "soundstorm-units"
 SPEECH_TOKENIZER_UNITS_RETRAIN = (
@@ -68,6 +68,21 @@ SOUNDSTORM_UNITS_RETRAIN = (
     "anygpt train soundstorm --corpus data/tiny --codec src/anygpt/assets/speech-tokenizer-units "
     "--init src/anygpt/assets/soundstorm-tiny --out runs/soundstorm-units --steps 2000 --warmup 50 "
     "--export src/anygpt/assets/soundstorm-units")
+
+# ---------------------------------------------------------------- speech tokenizer "phones"
+# As "units", but its units are phones read from Whisper tiny.en features (fitted with CTC on the
+# text's espeak-ng phonemes: anygpt.nn.content_units, objective "phones"), 55 of them: the speech
+# codes the next anygpt-tiny trains on. Its own SoundStorm fills the acoustic layers.
+SPEECH_TOKENIZER_PHONES_DIR = ASSETS / "speech-tokenizer-phones"
+SOUNDSTORM_PHONES_DIR = ASSETS / "soundstorm-phones"
+SPEECH_TOKENIZER_PHONES_RETRAIN = (
+    "anygpt train speech-tokenizer --corpus data/tiny --out runs/speech-tokenizer-phones --layer1 units "
+    "--unit-objective phones --unit-sentences 1000 --unit-voices 4 --init src/anygpt/assets/speech-tokenizer-units "
+    "--steps 2000 --warmup 50 --lr 1e-3 --export src/anygpt/assets/speech-tokenizer-phones")
+SOUNDSTORM_PHONES_RETRAIN = (
+    "anygpt train soundstorm --corpus data/tiny --codec src/anygpt/assets/speech-tokenizer-phones "
+    "--init src/anygpt/assets/soundstorm-units --out runs/soundstorm-phones --steps 8000 --warmup 50 "
+    "--export src/anygpt/assets/soundstorm-phones")
 
 # ---------------------------------------------------------------- music tokenizer "compact"
 # 16 kHz mono, 50 code frames per second, 4 codebooks of 1024 (2 kbps, 200 LM tokens per second).
@@ -81,6 +96,7 @@ RETRAIN: dict[Path, str] = {
     IMAGE_TOKENIZER_GRID_DIR: IMAGE_TOKENIZER_GRID_RETRAIN,
     SPEECH_TOKENIZER_TINY_DIR: SPEECH_TOKENIZER_RETRAIN, SOUNDSTORM_TINY_DIR: SOUNDSTORM_RETRAIN,
     SPEECH_TOKENIZER_UNITS_DIR: SPEECH_TOKENIZER_UNITS_RETRAIN, SOUNDSTORM_UNITS_DIR: SOUNDSTORM_UNITS_RETRAIN,
+    SPEECH_TOKENIZER_PHONES_DIR: SPEECH_TOKENIZER_PHONES_RETRAIN, SOUNDSTORM_PHONES_DIR: SOUNDSTORM_PHONES_RETRAIN,
     MUSIC_CODEC_TINY_DIR: MUSIC_CODEC_RETRAIN,
 }
 

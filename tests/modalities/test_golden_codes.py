@@ -12,11 +12,12 @@ went to a code whose cosine similarity was 0.8174 instead of 0.8170. So up to 3%
 tokenizer's codes (at least one) may move; a change of weights or of the encode path moves far
 more than that.
 
-The "units" layer 1 comes from Whisper tiny.en run by CTranslate2 in int8, whose kernels differ
-by CPU: on an AMD EPYC 2 of the 30 recorded units moved (recorded on an Intel Xeon), and every
-code after them follows (the acoustic layers code the rest of the latent, and SoundStorm samples
-from layer 1). So the units' layer 1 may move by up to 10%, and the codes after it are checked
-from the recorded layer 1, where only the codec and SoundStorm's own arithmetic count.
+The layer 1 of "units" and "phones" comes from Whisper tiny.en run by CTranslate2 in int8,
+whose kernels differ by CPU: on an AMD EPYC 2 of the 30 recorded "units" moved (recorded on an
+Intel Xeon), and every code after them follows (the acoustic layers code the rest of the latent,
+and SoundStorm samples from layer 1). So their layer 1 may move by up to 10%, and the codes after
+it are checked from the recorded layer 1, where only the codec and SoundStorm's own arithmetic
+count.
 """
 
 from __future__ import annotations
@@ -71,50 +72,58 @@ def tune(seconds: float = 1.0, sr: int = 16000) -> torch.Tensor:
     return torch.from_numpy(wav.astype(np.float32))[None, None]
 
 
-def current_codes(units_layer1: list | None = None) -> dict[str, list]:
+WHISPER_LAYER1 = ("units", "phones")  # speech tokenizers whose layer 1 Whisper computes
+
+
+def current_codes(recorded_layer1: dict[str, list] | None = None) -> dict[str, list]:
     """The codes of every shipped tokenizer on the inputs above (loading fails if a file is missing).
-    units_layer1: the "units" layer 1 ([1, 30]) to code the rest from (None: its own)."""
+    recorded_layer1: {"units": [1, 30] layer 1, ...} for the WHISPER_LAYER1 tokenizers, to code
+    the rest from (None: their own)."""
     torch.set_num_threads(1)
     image = load_tokenizer("image", "compact")
     grid = load_tokenizer("image", "grid")
     speech = load_tokenizer("speech", "compact")
     music = load_tokenizer("music", "compact")
-    units = load_tokenizer("speech", "units")
     speech_codes = speech.encode(voiced_audio())  # [1, 6, 30]
     acoustic = speech.fill_acoustic(speech_codes[:, 0], voice_prompt=None, seed=0)  # the shipped prompt
-    layer1 = units.encode_lm(voiced_audio())[:, 0]  # [1, 30], from Whisper (int8, CPU-dependent)
-    if units_layer1 is not None:
-        units.codec.content_units = lambda wav: torch.tensor(units_layer1)
-    units_codes = units.encode(voiced_audio())  # [1, 6, 30]
-    return {
+    codes = {
         "image": image.encode(drawn_scenes()).tolist(),
         "image-grid": grid.encode(drawn_scenes()).tolist(),
         "speech": speech_codes.tolist(),
-        "speech-units-layer1": layer1.tolist(),
-        "speech-units": units_codes.tolist(),
         "music": music.encode(tune()).tolist(),
         "soundstorm": acoustic.tolist(),
-        "soundstorm-units": units.fill_acoustic(units_codes[:, 0], voice_prompt=None, seed=0).tolist(),
     }
+    for name in WHISPER_LAYER1:
+        tok = load_tokenizer("speech", name)
+        codes[f"speech-{name}-layer1"] = tok.encode_lm(voiced_audio())[:, 0].tolist()  # int8 Whisper: CPU-dependent
+        if recorded_layer1 is not None:
+            tok.codec.content_units = lambda wav, units=recorded_layer1[name]: torch.tensor(units)
+        whole = tok.encode(voiced_audio())  # [1, 6, 30]
+        codes[f"speech-{name}"] = whole.tolist()
+        codes[f"soundstorm-{name}"] = tok.fill_acoustic(whole[:, 0], voice_prompt=None, seed=0).tolist()
+    return codes
 
 
 def test_shipped_tokenizers_give_the_recorded_codes():
     want = json.loads(GOLDEN.read_text())
-    got = current_codes(units_layer1=[want["speech-units"][0][0]])
-    want["speech-units-layer1"] = [want["speech-units"][0][0]]  # recorded as layer 1 of "speech-units"
+    recorded = {name: [want[f"speech-{name}"][0][0]] for name in WHISPER_LAYER1}
+    got = current_codes(recorded)
+    for name in WHISPER_LAYER1:
+        want[f"speech-{name}-layer1"] = recorded[name]  # recorded as layer 1 of "speech-NAME"
     assert set(got) == set(want)
     for name in want:
         g, w = torch.tensor(got[name]), torch.tensor(want[name])
         assert g.shape == w.shape, f"{name}: shape {tuple(g.shape)} != recorded {tuple(w.shape)}"
         moved = int((g != w).sum())
-        share = 0.10 if name == "speech-units-layer1" else 0.03  # Whisper's int8 kernels differ by CPU
+        share = 0.10 if name.endswith("-layer1") else 0.03  # Whisper's int8 kernels differ by CPU
         assert moved <= max(1, int(share * w.numel())), f"{name}: {moved} of {w.numel()} codes moved from the recorded ones"
 
 
 if __name__ == "__main__" and "--record" in sys.argv:
     names = sys.argv[sys.argv.index("--record") + 1:]
     codes = current_codes()
-    codes.pop("speech-units-layer1")  # it is layer 1 of "speech-units"
+    for name in WHISPER_LAYER1:
+        codes.pop(f"speech-{name}-layer1")  # it is layer 1 of "speech-NAME"
     kept = json.loads(GOLDEN.read_text()) if names else {}
     GOLDEN.write_text(json.dumps({**kept, **{n: codes[n] for n in names or codes}}) + "\n")
     print(f"recorded {', '.join(names or codes)} in {GOLDEN}")

@@ -11,8 +11,10 @@
 Bad input: stereo is mixed down, other sample rates are resampled (`load`, `prepare`), input
 of any length is padded to whole frames and cut into windows, an unreadable file raises
 MediaError naming it. The shipped weights are loaded by `load_compact_speech_tokenizer` (tokenizer
-"compact" in the registry) and `load_units_speech_tokenizer` (tokenizer "units": layer 1 from
-voice-free content units, anygpt.nn.content_units; its own SoundStorm).
+"compact" in the registry), `load_units_speech_tokenizer` (tokenizer "units": layer 1 from
+voice-free content units, anygpt.nn.content_units; its own SoundStorm) and
+`load_phones_speech_tokenizer` (tokenizer "phones": layer 1 from 55 phone units; its own
+SoundStorm).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from typing import Sequence
 
 import torch
 
-from anygpt.asset_paths import (SOUNDSTORM_RETRAIN, SOUNDSTORM_TINY_DIR, SOUNDSTORM_UNITS_DIR, SOUNDSTORM_UNITS_RETRAIN,
+from anygpt.asset_paths import (SOUNDSTORM_PHONES_DIR, SOUNDSTORM_PHONES_RETRAIN, SOUNDSTORM_RETRAIN,
+                                SOUNDSTORM_TINY_DIR, SOUNDSTORM_UNITS_DIR, SOUNDSTORM_UNITS_RETRAIN,
+                                SPEECH_TOKENIZER_PHONES_DIR, SPEECH_TOKENIZER_PHONES_RETRAIN,
                                 SPEECH_TOKENIZER_RETRAIN, SPEECH_TOKENIZER_TINY_DIR, SPEECH_TOKENIZER_UNITS_DIR,
                                 SPEECH_TOKENIZER_UNITS_RETRAIN, WEIGHTS, shipped)
 from anygpt.errors import CheckpointError
@@ -137,6 +141,15 @@ def load_units_speech_tokenizer(path: str | Path | None = None, *, acoustic_path
     (default: the shipped soundstorm-units, with its voice prompt)."""
     return _load_shipped_pair(path, acoustic_path, device, (SPEECH_TOKENIZER_UNITS_DIR, SPEECH_TOKENIZER_UNITS_RETRAIN),
                               (SOUNDSTORM_UNITS_DIR, SOUNDSTORM_UNITS_RETRAIN))
+
+
+def load_phones_speech_tokenizer(path: str | Path | None = None, *, acoustic_path: str | Path | None = None,
+                                 device: str = "cpu") -> CompactSpeechTokenizer:
+    """Tokenizer "phones": the "units" codec with phone units (one per phone of content_units.PHONES).
+    path / acoustic_path: as load_units_speech_tokenizer (default: the shipped speech-tokenizer-phones
+    and soundstorm-phones)."""
+    return _load_shipped_pair(path, acoustic_path, device, (SPEECH_TOKENIZER_PHONES_DIR, SPEECH_TOKENIZER_PHONES_RETRAIN),
+                              (SOUNDSTORM_PHONES_DIR, SOUNDSTORM_PHONES_RETRAIN))
 
 
 def _load_shipped_pair(path, acoustic_path, device: str, codec_default: tuple[Path, str],

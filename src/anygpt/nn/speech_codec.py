@@ -151,9 +151,14 @@ class CompactSpeechCodec(SpectralCodecTrunk):
 
     def decode_latent(self, z: torch.Tensor, phase_iters: int | None = None) -> torch.Tensor:
         """latent [B, latent_dim, T] -> wav [B, 1, T * frame_hop]."""
-        logmag, phase = self.decode_spectrum(z)
+        return self.waveform(*self.decode_spectrum(z), phase_iters=phase_iters)
+
+    def waveform(self, logmag: torch.Tensor, phase: torch.Tensor | None = None,
+                 phase_iters: int | None = None) -> torch.Tensor:
+        """log magnitude [B, bins, N] (and its phase, or None) -> wav [B, 1, N * hop]. Without a
+        phase, fast Griffin-Lim (`phase_iters`, default cfg.decode_phase_iters) finds one."""
         mag = torch.exp(logmag.clamp(max=6.0))
-        n = z.shape[-1] * self.cfg.frame_hop
+        n = logmag.shape[-1] * self.cfg.hop
         if phase_iters is None:
             phase_iters = self.cfg.decode_phase_iters
         if phase is None:  # Griffin-Lim from a fixed pseudo-random start, so decoding is deterministic
@@ -167,8 +172,7 @@ class CompactSpeechCodec(SpectralCodecTrunk):
             accelerated = rebuilt - previous * (0.99 / 1.99)
             spec = mag * accelerated / (accelerated.abs() + 1e-16)
             previous = rebuilt
-        wav = self._istft(spec, n)
-        return wav.unsqueeze(1)
+        return self._istft(spec, n).unsqueeze(1)
 
     # ------------------------------------------------------------------ layer 1
     def layer1_vectors(self, c1: torch.Tensor) -> torch.Tensor:
