@@ -1,8 +1,8 @@
 """Speech: SpeechTokenizer layer 1 in the release (1024 codes, 50 per second); ours are "compact"
 (25 Hz, layer 1 of 512 codes, with a SoundStorm acoustic model), "units" (the same codec
 with layer 1 from 256 voice-free content units, and its own SoundStorm) and "phones" (layer 1:
-55 phones read from Whisper features). Loaders are named by
-string and imported when first used."""
+55 phones read from Whisper features, and its own SoundStorm). Loaders are named by string and
+imported when first used."""
 
 from anygpt.modalities.registry import ModalityInfo, register_modality, register_tokenizer
 from anygpt.modalities.specs import AUDIO_EXTENSIONS, RELEASED_SPEECH_SPEC  # noqa: F401  (also imported from here)

@@ -211,10 +211,7 @@ class CompactSpeechCodec(SpectralCodecTrunk):
         semantic = self.semantic_head(o1.quantized.transpose(1, 2))
         codes = torch.cat([o1.codes[:, None], rest.codes], dim=1)
         logmag, phase = self.decode_spectrum(q)
-        wav = None
-        if phase is not None:
-            wav = self._istft(torch.polar(torch.exp(logmag.clamp(max=6.0)), phase), q.shape[-1] * self.cfg.frame_hop)
-            wav = wav.unsqueeze(1)
+        wav = self.waveform(logmag, phase, phase_iters=0) if phase is not None else None
         return CodecOutput(logmag, wav, codes, o1.loss + rest.loss, o1.commit_loss + rest.commit_loss,
                            semantic, o1.quantized, torch.cat([o1.perplexities, rest.perplexities]))
 
