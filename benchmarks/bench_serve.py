@@ -10,6 +10,7 @@ at each level.
     python benchmarks/bench_serve.py --mix                    # short text TTFT next to long music replies,
                                                               # continuous batching vs whole batches
     python benchmarks/bench_serve.py --mix --spread 2         # the same, first text requests spread over 2 s
+    python benchmarks/bench_serve.py --mix --schedulers continuous,serial   # with and without the intake thread
 
 The server is a separate process (`python -m anygpt.cli serve`, bound to 127.0.0.1 and a free
 port) so that its RSS is its own; its memory is sampled every 20 ms while each level runs. The
@@ -168,13 +169,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="TTFT of short text requests while long music replies run (a quarter of the clients), "
                         "for each scheduler in --schedulers, at each --clients level and with 1 client")
     p.add_argument("--schedulers", default="continuous,whole",
-                   help="with --mix: 'continuous' (requests join the running batch) and/or 'whole' (whole "
-                        "batches run to their end: the scheduler before issue 25)")
+                   help="with --mix, a comma list of: 'continuous' (requests join the running batch, "
+                        "prefilled on the intake thread), 'serial' (the same, prefilled on the decode thread "
+                        "between two steps) and 'whole' (whole batches run to their end: the scheduler "
+                        "before issue 25)")
     p.add_argument("--music-tokens", type=int, default=1000, help="with --mix: max_tokens of a music reply")
     p.add_argument("--spread", type=float, default=0.0,
                    help="with --mix: seconds over which the text clients send their first request, evenly "
                         "(default 0: all at once, a burst)")
     args = p.parse_args(argv)
+    unknown = set(args.schedulers.split(",")) - {"continuous", "serial", "whole"}
+    if unknown:
+        p.error(f"--schedulers: {', '.join(sorted(unknown))}: not one of continuous, serial, whole")
     if args.smoke and args.mix:  # music needs a model with a music tokenizer: the random one of tiny's shape
         args.model, args.clients, args.requests, args.max_tokens, args.music_tokens = "random", "2", 1, 2, 8
     elif args.smoke:
@@ -296,8 +302,8 @@ def run_mix(args) -> int:
         print(f"{'scheduler':>10} {'clients':>7} {'music':>5} {'text ok':>7} {'TTFT p50':>9} {'TTFT p95':>9} {'x 1-client p95':>14}")
         for scheduler in args.schedulers.split(","):
             config = {"max_batch": args.max_batch, "max_queue": 4 * max(levels), "timeout": 900.0,
-                      "continuous": scheduler == "continuous", "quantize": "int8" if args.int8 else None,
-                      "engine": args.engine}
+                      "continuous": scheduler != "whole", "intake_thread": scheduler == "continuous",
+                      "quantize": "int8" if args.int8 else None, "engine": args.engine}
             with ServerProcess(model, threads=args.threads, **config) as srv:
                 asyncio.run(mix_level(srv.url, 1, argparse.Namespace(**{**vars(args), "requests": 1})))  # warm-up
                 base_p95 = None

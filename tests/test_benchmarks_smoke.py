@@ -25,7 +25,7 @@ SMOKE = {
     "bench_image_tokenizer.py": [(["--smoke"], "| threads | precision | encode img/s: mean / fastest batch")],
     "bench_music_codec.py": [(["--smoke"], "| codec | sample rate |")],
     "bench_step_profile.py": [(["--smoke"], "| C++ forward ms |")],
-    "bench_serve.py": [(["--smoke"], "TTFT p50"), (["--smoke", "--mix", "--schedulers", "continuous"], "x 1-client p95")],
+    "bench_serve.py": [(["--smoke"], "TTFT p50"), (["--smoke", "--mix", "--schedulers", "continuous,serial"], "x 1-client p95")],
     "bench_train_lm.py": [(["--smoke"], "tiny:bf16")],
     # the music mode is left out: its first librosa call costs ~25 s of JIT compiling
     "calibrate_scorers.py": [(["scenes", "--smoke"], "Scene checker vs ground truth"),

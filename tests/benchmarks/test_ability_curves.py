@@ -7,6 +7,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,3 +90,14 @@ def test_smoke_asr_scores_what_the_model_transcribed(tmp_path):
     wer = error_rates([r["text"] for r in rows], [r["transcript"] for r in rows])["wer"]
     assert abs(last["wer"] - wer) < 1e-9 and abs(last["score"] - max(0.0, 1 - wer)) < 1e-9
     assert 0.0 <= last["score"] <= 1.0
+
+
+def test_a_run_over_20_minutes_needs_long(tmp_path, monkeypatch):
+    tool = _tool()
+    with pytest.raises(SystemExit, match="--minutes: at most 20 .* --long allows more"):
+        tool.main(["--minutes", "21", "--out", str(tmp_path / "x")])
+    trained = []
+    monkeypatch.setattr(tool, "train", lambda a: trained.append(a.minutes) or a.out.mkdir() or [])
+    monkeypatch.setattr(tool, "plot", lambda points, png, key: png)
+    tool.main(["--minutes", "60", "--long", "--out", str(tmp_path / "y")])
+    assert trained == [60.0]

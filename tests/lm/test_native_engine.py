@@ -105,14 +105,16 @@ def test_the_portable_build_computes_what_the_native_build_does(compact_lm):
     lean = LeanLlama(model)
     quantize_lean(lean, "int8")
     cache = _prefilled(lean)
-    portable = native_engine.build_library(tuple(f for f in native_engine.FLAGS if f != "-march=native"))
+    flags = tuple(f for f in native_engine.FLAGS if f != "-march=native")
+    portable = native_engine.build_library(flags)
     nxt, pos = torch.tensor([[5], [6], [7]]), torch.full((3, 1), 9)
     a = native_engine.NativeForward(lean)(nxt, pos, cache)
     cache.length = 9
     b = native_engine.NativeForward(lean, lib=portable)(nxt, pos, cache)
     assert torch.allclose(a, b, atol=1e-4, rtol=1e-4), float((a - b).abs().max())
-    built = sorted(p.name for p in (native_engine.cache_root("native")).iterdir())
-    assert len(built) == 2 and str(native_engine.cache_root("native")).startswith(os.environ["ANYGPT_CACHE"])
+    # built into this module's cache (the process's native library may sit in another module's)
+    built = native_engine.library_path(native_engine.compiler(), flags)
+    assert built.exists() and str(built).startswith(os.environ["ANYGPT_CACHE"])
 
 
 def test_generations_are_all_well_formed(compact_lm):

@@ -165,6 +165,9 @@ class HeldDecoder:
         self.held.waiting.extend(requests)
         return self.dec.prefill_many(requests, **kw)
 
+    def adopt(self, other):  # the intake thread's rows joining the batch
+        return self.dec.adopt(other.dec if isinstance(other, HeldDecoder) else other)
+
     def step(self):
         # held until the test releases it, however long a loaded machine takes to get there
         while not self.held.release.wait(0.05) and not self.held.stopping.is_set():

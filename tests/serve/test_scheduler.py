@@ -2,6 +2,8 @@
 failures (cancelled 499, expired 504), a real reply, and no new jobs once stopped. Every wait is
 on a job's future, with a generous bound."""
 
+import threading
+
 import pytest
 
 from anygpt.serve.errors import APIError
@@ -129,3 +131,86 @@ def test_a_service_loads_every_media_tokenizer_before_its_first_request(media_mo
     finally:
         service.stop()
     assert sys.getswitchinterval() == before  # and restores it when it stops
+
+
+class MainStepHeld:
+    """Wraps the scheduler's engine: the first decoder it builds (the decode thread's) holds each
+    step that has rows until released; `entered` is set when such a step is held."""
+
+    def __init__(self, engine):
+        self.engine, self.entered, self.release, self.built = engine, threading.Event(), threading.Event(), 0
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def decoder(self, **kw):
+        dec = self.engine.decoder(**kw)
+        self.built += 1
+        if self.built == 1:
+            step = dec.step
+
+            def held_step():
+                if dec.running:
+                    self.entered.set()
+                    assert self.release.wait(WAIT_S)
+                return step()
+            dec.step = held_step
+        return dec
+
+
+def test_a_new_request_streams_its_first_token_while_the_running_batch_is_mid_step(media_model):
+    """With the intake thread, a request that arrives during a decode step is prefilled and takes
+    its first step beside it: its first text streams out while that step is still held here, and
+    it then joins the batch and ends with the others."""
+    sched = Scheduler(media_model, MediaCache(), max_batch=4, max_queue=8)
+    assert sched._intake is not None  # the torch engine allows concurrent decoders
+    held = sched.engine = MainStepHeld(sched.engine)  # before start: the thread builds its decoders from it
+    sched.start()
+    try:
+        running = job_of(media_model, "Tell me a story.", max_tokens=40)
+        sched.submit(running)
+        assert held.entered.wait(WAIT_S)  # the decode thread is inside a step of the running job
+        first = threading.Event()
+        short = job_of(media_model, "hello", stream=True)
+        short.emit = lambda event: first.set()
+        sched.submit(short)
+        assert first.wait(WAIT_S) and not held.release.is_set()
+        held.release.set()
+        results = [job.future.result(timeout=WAIT_S) for job in (running, short)]
+        # the running reply uses its whole budget (no early stop with this seed), so the short job,
+        # adopted a few steps after the release at most, joined it in the batch
+        assert results[0].completion_tokens == 40 and sched.largest_batch == 2
+    finally:
+        held.release.set()
+        sched.stop()
+
+
+def test_rows_that_fail_to_join_the_batch_fail_alone_and_the_scheduler_goes_on(media_model, monkeypatch):
+    sched = Scheduler(media_model, MediaCache(), max_batch=4, max_queue=8)
+    real, calls = sched.engine.decoder, []
+
+    def decoder(**kw):
+        dec = real(**kw)
+        if not calls:  # the decode thread's: its first adoption fails
+            adopt = dec.adopt
+
+            def failing_adopt(other):
+                calls.append(other.running)
+                if len(calls) == 1:
+                    raise RuntimeError("a bug in adopt")
+                return adopt(other)
+            dec.adopt = failing_adopt
+        return dec
+
+    monkeypatch.setattr(sched.engine, "decoder", decoder)  # the model keeps its engine: undone after the test
+    sched.start()
+    try:
+        first = job_of(media_model, "hello", max_tokens=20)
+        sched.submit(first)
+        error = first.future.exception(timeout=WAIT_S)
+        assert (error.status, error.code) == (500, "generation_failed") and "a bug in adopt" in error.message
+        second = job_of(media_model, "hello again", max_tokens=20)
+        sched.submit(second)
+        assert isinstance(second.future.result(timeout=WAIT_S), JobResult)
+    finally:
+        sched.stop()

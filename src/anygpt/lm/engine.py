@@ -132,6 +132,11 @@ class Engine:
         # step then gains nothing from running as two forwards (_split), which read the weights
         # twice, and the cache needs no zeros past the written columns (_zero_to)
         self.per_row_attention = False
+        # True when two decoders of this engine may run forwards at once, on two threads, and
+        # one may adopt the other's rows (ContinuousBatch.adopt): the torch and native forwards
+        # keep no state between calls but the cache they are given; a network's (ONNX, llama.cpp)
+        # may, and llama.cpp keeps its keys outside the torch cache
+        self.concurrent = isinstance(network, LeanLlama)
 
     # ----------------------------------------------------------------- public
     @property
@@ -437,6 +442,43 @@ class ContinuousBatch:
         for r, err in failed:
             raise RequestFailed(r) from err
         return [r for r in finished if r.reason != "error"]
+
+    def adopt(self, other: "ContinuousBatch") -> list[_Slot]:
+        """Move every row of `other` (a decoder of the same engine, e.g. one that another thread
+        prefilled and stepped while this one stepped its own rows) to the end of this batch, as
+        it stands: its cache columns, next-token logits, constraint state, ids seen, stop ids,
+        logit bias, generator and reply so far -> their slots. `other` is left empty. A row goes
+        on as it would have in `other`: its next token comes from the same logits and generator."""
+        if other.engine is not self.engine or not self.engine.concurrent:
+            raise EngineError("adopt: the rows must come from a decoder of the same engine, and the engine must "
+                              "allow concurrent decoders (Engine.concurrent)")
+        k, first = len(other.rows), len(self.rows)
+        if not k:
+            return []
+        if first + k > self.max_batch:
+            raise EngineError(f"no free slot: {first} requests are running, {k} more would pass max_batch "
+                              f"{self.max_batch}")
+        if max(r.length for r in other.rows) > self.capacity:
+            raise EngineError(f"adopt: a row is longer than this decoder's {self.capacity} columns")
+        self._zero_to(max(r.length for r in other.rows))
+        for j, r in enumerate(other.rows):
+            for mine, theirs in zip(self.cache.k + self.cache.v, other.cache.k + other.cache.v):
+                mine[first + j, :, :r.length] = theirs[j, :, :r.length]
+            self.cache.valid[first + j] = other.cache.valid[j]
+        self.rows.extend(other.rows)
+        for name in ("logits", "seen", "stops", "bias", "constrained"):
+            setattr(self, name, torch.cat([getattr(self, name), getattr(other, name)]))
+        if self.state is None:
+            self.state = other.state
+        else:
+            for name in ("seg", "pos", "remaining", "limits"):
+                setattr(self.state, name, torch.cat([getattr(self.state, name), getattr(other.state, name)]))
+        self._refresh()
+        slots, other.rows, other.state = other.rows, [], None
+        for name in ("logits", "seen", "stops", "bias", "constrained"):
+            setattr(other, name, getattr(other, name)[:0])
+        other._refresh()
+        return slots
 
     def cancel(self, slot: _Slot) -> None:
         if slot.reason is None:

@@ -99,23 +99,23 @@ class LeanLlama:
         self.rope_scaling = float(getattr(rot, "attention_scaling", 1.0))
         if getattr(rot, "rope_type", "default") == "dynamic":
             raise AnyGPTError("the generation engine does not support dynamic RoPE scaling (use engine='hf')")
-        self._cos = self._sin = None
+        self._rope: tuple[torch.Tensor, torch.Tensor] | None = None  # one attribute: two threads may read it
 
     # ----------------------------------------------------------------- rotary tables
     def _rope_tables(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         """cos, signed sin FloatTensor [length, D] for positions 0..length-1, as HF computes
         them (the first half of sin negated, see forward)."""
-        if self._cos is None or self._cos.shape[0] < length:
+        if self._rope is None or self._rope[0].shape[0] < length:
             n = max(length, int(getattr(self.config, "max_position_embeddings", 0) or 0))
             pos = torch.arange(n, dtype=torch.float32, device=self.device)
             freqs = pos[:, None] * self.inv_freq.to(self.device)[None, :]
             emb = torch.cat((freqs, freqs), dim=-1)
-            self._cos = (emb.cos() * self.rope_scaling).to(self.dtype)
+            cos = (emb.cos() * self.rope_scaling).to(self.dtype)
             # rotate_half(x) * sin == x.roll(D/2) * sin_signed (the first half's sign folded in): 2 ops, not 5
             sin = (emb.sin() * self.rope_scaling).to(self.dtype)
             half = sin.shape[-1] // 2
-            self._sin = torch.cat([-sin[:, :half], sin[:, half:]], dim=-1)
-        return self._cos, self._sin
+            self._rope = cos, torch.cat([-sin[:, :half], sin[:, half:]], dim=-1)
+        return self._rope
 
     def new_cache(self, batch: int, capacity: int) -> StaticKVCache:
         self._rope_tables(capacity)  # positions never exceed the cache's columns
@@ -156,7 +156,7 @@ class LeanLlama:
             start = end = cache.length
         if end > cache.capacity:
             raise AnyGPTError(f"KV cache overflow: {end} positions for a cache of {cache.capacity}")
-        cos_t, sin_t = self._cos, self._sin  # sized by new_cache
+        cos_t, sin_t = self._rope  # sized by new_cache
         cos, sin = cos_t[positions].unsqueeze(2), sin_t[positions].unsqueeze(2)  # [B, T, 1, D]
         mask = None
         if t > 1:

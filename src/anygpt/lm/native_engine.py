@@ -15,7 +15,8 @@ torch int8 engine's only up to near-ties; bench_generation prints the agreement 
 
 Everything else is anygpt.lm.engine.Engine's: the batch loop, sampling, stop ids and strings,
 streaming, cancellation and the segment constraint (a token mask on the logits), so every
-segment stays well-formed. The forward is single-threaded.
+segment stays well-formed. The forward is single-threaded; two threads may call it at once
+(each gets its own scratch buffers).
 
 The library is compiled with the system's C++ compiler (CXX, else g++ or c++; `-O3
 -march=native`, a few seconds) into ANYGPT_CACHE (default ~/.cache/anygpt)/native/, named by
@@ -28,6 +29,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import threading
 import shutil
 import subprocess
 import threading
@@ -156,9 +158,23 @@ class NativeForward:
                              model.intermediate, model.vocab_size, len(model.head_groups)], dtype=torch.int32)
         shapes = torch.tensor(shapes, dtype=torch.int32)
         self.keep += [dims, shapes]
-        self.handle = self.lib.anygpt_native_new(dims.data_ptr(), model.eps, model.scaling,
-                                                 *(t.data_ptr() for t in self.keep[:6]),
-                                                 (ctypes.c_void_p * len(pointers))(*pointers), shapes.data_ptr())
+        self._new_args = (dims.data_ptr(), model.eps, model.scaling, *(t.data_ptr() for t in self.keep[:6]),
+                          (ctypes.c_void_p * len(pointers))(*pointers), shapes.data_ptr())
+        # a handle holds the forward's scratch buffers, so each thread that calls gets its own
+        # (a server prefills on one thread while it steps on another); the weights are shared
+        self._local = threading.local()
+        self._handles: list[int] = []
+        self._handles_lock = threading.Lock()
+
+    @property
+    def handle(self) -> int:
+        """This thread's handle of the C++ model."""
+        handle = getattr(self._local, "handle", None)
+        if handle is None:
+            handle = self._local.handle = self.lib.anygpt_native_new(*self._new_args)
+            with self._handles_lock:
+                self._handles.append(handle)
+        return handle
 
     def __call__(self, ids: torch.Tensor, positions: torch.Tensor, cache, *, last_only: bool = True,
                  head_group: int | None = None, cols: torch.Tensor | None = None) -> torch.Tensor:
@@ -196,8 +212,8 @@ class NativeForward:
         return out
 
     def __del__(self):
-        handle, self.handle = getattr(self, "handle", None), None
-        if handle:
+        handles, self._handles = getattr(self, "_handles", []), []
+        for handle in handles:
             self.lib.anygpt_native_free(handle)
 
 

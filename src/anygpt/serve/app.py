@@ -126,7 +126,7 @@ def _stream(service: ChatService, job, request: Request) -> StreamingResponse:
     loop = asyncio.get_running_loop()
     events: asyncio.Queue = asyncio.Queue()
 
-    def emit(ev) -> None:  # called from the scheduler thread
+    def emit(ev) -> None:  # called from the scheduler's threads (decode, intake, render)
         try:
             loop.call_soon_threadsafe(events.put_nowait, ev)
         except RuntimeError:  # the event loop is closed: nobody listens any more

@@ -87,7 +87,7 @@ class Job:
     modalities the reply must hold (a segment is appended after the model's turn for each one
     it did not write); banned: modalities the reply must not hold; settings: per pass kind
     (None: the model's own turn, else the modality forced); emit: set for streaming (called
-    from the scheduler thread with events)."""
+    from the scheduler's threads with events)."""
 
     turns: list[Turn]
     settings: dict[str | None, GenerationSettings]

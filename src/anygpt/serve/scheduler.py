@@ -1,8 +1,13 @@
-"""The scheduler: one thread that owns the model and its decoder (anygpt.lm.decoder, the engine
-contract: prefill, step, cancel, stream, free). Request threads put Jobs on a bounded queue;
-between two decode steps the thread admits jobs into the decoder's free slots (continuations
-first), so a request joins the running batch at the next step boundary and leaves it as soon
-as it is done: a short text request that arrives during a long music reply starts at once.
+"""The scheduler: the threads that own the model and its decoders (anygpt.lm.decoder, the engine
+contract: prefill, step, cancel, stream, free). Request threads put Jobs on a bounded queue.
+The decode thread steps the running batch. The intake thread takes queued jobs into free slots
+(continuations first), prefills them into a decoder of its own and takes their first step there
+(their first tokens stream out) while the decode thread steps on; at the next step boundary the
+decode thread adopts those rows (ContinuousBatch.adopt). So a short text request that arrives
+during a long music reply waits for its own prefill, not for the step in progress, and leaves
+the batch as soon as it is done. An engine that cannot run two decoders at once (llama.cpp,
+ONNX Runtime: Engine.concurrent False) has no intake thread: the decode thread admits jobs
+between two steps, and they join at the next step boundary.
 
 A job's life: its media are encoded (or found in the media cache), its prompt is built from
 the chat template, then
@@ -64,6 +69,9 @@ log = logging.getLogger("anygpt.serve")
 # replies run.
 ADMIT_TOKENS = 2048
 LONG_REPLY = 512
+# The intake thread's decoders: while one waits for the decode thread to adopt its rows (up to
+# a step), the next takes new jobs.
+STAGING_DECODERS = 2
 
 
 # ----------------------------------------------------------------------------- what jobs yield
@@ -170,12 +178,15 @@ class Scheduler:
     weights; backend: the decoder backend (anygpt.lm.backends); retry_after: seconds a rejected client is told to wait; reserve_kv: take the decoder's
     whole KV cache at start (a steady memory footprint instead of one that grows with replies);
     continuous: False admits jobs only when the batch is empty, each batch running to its end
-    (the scheduler before issue 25; kept to measure against)."""
+    (the scheduler before issue 25; kept to measure against); intake_thread: new jobs are
+    prefilled, and take their first step, on a second thread while the decode thread steps the
+    running batch (when the engine allows concurrent decoders, Engine.concurrent; else, and with
+    False, the decode thread prefills them between two steps)."""
 
     def __init__(self, model, cache: MediaCache, *, max_batch: int = 8, max_queue: int = 64,
                  quantize: str | None = None, backend: str = "engine", threads: int | None = None,
                  retry_after: int = 1,
-                 reserve_kv: bool = False, continuous: bool = True):
+                 reserve_kv: bool = False, continuous: bool = True, intake_thread: bool = True):
         if max_queue < 1:
             raise ValueError(f"max_queue={max_queue}: must be at least 1")
         self.model = model
@@ -194,6 +205,19 @@ class Scheduler:
         self._decoder = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="anygpt-scheduler", daemon=True)
+        # the intake thread (see _intake_loop): its decoders (up to STAGING_DECODERS, so that it
+        # can take new jobs while earlier ones wait to be adopted), those free and those waiting for
+        # the decode thread, the rows they hold (id(slot) -> (run, start, slot)), and the wake-ups
+        self._intake = None
+        if intake_thread and getattr(self.engine, "concurrent", False):
+            self._intake = threading.Thread(target=self._intake_loop, name="anygpt-intake", daemon=True)
+        self._stagings: list = []
+        self._free_stagings: queue.SimpleQueue = queue.SimpleQueue()
+        self._to_adopt: queue.SimpleQueue = queue.SimpleQueue()
+        self._staged: dict[int, tuple[_Run, list[int], object]] = {}
+        self._lock = threading.Lock()  # _slots and _staged, which both threads read
+        self._adopt_wake = threading.Event()  # -> decode: staged rows are ready
+        self._intake_wake = threading.Event()  # -> intake: a job queued, a slot freed, a decoder free
         self._renderer = ThreadPoolExecutor(1, thread_name_prefix="anygpt-render")
         self._bias: dict[tuple[str, ...], torch.Tensor] = {}
         self.batches = 0  # decode steps made (tests and /health read it)
@@ -231,6 +255,7 @@ class Scheduler:
             if self.queued >= self._queue.maxsize:  # jobs taken from the queue still wait
                 raise queue.Full
             self._queue.put_nowait(job)
+            self._intake_wake.set()
         except queue.Full:
             raise APIError(503, f"the server is busy: {self._queue.maxsize} requests are waiting; retry in "
                                 f"{self.retry_after} s", code="server_busy",
@@ -242,7 +267,8 @@ class Scheduler:
 
     @property
     def running(self) -> int:
-        return len(self._slots)
+        """Requests in the batch, those the intake thread holds for their first step included."""
+        return len(self._slots) + len(self._staged)
 
     @property
     def context_tokens(self) -> int:
@@ -251,34 +277,118 @@ class Scheduler:
 
     # ------------------------------------------------------------- the loop
     def _loop(self) -> None:
+        """The decode thread: steps the running batch. Without an intake thread it also admits
+        jobs between two steps; with one, it adopts the rows the intake thread staged."""
         if self.threads:
             torch.set_num_threads(self.threads)
         self._decoder = self.engine.decoder(reserve=self.reserve_kv)
+        if self._intake is not None:
+            self._intake.start()
         try:
             while not self._stop.is_set():
-                self._expire_waiting()
-                self._admit()
+                if self._intake is None:
+                    self._expire_waiting()
+                    self._admit()
+                else:
+                    self._adopt_wake.clear()
+                    self._adopt()
                 if self._slots:
-                    self._step()
+                    self._step(self._decoder, self._slots)
+                elif self._intake is not None:
+                    self._adopt_wake.wait(0.05)
         finally:
+            self._stop.set()  # also after a crash of this loop: the intake thread must not wait on it
+            self._intake_wake.set()
+            if self._intake is not None and self._intake.is_alive():
+                self._intake.join()
             closing = APIError(503, "the server is shutting down", code="shutting_down")
-            for run, _, _ in list(self._slots.values()):
+            for run, _, _ in list(self._slots.values()) + list(self._staged.values()):
                 self._fail(run, closing)
+            self._staged = {}
             self._close_decoder()
 
-    def _admit(self) -> None:
-        """Fill the decoder's free slots: continuations first, then waiting short jobs, then long
-        ones while a long slot is free (waiting a little for a job only when nothing runs). Each
-        job is prepared on its own, then the prepared ones are prefilled together; a job that
-        fails either step fails alone."""
-        dec = self._decoder
-        if self._slots and not self.continuous:
-            return
-        self._take_queued(wait=not self._slots and not self._waiting and not self._continuing)
-        free = dec.max_batch - dec.running
-        budget = ADMIT_TOKENS if self._slots else None
+    def _intake_loop(self) -> None:
+        """The intake thread: takes queued jobs, prefills them into a decoder of its own and takes
+        their first step there (their first tokens stream out), while the decode thread steps
+        the running batch; then hands that decoder over (_adopt) and goes on with another. A
+        short request's first token so waits for its own prefill, not for the step in progress."""
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        while not self._stop.is_set():
+            self._intake_wake.clear()
+            self._expire_waiting()
+            staging = self._free_staging()
+            if staging is None or not self._admit(staging, self._staged):
+                if staging is not None:
+                    self._free_stagings.put(staging)
+                self._intake_wake.wait(0.05)
+                continue
+            if not self._step(staging, self._staged):  # it failed as a whole and was closed
+                staging = self._replace_staging(staging)
+            if staging.running:
+                self._to_adopt.put(staging)
+                self._adopt_wake.set()
+            else:
+                self._free_stagings.put(staging)
+
+    def _free_staging(self):
+        """Intake thread: a free staging decoder, a new one while there are fewer than
+        STAGING_DECODERS, else None (all wait to be adopted)."""
+        try:
+            return self._free_stagings.get_nowait()
+        except queue.Empty:
+            return self._replace_staging() if len(self._stagings) < STAGING_DECODERS else None
+
+    def _replace_staging(self, closed=None):
+        """A new staging decoder, in place of `closed` (one that failed) if given."""
+        if closed is not None:
+            self._stagings.remove(closed)
+        staging = self.engine.decoder()
+        self._stagings.append(staging)
+        return staging
+
+    def _adopt(self) -> None:
+        """Decode thread: the rows of the staging decoders handed over join the running batch,
+        and those decoders go back to the intake thread."""
+        while True:
+            try:
+                staging = self._to_adopt.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                slots = self._decoder.adopt(staging)
+            except Exception as e:  # noqa: BLE001 - a bug: those requests fail, the batch goes on
+                log.exception("adopting the staged requests failed")
+                slots = []
+                with self._lock:
+                    failed = [self._staged.pop(id(slot)) for slot in list(staging.rows)]
+                for run, _, _ in failed:
+                    self._fail(run, APIError(500, f"joining the batch failed: {e}", code="generation_failed"))
+                staging.close()
+                staging = self._replace_staging(staging)
+            with self._lock:
+                for slot in slots:
+                    self._slots[id(slot)] = self._staged.pop(id(slot))
+            self._free_stagings.put(staging)
+            self._intake_wake.set()
+
+    def _admit(self, dec=None, slots: dict | None = None) -> bool:
+        """Fill free slots of the batch, prefilling into `dec` and recording the rows in `slots`
+        (default: the decode thread's decoder and running rows): continuations first, then
+        waiting short jobs, then long ones while a long slot is free (waiting a little for a job
+        only when nothing runs). Each job is prepared on its own, then the prepared ones are
+        prefilled together; a job that fails either step fails alone. -> whether any joined."""
+        dec, slots = (self._decoder, self._slots) if dec is None else (dec, slots)
+        if not self.continuous and (self._slots or self._staged):
+            return False
+        self._take_queued(wait=dec is self._decoder and not self._slots and not self._waiting
+                          and not self._continuing)
+        with self._lock:
+            held = len(self._slots) + len(self._staged)
+            long_running = sum(_is_long(run) for run, _, _ in list(self._slots.values()) + list(self._staged.values()))
+        free = self.max_batch - held
+        budget = ADMIT_TOKENS if held else None
         long_slots = max(1, self.max_batch - max(1, self.max_batch // 4)) if self.continuous else self.max_batch
-        long_running = sum(_is_long(run) for run, _, _ in self._slots.values())
         ready: list[tuple[_Run, object, list[int]]] = []
         tokens = 0
         while len(ready) < free and (budget is None or tokens < budget) and not self._stop.is_set():
@@ -294,26 +404,16 @@ class Scheduler:
             ready.append((run, request, start))
             tokens += int(torch.as_tensor(request.prompt).numel())
         if not ready:
-            return
-        for (run, _, start), slot in zip(ready, self._prefill([request for _, request, _ in ready])):
+            return False
+        joined = False
+        for (run, _, start), slot in zip(ready, _prefill(dec, [request for _, request, _ in ready])):
             if isinstance(slot, BaseException):
                 self._fail_preparing(run, slot)
             else:
-                self._slots[id(slot)] = (run, start, slot)
-
-    def _prefill(self, requests: list) -> list:
-        """requests -> one slot each, or the exception that request raised: in one batched call
-        when the decoder has prefill_many (our engine), else one by one."""
-        many = getattr(self._decoder, "prefill_many", None)
-        if many is not None:
-            return many(requests)
-        out = []
-        for request in requests:
-            try:
-                out.append(self._decoder.prefill(request))
-            except Exception as e:  # noqa: BLE001
-                out.append(e)
-        return out
+                with self._lock:
+                    slots[id(slot)] = (run, start, slot)
+                joined = True
+        return joined
 
     def _fail_preparing(self, run: _Run, e: BaseException) -> None:
         """A job that could not join the batch fails with the API error its exception means."""
@@ -351,34 +451,50 @@ class Scheduler:
             self._waiting.remove(run)
         return run
 
-    def _step(self) -> None:
-        self.batches += 1
-        self.largest_batch = max(self.largest_batch, len(self._slots))
+    def _step(self, dec, slots: dict) -> bool:
+        """One step of `dec`, whose rows `slots` records (the decode thread's batch, or the
+        intake thread's staged rows): finished rows go on to _after. -> False when the step
+        failed as a whole (its requests failed, the decoder must be replaced)."""
+        if dec is self._decoder:
+            self.batches += 1
+            self.largest_batch = max(self.largest_batch, len(slots))
         try:
-            finished = self._decoder.step()
+            finished = dec.step()
         except RequestFailed as e:  # that request's streamer failed; it already left the batch
-            run, _, _ = self._slots.pop(id(e.slot))
+            with self._lock:
+                run, _, _ = slots.pop(id(e.slot))
+            self._intake_wake.set()
             log.error("streaming a reply failed: %r", e.__cause__)
             self._fail(run, APIError(500, f"streaming the reply failed: {e.__cause__}", code="internal_error"))
-            return
+            return True
         except Exception as e:  # noqa: BLE001 - a bug in a step: its requests fail, the server goes on
             log.exception("a decode step failed")
-            for run, _, _ in list(self._slots.values()):
+            with self._lock:
+                failed = list(slots.values())
+                slots.clear()
+            self._intake_wake.set()
+            for run, _, _ in failed:
                 self._fail(run, APIError(500, f"generation failed: {e}", code="generation_failed"))
-            self._close_decoder()
-            self._decoder = self.engine.decoder(reserve=self.reserve_kv)
-            return
+            dec.close()
+            if dec is self._decoder:
+                self._decoder = self.engine.decoder(reserve=self.reserve_kv)
+            return False
         for slot in finished:
-            run, start, _ = self._slots.pop(id(slot))
+            with self._lock:
+                run, start, _ = slots.pop(id(slot))
             try:
                 self._after(run, start, slot.result)
             except Exception as e:  # noqa: BLE001
                 log.exception("finishing a reply failed")
                 self._fail(run, APIError(500, f"rendering the reply failed: {e}", code="render_failed"))
+        if finished:
+            self._intake_wake.set()
+        return True
 
     def _close_decoder(self) -> None:
-        if self._decoder is not None:
-            self._decoder.close()
+        for dec in [self._decoder] + self._stagings:
+            if dec is not None:
+                dec.close()
         self._slots.clear()
 
     def _expire_waiting(self) -> None:
@@ -538,7 +654,7 @@ class Scheduler:
 
     # ------------------------------------------------------------- streaming
     def _on_event(self, run: _Run, event) -> None:
-        """ReplyStreamer events (scheduler thread, inside the engine's step) -> the job's stream
+        """ReplyStreamer events (the decode or intake thread, inside a step) -> the job's stream
         events. A failure here stops this job only, never the batch."""
         try:
             self._stream_event(run, event)
@@ -602,6 +718,21 @@ class Scheduler:
             job.emit(Failed(error))
         if not job.future.done():
             job.future.set_exception(error)
+
+
+def _prefill(dec, requests: list) -> list:
+    """requests -> one slot each in `dec`, or the exception that request raised: in one batched
+    call when the decoder has prefill_many (our engine), else one by one."""
+    many = getattr(dec, "prefill_many", None)
+    if many is not None:
+        return many(requests)
+    out = []
+    for request in requests:
+        try:
+            out.append(dec.prefill(request))
+        except Exception as e:  # noqa: BLE001
+            out.append(e)
+    return out
 
 
 def _is_long(run: _Run) -> bool:

@@ -36,6 +36,7 @@ class ServeConfig:
     retry_after: int = 1
     reserve_kv: bool = False  # take the whole KV cache at start (steady memory; see Scheduler)
     continuous: bool = True  # False: whole batches run to their end (the old scheduler, for benchmarks)
+    intake_thread: bool = True  # False: new requests are prefilled on the decode thread (for benchmarks)
 
 
 class ChatService:
@@ -46,7 +47,7 @@ class ChatService:
         self.scheduler = Scheduler(model, self.cache, max_batch=config.max_batch, max_queue=config.max_queue,
                                    quantize=config.quantize, backend=config.engine, threads=config.threads,
                                    retry_after=config.retry_after, reserve_kv=config.reserve_kv,
-                                   continuous=config.continuous)
+                                   continuous=config.continuous, intake_thread=config.intake_thread)
         context = self.scheduler.context_tokens
         self.max_text_bytes = max_text_bytes(model.tokenizer, context)
         self._switch_before: float | None = None
