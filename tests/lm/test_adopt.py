@@ -1,8 +1,9 @@
-"""ContinuousBatch.adopt: rows prefilled and stepped in a second decoder, on another thread while
-the first decoder steps its own rows, join the first batch and go on with exactly the tokens each
-request gets in one decoder; the second decoder is left empty and reusable; what cannot join is
-refused with a clear message. On the torch engine and on the native (C++) one, whose forward two
-threads then call at once."""
+"""ContinuousBatch.step(adopt=...): rows prefilled in a second decoder and given their first
+token there (step(feed=False)), on another thread while the first decoder steps its own rows,
+join the first batch and go on with exactly the tokens each request gets in one decoder; the
+second decoder is left empty and reusable; what cannot join is refused with a clear message and
+nothing moves. On the torch engine and on the native (C++) one, whose forward two threads then
+call at once."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ import threading
 import pytest
 
 from anygpt.lm.backends import build_engine
-from anygpt.lm.decoder import EngineError
-from anygpt.lm.engine import Engine, Request
+from anygpt.lm.engine import AdoptionRefused, Engine, Request
 from anygpt.lm.generation import GenerationSettings
 
 pytestmark = pytest.mark.usefixtures("temporary_export_cache")
@@ -38,7 +38,10 @@ def finish(dec, slots) -> list[list[int]]:
 
 @pytest.mark.parametrize("backend", ["torch", "native"])
 @pytest.mark.parametrize("settings", [GREEDY, SAMPLE], ids=["greedy", "sampled"])
-def test_rows_stepped_on_another_thread_join_with_the_tokens_of_one_decoder(compact_lm, backend, settings):
+def test_rows_left_unfed_join_through_the_next_steps_forward(compact_lm, backend, settings):
+    """The server's way: the joining rows' first step stops before its forward (feed=False), and
+    the running batch feeds their chosen tokens in its own next forward (step(adopt=...)). Also
+    when the batch has no rows of its own, and when every joining row ended at its first token."""
     engine = engines(compact_lm)[backend]
     requests = [Request(p, settings, generator=i) for i, p in enumerate(RUNNING + JOINING)]
     one = engine.decoder()
@@ -47,26 +50,32 @@ def test_rows_stepped_on_another_thread_join_with_the_tokens_of_one_decoder(comp
     main, staging = engine.decoder(), engine.decoder()
     running = main.prefill_many(requests[:len(RUNNING)])
     main.step()
-    joined, first = [], []
+    joined = []
 
-    def intake():  # prefill and first step of the joining requests, while main steps on
+    def intake():
         joined.extend(staging.prefill_many(requests[len(RUNNING):]))
-        staging.step()
-        first.extend(s.out[0] for s in joined)
+        staging.step(feed=False)
 
     thread = threading.Thread(target=intake)
     thread.start()
     for _ in range(3):
         main.step()
     thread.join()
-    adopted = main.adopt(staging)
-    assert {id(s) for s in adopted} == {id(s) for s in joined}  # in row order, prefill's groups first
-    assert main.running == len(requests) and staging.running == 0
-    assert first == [w[0] for w in want[len(RUNNING):]]  # streamed before they joined
+    assert staging.unfed and [s.out[0] for s in joined] == [w[0] for w in want[len(RUNNING):]]  # streamed
+    main.step(adopt=[staging])
+    assert main.running == len(requests) and staging.running == 0 and not staging.unfed
     assert finish(main, running + joined) == want
 
-    again = staging.prefill_many(requests[len(RUNNING):])  # the emptied decoder takes new rows
-    assert finish(staging, again) == want[len(RUNNING):]
+    alone = staging.prefill_many(requests[:1])  # into an idle batch
+    staging.step(feed=False)
+    idle = engine.decoder()
+    idle.step(adopt=[staging])
+    assert finish(idle, alone) == want[:1]
+
+    one_token = Request(JOINING[1], settings.with_(max_new_tokens=1), generator=1)
+    ended = staging.prefill_many([one_token])
+    assert staging.step(feed=False) == ended and staging.running == 0
+    assert finish(staging, staging.prefill_many(requests[len(RUNNING):])) == want[len(RUNNING):]  # reusable
 
 
 def test_what_cannot_join_is_refused_and_nothing_moves(compact_lm):
@@ -75,15 +84,19 @@ def test_what_cannot_join_is_refused_and_nothing_moves(compact_lm):
     main, staging = engine.decoder(), engine.decoder()
     main.prefill_many([Request(p, GREEDY) for p in RUNNING[:2]])
     staging.prefill_many([Request(p, GREEDY) for p in JOINING[:2]])
-    with pytest.raises(EngineError, match="no free slot: 2 requests are running, 2 more would pass max_batch 3"):
-        main.adopt(staging)
-    assert (main.running, staging.running) == (2, 2)
-    with pytest.raises(EngineError, match="same engine"):
-        built["native"].decoder().adopt(staging)
+    with pytest.raises(AdoptionRefused, match="must wait with their chosen tokens"):
+        main.step(adopt=[staging])
+    staging.step(feed=False)
+    before = [list(s.out) for s in main.rows]
+    with pytest.raises(AdoptionRefused, match="no free slot: 2 requests are running, 2 more would pass max_batch 3"):
+        main.step(adopt=[staging])
+    assert [list(s.out) for s in main.rows] == before and (main.running, staging.running) == (2, 2)
+    with pytest.raises(AdoptionRefused, match="same engine"):
+        built["native"].decoder().step(adopt=[staging])
     engine.concurrent = False
     try:
-        with pytest.raises(EngineError, match="concurrent"):
-            engine.decoder().adopt(staging)
+        with pytest.raises(AdoptionRefused, match="concurrent"):
+            engine.decoder().step(adopt=[staging])
     finally:
         engine.concurrent = True
-    assert main.adopt(engine.decoder()) == []
+    assert main.step(adopt=[engine.decoder()]) == [] and main.running == 2  # an empty one: nothing joins

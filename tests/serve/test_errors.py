@@ -165,14 +165,13 @@ class HeldDecoder:
         self.held.waiting.extend(requests)
         return self.dec.prefill_many(requests, **kw)
 
-    def adopt(self, other):  # the intake thread's rows joining the batch
-        return self.dec.adopt(other.dec if isinstance(other, HeldDecoder) else other)
-
-    def step(self):
+    def step(self, **kw):
         # held until the test releases it, however long a loaded machine takes to get there
         while not self.held.release.wait(0.05) and not self.held.stopping.is_set():
             pass
-        done = self.dec.step()
+        if "adopt" in kw:  # the intake thread's rows joining the batch, from decoders wrapped too
+            kw["adopt"] = [d.dec if isinstance(d, HeldDecoder) else d for d in kw["adopt"]]
+        done = self.dec.step(**kw)
         self.held.results += [s.result for s in done]
         return done
 

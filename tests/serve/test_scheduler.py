@@ -149,11 +149,11 @@ class MainStepHeld:
         if self.built == 1:
             step = dec.step
 
-            def held_step():
+            def held_step(**kw):
                 if dec.running:
                     self.entered.set()
                     assert self.release.wait(WAIT_S)
-                return step()
+                return step(**kw)
             dec.step = held_step
         return dec
 
@@ -187,19 +187,23 @@ def test_a_new_request_streams_its_first_token_while_the_running_batch_is_mid_st
 
 def test_rows_that_fail_to_join_the_batch_fail_alone_and_the_scheduler_goes_on(media_model, monkeypatch):
     sched = Scheduler(media_model, MediaCache(), max_batch=4, max_queue=8)
-    real, calls = sched.engine.decoder, []
+    from anygpt.lm.engine import AdoptionRefused
+
+    real, built, calls = sched.engine.decoder, [], []
 
     def decoder(**kw):
         dec = real(**kw)
-        if not calls:  # the decode thread's: its first adoption fails
-            adopt = dec.adopt
+        built.append(dec)
+        if len(built) == 1:  # the decode thread's: its first adoption is refused
+            step = dec.step
 
-            def failing_adopt(other):
-                calls.append(other.running)
-                if len(calls) == 1:
-                    raise RuntimeError("a bug in adopt")
-                return adopt(other)
-            dec.adopt = failing_adopt
+            def refusing_step(**kw):
+                if kw.get("adopt"):
+                    calls.append(len(kw["adopt"]))
+                    if len(calls) == 1:
+                        raise AdoptionRefused("a bug in adopt")
+                return step(**kw)
+            dec.step = refusing_step
         return dec
 
     monkeypatch.setattr(sched.engine, "decoder", decoder)  # the model keeps its engine: undone after the test

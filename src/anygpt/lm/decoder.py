@@ -100,8 +100,8 @@ class Backend(Protocol):
     """A loaded model ready to decode. max_len: the longest prompt + reply of one request;
     max_batch: requests a decoder runs at once; vocab_size: the length of a logit bias.
     Optional: `concurrent` True when two of its decoders may run at once on two threads and one
-    may adopt the other's rows (`decoder.adopt(other)`, anygpt.lm.engine.ContinuousBatch; the
-    server's intake thread uses it); absent means False."""
+    may adopt the other's rows (`decoder.step(adopt=[other])`, anygpt.lm.engine.ContinuousBatch;
+    the server's intake thread uses it); absent means False."""
 
     max_len: int
     max_batch: int

@@ -133,9 +133,9 @@ class Engine:
         # twice, and the cache needs no zeros past the written columns (_zero_to)
         self.per_row_attention = False
         # True when two decoders of this engine may run forwards at once, on two threads, and
-        # one may adopt the other's rows (ContinuousBatch.adopt): the torch and native forwards
-        # keep no state between calls but the cache they are given; a network's (ONNX, llama.cpp)
-        # may, and llama.cpp keeps its keys outside the torch cache
+        # one may adopt the other's rows (ContinuousBatch.step(adopt=...)): the torch and native
+        # forwards keep no state between calls but the cache they are given; a network's (ONNX,
+        # llama.cpp) may, and llama.cpp keeps its keys outside the torch cache
         self.concurrent = isinstance(network, LeanLlama)
 
     # ----------------------------------------------------------------- public
@@ -238,6 +238,10 @@ class Engine:
         return int(g[0]) if bool((g == g[0]).all()) else None
 
 
+class AdoptionRefused(EngineError):
+    """Rows that cannot join a batch (ContinuousBatch.step(adopt=...)); nothing moved."""
+
+
 class _Slot:
     """A request in a ContinuousBatch (the contract's Slot): its row, cache length, reply."""
 
@@ -331,6 +335,7 @@ class ContinuousBatch:
         # row, and a masked column still multiplies its value by 0 (uninitialised memory can be
         # NaN). Zeroed as the high-water mark grows, so memory is touched only as it is used.
         self.zeroed = 0
+        self.unfed = False  # a step(feed=False) left the rows' chosen tokens for a later forward
         if reserve:
             self._zero_to(self.capacity)
         self.rows: list[_Slot] = []
@@ -369,6 +374,8 @@ class ContinuousBatch:
         on a small model a forward's cost is mostly per operator, so a group of short prompts
         costs little more than one. A request's logits are those of prefill([request]) up to
         float rounding (the same ids at the same positions, other rows masked out)."""
+        if self.unfed:  # the running rows' chosen tokens go through the forward before others join
+            self._feed()
         out: list[_Slot | BaseException | None] = [None] * len(requests)
         joining: list[_Joining] = []
         room = self.max_batch - len(self.rows)
@@ -401,8 +408,22 @@ class ContinuousBatch:
         return out
 
     @torch.inference_mode()
-    def step(self) -> list[_Slot]:
-        if not self.rows:
+    def step(self, *, feed: bool = True, adopt: Sequence["ContinuousBatch"] = ()) -> list[_Slot]:
+        """Every running row's next token: chosen, streamed, checked for its end, then fed to the
+        forward that gives the rows' next logits -> the rows that finished (and left).
+        feed=False: stop before that forward, the chosen tokens waiting in the rows (a decoder
+        whose rows another one adopts: its forward is saved). adopt: decoders of the same engine
+        whose rows wait so (e.g. prefilled and given their first token on another thread while
+        this batch stepped); after this step's rows are chosen, each of their rows moves to the
+        end of this batch as it stands (cache columns, constraint state, ids seen, stop ids,
+        logit bias, generator, reply so far) and their tokens go through this step's forward with
+        the others; they are left empty. A row goes on with the tokens it would have had in its
+        own decoder. AdoptionRefused (nothing moved) when they cannot join."""
+        if self.unfed:  # the tokens chosen by a step(feed=False) go through the forward first
+            self._feed()
+        if adopt:  # refused before anything moves, so a refusal leaves this batch as it was
+            self._check_adoptable(adopt)
+        if not self.rows and not adopt:
             return []
         e, rows = self.engine, self.rows
         for r in rows:
@@ -437,29 +458,41 @@ class ContinuousBatch:
         finished = [r for r in rows if r.reason is not None]
         if finished:
             self._leave(finished)
-        if self.rows:
-            self._decode([r.out[-1] for r in self.rows])
+        for other in adopt:
+            self._adopt_rows(other)
+        self.unfed = True
+        if feed:
+            self._feed()
         for r, err in failed:
             raise RequestFailed(r) from err
         return [r for r in finished if r.reason != "error"]
 
-    def adopt(self, other: "ContinuousBatch") -> list[_Slot]:
-        """Move every row of `other` (a decoder of the same engine, e.g. one that another thread
-        prefilled and stepped while this one stepped its own rows) to the end of this batch, as
-        it stands: its cache columns, next-token logits, constraint state, ids seen, stop ids,
-        logit bias, generator and reply so far -> their slots. `other` is left empty. A row goes
-        on as it would have in `other`: its next token comes from the same logits and generator."""
-        if other.engine is not self.engine or not self.engine.concurrent:
-            raise EngineError("adopt: the rows must come from a decoder of the same engine, and the engine must "
-                              "allow concurrent decoders (Engine.concurrent)")
-        k, first = len(other.rows), len(self.rows)
-        if not k:
-            return []
+    def _feed(self) -> None:
+        """The rows' chosen tokens through the forward -> their next logits."""
+        self.unfed = False
+        if self.rows:
+            self._decode([r.out[-1] for r in self.rows])
+
+    def _check_adoptable(self, others: Sequence["ContinuousBatch"]) -> None:
+        """AdoptionRefused unless every row of `others` can join this batch in this step."""
+        for other in others:
+            if other.engine is not self.engine or not self.engine.concurrent:
+                raise AdoptionRefused("adopt: the rows must come from a decoder of the same engine, and the "
+                                      "engine must allow concurrent decoders (Engine.concurrent)")
+            if other.rows and not other.unfed:
+                raise AdoptionRefused("adopt: the rows must wait with their chosen tokens (left by step(feed=False))")
+            if other.rows and max(r.length for r in other.rows) > self.capacity:
+                raise AdoptionRefused(f"adopt: a row is longer than this decoder's {self.capacity} columns")
+        k, first = sum(len(o.rows) for o in others), len(self.rows)
         if first + k > self.max_batch:
-            raise EngineError(f"no free slot: {first} requests are running, {k} more would pass max_batch "
-                              f"{self.max_batch}")
-        if max(r.length for r in other.rows) > self.capacity:
-            raise EngineError(f"adopt: a row is longer than this decoder's {self.capacity} columns")
+            raise AdoptionRefused(f"no free slot: {first} requests are running, {k} more would pass max_batch "
+                                  f"{self.max_batch}")
+
+    def _adopt_rows(self, other: "ContinuousBatch") -> None:
+        """Move every row of `other` (checked by _check_adoptable) to the end of this batch."""
+        first = len(self.rows)
+        if not other.rows:
+            return
         self._zero_to(max(r.length for r in other.rows))
         for j, r in enumerate(other.rows):
             for mine, theirs in zip(self.cache.k + self.cache.v, other.cache.k + other.cache.v):
@@ -474,11 +507,10 @@ class ContinuousBatch:
             for name in ("seg", "pos", "remaining", "limits"):
                 setattr(self.state, name, torch.cat([getattr(self.state, name), getattr(other.state, name)]))
         self._refresh()
-        slots, other.rows, other.state = other.rows, [], None
+        other.rows, other.state, other.unfed = [], None, False
         for name in ("logits", "seen", "stops", "bias", "constrained"):
             setattr(other, name, getattr(other, name)[:0])
         other._refresh()
-        return slots
 
     def cancel(self, slot: _Slot) -> None:
         if slot.reason is None:

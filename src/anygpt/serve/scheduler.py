@@ -1,9 +1,10 @@
 """The scheduler: the threads that own the model and its decoders (anygpt.lm.decoder, the engine
 contract: prefill, step, cancel, stream, free). Request threads put Jobs on a bounded queue.
 The decode thread steps the running batch. The intake thread takes queued jobs into free slots
-(continuations first), prefills them into a decoder of its own and takes their first step there
-(their first tokens stream out) while the decode thread steps on; at the next step boundary the
-decode thread adopts those rows (ContinuousBatch.adopt). So a short text request that arrives
+(continuations first), prefills them into a decoder of its own and chooses their first tokens
+there (they stream out) while the decode thread steps on; the decode thread adopts those rows
+in its next step, whose forward feeds their first tokens with its own rows'
+(ContinuousBatch.step(adopt=...)). So a short text request that arrives
 during a long music reply waits for its own prefill, not for the step in progress, and leaves
 the batch as soon as it is done. An engine that cannot run two decoders at once (llama.cpp,
 ONNX Runtime: Engine.concurrent False) has no intake thread: the decode thread admits jobs
@@ -48,6 +49,7 @@ import torch
 
 from anygpt.errors import AnyGPTError
 from anygpt.lm.decoder import EngineError, RequestFailed
+from anygpt.lm.engine import AdoptionRefused
 from anygpt.lm.streaming import ReplyStreamer, SegmentDone, TextDelta
 from anygpt.modalities.speech_streaming import AudioChunk
 from anygpt.parts import CodesPart, TextPart
@@ -69,9 +71,9 @@ log = logging.getLogger("anygpt.serve")
 # replies run.
 ADMIT_TOKENS = 2048
 LONG_REPLY = 512
-# The intake thread's decoders: while one waits for the decode thread to adopt its rows (up to
+# The intake thread's decoders: while some wait for the decode thread to adopt their rows (up to
 # a step), the next takes new jobs.
-STAGING_DECODERS = 2
+STAGING_DECODERS = 4
 
 
 # ----------------------------------------------------------------------------- what jobs yield
@@ -179,7 +181,7 @@ class Scheduler:
     whole KV cache at start (a steady memory footprint instead of one that grows with replies);
     continuous: False admits jobs only when the batch is empty, each batch running to its end
     (the scheduler before issue 25; kept to measure against); intake_thread: new jobs are
-    prefilled, and take their first step, on a second thread while the decode thread steps the
+    prefilled, and get their first token, on a second thread while the decode thread steps the
     running batch (when the engine allows concurrent decoders, Engine.concurrent; else, and with
     False, the decode thread prefills them between two steps)."""
 
@@ -267,7 +269,7 @@ class Scheduler:
 
     @property
     def running(self) -> int:
-        """Requests in the batch, those the intake thread holds for their first step included."""
+        """Requests in the batch, those the intake thread holds for their first token included."""
         return len(self._slots) + len(self._staged)
 
     @property
@@ -289,11 +291,12 @@ class Scheduler:
                 if self._intake is None:
                     self._expire_waiting()
                     self._admit()
+                    handed = []
                 else:
                     self._adopt_wake.clear()
-                    self._adopt()
-                if self._slots:
-                    self._step(self._decoder, self._slots)
+                    handed = self._handed_over()
+                if self._slots or handed:
+                    self._step(self._decoder, self._slots, adopt=handed)
                 elif self._intake is not None:
                     self._adopt_wake.wait(0.05)
         finally:
@@ -308,10 +311,12 @@ class Scheduler:
             self._close_decoder()
 
     def _intake_loop(self) -> None:
-        """The intake thread: takes queued jobs, prefills them into a decoder of its own and takes
-        their first step there (their first tokens stream out), while the decode thread steps
-        the running batch; then hands that decoder over (_adopt) and goes on with another. A
-        short request's first token so waits for its own prefill, not for the step in progress."""
+        """The intake thread: takes queued jobs, prefills them into a decoder of its own and
+        chooses their first tokens there (they stream out), while the decode thread steps the
+        running batch; then hands that decoder over and goes on with another. The decode thread
+        adopts the rows in its next step, whose forward feeds their first tokens with its own
+        (ContinuousBatch.step(adopt=...)). A short request's first token so waits for its own
+        prefill, not for the step in progress."""
         if self.threads:
             torch.set_num_threads(self.threads)
         while not self._stop.is_set():
@@ -323,7 +328,7 @@ class Scheduler:
                     self._free_stagings.put(staging)
                 self._intake_wake.wait(0.05)
                 continue
-            if not self._step(staging, self._staged):  # it failed as a whole and was closed
+            if not self._step(staging, self._staged, feed=False):  # it failed as a whole and was closed
                 staging = self._replace_staging(staging)
             if staging.running:
                 self._to_adopt.put(staging)
@@ -347,30 +352,14 @@ class Scheduler:
         self._stagings.append(staging)
         return staging
 
-    def _adopt(self) -> None:
-        """Decode thread: the rows of the staging decoders handed over join the running batch,
-        and those decoders go back to the intake thread."""
+    def _handed_over(self) -> list:
+        """Decode thread: the staging decoders the intake thread handed over, oldest first."""
+        handed = []
         while True:
             try:
-                staging = self._to_adopt.get_nowait()
+                handed.append(self._to_adopt.get_nowait())
             except queue.Empty:
-                return
-            try:
-                slots = self._decoder.adopt(staging)
-            except Exception as e:  # noqa: BLE001 - a bug: those requests fail, the batch goes on
-                log.exception("adopting the staged requests failed")
-                slots = []
-                with self._lock:
-                    failed = [self._staged.pop(id(slot)) for slot in list(staging.rows)]
-                for run, _, _ in failed:
-                    self._fail(run, APIError(500, f"joining the batch failed: {e}", code="generation_failed"))
-                staging.close()
-                staging = self._replace_staging(staging)
-            with self._lock:
-                for slot in slots:
-                    self._slots[id(slot)] = self._staged.pop(id(slot))
-            self._free_stagings.put(staging)
-            self._intake_wake.set()
+                return handed
 
     def _admit(self, dec=None, slots: dict | None = None) -> bool:
         """Fill free slots of the batch, prefilling into `dec` and recording the rows in `slots`
@@ -451,15 +440,25 @@ class Scheduler:
             self._waiting.remove(run)
         return run
 
-    def _step(self, dec, slots: dict) -> bool:
+    def _step(self, dec, slots: dict, *, feed: bool = True, adopt: list = ()) -> bool:
         """One step of `dec`, whose rows `slots` records (the decode thread's batch, or the
-        intake thread's staged rows): finished rows go on to _after. -> False when the step
-        failed as a whole (its requests failed, the decoder must be replaced)."""
+        intake thread's staged rows): finished rows go on to _after. feed, adopt: see
+        ContinuousBatch.step; the adopted rows move from _staged to `slots` and their staging
+        decoders go back to the intake thread. -> False when the step failed as a whole (its
+        requests failed, the decoder must be replaced)."""
         if dec is self._decoder:
             self.batches += 1
-            self.largest_batch = max(self.largest_batch, len(slots))
+            self.largest_batch = max(self.largest_batch, len(slots) + sum(st.running for st in adopt))
+        adopting = [slot for st in adopt for slot in st.rows]
         try:
-            finished = dec.step()
+            try:
+                # the contract's plain step() unless the intake thread's rows are involved
+                finished = dec.step(feed=feed, adopt=adopt) if adopt or not feed else dec.step()
+            except AdoptionRefused as e:  # a bug: those requests fail, the batch goes on
+                log.exception("adopting the staged requests failed")
+                self._fail_staged(adopt, adopting, e)
+                adopt, adopting = [], []
+                finished = dec.step()
         except RequestFailed as e:  # that request's streamer failed; it already left the batch
             with self._lock:
                 run, _, _ = slots.pop(id(e.slot))
@@ -469,6 +468,7 @@ class Scheduler:
             return True
         except Exception as e:  # noqa: BLE001 - a bug in a step: its requests fail, the server goes on
             log.exception("a decode step failed")
+            self._fail_staged(adopt, adopting, e)
             with self._lock:
                 failed = list(slots.values())
                 slots.clear()
@@ -479,6 +479,13 @@ class Scheduler:
             if dec is self._decoder:
                 self._decoder = self.engine.decoder(reserve=self.reserve_kv)
             return False
+        if adopt:
+            with self._lock:
+                for slot in adopting:
+                    slots[id(slot)] = self._staged.pop(id(slot))
+            for staging in adopt:
+                self._free_stagings.put(staging)
+            self._intake_wake.set()
         for slot in finished:
             with self._lock:
                 run, start, _ = slots.pop(id(slot))
@@ -490,6 +497,17 @@ class Scheduler:
         if finished:
             self._intake_wake.set()
         return True
+
+    def _fail_staged(self, stagings: list, rows: list, e: BaseException) -> None:
+        """Decode thread: staged rows that could not join fail; their decoders are replaced."""
+        with self._lock:
+            failed = [self._staged.pop(id(slot)) for slot in rows if id(slot) in self._staged]
+        for run, _, _ in failed:
+            self._fail(run, APIError(500, f"joining the batch failed: {e}", code="generation_failed"))
+        for staging in stagings:
+            staging.close()
+            self._free_stagings.put(self._replace_staging(staging))
+        self._intake_wake.set()
 
     def _close_decoder(self) -> None:
         for dec in [self._decoder] + self._stagings:
