@@ -449,6 +449,8 @@ class Scheduler:
         if dec is self._decoder:
             self.batches += 1
             self.largest_batch = max(self.largest_batch, len(slots) + sum(st.running for st in adopt))
+        # the rows `dec` holds (the intake thread's `slots` also holds other staging decoders')
+        own = [id(slot) for slot in getattr(dec, "rows", ())] or list(slots)
         adopting = [slot for st in adopt for slot in st.rows]
         try:
             try:
@@ -470,8 +472,7 @@ class Scheduler:
             log.exception("a decode step failed")
             self._fail_staged(adopt, adopting, e)
             with self._lock:
-                failed = list(slots.values())
-                slots.clear()
+                failed = [slots.pop(key) for key in own if key in slots]
             self._intake_wake.set()
             for run, _, _ in failed:
                 self._fail(run, APIError(500, f"generation failed: {e}", code="generation_failed"))
