@@ -57,7 +57,8 @@ SOUNDSTORM_RETRAIN = ("anygpt train soundstorm --corpus data/tiny --out runs/sou
 # ---------------------------------------------------------------- speech tokenizer "units"
 # As "compact", but layer 1 is voice-free content units (anygpt.nn.content_units: Whisper tiny.en
 # features projected so that one sentence in many voices lands on the same units, 256 of them):
-# the codes the long run's first 1,160 steps were trained on (docs/training.md). Its own SoundStorm fills the acoustic layers.
+# the codes the long run's first 1,160 steps were trained on (docs/training.md). Its own SoundStorm
+# fills the acoustic layers.
 SPEECH_TOKENIZER_UNITS_DIR = ASSETS / "speech-tokenizer-units"
 SOUNDSTORM_UNITS_DIR = ASSETS / "soundstorm-units"
 SPEECH_TOKENIZER_UNITS_RETRAIN = (
