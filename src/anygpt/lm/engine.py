@@ -238,6 +238,12 @@ class Engine:
         return int(g[0]) if bool((g == g[0]).all()) else None
 
 
+# A ContinuousBatch's tensors with one row per running request (row i: self.rows[i]), and its
+# SegmentState's: rows that join are appended to each, rows that leave are taken out of each.
+_ROW_TENSORS = ("logits", "seen", "stops", "bias", "constrained")
+_STATE_ROWS = ("seg", "pos", "remaining", "limits")
+
+
 class AdoptionRefused(EngineError):
     """Rows that cannot join a batch (ContinuousBatch.step(adopt=...)); nothing moved."""
 
@@ -499,18 +505,22 @@ class ContinuousBatch:
                 mine[first + j, :, :r.length] = theirs[j, :, :r.length]
             self.cache.valid[first + j] = other.cache.valid[j]
         self.rows.extend(other.rows)
-        for name in ("logits", "seen", "stops", "bias", "constrained"):
-            setattr(self, name, torch.cat([getattr(self, name), getattr(other, name)]))
-        if self.state is None:
-            self.state = other.state
-        else:
-            for name in ("seg", "pos", "remaining", "limits"):
-                setattr(self.state, name, torch.cat([getattr(self.state, name), getattr(other.state, name)]))
-        self._refresh()
+        self._append_rows([getattr(other, name) for name in _ROW_TENSORS], [other.state])
         other.rows, other.state, other.unfed = [], None, False
-        for name in ("logits", "seen", "stops", "bias", "constrained"):
+        for name in _ROW_TENSORS:
             setattr(other, name, getattr(other, name)[:0])
         other._refresh()
+
+    def _append_rows(self, tensors: Sequence[torch.Tensor], states: list[SegmentState]) -> None:
+        """The per-row tensors (in _ROW_TENSORS' order, [k, ...] each) and constraint states of k
+        rows just appended to self.rows, appended to this batch's."""
+        for name, new in zip(_ROW_TENSORS, tensors):
+            setattr(self, name, torch.cat([getattr(self, name), new]))
+        if self.state is None:
+            self.state, states = states[0], states[1:]
+        for name in _STATE_ROWS:
+            setattr(self.state, name, torch.cat([getattr(self.state, name)] + [getattr(st, name) for st in states]))
+        self._refresh()
 
     def cancel(self, slot: _Slot) -> None:
         if slot.reason is None:
@@ -592,17 +602,8 @@ class ContinuousBatch:
                 self.prefixes.hits += 1
                 self.prefixes.reused += j.reuse
         self.rows.extend(slots)
-        self.logits = torch.cat([self.logits, logits])
-        self.seen = torch.cat([self.seen, seen])
-        self.stops = torch.cat([self.stops, stops])
-        self.bias = torch.cat([self.bias, bias])
-        self.constrained = torch.cat([self.constrained, torch.tensor([j.request.settings.constrained for j in group],
-                                                                     device=dev)])
-        if self.state is None:
-            self.state, states = states[0], states[1:]
-        for name in ("seg", "pos", "remaining", "limits"):
-            setattr(self.state, name, torch.cat([getattr(self.state, name)] + [getattr(st, name) for st in states]))
-        self._refresh()
+        constrained = torch.tensor([j.request.settings.constrained for j in group], device=dev)
+        self._append_rows((logits, seen, stops, bias, constrained), states)
         return slots
 
     def _zero_to(self, width: int) -> None:
@@ -662,9 +663,9 @@ class ContinuousBatch:
             keep[hole] = mover
         idx = torch.tensor(keep, dtype=torch.long, device=self._dev)
         self.rows = [self.rows[j] for j in keep]
-        self.logits, self.seen, self.stops, self.bias = (t[idx] for t in (self.logits, self.seen, self.stops, self.bias))
-        self.constrained = self.constrained[idx]
-        for name in ("seg", "pos", "remaining", "limits"):
+        for name in _ROW_TENSORS:
+            setattr(self, name, getattr(self, name)[idx])
+        for name in _STATE_ROWS:
             setattr(self.state, name, getattr(self.state, name)[idx])
         self._refresh()
         for r in gone:

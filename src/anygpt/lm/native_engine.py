@@ -29,7 +29,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import threading
 import shutil
 import subprocess
 import threading
