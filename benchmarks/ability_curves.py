@@ -5,6 +5,9 @@
     PYTHONPATH=src python3 benchmarks/ability_curves.py --out runs/curves/all --minutes 15
     # both runs in one plot and one table
     PYTHONPATH=src python3 benchmarks/ability_curves.py --compare runs/curves/answer runs/curves/all --png cmp.png
+    # with a long run's eval reports (anygpt eval report --out DIR), at the tokens each model saw
+    PYTHONPATH=src python3 benchmarks/ability_curves.py --compare runs/curves/all \
+        --report long:8600000:runs/eval-step1500 --report long:12000000:runs/eval-step2100 --png cmp.png
     # seconds, a micro model (what the test runs)
     PYTHONPATH=src python3 benchmarks/ability_curves.py --smoke --out /tmp/curves
 
@@ -65,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-on-eval-scenes", action="store_true",
                    help="do not keep the evaluation's scenes out of the training stream (as the first runs did)")
     g = p.add_argument_group("recipe")
+    g.add_argument("--scene-pool", type=int, default=0, metavar="N",
+                   help="train on N scenes drawn once and repeated, as a corpus does (default: 0, every scene new)")
     g.add_argument("--answer-only", action="store_true", help="loss on the answer half of each pair only (default: every token)")
     g.add_argument("--curriculum", type=float, default=0.0, metavar="F",
                    help="one-object scenes and sentences of at most 6 words for the first F of the training time, "
@@ -95,8 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     p.add_argument("--smoke", action="store_true", help="a micro model for seconds (the test's run)")
-    p.add_argument("--compare", nargs="+", type=Path, metavar="OUT_OR_JSONL",
+    p.add_argument("--compare", nargs="*", type=Path, metavar="OUT_OR_JSONL",
                    help="only plot and tabulate these runs' points together (no training)")
+    p.add_argument("--report", action="append", default=[], metavar="LABEL:TOKENS:DIR",
+                   help="with --compare: also the test-scene caption and text-to-image scores of an `anygpt eval "
+                        "report --out DIR` of a model trained on TOKENS tokens (repeatable; one LABEL per run), "
+                        "e.g. long:8600000:runs/eval-step1500")
     p.add_argument("--png", type=Path, default=None, help="with --compare: the plot to write (default: curves.png here)")
     p.add_argument("--plot-key", default="score",
                    help="what the plot shows: score (default) or an attribute of the table (background, kind_named ...)")
@@ -236,7 +245,7 @@ def train(a) -> list[dict]:
         items["scenes"] = scene_items(a.eval_items, seed=1)
         exclude = frozenset() if a.train_on_eval_scenes else frozenset(it.spec for it in items["scenes"])
         scene_source = SceneSource(model.tokenizers["image"], seed=a.seed, chunk=getattr(a, "chunk", 64),
-                                   exclude=exclude)
+                                   exclude=exclude, pool=a.scene_pool)
         sources.append((scene_source, 1.0 - a.speech_share if "speech" in model.tokenizers else 1.0))
     if "speech" in model.tokenizers:
         speech_source = SpokenSource(model.tokenizers["speech"], seed=a.seed)
@@ -244,7 +253,7 @@ def train(a) -> list[dict]:
         items["speech"] = spoken_items(model.tokenizers["speech"], a.eval_items, seed=1)
     stream = PairStream(model.sequence_encoder, sources, opts, seed=a.seed)
     opt = optimizer(lm, a.lr)
-    recipe = {k: getattr(a, k) for k in ("abilities", "train_on_eval_scenes", "answer_only", "curriculum", "speech_share", "block_len", "batch", "lr", "warmup", "preset",
+    recipe = {k: getattr(a, k) for k in ("abilities", "train_on_eval_scenes", "scene_pool", "answer_only", "curriculum", "speech_share", "block_len", "batch", "lr", "warmup", "preset",
                                           "hidden", "layers", "text_vocab", "to_text_share", "cfg_drop", "cfg_scale",
                                           "beams", "image_tokenizer", "speech_tokenizer", "code_init", "precision", "seed", "minutes")}
     run = TrainingRun(RunOptions(out=out, steps=10 ** 9, save_every=10 ** 9, log_every=10, progress=False,
@@ -305,6 +314,37 @@ def read_points(paths: list[Path]) -> list[dict]:
     return rows
 
 
+REPORT_TASKS = {"caption": "caption-test-", "text-to-image": "text-to-image-test-"}
+
+
+def report_points(spec: str) -> list[dict]:
+    """"LABEL:TOKENS:DIR" -> the points of one `anygpt eval report` folder: its test-scene
+    caption and text-to-image summaries under the probe's names (attr_/scene_ prefixes off;
+    score: objects right for captions, read back exactly for drawings)."""
+    try:
+        label, tokens, folder = spec.split(":", 2)
+        tokens = int(float(tokens))
+    except ValueError:
+        raise SystemExit(f"ability_curves.py: --report {spec!r}: expected LABEL:TOKENS:DIR") from None
+    path = Path(folder) / "report.json"
+    if not path.is_file():
+        raise SystemExit(f"ability_curves.py: --report: {path}: no such file (an `anygpt eval report --out` folder)")
+    summaries = json.loads(path.read_text(encoding="utf-8")).get("summaries", {})
+    rows = []
+    for ability, prefix in REPORT_TASKS.items():
+        summary = next((v for k, v in summaries.items() if k.startswith(prefix)), None)
+        if summary is None:
+            continue
+        scores = {k.removeprefix("attr_").removeprefix("scene_"): v for k, v in summary.items()
+                  if isinstance(v, (int, float)) and k.islower()}  # not BLEU-n, ROUGE-L, CIDEr
+        score = scores["object_accuracy"] if ability == "caption" else scores["exact"]
+        rows.append({"run": label, "ability": ability, "step": "", "tokens": tokens, "pairs": "", "train_s": "",
+                     **scores, "score": score})
+    if not rows:
+        raise SystemExit(f"ability_curves.py: --report: {path} has no test-scene caption or text-to-image task")
+    return rows
+
+
 def table(points: list[dict]) -> str:
     """Markdown: one row per run, ability and evaluation."""
     keys = sorted({k for r in points for k in r if k not in ("run", "ability", "step", "tokens", "pairs", "train_s",
@@ -334,8 +374,12 @@ def plot(points: list[dict], path: Path, key: str = "score") -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    if a.compare:
-        points = read_points(a.compare)
+    if a.report and a.compare is None:
+        raise SystemExit("ability_curves.py: --report goes with --compare")
+    if a.compare is not None:
+        if not a.compare and not a.report:
+            raise SystemExit("ability_curves.py: --compare: give run folders or --report")
+        points = read_points(a.compare) + [r for spec in a.report for r in report_points(spec)]
         png = plot(points, a.png or Path("curves.png"), a.plot_key)
     else:
         if a.smoke:

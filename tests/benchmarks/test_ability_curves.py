@@ -76,6 +76,30 @@ def test_compare_plots_several_runs_in_one_png(tmp_path):
     assert text.count("\n| a |") == 3 and text.count("\n| b |") == 3
 
 
+def test_compare_takes_eval_reports_at_the_tokens_given(tmp_path, capsys):
+    tool = _tool()
+    report = tmp_path / "eval-step1500"
+    report.mkdir()
+    summaries = {"caption-test-kind=scene-anygpt": {"BLEU-1": 0.4, "attr_background": 1.0, "object_accuracy": 0.25,
+                                                    "color_named": 0.5},
+                 "caption-heldout_combos-kind=scene-anygpt": {"object_accuracy": 0.75},
+                 "text-to-image-test-kind=scene-anygpt": {"scene_exact": 0.125, "scene_background": 0.5}}
+    (report / "report.json").write_text(json.dumps({"summaries": summaries}))
+    png = tmp_path / "cmp.png"
+    assert tool.main(["--compare", "--report", f"long:8.6e6:{report}", "--png", str(png)]) == 0
+    assert png.is_file()
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| long |")]
+    assert [(r[1], r[3], r[6]) for r in rows] == [("caption", "8600000", "0.250"), ("text-to-image", "8600000", "0.125")]
+    points = tool.report_points(f"long:100:{report}")
+    assert points[0]["background"] == 1.0 and points[1]["background"] == 0.5 and "BLEU-1" not in points[0]
+    for bad, message in (("long:{}", "expected LABEL:TOKENS:DIR"), ("long:many:{}", "expected LABEL:TOKENS:DIR"),
+                         ("long:100:{}/none", "no such file")):
+        with pytest.raises(SystemExit, match=message):
+            tool.main(["--compare", "--report", bad.format(report)])
+    with pytest.raises(SystemExit, match="goes with --compare"):
+        tool.main(["--report", f"long:100:{report}"])
+
+
 def test_smoke_asr_scores_what_the_model_transcribed(tmp_path):
     from anygpt.eval.asr import error_rates
 

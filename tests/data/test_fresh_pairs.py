@@ -53,6 +53,19 @@ def test_scenes_are_fresh_and_the_curriculum_limits_objects(model):
     assert all(len(s.next_scene()[0].objects) == 1 for _ in range(20))
 
 
+def test_a_pool_repeats_its_scenes_and_the_curriculum_draws_within_it(model):
+    s = SceneSource(model.tokenizers["image"], seed=4, chunk=8, pool=12)
+    seen = [s.next_scene()[0] for _ in range(96)]
+    assert set(seen) == set(s.pool) and len(set(s.pool)) == 12  # 96 draws, the same 12 scenes
+    assert s.pool == SceneSource(model.tokenizers["image"], seed=4, pool=12).pool  # fixed by the seed
+    s.max_objects = 1  # the pool's one one-object scene, from the next chunk on
+    single = [x for x in s.pool if len(x.objects) == 1]
+    assert len(single) == 1 and {s.next_scene()[0] for _ in range(24)} == set(single)
+    lone = SceneSource(model.tokenizers["image"], seed=4, chunk=8, pool=1, max_objects=1)  # its one scene has 4
+    with pytest.raises(ValueError, match="pool of 1 has at most 1 objects"):
+        lone.next_scene()
+
+
 def test_cfg_drop_empties_captions_of_text_to_image_pairs_only(model):
     s = _stream(model, cfg_drop=1.0)
     for _ in range(10):

@@ -64,24 +64,39 @@ class PairOptions:
 class SceneSource:
     """Fresh training scenes (no held-out pair) -> (caption, image codes); `chunk` scenes are
     rendered and encoded at once. exclude: scenes never drawn (the evaluation's: there are
-    only about a thousand one-object scenes, so a stream would soon show them)."""
+    only about a thousand one-object scenes, so a stream would soon show them). pool: draw
+    from this many scenes, fixed at the start and repeated, as a corpus does (0: every scene
+    new), to measure unique data against epochs."""
 
     modality = "image"
 
     def __init__(self, tokenizer, seed: int = 0, chunk: int = 64, max_objects: int = scenes.MAX_OBJECTS,
-                 exclude: frozenset = frozenset()):
+                 exclude: frozenset = frozenset(), pool: int = 0):
         self.tokenizer, self.chunk, self.max_objects, self.exclude = tokenizer, chunk, max_objects, exclude
         self.rng = random.Random(f"fresh-scenes/{seed}")
         self._pending: list[tuple[scenes.SceneSpec, torch.Tensor]] = []
+        self.pool = [self._new_scene(scenes.MAX_OBJECTS) for _ in range(pool)]
+        self._fitting: dict[int, list[scenes.SceneSpec]] = {}  # max_objects -> the pool's scenes within it
 
-    def _draw(self) -> scenes.SceneSpec:
+    def _new_scene(self, max_objects: int) -> scenes.SceneSpec:
         while True:
-            spec = scenes.sample_scene(self.rng, heldout=False, max_objects=self.max_objects)
+            spec = scenes.sample_scene(self.rng, heldout=False, max_objects=max_objects)
             if spec not in self.exclude:
                 return spec
 
+    def _draw(self) -> scenes.SceneSpec:
+        if not self.pool:
+            return self._new_scene(self.max_objects)
+        if self.max_objects not in self._fitting:
+            self._fitting[self.max_objects] = [s for s in self.pool if len(s.objects) <= self.max_objects]
+        fitting = self._fitting[self.max_objects]
+        if not fitting:
+            raise ValueError(f"SceneSource: no scene of the pool of {len(self.pool)} has at most "
+                             f"{self.max_objects} objects; use a larger pool")
+        return self.rng.choice(fitting)
+
     def next_scene(self) -> tuple[scenes.SceneSpec, torch.Tensor]:
-        if not self._pending or len(self._pending[-1][0].objects) > self.max_objects:
+        if not self._pending or any(len(spec.objects) > self.max_objects for spec, _ in self._pending):
             specs = [self._draw() for _ in range(self.chunk)]
             self._pending = list(zip(specs, encode_scenes(self.tokenizer, specs)))[::-1]
         return self._pending.pop()
