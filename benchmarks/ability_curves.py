@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--preset", default="tiny", choices=sorted(MODEL_SIZES), help="LM size (default: tiny)")
     g.add_argument("--hidden", type=int, default=None, help="override the preset's width (heads: width / 64)")
     g.add_argument("--layers", type=int, default=None, help="override the preset's depth")
-    g.add_argument("--text-vocab", type=int, default=1000, help="BPE text vocabulary (default: 1000)")
+    g.add_argument("--text-vocab", type=int, default=1000,
+                   help="BPE text vocabulary, at most (default: 1000; the captions and instruction pools give 922)")
     g.add_argument("--to-text-share", type=float, default=0.5, help="share of image -> text pairs (default: 0.5)")
     g.add_argument("--cfg-drop", type=float, default=0.0, help="share of text -> image pairs trained without their caption "
                                                                 "(classifier-free guidance; e.g. 0.1; default: 0)")
@@ -157,6 +158,10 @@ def build_model(a, abilities: list[str]):
 
         texts += random.Random(a.seed).sample(speakable_sentences("train"), 5000)
     tokenizer = train_text_tokenizer(texts, vocab_size=a.text_vocab)
+    if len(tokenizer) < a.text_vocab:
+        print(f"ability_curves.py: --text-vocab {a.text_vocab}: the BPE found only {len(tokenizer)} tokens in what it "
+              f"learns from (the instruction pools and captions{', sentences' if 'speech' in media else ''})",
+              file=sys.stderr, flush=True)
     layout = add_modality_tokens(tokenizer, [t.token_spec for t in media.values()])
     shape = {}
     if a.hidden:

@@ -10,6 +10,8 @@ template (anygpt.templates.pretraining_pair), in a direction drawn per sample, w
 instruction of that direction's pool; sources are mixed by weight.
 
 Recipe switches a probe compares:
+- SceneSource(pool=N): N scenes drawn once and repeated, as a corpus does, against every scene
+  new;
 - answer_only: loss only on the answer half (the caption, or the image codes and end) instead
   of every token;
 - cfg_drop: the share of text-to-image pairs whose caption is dropped (the condition empty),
