@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--hidden", type=int, default=None, help="override the preset's width (heads: width / 64)")
     g.add_argument("--layers", type=int, default=None, help="override the preset's depth")
     g.add_argument("--text-vocab", type=int, default=1000,
-                   help="BPE text vocabulary, at most (default: 1000; the captions and instruction pools give 922)")
+                   help="BPE text vocabulary, at most (default: 1000; the captions and instruction pools give about 920)")
     g.add_argument("--to-text-share", type=float, default=0.5, help="share of image -> text pairs (default: 0.5)")
     g.add_argument("--cfg-drop", type=float, default=0.0, help="share of text -> image pairs trained without their caption "
                                                                 "(classifier-free guidance; e.g. 0.1; default: 0)")

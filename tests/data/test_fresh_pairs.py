@@ -58,7 +58,7 @@ def test_a_pool_repeats_its_scenes_and_the_curriculum_draws_within_it(model):
     seen = [s.next_scene()[0] for _ in range(96)]
     assert set(seen) == set(s.pool) and len(set(s.pool)) == 12  # 96 draws, the same 12 scenes
     assert s.pool == SceneSource(model.tokenizers["image"], seed=4, pool=12).pool  # fixed by the seed
-    s.max_objects = 1  # the pool's one one-object scene, from the next chunk on
+    s.max_objects = 1  # at once: the pool's one one-object scene
     single = [x for x in s.pool if len(x.objects) == 1]
     assert len(single) == 1 and {s.next_scene()[0] for _ in range(24)} == set(single)
     lone = SceneSource(model.tokenizers["image"], seed=4, chunk=8, pool=1, max_objects=1)  # its one scene has 4

@@ -37,6 +37,7 @@ import torch
 
 from anygpt.data import scenes
 from anygpt.data.packing import IGNORE
+from anygpt.errors import UsageError
 from anygpt.instructions import instruction_pool
 from anygpt.parts import CodesPart
 from anygpt.templates import pretraining_pair, pretraining_prompt
@@ -93,7 +94,7 @@ class SceneSource:
             self._fitting[self.max_objects] = [s for s in self.pool if len(s.objects) <= self.max_objects]
         fitting = self._fitting[self.max_objects]
         if not fitting:
-            raise ValueError(f"SceneSource: no scene of the pool of {len(self.pool)} has at most "
+            raise UsageError(f"SceneSource: no scene of the pool of {len(self.pool)} has at most "
                              f"{self.max_objects} objects; use a larger pool")
         return self.rng.choice(fitting)
 
