@@ -35,6 +35,9 @@ def test_a_config_file_reads_with_its_defaults(tmp_path):
      r"excerpt_seconds must be \[min, max\] with 0 < min <= max"),
     ({"name": "x", "kind": "interleaved", "corpus": "c", "modality": "image", "codes": "k", "per_document": [0, 2]},
      r"per_document must be \[min, max\] with 1 <= min <= max"),
+    ({"name": "x", "kind": "interleaved", "corpus": "c", "modality": "image", "codes": "k", "cfg_drop": 0.1},
+     "cfg_drop is for pair datasets only"),
+    ({"name": "x", "kind": "pair", "corpus": "c", "modality": "image", "codes": "k", "cfg_drop": 1.5}, "cfg_drop"),
     ({"name": "x", "kind": "text"}, "missing 1 required positional argument: 'corpus'"),
 ])
 def test_a_bad_dataset_names_the_file_the_dataset_and_the_problem(tmp_path, entry, problem):

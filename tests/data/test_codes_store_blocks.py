@@ -81,6 +81,23 @@ def test_blocks_decode_back_to_the_original_codes(corpus, tmp_path):
     assert not test & set(in_blocks)
 
 
+def test_cfg_drop_empties_the_text_of_a_share_of_text_to_image_pairs(corpus, tmp_path):
+    cfg = image_and_text_config(corpus, tmp_path, {"image-pairs": 0.8, "image-docs": 0.1, "text": 0.1})
+    cfg.datasets[0].cfg_drop = 0.5
+    report = build_blocks(cfg, tmp_path / "blocks", progress=False)
+    counts = report["samples"]["image-pairs"]
+    assert set(counts) == {"image_to_text", "image_from_text", "image_unconditional"}
+    assert counts["image_unconditional"] > 0.25 * (counts["image_from_text"] + counts["image_unconditional"])
+    tok = AutoTokenizer.from_pretrained(tmp_path / "blocks", local_files_only=True)
+    text = " ".join(tok.decode(ids.tolist()) for ids, _, _ in BlockReader(tmp_path / "blocks", seed=0))
+    # the from_text template reads "... This is input: {caption}<eoh>": empty once the text is dropped
+    empty = text.replace("  ", " ").count("This is input: <eoh>")
+    assert empty == counts["image_unconditional"]
+    from anygpt.data.check_blocks import check_blocks
+
+    assert check_blocks(cfg, tmp_path / "blocks")["ok"]  # the images are still the corpus's
+
+
 def test_report_and_check_on_the_built_blocks(corpus, tmp_path):
     from anygpt.data.blocks import by_modality, format_report
     from anygpt.data.check_blocks import check_blocks

@@ -175,3 +175,20 @@ def test_text_decoding_options_reach_the_model_and_bad_ones_are_named():
 
     with pytest.raises(GenerationSettingsError, match="repetition_penalty"):
         AnyGPTSystem(Recorder(), text_repetition_penalty="0")
+
+
+def test_image_guidance_option_draws_the_guided_codes(tiny_layout_model, tmp_path):
+    """image_cfg (a string, as --system-option gives it) draws through classifier-free guidance:
+    the same codes as draw_codes at that scale, which differ from plain greedy drawing here."""
+    from anygpt.eval.scene_abilities import draw_codes
+    from anygpt.errors import AnyGPTError
+
+    caption = "A big red circle in the middle, on a white background."
+    guided = AnyGPTSystem(tiny_layout_model, image_cfg="4").from_text("image", caption)
+    assert torch.equal(guided.codes, draw_codes(tiny_layout_model, caption, 4.0))
+    plain = AnyGPTSystem(tiny_layout_model).from_text("image", caption)
+    assert torch.equal(plain.codes, draw_codes(tiny_layout_model, caption, 1.0))
+    assert not torch.equal(guided.codes, plain.codes)
+    for bad in ({"image_cfg": "0"}, {"image_cfg": "3", "image_top_p": "0.7"}):
+        with pytest.raises(AnyGPTError, match="image_cfg"):
+            AnyGPTSystem(tiny_layout_model, **bad)

@@ -196,7 +196,8 @@ def _samples(ds: DatasetConfig, rows: list[dict], store: CodesStore | None, enco
 
     items = ((r[ds.text_field], media(r)) for r in order if r.get(ds.text_field))
     if ds.kind == "pair":
-        yield from ((s, f"{ds.modality}_{d}") for s, d in pair_samples(items, encoder, rng, ds.x2text_prob))
+        pairs = pair_samples(items, encoder, rng, ds.x2text_prob, ds.cfg_drop)
+        yield from ((s, f"{ds.modality}_{d}") for s, d in pairs)
     else:
         yield from ((s, "document") for s in interleaved_samples(items, encoder, rng, tuple(ds.per_document)))
 

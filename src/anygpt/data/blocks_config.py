@@ -19,6 +19,9 @@ Per pair or interleaved dataset, optionally:
                                 transcript must match the audio) or images. Needs the manifest's
                                 "duration" (seconds) to turn seconds into frames.
     "per_document": [2, 4]      interleaved datasets: media items per document, uniform in range.
+    "cfg_drop": 0.1             pair datasets: the share of text-to-media pairs whose text is
+                                dropped (empty), for classifier-free guidance when decoding
+                                (anygpt.lm.guidance); default 0.
 and at the top level "top_up": true (default): each dataset's last block is filled with samples
 of one more pass over it (a little oversampling, counted in samples and shares), so that a small
 dataset does not end in a half-empty block; false: it ends in padding.
@@ -49,6 +52,7 @@ class DatasetConfig:
     codes: str | None = None
     text_field: str = "text"
     x2text_prob: float = 0.5
+    cfg_drop: float = 0.0  # pair datasets: share of text-to-media pairs with the text dropped
     splits: list[str] = field(default_factory=lambda: ["train"])
     template: str = "MMGPT"  # chat datasets: the chat template they are rendered with
     excerpt_seconds: list[float] | None = None  # [min, max]: random excerpts of audio clips; None: whole
@@ -59,6 +63,7 @@ class DatasetConfig:
             if not isinstance(getattr(self, key), str) or not getattr(self, key):
                 raise ValueError(f"dataset {self.name!r}: {key} must be a non-empty string, not {getattr(self, key)!r}")
         self.x2text_prob = fraction.check(self.x2text_prob, f"dataset {self.name!r}: x2text_prob")
+        self.cfg_drop = fraction.check(self.cfg_drop, f"dataset {self.name!r}: cfg_drop")
         if not isinstance(self.per_document, list) or not all(isinstance(n, int) and not isinstance(n, bool)
                                                                for n in self.per_document):
             raise ValueError(f"dataset {self.name!r}: per_document must be [min, max] whole numbers, not {self.per_document!r}")
@@ -80,6 +85,8 @@ class DatasetConfig:
             if len(self.excerpt_seconds) != 2 or not 0 < self.excerpt_seconds[0] <= self.excerpt_seconds[1]:
                 raise ValueError(f"dataset {self.name!r}: excerpt_seconds must be [min, max] with 0 < min <= max, "
                                  f"not {self.excerpt_seconds}")
+        if self.cfg_drop and self.kind != "pair":
+            raise ValueError(f"dataset {self.name!r}: cfg_drop is for pair datasets only, not {self.kind}")
         if len(self.per_document) != 2 or not 1 <= self.per_document[0] <= self.per_document[1]:
             raise ValueError(f"dataset {self.name!r}: per_document must be [min, max] with 1 <= min <= max, "
                              f"not {self.per_document}")

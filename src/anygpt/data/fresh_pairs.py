@@ -37,12 +37,11 @@ import torch
 
 from anygpt.data import scenes
 from anygpt.data.packing import IGNORE
+from anygpt.data.pretraining import UNCONDITIONAL
 from anygpt.errors import UsageError
 from anygpt.instructions import instruction_pool
 from anygpt.parts import CodesPart
 from anygpt.templates import pretraining_pair, pretraining_prompt
-
-UNCONDITIONAL = ""  # the caption of a pair whose condition is dropped
 
 
 def scene_tensor(specs: list[scenes.SceneSpec], size: int) -> torch.Tensor:

@@ -9,6 +9,10 @@ a random run of whole frames of the clip's codes [K, T], cut before the codebook
 interleaved, so an excerpt is exactly codes[:, t:t+L] of the source. The release likewise
 trains on 5-second excerpts of longer music. Excerpts of varied length also let blocks fill:
 clips of one length pack no better than whole multiples of it.
+
+For classifier-free guidance (anygpt.lm.guidance) a share of the text-to-media pairs may have
+their condition dropped: the caption becomes UNCONDITIONAL, so the same LM also learns the
+media's unconditional distribution that guided decoding mixes against.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ CONNECTORS = {
     "speech": ["Someone says: {text}", "The next speaker says: {text}", "Then we hear: {text}"],
 }
 
+
+UNCONDITIONAL = ""  # the text of a text-to-media pair whose condition is dropped
 
 # modalities an excerpt would break, and why
 NO_EXCERPTS = {"speech": "a transcript must match the whole utterance",
@@ -68,12 +74,17 @@ def full_loss(ids) -> Sample:
 
 
 def pair_samples(items: Iterable[tuple[str, CodesPart]], encoder: SequenceEncoder, rng: random.Random,
-                 x2text_prob: float = 0.5) -> Iterator[tuple[Sample, str]]:
+                 x2text_prob: float = 0.5, cfg_drop: float = 0.0) -> Iterator[tuple[Sample, str]]:
     """items: (text, media codes) -> (sample, direction) with direction 'to_text' with
-    probability x2text_prob, else 'from_text' (the release's x2text_prob)."""
+    probability x2text_prob, else 'from_text' (the release's x2text_prob); a from_text pair's
+    text is dropped (UNCONDITIONAL, direction 'unconditional') with probability cfg_drop.
+    cfg_drop 0 draws nothing extra from rng, so such samples stay what they were."""
     for text, media in items:
         direction = "to_text" if rng.random() < x2text_prob else "from_text"
-        yield full_loss(encoder.encode(pretraining_pair(media, text, direction, rng), bos=True, eos=True)), direction
+        label = direction
+        if direction == "from_text" and cfg_drop > 0 and rng.random() < cfg_drop:
+            text, label = UNCONDITIONAL, "unconditional"
+        yield full_loss(encoder.encode(pretraining_pair(media, text, direction, rng), bos=True, eos=True)), label
 
 
 def _sentence(text: str) -> str:
