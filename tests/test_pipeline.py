@@ -89,7 +89,19 @@ def test_stages_are_anygpt_commands_with_the_presets_numbers(tmp_path):
     small = stages_for(PIPELINE_PRESETS["small"], tmp_path, _args())
     assert small[0].argv[small[0].argv.index("--preset") + 1] == "small"  # the corpus ten times tiny's
     pretrain = dict(zip(small[-3].argv, small[-3].argv[1:]))
-    assert (pretrain["--preset"], pretrain["--steps"]) == ("tiny", "3000")  # the same LM, longer
+    # the same LM, longer, on the long run's recipe (docs/training.md)
+    assert (pretrain["--preset"], pretrain["--steps"], pretrain["--batch"], pretrain["--accum"], pretrain["--lr"]) == \
+        ("tiny", "4000", "4", "4", "2e-4")
+    assert pretrain["--tokenizers"] == "image=compact" and "speech=phones" in small[-3].argv
+    chat = dict(zip(small[-2].argv, small[-2].argv[1:]))
+    assert (chat["--steps"], chat["--batch"], chat["--lr"]) == ("300", "4", "1e-4")
+    next(s for s in small if s.name == "blocks-pretrain").before()  # writes the blocks configs
+    configs = {n: json.loads((tmp_path / "configs" / f"{n}.json").read_text()) for n in ("pretrain", "pretrain-val", "chat")}
+    assert {c["block_len"] for c in configs.values()} == {1024}
+    assert configs["pretrain"]["shares"]["image-pairs"] == 0.35
+    drops = {d["name"]: d.get("cfg_drop", 0) for d in configs["pretrain"]["datasets"]}
+    assert drops["image-pairs"] == 0.1 and sum(drops.values()) == 0.1  # captions of image pairs only
+    assert not any("cfg_drop" in d for d in configs["pretrain-val"]["datasets"])  # validation keeps every caption
 
 
 def test_tokenizers_choose_the_codes_and_are_named_in_the_model(tmp_path):

@@ -38,10 +38,16 @@ BLOCK_LEN = 4500  # the paper's
 MODALITY_FOLDERS = {"image": "images", "music": "music", "speech": "speech"}
 
 
+DEFAULT_SHARES = {"speech-pairs": 0.25, "image-pairs": 0.20, "image-docs": 0.05, "music-pairs": 0.20,
+                  "music-docs": 0.05, "text": 0.25}  # a quarter of the tokens per modality
+
+
 def pretrain_config(root: Path, corpus: Path, speech: bool = True, splits: tuple[str, ...] = ("train",),
-                    tokenizer: dict | None = None) -> dict:
+                    tokenizer: dict | None = None, block_len: int = BLOCK_LEN, shares: dict | None = None,
+                    cfg_drop: float = 0.0) -> dict:
     """The text-centric pretraining mix: pairs in both directions and interleaved documents per
-    media modality, plain text, a quarter of the tokens per modality."""
+    media modality, plain text, by `shares` (DEFAULT_SHARES); cfg_drop: the share of
+    text-to-image pairs with the caption dropped (classifier-free guidance)."""
     def media(name, kind, modality, folder, field):
         return {"name": name, "kind": kind, "modality": modality, "corpus": str(corpus / folder),
                 "codes": str(root / "codes" / folder), "text_field": field, "splits": list(splits)}
@@ -51,18 +57,22 @@ def pretrain_config(root: Path, corpus: Path, speech: bool = True, splits: tuple
     # tokens per second a document of four 5 s excerpts still fits a block. Conversations take the
     # same excerpts (`instruct realise --excerpt music=2,5`).
     excerpts = {"excerpt_seconds": [2.0, 5.0]}
-    datasets = [media("image-pairs", "pair", "image", "images", "caption"),
+    image_pairs = media("image-pairs", "pair", "image", "images", "caption")
+    if cfg_drop:
+        image_pairs["cfg_drop"] = cfg_drop
+    datasets = [image_pairs,
                 media("image-docs", "interleaved", "image", "images", "caption"),
                 {**media("music-pairs", "pair", "music", "music", "caption"), **excerpts},
                 {**media("music-docs", "interleaved", "music", "music", "caption"), **excerpts,
                  "per_document": [1, 4]},
                 {"name": "text", "kind": "text", "corpus": str(corpus / "text"), "text_field": "text",
                  "splits": list(splits)}]
-    shares = {"image-pairs": 0.20, "image-docs": 0.05, "music-pairs": 0.20, "music-docs": 0.05, "text": 0.25}
+    shares = dict(shares or DEFAULT_SHARES)
     if speech:
         datasets.insert(0, media("speech-pairs", "pair", "speech", "speech", "text"))
-        shares = {"speech-pairs": 0.25, **shares}
-    config = {"block_len": BLOCK_LEN, "seed": 0, "text_tokenizer": tokenizer or {"train_vocab": 4000},
+    else:
+        shares.pop("speech-pairs", None)
+    config = {"block_len": block_len, "seed": 0, "text_tokenizer": tokenizer or {"train_vocab": 4000},
               "datasets": datasets}
     if splits == ("train",):
         config["shares"] = shares
@@ -71,12 +81,26 @@ def pretrain_config(root: Path, corpus: Path, speech: bool = True, splits: tuple
     return config
 
 
-def chat_config(root: Path, conversations: Path, held_out: bool = False) -> dict:
+def chat_config(root: Path, conversations: Path, held_out: bool = False, block_len: int = BLOCK_LEN) -> dict:
     """Conversations in blocks, with the pretraining build's tokenizer (one vocabulary);
     held_out: every conversation once, no top-up from a second pass."""
-    return {"block_len": BLOCK_LEN, "seed": 0, "text_tokenizer": {"path": str(root / "blocks-pretrain")},
+    return {"block_len": block_len, "seed": 0, "text_tokenizer": {"path": str(root / "blocks-pretrain")},
             "datasets": [{"name": "chat", "kind": "chat", "corpus": str(conversations), "template": "MMGPT"}],
             "top_up": not held_out}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One training stage's optimiser numbers: blocks per micro-batch, micro-batches per step,
+    peak learning rate (cosine after a linear warmup of `warmup` steps)."""
+
+    batch: int
+    accum: int
+    lr: str
+    warmup: int
+
+    def argv(self) -> list[str]:
+        return ["--batch", str(self.batch), "--accum", str(self.accum), "--lr", self.lr, "--warmup", str(self.warmup)]
 
 
 @dataclass(frozen=True)
@@ -91,14 +115,27 @@ class PipelinePreset:
     chat_steps: int
     eval_limit: int
     eval_tasks: tuple[str, ...] = ()  # () = all
+    block_len: int = BLOCK_LEN
+    shares: dict | None = None  # pretraining shares per dataset (None: DEFAULT_SHARES)
+    pretrain: Schedule = Schedule(2, 2, "6e-4", 60)
+    chat: Schedule = Schedule(2, 2, "3e-4", 20)
+    val_blocks_per_dataset: int = 4
+    cfg_drop: float = 0.0  # share of text-to-image pretraining pairs with the caption dropped
+    tokenizers: tuple[str, ...] = ()  # MODALITY=LOADER defaults (--tokenizers overrides)
 
 
 PIPELINE_PRESETS = {
     "tiny": PipelinePreset("tiny", "tiny", 5000, 300, 600, 200, 40),
-    # the same tiny LM on the corpus's `small` preset (ten times tiny's items): at 3.7 passes over
-    # tiny's pretraining blocks (step 1,100 of the long run) its speech-pair validation loss rose
-    # while the training loss fell, so the long run needs unique examples, not more epochs
-    "small": PipelinePreset("small", "tiny", 20000, 300, 3000, 400, 40),
+    # the long run's recipe (docs/training.md): the same tiny LM on the corpus's `small` preset
+    # (ten times tiny's items; on tiny's, the speech-pair validation loss rose after 3.7 passes),
+    # 1,024-token blocks (1.9x the tokens a second of 4,500 here), image pairs at 0.35 of the
+    # tokens, 16 blocks a step at lr 2e-4 (bigger learning rates unsettled music), the phone
+    # speech codes, and 10% of text-to-image captions dropped for guided drawing
+    "small": PipelinePreset("small", "tiny", 20000, 300, 4000, 300, 40, block_len=1024,
+                            shares={"speech-pairs": 0.25, "image-pairs": 0.35, "image-docs": 0.05,
+                                    "music-pairs": 0.15, "music-docs": 0.05, "text": 0.15},
+                            pretrain=Schedule(4, 4, "2e-4", 20), chat=Schedule(4, 4, "1e-4", 20),
+                            val_blocks_per_dataset=16, cfg_drop=0.1, tokenizers=("speech=phones",)),
     # seconds to minutes: the whole chain on a micro corpus with a micro LM (tests, trying it out)
     "micro": PipelinePreset("micro", "micro", 40, 10, 3, 2, 1, ("caption", "asr", "chat")),
 }
@@ -115,7 +152,8 @@ class Stage:
 def stages_for(preset: PipelinePreset, out: Path, a: argparse.Namespace) -> list[Stage]:
     data, seq = out / "data", out
     stages = [Stage("data", ["data", "build", "--preset", preset.data, "--out", str(data)], data / "index.json")]
-    tok = pipeline_tokenizers(a.tokenizers)  # modality -> loader name (each retrains with its own command)
+    # modality -> loader name (each retrains with its own command); the flag over the preset's
+    tok = pipeline_tokenizers([*preset.tokenizers, *a.tokenizers])
     for m, folder in MODALITY_FOLDERS.items():
         stages.append(Stage(f"tokenize-{folder}", ["tokenize", "--corpus", str(data / folder), "--modality", m,
                                                    "--tokenizer", tok[m], "--out", str(seq / "codes" / folder),
@@ -133,10 +171,12 @@ def stages_for(preset: PipelinePreset, out: Path, a: argparse.Namespace) -> list
     # --init: a warm start; its weights go on training, so the blocks use its text tokenizer
     init_tokenizer = {"path": str(a.init)} if a.init else None
     configs = {
-        "pretrain": pretrain_config(seq, data, tokenizer=init_tokenizer),
-        "pretrain-val": pretrain_config(seq, data, splits=("val",), tokenizer={"path": str(seq / "blocks-pretrain")}),
-        "chat": chat_config(seq, seq / "chat"),
-        "chat-val": chat_config(seq, seq / "chat-test", held_out=True),
+        "pretrain": pretrain_config(seq, data, tokenizer=init_tokenizer, block_len=preset.block_len,
+                                    shares=preset.shares, cfg_drop=preset.cfg_drop),
+        "pretrain-val": pretrain_config(seq, data, splits=("val",), tokenizer={"path": str(seq / "blocks-pretrain")},
+                                        block_len=preset.block_len),
+        "chat": chat_config(seq, seq / "chat", block_len=preset.block_len),
+        "chat-val": chat_config(seq, seq / "chat-test", held_out=True, block_len=preset.block_len),
     }
 
     def write_configs():
@@ -154,8 +194,8 @@ def stages_for(preset: PipelinePreset, out: Path, a: argparse.Namespace) -> list
                                      *(["--init", str(a.init)] if a.init else ["--preset", preset.lm]),
                                      "--out", str(out / "runs" / "pretrain"),
                                      "--steps", str(a.pretrain_steps or preset.pretrain_steps),
-                                     "--batch", "2", "--accum", "2", "--lr", "6e-4", "--warmup", "60",
-                                     "--eval-every", "100", "--val-blocks-per-dataset", "4", "--save-every", "10",
+                                     *preset.pretrain.argv(), "--eval-every", "100",
+                                     "--val-blocks-per-dataset", str(preset.val_blocks_per_dataset), "--save-every", "10",
                                      "--export", str(out / "pretrain-model"), "--export-dtype", "fp32", *named,
                                      *(["--code-init"] if a.code_init else []), *lm],
                         out / "pretrain-model" / "model.safetensors"))
@@ -163,9 +203,8 @@ def stages_for(preset: PipelinePreset, out: Path, a: argparse.Namespace) -> list
                                  "--blocks", f"{seq / 'blocks-pretrain'}:0.5", "--val-blocks", str(seq / "blocks-chat-val"),
                                  "--val-blocks", str(seq / "blocks-pretrain-val"), "--init", str(out / "pretrain-model"),
                                  "--out", str(out / "runs" / "chat"), "--steps", str(a.chat_steps or preset.chat_steps),
-                                 "--batch", "2",
-                                 "--accum", "2", "--lr", "3e-4", "--warmup", "20", "--eval-every", "50",
-                                 "--val-blocks-per-dataset", "4", "--save-every", "10",
+                                 *preset.chat.argv(), "--eval-every", "50",
+                                 "--val-blocks-per-dataset", str(preset.val_blocks_per_dataset), "--save-every", "10",
                                  "--export", str(out / "model"), "--export-dtype", "fp16", *named, *lm],
                         out / "model" / "model.safetensors"))
     tasks = ["--tasks", *preset.eval_tasks] if preset.eval_tasks else []
@@ -262,8 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--until", help="stop after this stage")
     p.add_argument("--export", type=Path, metavar="DIR", help="copy the final model folder here (e.g. src/anygpt/assets/anygpt-tiny)")
     p.add_argument("--conversations", type=cli_flags.positive_int, help="training conversations (tiny: 5000)")
-    p.add_argument("--pretrain-steps", type=cli_flags.positive_int, help="pretraining steps of 4 blocks (tiny: 600)")
-    p.add_argument("--chat-steps", type=cli_flags.positive_int, help="chat fine-tuning steps of 4 blocks (tiny: 200)")
+    p.add_argument("--pretrain-steps", type=cli_flags.positive_int,
+                   help="pretraining steps (tiny: 600 of 2 x 2 blocks; small: 4000 of 4 x 4)")
+    p.add_argument("--chat-steps", type=cli_flags.positive_int,
+                   help="chat fine-tuning steps (tiny: 200 of 2 x 2 blocks; small: 300 of 4 x 4)")
     p.add_argument("--eval-limit", type=cli_flags.positive_int, help="items per eval task (tiny: 40)")
     p.add_argument("--code-init", action="store_true",
                    help="pretraining starts the media codes' rows from the tokenizers' code vectors (`train lm --code-init`)")
@@ -271,8 +312,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="pretraining starts from this model folder's weights and text tokenizer, with a fresh optimizer "
                         "and schedule (a warm start on a bigger corpus: --init checkpoints/anygpt-tiny-next)")
     p.add_argument("--tokenizers", nargs="*", default=[], metavar="MODALITY=LOADER",
-                   help="tokenizers to train on, as in `anygpt train lm` (default: compact for every modality; "
-                        "e.g. image=grid for the local image codes)")
+                   help="tokenizers to train on, as in `anygpt train lm` (default: compact for every modality, "
+                        "and small's speech=phones; e.g. image=grid for the local image codes)")
     cli_flags.add_threads(p)
     a = p.parse_args(argv)
     if a.init is not None and a.code_init:
