@@ -94,7 +94,7 @@ def test_stages_are_anygpt_commands_with_the_presets_numbers(tmp_path):
         ("tiny", "4000", "4", "4", "2e-4")
     assert pretrain["--tokenizers"] == "image=compact" and "speech=phones" in small[-3].argv
     chat = dict(zip(small[-2].argv, small[-2].argv[1:]))
-    assert (chat["--steps"], chat["--batch"], chat["--lr"]) == ("300", "4", "1e-4")
+    assert (chat["--steps"], chat["--batch"], chat["--lr"]) == ("200", "4", "1e-4")
     next(s for s in small if s.name == "blocks-pretrain").before()  # writes the blocks configs
     configs = {n: json.loads((tmp_path / "configs" / f"{n}.json").read_text()) for n in ("pretrain", "pretrain-val", "chat")}
     assert {c["block_len"] for c in configs.values()} == {1024}

@@ -131,7 +131,7 @@ PIPELINE_PRESETS = {
     # 1,024-token blocks (1.9x the tokens a second of 4,500 here), image pairs at 0.35 of the
     # tokens, 16 blocks a step at lr 2e-4 (bigger learning rates unsettled music), the phone
     # speech codes, and 10% of text-to-image captions dropped for guided drawing
-    "small": PipelinePreset("small", "tiny", 20000, 300, 4000, 300, 40, block_len=1024,
+    "small": PipelinePreset("small", "tiny", 20000, 300, 4000, 200, 40, block_len=1024,
                             shares={"speech-pairs": 0.25, "image-pairs": 0.35, "image-docs": 0.05,
                                     "music-pairs": 0.15, "music-docs": 0.05, "text": 0.15},
                             pretrain=Schedule(4, 4, "2e-4", 20), chat=Schedule(4, 4, "1e-4", 20),
@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrain-steps", type=cli_flags.positive_int,
                    help="pretraining steps (tiny: 600 of 2 x 2 blocks; small: 4000 of 4 x 4)")
     p.add_argument("--chat-steps", type=cli_flags.positive_int,
-                   help="chat fine-tuning steps (tiny: 200 of 2 x 2 blocks; small: 300 of 4 x 4)")
+                   help="chat fine-tuning steps (tiny: 200 of 2 x 2 blocks; small: 200 of 4 x 4)")
     p.add_argument("--eval-limit", type=cli_flags.positive_int, help="items per eval task (tiny: 40)")
     p.add_argument("--code-init", action="store_true",
                    help="pretraining starts the media codes' rows from the tokenizers' code vectors (`train lm --code-init`)")
