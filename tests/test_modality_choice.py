@@ -6,9 +6,11 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from anygpt.instructions import POOLS
 from anygpt.modality_choice import choose_modality, reply_modality, requested_modality
+from anygpt.templates import SPOKEN_INSTRUCTION_PROMPT
 
 # phrasings written for this test, not taken from any pool the rule was checked on while written
 HELD_OUT = {
@@ -70,9 +72,11 @@ def test_a_question_asks_for_text_unless_it_asks_you_to_make_media():
 
 def test_choose_modality_falls_back_to_text_for_what_the_model_cannot_write():
     assert choose_modality("Play a jazz tune.", ["image", "speech", "music"]) == "music"
-    assert choose_modality("Play a jazz tune.", ["image"]) is None
-    assert choose_modality("What is this?", ["image", "speech", "music"]) is None
+    assert choose_modality("Play a jazz tune.", ["image"]) == "text"
+    assert choose_modality("What is this?", ["image", "speech", "music"]) == "text"
+    # nothing to read, or the paper's spoken instruction (text, then speech): the model chooses
     assert choose_modality("", ["image"]) is None and choose_modality(None, ["image"]) is None
+    assert choose_modality(SPOKEN_INSTRUCTION_PROMPT, ["speech"]) is None
 
 
 def test_reply_modality_resolves_auto_none_and_a_name():
@@ -103,6 +107,49 @@ def test_generate_auto_forces_what_the_message_asks_for():
     reply = model.generate(conv, settings=GenerationSettings(max_new_tokens=40), force_modality="auto", seed=0)
     assert [p.modality for p in reply.media()] == ["image"]  # forced: the reply starts with <soim>
     assert reply.media()[0].codes.shape == (1, 32)
+
+
+def test_generate_auto_gives_a_spoken_instruction_its_speech():
+    """The paper's spoken instruction: whatever the model writes first, the reply holds speech."""
+    from anygpt.conversation import Conversation
+    from anygpt.lm.generation import GenerationSettings
+    from anygpt.loaders import random_media_model
+    from anygpt.parts import CodesPart
+    from anygpt.templates import spoken_instruction_turn
+
+    model = random_media_model(seed=1)
+    speech = CodesPart("speech", torch.randint(0, 8, (1, 12)))
+    with torch.no_grad():
+        model.lm.model.norm.weight.zero_()  # every logit 0: greedy writes id 0, a text token, never media
+    settings = GenerationSettings(max_new_tokens=30, do_sample=False)
+    for force in ("none", "auto"):
+        conv = Conversation([spoken_instruction_turn(speech)])
+        reply = model.generate(conv, settings=settings, force_modality=force, seed=0)
+        kinds = [p.modality for p in reply.media()]
+        assert kinds == (["speech"] if force == "auto" else []), force
+        assert conv.turns[-1].parts == reply.parts
+
+
+def test_generate_auto_answers_a_question_without_media():
+    """A question means text: the constraint starts no segment, even where the weights would."""
+    from anygpt.conversation import Conversation
+    from anygpt.lm.generation import GenerationSettings
+    from anygpt.loaders import random_media_model
+
+    model = random_media_model(seed=1)
+    starts = [model.layout[m].start_id for m in model.layout.modalities]
+    head = model.lm.get_output_embeddings().weight  # [V, H]
+    with torch.no_grad():
+        v = torch.randn(head.shape[1])
+        head.zero_()  # every logit 0 ...
+        for sign, i in zip((1, -1, 1), starts):
+            head[i] = 50 * sign * v  # ... but one start marker's, whichever sign the hidden state takes
+    for force, want in (("none", {"image", "speech", "music"}), ("auto", set())):
+        conv = Conversation()
+        conv.add_user("What colour is the circle?")
+        reply = model.generate(conv, settings=GenerationSettings(max_new_tokens=60, do_sample=False),
+                               force_modality=force, seed=0)
+        assert {p.modality for p in reply.media()} <= want and (force == "auto" or reply.media()), force
 
 
 def test_chat_without_force_modality_answers_a_drawing_request_with_an_image(tmp_path, capsys):

@@ -29,7 +29,8 @@ message; /clear forgets the history; /quit leaves. Generated media go to --out (
 files where the model has a de-tokenizer for them, else as code files).
 
 The reply's modality follows the request (--force-modality auto): draw/paint/picture/image ->
-image; say/speak/read aloud -> speech; play/compose/music -> music; a question -> text.
+image; say/speak/read aloud -> speech; play/compose/music -> music; a question -> text (a reply
+with no media).
 
 What anygpt-tiny (the default) knows, and so what it answers best:
   pictures: 1-4 circles, squares, triangles, stars; red, green, blue, yellow, purple, orange;
@@ -64,10 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="import MODULE first (it may register more modalities and tokenizers)")
     for m in modality_names():
         p.add_argument(f"--{m}", action="append", default=[], metavar="PATH", help=f"attach a {m} file to the first message")
-    p.add_argument("--force-modality", choices=["auto", "none", *modality_names()], default="auto",
-                   help="start the reply with this modality; auto (default): the one the message asks for "
-                        "(anygpt.modality_choice: draw/picture/image -> image, say/speak/read aloud -> speech, "
-                        "play/compose/music -> music, a question -> text); none: the model chooses")
+    p.add_argument("--force-modality", choices=["auto", "none", "text", *modality_names()], default="auto",
+                   help="start the reply with this modality (text: a reply with no media); auto (default): the "
+                        "one the message asks for (anygpt.modality_choice: draw/picture/image -> image, "
+                        "say/speak/read aloud -> speech, play/compose/music -> music, a question -> text); "
+                        "none: the model chooses")
     p.add_argument("--preset", default=None,
                    help="generation preset: text, image, speech, music, paper-* (default: the reply modality's)")
     p.add_argument("--max-new-tokens", type=cli_flags.positive_int, metavar="N",

@@ -26,13 +26,19 @@ after the instruction ("Say: draw a circle") does not count:
    -> image, "Convert the speech to text." -> text).
 3. Otherwise text.
 
-A choice the model cannot write (a modality not in its layout) falls back to text.
+Text means a reply without media: the constraint starts no segment. A choice the model cannot
+write (a modality not in its layout) falls back to text. A turn with no text (speech or a
+picture alone) is left to the model. The paper's spoken instruction ("... give reply and
+voice") gets the paper's reply: the model writes it, and speech is appended if it wrote none
+(`ensured_modalities`).
 """
 
 from __future__ import annotations
 
 import re
 from typing import Iterable
+
+from anygpt.templates import SPOKEN_INSTRUCTION_PROMPT
 
 TEXT = "text"
 VERBS = {
@@ -130,17 +136,27 @@ def requested_modality(request: str) -> str:
 
 
 def choose_modality(request: str | None, available: Iterable[str]) -> str | None:
-    """The modality to force a reply into, for `force_modality`: the requested one when it is
-    one of `available` (the model's media modalities), None for text or for one it lacks."""
-    if not request:
+    """The `force_modality` for a reply to `request`: the requested modality when it is one of
+    `available` (the model's media modalities), else "text" (a reply without media). None (the
+    model chooses) when there is no text to read, or for the paper's spoken-instruction prompt,
+    whose reply is text and then speech (`anygpt.templates.spoken_reply`)."""
+    if not request or request.strip() == SPOKEN_INSTRUCTION_PROMPT:
         return None
     want = requested_modality(request)
-    return want if want != TEXT and want in set(available) else None
+    return want if want in set(available) else TEXT
+
+
+def ensured_modalities(request: str | None, available: Iterable[str]) -> list[str]:
+    """Media a reply to `request` must hold besides what it starts with: speech for the paper's
+    spoken instruction (`<-Ins-> transcript <-Res-> reply` and then the reply spoken), when the
+    model can speak; otherwise none. `generate` appends a missing one as the server does."""
+    spoken = request is not None and request.strip() == SPOKEN_INSTRUCTION_PROMPT
+    return ["speech"] if spoken and "speech" in set(available) else []
 
 
 def reply_modality(force: str | None, request: str | None, available: Iterable[str]) -> str | None:
-    """A `force_modality` value -> the modality to force: "auto" reads the request
-    (choose_modality), "none" or None forces nothing, a modality name forces that one."""
+    """A `force_modality` value -> the modality to force ("text": no media): "auto" reads the
+    request (choose_modality), "none" or None forces nothing, a modality name forces that one."""
     if force == "auto":
         return choose_modality(request, available)
     return None if force in (None, "none") else force

@@ -31,7 +31,7 @@ from anygpt.modalities import get_modality
 from anygpt.modalities.registry import LazyTokenizers
 from anygpt.modalities.base import ModalityTokenizer
 from anygpt.model_parts import ModelParts
-from anygpt.parts import CodesPart, MediaFilePart, TextPart
+from anygpt.parts import CodesPart, MediaFilePart, TextPart, append_text
 from anygpt.templates import get_chat_template
 
 if TYPE_CHECKING:
@@ -209,7 +209,7 @@ class AnyGPT:
         start marker, appended unless the prompt ends with it)."""
         ids = self.sequence_encoder.encode(prompt, bos=True)
         start: list[int] = []
-        if force_modality:
+        if force_modality and force_modality != "text":
             spec = self.layout[force_modality].spec
             need = (spec.frames_per_item or 1) * spec.num_codebooks + 1
             if settings.constrained and settings.max_new_tokens < need:
@@ -231,10 +231,16 @@ class AnyGPT:
             raise AnyGPTError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
         return (settings or get_preset(preset)).check()
 
+    def _reply_settings(self, settings: GenerationSettings, force_modality: str | None) -> GenerationSettings:
+        """force_modality "text": a reply without media (the constraint starts no segment)."""
+        if force_modality != "text":
+            return settings
+        return settings.with_(max_frames={m: 0 for m in self.layout.modalities})
+
     def _chat_prompt(self, conversation: Conversation, force_modality: str | None) -> list:
         if not conversation.turns or conversation.turns[-1].role != "user":
             raise AnyGPTError("the conversation must end with a user turn before generate()")
-        marker = self.layout[force_modality].spec.start if force_modality else None
+        marker = self.layout[force_modality].spec.start if force_modality not in (None, "text") else None
         return self.template.prompt(conversation.turns, force_modality_start=marker)
 
     def generate(self, conversation: Conversation, *, preset: str = "text",
@@ -244,8 +250,10 @@ class AnyGPT:
         """Write the assistant's next turn, append it to `conversation`, and return it.
 
         force_modality: start the reply with that modality's start marker (as the release's
-        force_image_generation etc.); "auto": the modality the last user message asks for
-        (anygpt.modality_choice; text forces nothing); None or "none": the model chooses. Constrained settings parse the reply strictly; the
+        force_image_generation etc.); "text": a reply without media; "auto": what the last user
+        message asks for (anygpt.modality_choice: a modality, or text; a spoken instruction's
+        reply gets its speech appended if the model wrote none, unless streamed); None or
+        "none": the model chooses. Constrained settings parse the reply strictly; the
         unconstrained (release) mode parses leniently and marks repaired segments.
         streamer: a BaseStreamer-shaped object (put/end, e.g. anygpt.lm.streaming.ReplyStreamer)
         that receives the reply's ids as they are written, the forced start marker first.
@@ -254,15 +262,23 @@ class AnyGPT:
         the reference; beam search always runs there). quantize: "int8" for the engine's int8 projections.
         threads: torch threads while generating (engine default: 1).
         """
+        ensure: list[str] = []
         if force_modality in ("auto", "none"):
-            from anygpt.modality_choice import reply_modality
+            from anygpt.modality_choice import ensured_modalities, reply_modality
 
             last = conversation.turns[-1] if conversation.turns else None
             request = " ".join(p.text for p in last.parts if isinstance(p, TextPart)) if last else None
+            if force_modality == "auto":
+                ensure = ensured_modalities(request, self.layout.modalities)
             force_modality = reply_modality(force_modality, request, self.layout.modalities)
-        parts = self.complete(self._chat_prompt(conversation, force_modality), preset=preset, settings=settings,
-                              force_modality=force_modality, seed=seed, streamer=streamer, engine=engine,
-                              quantize=quantize, threads=threads)
+        prompt = self._chat_prompt(conversation, force_modality)
+        options = dict(preset=preset, settings=settings, seed=seed, engine=engine, quantize=quantize, threads=threads)
+        parts = self.complete(prompt, force_modality=force_modality, streamer=streamer, **options)
+        for m in ensure if streamer is None else []:  # a streamed reply ends with the model's turn
+            if not any(isinstance(p, CodesPart) and p.modality == m for p in parts):
+                # the reply so far, continued with m's start marker (as the server's `ensure`)
+                more = append_text(prompt + parts, " " + self.layout[m].spec.start)
+                parts = parts + self.complete(more, force_modality=m, **options)
         conversation.add_assistant(parts)
         return Reply(parts)
 
@@ -290,9 +306,10 @@ class AnyGPT:
                        seed: int | None = None, streamer=None, engine: str = "engine",
                        quantize: str | None = None, threads: int | None = None) -> list[list[TextPart | CodesPart]]:
         """Prompts (lists of parts) -> each continuation's parts; prompt i samples from seed + i.
-        force_modality: each continuation starts with that modality's start marker. streamer:
+        force_modality: each continuation starts with that modality's start marker ("text":
+        holds no media). streamer:
         only with a single prompt (see `generate`)."""
-        settings = self._settings(preset, settings, engine)
+        settings = self._reply_settings(self._settings(preset, settings, engine), force_modality)
         if streamer is not None and len(prompts) != 1:
             raise AnyGPTError("a streamer follows one prompt at a time")
         if engine == "hf" or settings.num_beams > 1:
@@ -319,7 +336,8 @@ class AnyGPT:
         has finished, `reply_parts(result.ids, start, settings)` gives the reply."""
         from anygpt.lm.decoder import Request
 
-        ids, start = self._prompt_ids(prompt, settings.check(), force_modality)
+        settings = self._reply_settings(settings.check(), force_modality)
+        ids, start = self._prompt_ids(prompt, settings, force_modality)
         if streamer is not None and start:
             streamer.put(torch.tensor(start))
         return Request(ids, settings, generator=seed, stop_ids=self.stop_ids, stop_strings=self._stop_strings,

@@ -65,3 +65,10 @@ class MediaFilePart:
 
 
 Part = Union[TextPart, CodesPart, MediaFilePart]
+
+
+def append_text(parts: list, text: str) -> list:
+    """parts + text, merged into a trailing TextPart (so the prompt tokenizes as one string would)."""
+    if parts and isinstance(parts[-1], TextPart):
+        return parts[:-1] + [TextPart(parts[-1].text + text)]
+    return parts + [TextPart(text)]

@@ -74,20 +74,22 @@ def test_system_writes_media_and_text(tiny_layout_model, tmp_path):
 
 
 class ScriptedModel:
-    """Stands in for AnyGPT in the chat score: replies with a fixed list of parts per call."""
+    """Stands in for AnyGPT in the chat score: replies with a fixed list of parts per call, one
+    list per force_modality (None: the model alone; "auto": anygpt chat's rule)."""
 
     def __init__(self, layout, replies):
-        from anygpt.templates import get_chat_template
+        self.layout, self.replies = layout, {k: list(v) for k, v in replies.items()}
 
-        self.layout, self.replies, self.template = layout, list(replies), get_chat_template("MMGPT")
+    def generate(self, conversation, *, force_modality, **kw):
+        from anygpt.conversation import Reply
 
-    def complete(self, prompt, **kw):
-        reply = self.replies.pop(0)
+        assert conversation.turns[-1].role == "user"
+        reply = self.replies[force_modality].pop(0)
         if reply == "malformed":
             from anygpt.errors import ModelOutputError
 
             raise ModelOutputError("unterminated segment")
-        return reply
+        return Reply(reply)
 
 
 def test_chat_score_counts_modalities_and_malformed_segments(tmp_path, tiny_layout_model):
@@ -104,10 +106,13 @@ def test_chat_score_counts_modalities_and_malformed_segments(tmp_path, tiny_layo
              {"role": "assistant", "content": "You are welcome."}]
     (tmp_path / "conversations.jsonl").write_text(json.dumps({"id": "c1", "turns": turns}) + "\n")
     assert asked_for(Turn("assistant", [TextPart("x"), image])) == ("image",)
-    replies = [[TextPart("ok "), image], [TextPart("text instead")], "malformed"]
+    replies = {None: [[TextPart("ok "), image], [TextPart("text instead")], "malformed"],
+               "auto": [[image], [speech], [TextPart("fine")]]}
     report = run_chat(tmp_path, ScriptedModel(layout, replies), limit=None, progress=False)
     assert [r["right"] for r in report["items"]] == [True, False, False]
+    assert [r["right_rule"] for r in report["items"]] == [True, True, True]
     assert report["summary"]["modality_rate"] == pytest.approx(1 / 3)
+    assert report["summary"]["modality_rate_rule"] == pytest.approx(1.0)
     assert report["summary"]["well_formed"] == pytest.approx(2 / 3)
 
 

@@ -34,12 +34,12 @@ class Adversary(LogitsProcessor):
         return scores + noise + self.boost[: scores.shape[1]]
 
 
-def sample(model, layout, *, constrained, seed, batch=25, new=48, beams=1):
+def sample(model, layout, *, constrained, seed, batch=25, new=48, beams=1, max_frames=None):
     torch.manual_seed(seed)
     prompt = torch.randint(3, 400, (batch, 5))  # plain text ids
     procs = LogitsProcessorList([Adversary(layout, seed)])
     if constrained:
-        procs.append(SegmentConstraint(layout, max_length=prompt.shape[1] + new))
+        procs.append(SegmentConstraint(layout, max_length=prompt.shape[1] + new, max_frames=max_frames))
     cfg = GenerationConfig(max_new_tokens=new, min_new_tokens=new, do_sample=beams == 1, num_beams=beams,
                            top_k=None, pad_token_id=0, eos_token_id=None)
     out = model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), generation_config=cfg,
@@ -118,6 +118,17 @@ def test_budget_closes_segments_and_max_frames(compact):
     proc = SegmentConstraint(layout, max_length=8)
     allowed = proc.allowed(torch.tensor([[5, 6]]), len(tok))
     assert not allowed[0, layout["image"].start_id] and allowed[0, layout["speech"].start_id]
+
+
+def test_max_frames_zero_forbids_a_modality(compact):
+    model, tok, layout = compact
+    proc = SegmentConstraint(layout, max_frames={"image": 0})
+    allowed = proc.allowed(torch.tensor([[5, 6]]), len(tok))[0]
+    assert not allowed[layout["image"].start_id] and allowed[layout["speech"].start_id] and allowed[5]
+    # a text-only reply: every modality at 0, against the adversary that pushes start markers
+    rows = sample(model, layout, constrained=True, seed=0, max_frames={m: 0 for m in layout.modalities})
+    assert count_segments(layout, rows) == 0
+    assert count_segments(layout, sample(model, layout, constrained=True, seed=0)) > 0
 
 
 def test_allowed_sets_inside_segments(compact):

@@ -101,7 +101,7 @@ def test_an_error_midway_ends_streamers_and_frees_the_cache(engine):
     (dict(top_p=1.5), "top_p=1.5"),
     (dict(top_k=-1), "top_k=-1"),
     (dict(repetition_penalty=0), "repetition_penalty=0"),
-    (dict(max_frames={"speech": 0}), "max_frames"),
+    (dict(max_frames={"speech": -1}), "max_frames"),
 ])
 def test_bad_settings_are_clear_errors(engine, change, message):
     with pytest.raises(GenerationSettingsError, match=message.replace("[", r"\[")):

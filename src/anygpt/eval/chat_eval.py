@@ -5,6 +5,10 @@ For every assistant turn of a realised conversation (`anygpt instruct write --sp
 teacher forcing) and writes the turn. The turn asks for the media kinds the reference turn holds
 (an image, music, speech; none: text only). It is answered right if the reply holds a segment
 of each kind asked for and no other; every segment must parse strictly (well-formed).
+
+Each turn is written twice: by the model alone (`force_modality` None: what it learned), and
+as `anygpt chat` writes it (`force_modality="auto"`: anygpt.modality_choice reads the request;
+"right_rule" in the rows, "modality_rate_rule" in the summary).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from anygpt.conversation import Conversation
 from anygpt.data.conversations import record_turns
 from anygpt.errors import AnyGPTError
 from anygpt.lm.generation import GenerationSettings
@@ -45,6 +50,17 @@ def asked_for(turn: Turn) -> tuple[str, ...]:
     return tuple(sorted({p.modality for p in turn.parts if isinstance(p, CodesPart)}))
 
 
+def _reply_kinds(model, turns: list[Turn], settings: GenerationSettings, force: str | None,
+                 seed: int) -> tuple[tuple[str, ...], bool]:
+    """The media kinds of the model's reply to `turns` (ending with a user turn), and whether
+    every segment parsed strictly."""
+    try:
+        reply = model.generate(Conversation(list(turns)), settings=settings, force_modality=force, seed=seed)
+    except AnyGPTError:  # strict parsing refused a malformed segment
+        return (), False
+    return asked_for(Turn("assistant", reply.parts)), True
+
+
 def run_chat(folder: Path, model, *, limit: int | None = 40, progress: bool = True,
              settings: GenerationSettings = CHAT_SETTINGS) -> dict:
     t0 = time.time()
@@ -55,21 +71,19 @@ def run_chat(folder: Path, model, *, limit: int | None = 40, progress: bool = Tr
             if turn.role != "assistant":
                 continue
             want = asked_for(turn)
-            prompt = model.template.prompt(c["turns"][:i])
-            try:
-                parts = model.complete(prompt, settings=settings, seed=i)
-                well_formed = True
-            except AnyGPTError:  # strict parsing refused a malformed segment
-                parts, well_formed = [], False
-            got = asked_for(Turn("assistant", parts))
-            rows.append({"id": c["id"], "turn": i, "scenario": c.get("scenario"), "asked": list(want) or ["text"],
-                         "got": list(got) or ["text"], "right": well_formed and got == want,
-                         "well_formed": well_formed})
+            row = {"id": c["id"], "turn": i, "scenario": c.get("scenario"), "asked": list(want) or ["text"]}
+            for key, force in (("", None), ("_rule", "auto")):
+                got, well_formed = _reply_kinds(model, c["turns"][:i], settings, force, seed=i)
+                row |= {f"got{key}": list(got) or ["text"], f"right{key}": well_formed and got == want,
+                        f"well_formed{key}": well_formed}
+            rows.append(row)
     by: dict[str, list[bool]] = defaultdict(list)
     for r in rows:
         by["+".join(r["asked"])].append(r["right"])
-    summary = {"modality_rate": sum(r["right"] for r in rows) / max(1, len(rows)),
-               "well_formed": sum(r["well_formed"] for r in rows) / max(1, len(rows)),
+    n = max(1, len(rows))
+    summary = {"modality_rate": sum(r["right"] for r in rows) / n,
+               "modality_rate_rule": sum(r["right_rule"] for r in rows) / n,
+               "well_formed": sum(r["well_formed"] and r["well_formed_rule"] for r in rows) / n,
                "turns": len(rows), "conversations": len(convs)}
     groups = {"asked": [{"asked": k, "n": len(v), "rate": sum(v) / len(v)} for k, v in sorted(by.items())]}
     return {"task": "chat", "system": "anygpt", "source": str(folder), "n": len(rows), "summary": summary,

@@ -6,7 +6,8 @@ Allowed next tokens, for one sequence:
 - inside a segment of K codebooks after p codes: only codes of codebook p % K; the end marker
   only on a frame boundary (p % K == 0), after at least one frame, and, for fixed-length
   media (image: 32 codes), exactly when the count is reached; the end marker is forced when
-  the budget (max_length) or max_frames would otherwise be exceeded.
+  the budget (max_length) or max_frames would otherwise be exceeded; max_frames 0 for a
+  modality forbids its start marker (a text-only reply: every modality at 0).
 
 The state of a row is (segment: -1 outside or the modality's index, tokens p written since its
 start marker, tokens left in the budget). `SegmentState` keeps it as tensors over the batch and updates it in O(1)
@@ -120,12 +121,13 @@ class SegmentTables:
         limits [B, R] max frames per modality."""
         inside = seg >= 0
         r = seg.clamp(min=0)
+        startable = limits > 0  # [B, R]; max_frames 0: no segment of that modality
         if remaining is None:
-            subset = torch.full_like(seg, self.outside_classes - 1)
             room = torch.ones_like(inside)
         else:
-            subset = ((remaining[:, None] >= self.min_length) * self.bits).sum(dim=1)
+            startable = startable & (remaining[:, None] >= self.min_length)
             room = remaining >= self.codebooks[r] + 1  # another whole frame plus the end marker
+        subset = (startable * self.bits).sum(dim=1)
         k = self.codebooks[r]
         layer, frames = pos % k, pos // k
         fixed = self.fixed[r]

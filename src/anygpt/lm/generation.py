@@ -50,8 +50,9 @@ class GenerationSettings:
         if isinstance(self.num_beams, bool) or not isinstance(self.num_beams, int) or self.num_beams < 1:
             raise bad("num_beams", "must be a whole number of at least 1")
         for name, n in self.max_frames.items():
-            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise GenerationSettingsError(f"generation setting max_frames[{name!r}]={n!r}: must be at least 1")
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                raise GenerationSettingsError(f"generation setting max_frames[{name!r}]={n!r}: must be a whole "
+                                              "number >= 0 (0: no segment of that modality)")
         return self
 
 

@@ -140,7 +140,7 @@ def build_job(req: ChatRequest, model, cache: MediaCache, limits: MediaLimits, *
     audio_format = req.audio.format if req.audio else "wav"
     if audio_format not in AUDIO_OUTPUT_FORMATS:
         raise bad_request("audio.format", f"{audio_format!r}: use one of {', '.join(AUDIO_OUTPUT_FORMATS)}")
-    settings = _settings(req, media_out)
+    settings = _settings(req, media_out, banned)
     for m in media_out:
         spec = model.layout[m].spec
         need = (spec.frames_per_item or 1) * spec.num_codebooks + 1
@@ -171,12 +171,14 @@ def _output_modalities(req: ChatRequest, model) -> list[str]:
     return out
 
 
-def _settings(req: ChatRequest, media_out: list[str]) -> dict[str | None, GenerationSettings]:
+def _settings(req: ChatRequest, media_out: list[str], banned: list[str]) -> dict[str | None, GenerationSettings]:
     """The preset of each pass (the model's own turn: the text preset with room for the largest
-    media asked for; a forced segment: its modality's preset), with the request's overrides."""
+    media asked for; a forced segment: its modality's preset), with the request's overrides;
+    `banned` modalities get max_frames 0 (the constraint never starts their segments)."""
     max_new = req.max_completion_tokens or req.max_tokens
     overrides: dict[str, Any] = dict(max_new_tokens=max_new, top_p=req.top_p, top_k=req.top_k,
-                                     repetition_penalty=req.repetition_penalty)
+                                     repetition_penalty=req.repetition_penalty,
+                                     max_frames={m: 0 for m in banned} or None)
     if req.temperature is not None:
         if req.temperature == 0:
             overrides["do_sample"] = False

@@ -12,7 +12,7 @@ between two steps, and they join at the next step boundary.
 
 A job's life: its media are encoded (or found in the media cache), its prompt is built from
 the chat template, then
-  pass 1   the model writes its turn (media not asked for are banned by logit bias; with
+  pass 1   the model writes its turn (media not asked for are banned by max_frames 0; with
            `force` the reply starts with that modality's start marker);
   pass 2.. for each modality in `ensure` the reply still lacks, the reply so far is extended by
            that modality's start marker and generated on (so `modalities: ["text", "image"]`
@@ -52,7 +52,7 @@ from anygpt.lm.decoder import EngineError, RequestFailed
 from anygpt.lm.engine import AdoptionRefused
 from anygpt.lm.streaming import ReplyStreamer, SegmentDone, TextDelta
 from anygpt.modalities.speech_streaming import AudioChunk
-from anygpt.parts import CodesPart, TextPart
+from anygpt.parts import CodesPart, TextPart, append_text
 from anygpt.serve.errors import APIError
 from anygpt.serve.jobs import Job, PendingMedia
 from anygpt.serve.media import audio_bytes, png_bytes
@@ -221,7 +221,6 @@ class Scheduler:
         self._adopt_wake = threading.Event()  # -> decode: staged rows are ready
         self._intake_wake = threading.Event()  # -> intake: a job queued, a slot freed, a decoder free
         self._renderer = ThreadPoolExecutor(1, thread_name_prefix="anygpt-render")
-        self._bias: dict[tuple[str, ...], torch.Tensor] = {}
         self.batches = 0  # decode steps made (tests and /health read it)
         self.largest_batch = 0
 
@@ -545,12 +544,12 @@ class Scheduler:
                                              voice_prompt=run.voice, seed=job.seed)
         prompt = list(run.prompt) + list(run.parts)
         if run.force is not None:
-            prompt = _append_text(prompt, " " + model.layout[run.force].spec.start)
+            prompt = append_text(prompt, " " + model.layout[run.force].spec.start)
         settings = job.settings[run.force]
         request, start = model.decoder_request(
             prompt, settings, force_modality=run.force, seed=job.seed + run.passes,
             streamer=_HeldStreamer(run.streamer) if run.streamer is not None else None,
-            cancel=job.cancel, logit_bias=self._logit_bias(job.banned))
+            cancel=job.cancel)
         n = int(torch.as_tensor(request.prompt).numel())
         if n >= self.engine.max_len:
             what = "the conversation" if run.passes == 0 else f"the conversation with the reply so far ({run.force} pass)"
@@ -660,17 +659,6 @@ class Scheduler:
         self.cache.put(content_key(part.modality, rendered.data), part.codes)
         return rendered
 
-    def _logit_bias(self, banned: list[str]) -> torch.Tensor | None:
-        """FloatTensor [V]: -inf on the start markers of the modalities the reply must not hold."""
-        if not banned:
-            return None
-        key = tuple(sorted(banned))
-        if key not in self._bias:
-            bias = torch.zeros(self.vocab_size)
-            bias[[self.model.layout[m].start_id for m in key]] = float("-inf")
-            self._bias[key] = bias
-        return self._bias[key]
-
     # ------------------------------------------------------------- streaming
     def _on_event(self, run: _Run, event) -> None:
         """ReplyStreamer events (the decode or intake thread, inside a step) -> the job's stream
@@ -757,13 +745,6 @@ def _prefill(dec, requests: list) -> list:
 def _is_long(run: _Run) -> bool:
     """A run allowed more than LONG_REPLY tokens in its pass."""
     return run.job.settings[run.force].max_new_tokens > LONG_REPLY
-
-
-def _append_text(parts: list, text: str) -> list:
-    """parts + text, merged into a trailing TextPart (so the prompt tokenizes as one string would)."""
-    if parts and isinstance(parts[-1], TextPart):
-        return parts[:-1] + [TextPart(parts[-1].text + text)]
-    return parts + [TextPart(text)]
 
 
 def _audio_id() -> str:
