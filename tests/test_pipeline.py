@@ -64,7 +64,7 @@ def test_list_and_bad_stage(tmp_path):
 def _args(**kw):
     import argparse
 
-    return argparse.Namespace(**{"conversations": None, "pretrain_steps": None, "chat_steps": None,
+    return argparse.Namespace(**{"conversations": None, "pretrain_steps": None, "chat_steps": None, "image_steps": None,
                                  "eval_limit": None, "threads": 1, "tokenizers": [], "code_init": False,
                                  "init": None, **kw})  # the parser's defaults
 
@@ -88,16 +88,25 @@ def test_stages_are_anygpt_commands_with_the_presets_numbers(tmp_path):
     assert "--tasks" not in custom[-1].argv  # tiny: every task
     small = stages_for(PIPELINE_PRESETS["small"], tmp_path, _args())
     assert small[0].argv[small[0].argv.index("--preset") + 1] == "small"  # the corpus ten times tiny's
-    pretrain = dict(zip(small[-3].argv, small[-3].argv[1:]))
+    pretrain = dict(zip(small[-4].argv, small[-4].argv[1:]))
     # the same LM, longer, on the long run's recipe (docs/training.md)
     assert (pretrain["--preset"], pretrain["--steps"], pretrain["--batch"], pretrain["--accum"], pretrain["--lr"]) == \
         ("tiny", "4000", "4", "4", "2e-4")
-    assert pretrain["--tokenizers"] == "image=compact" and "speech=phones" in small[-3].argv
-    chat = dict(zip(small[-2].argv, small[-2].argv[1:]))
-    assert (chat["--steps"], chat["--batch"], chat["--lr"]) == ("200", "4", "1e-4")
+    assert pretrain["--tokenizers"] == "image=compact" and "speech=phones" in small[-4].argv
+    chat = dict(zip(small[-3].argv, small[-3].argv[1:]))
+    assert (chat["--steps"], chat["--batch"], chat["--lr"], chat["--export"]) == ("200", "4", "1e-4", str(tmp_path / "chat-model"))
+    # small's third stage: the chat model on a mix weighted to image pairs, exported as the model
+    images = dict(zip(small[-2].argv, small[-2].argv[1:]))
+    assert (images["--init"], images["--steps"], images["--export"]) == (str(tmp_path / "chat-model"), "800", str(tmp_path / "model"))
+    assert [v for k, v in zip(small[-2].argv, small[-2].argv[1:]) if k == "--blocks"] == \
+        [str(tmp_path / "blocks-images"), f"{tmp_path / 'blocks-pretrain'}:0.5", f"{tmp_path / 'blocks-chat'}:0.25"]
+    assert [s.name for s in stages_for(PIPELINE_PRESETS["small"], tmp_path, _args(image_steps=0))][-3:] == ["pretrain", "chat", "eval"]
     next(s for s in small if s.name == "blocks-pretrain").before()  # writes the blocks configs
-    configs = {n: json.loads((tmp_path / "configs" / f"{n}.json").read_text()) for n in ("pretrain", "pretrain-val", "chat")}
+    configs = {n: json.loads((tmp_path / "configs" / f"{n}.json").read_text())
+               for n in ("pretrain", "pretrain-val", "chat", "images")}
     assert {c["block_len"] for c in configs.values()} == {1024}
+    assert [d["name"] for d in configs["images"]["datasets"]] == ["image-pairs", "image-docs"]
+    assert configs["images"]["shares"] == {"image-pairs": 0.85, "image-docs": 0.15} and configs["images"]["seed"] == 1
     assert configs["pretrain"]["shares"]["image-pairs"] == 0.35
     drops = {d["name"]: d.get("cfg_drop", 0) for d in configs["pretrain"]["datasets"]}
     assert drops["image-pairs"] == 0.1 and sum(drops.values()) == 0.1  # captions of image pairs only

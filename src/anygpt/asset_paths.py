@@ -4,7 +4,8 @@ these folders and the loaders that read them can both import it.
 
 Named asset_paths, not assets, because anygpt/assets/ is the data folder holding the weights.
 
-"tiny" is a size: the tiny corpus preset trains the models shipped here. A shipped file that is
+"tiny" is a size: the tiny corpus preset trains the tokenizers shipped here, and the small
+corpus preset the LM. A shipped file that is
 missing is an error naming the file and the retrain command, never a silent fallback.
 """
 
@@ -20,7 +21,7 @@ WEIGHTS = ("config.json", "model.safetensors")
 
 # ---------------------------------------------------------------- the LM
 ANYGPT_TINY_DIR = ASSETS / "anygpt-tiny"  # the trained LM (anygpt.json names its modality tokenizers)
-ANYGPT_TINY_RETRAIN = "anygpt pipeline tiny --out runs/tiny --export src/anygpt/assets/anygpt-tiny"
+ANYGPT_TINY_RETRAIN = "anygpt pipeline small --out runs/small --threads 2 --export src/anygpt/assets/anygpt-tiny"
 DEFAULT_MODEL = "anygpt-tiny"
 # name -> shipped folder; the random models (anygpt.loaders.RANDOM_MODELS) are built in memory
 MODEL_FOLDERS: dict[str, Path] = {"anygpt-tiny": ANYGPT_TINY_DIR}
@@ -33,8 +34,8 @@ IMAGE_TOKENIZER_RETRAIN = ("anygpt train image-tokenizer --corpus data/tiny --ou
 
 # ---------------------------------------------------------------- image tokenizer "grid"
 # 64x64 RGB -> 36 local codes of 1024: each code reads its own window of a 6 x 6 grid (2 x 2
-# codes on every cell of the drawn scenes). The codes the next anygpt-tiny trains on; "compact"
-# stays for the shipped anygpt-tiny, which was trained on its codes.
+# codes on every cell of the drawn scenes). At equal training time the LM learned compact's codes
+# better (docs/training.md), so the shipped anygpt-tiny reads and writes compact's.
 IMAGE_TOKENIZER_GRID_DIR = ASSETS / "image-tokenizer-grid"
 IMAGE_TOKENIZER_GRID_RETRAIN = (
     "anygpt train image-tokenizer --corpus data/tiny --out runs/image-tokenizer-grid "
@@ -73,7 +74,7 @@ SOUNDSTORM_UNITS_RETRAIN = (
 # ---------------------------------------------------------------- speech tokenizer "phones"
 # As "units", but its units are phones read from Whisper tiny.en features (fitted with CTC on the
 # text's espeak-ng phonemes: anygpt.nn.content_units, objective "phones"), 55 of them: the speech
-# codes the next anygpt-tiny trains on. Its own SoundStorm fills the acoustic layers.
+# codes of the shipped anygpt-tiny. Its own SoundStorm fills the acoustic layers.
 SPEECH_TOKENIZER_PHONES_DIR = ASSETS / "speech-tokenizer-phones"
 SOUNDSTORM_PHONES_DIR = ASSETS / "soundstorm-phones"
 SPEECH_TOKENIZER_PHONES_RETRAIN = (

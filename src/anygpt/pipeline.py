@@ -44,10 +44,11 @@ DEFAULT_SHARES = {"speech-pairs": 0.25, "image-pairs": 0.20, "image-docs": 0.05,
 
 def pretrain_config(root: Path, corpus: Path, speech: bool = True, splits: tuple[str, ...] = ("train",),
                     tokenizer: dict | None = None, block_len: int = BLOCK_LEN, shares: dict | None = None,
-                    cfg_drop: float = 0.0) -> dict:
+                    cfg_drop: float = 0.0, seed: int = 0) -> dict:
     """The text-centric pretraining mix: pairs in both directions and interleaved documents per
-    media modality, plain text, by `shares` (DEFAULT_SHARES); cfg_drop: the share of
-    text-to-image pairs with the caption dropped (classifier-free guidance)."""
+    media modality, plain text, by `shares` (DEFAULT_SHARES; given shares name the datasets
+    kept); cfg_drop: the share of text-to-image pairs with the caption dropped (classifier-free
+    guidance)."""
     def media(name, kind, modality, folder, field):
         return {"name": name, "kind": kind, "modality": modality, "corpus": str(corpus / folder),
                 "codes": str(root / "codes" / folder), "text_field": field, "splits": list(splits)}
@@ -67,12 +68,12 @@ def pretrain_config(root: Path, corpus: Path, speech: bool = True, splits: tuple
                  "per_document": [1, 4]},
                 {"name": "text", "kind": "text", "corpus": str(corpus / "text"), "text_field": "text",
                  "splits": list(splits)}]
-    shares = dict(shares or DEFAULT_SHARES)
     if speech:
         datasets.insert(0, media("speech-pairs", "pair", "speech", "speech", "text"))
-    else:
-        shares.pop("speech-pairs", None)
-    config = {"block_len": block_len, "seed": 0, "text_tokenizer": tokenizer or {"train_vocab": 4000},
+    if shares:
+        datasets = [d for d in datasets if d["name"] in shares]
+    shares = {d["name"]: (shares or DEFAULT_SHARES)[d["name"]] for d in datasets}
+    config = {"block_len": block_len, "seed": seed, "text_tokenizer": tokenizer or {"train_vocab": 4000},
               "datasets": datasets}
     if splits == ("train",):
         config["shares"] = shares
@@ -122,6 +123,8 @@ class PipelinePreset:
     val_blocks_per_dataset: int = 4
     cfg_drop: float = 0.0  # share of text-to-image pretraining pairs with the caption dropped
     tokenizers: tuple[str, ...] = ()  # MODALITY=LOADER defaults (--tokenizers overrides)
+    image_steps: int = 0  # a third stage after chat: a schedule weighted to image pairs (0: none)
+    images: Schedule = Schedule(2, 4, "2e-4", 20)
 
 
 PIPELINE_PRESETS = {
@@ -130,12 +133,14 @@ PIPELINE_PRESETS = {
     # (ten times tiny's items; on tiny's, the speech-pair validation loss rose after 3.7 passes),
     # 1,024-token blocks (1.9x the tokens a second of 4,500 here), image pairs at 0.35 of the
     # tokens, 16 blocks a step at lr 2e-4 (bigger learning rates unsettled music), the phone
-    # speech codes, and 10% of text-to-image captions dropped for guided drawing
+    # speech codes, and 10% of text-to-image captions dropped for guided drawing; after chat,
+    # 800 steps weighted to image pairs (the shipped model's third stage: captions 0.19 -> 0.40)
     "small": PipelinePreset("small", "tiny", 20000, 300, 4000, 200, 40, block_len=1024,
                             shares={"speech-pairs": 0.25, "image-pairs": 0.35, "image-docs": 0.05,
                                     "music-pairs": 0.15, "music-docs": 0.05, "text": 0.15},
                             pretrain=Schedule(4, 4, "2e-4", 20), chat=Schedule(4, 4, "1e-4", 20),
-                            val_blocks_per_dataset=16, cfg_drop=0.1, tokenizers=("speech=phones",)),
+                            val_blocks_per_dataset=16, cfg_drop=0.1, tokenizers=("speech=phones",),
+                            image_steps=800),
     # seconds to minutes: the whole chain on a micro corpus with a micro LM (tests, trying it out)
     "micro": PipelinePreset("micro", "micro", 40, 10, 3, 2, 1, ("caption", "asr", "chat")),
 }
@@ -178,6 +183,11 @@ def stages_for(preset: PipelinePreset, out: Path, a: argparse.Namespace) -> list
         "chat": chat_config(seq, seq / "chat", block_len=preset.block_len),
         "chat-val": chat_config(seq, seq / "chat-test", held_out=True, block_len=preset.block_len),
     }
+    image_steps = preset.image_steps if a.image_steps is None else a.image_steps
+    if image_steps:  # image pairs and documents alone, new directions and instructions (seed 1)
+        configs["images"] = pretrain_config(seq, data, tokenizer={"path": str(seq / "blocks-pretrain")},
+                                            block_len=preset.block_len, cfg_drop=preset.cfg_drop, seed=1,
+                                            shares={"image-pairs": 0.85, "image-docs": 0.15})
 
     def write_configs():
         for name, cfg in configs.items():
@@ -205,13 +215,24 @@ def stages_for(preset: PipelinePreset, out: Path, a: argparse.Namespace) -> list
                                  "--out", str(out / "runs" / "chat"), "--steps", str(a.chat_steps or preset.chat_steps),
                                  *preset.chat.argv(), "--eval-every", "50",
                                  "--val-blocks-per-dataset", str(preset.val_blocks_per_dataset), "--save-every", "10",
-                                 "--export", str(out / "model"), "--export-dtype", "fp16", *named, *lm],
-                        out / "model" / "model.safetensors"))
+                                 "--export", str(out / ("chat-model" if image_steps else "model")),
+                                 "--export-dtype", "fp16", *named, *lm],
+                        out / ("chat-model" if image_steps else "model") / "model.safetensors"))
+    if image_steps:  # the chat model, on a mix weighted to image pairs (pretraining and chat blocks kept in)
+        stages.append(Stage("images", ["train", "lm", "--stage", "chat", "--blocks", str(seq / "blocks-images"),
+                                       "--blocks", f"{seq / 'blocks-pretrain'}:0.5", "--blocks", f"{seq / 'blocks-chat'}:0.25",
+                                       "--val-blocks", str(seq / "blocks-chat-val"), "--val-blocks", str(seq / "blocks-pretrain-val"),
+                                       "--init", str(out / "chat-model"), "--out", str(out / "runs" / "images"),
+                                       "--steps", str(image_steps), *preset.images.argv(), "--eval-every", "200",
+                                       "--val-blocks-per-dataset", str(preset.val_blocks_per_dataset), "--save-every", "10",
+                                       "--export", str(out / "model"), "--export-dtype", "fp16", *named, *lm],
+                            out / "model" / "model.safetensors"))
     tasks = ["--tasks", *preset.eval_tasks] if preset.eval_tasks else []
     stages.append(Stage("eval", ["eval", "report", "--model", str(out / "model"), "--corpus", str(data),
                                  "--chat", str(seq / "chat-test"), "--out", str(out / "eval"),
                                  "--limit", str(a.eval_limit or preset.eval_limit), *tasks,
-                                 "--curves", str(out / "runs" / "pretrain"), "--curves", str(out / "runs" / "chat"), *lm],
+                                 "--curves", str(out / "runs" / "pretrain"), "--curves", str(out / "runs" / "chat"),
+                                 *(["--curves", str(out / "runs" / "images")] if image_steps else []), *lm],
                         out / "eval" / "report.json"))
     return stages
 
@@ -305,12 +326,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="pretraining steps (tiny: 600 of 2 x 2 blocks; small: 4000 of 4 x 4)")
     p.add_argument("--chat-steps", type=cli_flags.positive_int,
                    help="chat fine-tuning steps (tiny: 200 of 2 x 2 blocks; small: 200 of 4 x 4)")
+    p.add_argument("--image-steps", type=cli_flags.count_or_zero,
+                   help="steps of the image-weighted stage after chat (small: 800 of 2 x 4 blocks; 0: none)")
     p.add_argument("--eval-limit", type=cli_flags.positive_int, help="items per eval task (tiny: 40)")
     p.add_argument("--code-init", action="store_true",
                    help="pretraining starts the media codes' rows from the tokenizers' code vectors (`train lm --code-init`)")
     p.add_argument("--init", type=Path, metavar="DIR",
                    help="pretraining starts from this model folder's weights and text tokenizer, with a fresh optimizer "
-                        "and schedule (a warm start on a bigger corpus: --init checkpoints/anygpt-tiny-next)")
+                        "and schedule (a warm start: --init src/anygpt/assets/anygpt-tiny)")
     p.add_argument("--tokenizers", nargs="*", default=[], metavar="MODALITY=LOADER",
                    help="tokenizers to train on, as in `anygpt train lm` (default: compact for every modality, "
                         "and small's speech=phones; e.g. image=grid for the local image codes)")

@@ -22,17 +22,19 @@ from anygpt.token_spec import TokenSpec
 SPEC = TokenSpec("image", RELEASED_IMAGE_SPEC.prefix, RELEASED_IMAGE_SPEC.start, RELEASED_IMAGE_SPEC.end, 16, 1, 4)
 
 
-def small_tokenizer(text_vocab: int = 300, spec: TokenSpec = SPEC):
+def small_tokenizer(text_vocab: int = 300, spec: TokenSpec = SPEC, specs: list[TokenSpec] | None = None):
     tok = train_text_tokenizer(builtin_texts(), vocab_size=text_vocab)
-    add_modality_tokens(tok, [spec])
+    add_modality_tokens(tok, specs or [spec])
     return tok
 
 
 def write_block_folder(folder: Path, *, blocks: dict[str, int], block_len: int = 64, seed: int = 0,
-                       tokenizer=None, masked: bool = False, per_shard: int = 8, spec: TokenSpec = SPEC) -> Path:
+                       tokenizer=None, masked: bool = False, per_shard: int = 8, spec: TokenSpec = SPEC,
+                       specs: list[TokenSpec] | None = None) -> Path:
     """blocks: dataset name -> number of blocks. Each block repeats one of three short random
     motifs of its dataset (the same for every seed), so a model can learn them (loss falls). masked: label only the second half (as chat blocks do).
-    spec: the image codes' spec the folder records (the tokenizer must have been expanded with it)."""
+    spec: the image codes' spec the folder records (the tokenizer must have been expanded with it);
+    specs: the modality specs it records instead."""
     tok = tokenizer or small_tokenizer(spec=spec)
     rng = np.random.default_rng(seed)
     writer = ShardWriter(folder, block_len, list(blocks), blocks_per_shard=per_shard)
@@ -48,7 +50,7 @@ def write_block_folder(folder: Path, *, blocks: dict[str, int], block_len: int =
             writer.add(Block(ids, labels, [0], block_len), name)
     writer.close()
     tok.save_pretrained(folder)
-    (folder / ANYGPT_CONFIG).write_text(json.dumps(FolderConfig([spec], "MMGPT", {}, released=False).to_json()))
+    (folder / ANYGPT_CONFIG).write_text(json.dumps(FolderConfig(specs or [spec], "MMGPT", {}, released=False).to_json()))
     return folder
 
 

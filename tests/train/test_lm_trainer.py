@@ -18,7 +18,7 @@ import torch
 from anygpt.errors import AnyGPTError
 from anygpt.files import MARKER
 from anygpt.train import lm as train_lm
-from blockfolders import small_tokenizer, write_block_folder
+from blockfolders import SPEC, small_tokenizer, write_block_folder
 from killed_runs import kill_then_rerun
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -217,6 +217,28 @@ def test_bad_block_folders(tmp_path, blocks):
 
     other = write_block_folder(tmp_path / "other", blocks={"a": 4}, tokenizer=small_tokenizer(text_vocab=280))
     _fails(["--blocks", str(blocks), "--blocks", str(other), *out], str(other), "another vocabulary")
+
+
+def test_a_folder_of_some_modalities_mixes_with_one_of_all(tmp_path):
+    """Image-pair blocks alone (a folder that records the image spec only) train beside blocks of
+    every modality built with the same tokenizer; the model exported knows every modality."""
+    from dataclasses import replace
+
+    from anygpt.token_spec import TokenSpec
+
+    speech = TokenSpec("speech", "S", "<sosp>", "<eosp>", 8, 1, None)
+    tok = small_tokenizer(specs=[SPEC, speech])
+    images = write_block_folder(tmp_path / "images", blocks={"image-pairs": 4}, tokenizer=tok)
+    full = write_block_folder(tmp_path / "full", blocks={"a": 4}, tokenizer=tok, specs=[SPEC, speech])
+    out = ["--out", str(tmp_path / "run"), "--steps", "1", *MICRO]
+    assert train_lm.main(["--blocks", str(images), "--blocks", f"{full}:0.5", *out,
+                          "--export", str(tmp_path / "model"), "--tokenizers", "image=compact", "speech=compact"]) == 0
+    exported = json.loads((tmp_path / "model" / "anygpt.json").read_text())
+    assert [s["name"] for s in exported["specs"]] == ["image", "speech"]
+    odd = write_block_folder(tmp_path / "odd", blocks={"a": 4}, tokenizer=tok,
+                             specs=[SPEC, replace(speech, codebook_size=9)])
+    _fails(["--blocks", str(full), "--blocks", str(odd), "--out", str(tmp_path / "r2"), "--steps", "1", *MICRO],
+           str(odd), "another vocabulary")
 
 
 def test_blocks_built_for_another_vocabulary_than_init(tmp_path):

@@ -194,7 +194,6 @@ class Scheduler:
         self.model = model
         self.cache = cache
         self.engine = model.engine(quantize=quantize, max_batch=max_batch, backend=backend)  # anygpt.lm.decoder.Backend
-        self.vocab_size = self.engine.vocab_size  # the length of a logit bias
         self.max_batch = max_batch
         self.threads = threads
         self.retry_after = retry_after
