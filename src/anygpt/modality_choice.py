@@ -140,7 +140,7 @@ def choose_modality(request: str | None, available: Iterable[str]) -> str | None
     `available` (the model's media modalities), else "text" (a reply without media). None (the
     model chooses) when there is no text to read, or for the paper's spoken-instruction prompt,
     whose reply is text and then speech (`anygpt.templates.spoken_reply`)."""
-    if not request or request.strip() == SPOKEN_INSTRUCTION_PROMPT:
+    if not request or _spoken_instruction(request):
         return None
     want = requested_modality(request)
     return want if want in set(available) else TEXT
@@ -150,8 +150,12 @@ def ensured_modalities(request: str | None, available: Iterable[str]) -> list[st
     """Media a reply to `request` must hold besides what it starts with: speech for the paper's
     spoken instruction (`<-Ins-> transcript <-Res-> reply` and then the reply spoken), when the
     model can speak; otherwise none. `generate` appends a missing one as the server does."""
-    spoken = request is not None and request.strip() == SPOKEN_INSTRUCTION_PROMPT
-    return ["speech"] if spoken and "speech" in set(available) else []
+    return ["speech"] if _spoken_instruction(request) and "speech" in set(available) else []
+
+
+def _spoken_instruction(request: str | None) -> bool:
+    """Is `request` the text of the paper's spoken instruction (anygpt.templates)?"""
+    return request is not None and request.strip() == SPOKEN_INSTRUCTION_PROMPT
 
 
 def reply_modality(force: str | None, request: str | None, available: Iterable[str]) -> str | None:

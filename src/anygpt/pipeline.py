@@ -199,40 +199,37 @@ def stages_for(preset: PipelinePreset, out: Path, a: argparse.Namespace) -> list
                             seq / f"blocks-{name}" / "index.json", before=write_configs))
     lm = ["--threads", str(a.threads)]
     named = ["--tokenizers", *(f"{m}={name}" for m, name in tok.items())]  # recorded in the exported anygpt.json
-    stages.append(Stage("pretrain", ["train", "lm", "--blocks", str(seq / "blocks-pretrain"),
-                                     "--val-blocks", str(seq / "blocks-pretrain-val"),
-                                     *(["--init", str(a.init)] if a.init else ["--preset", preset.lm]),
-                                     "--out", str(out / "runs" / "pretrain"),
-                                     "--steps", str(a.pretrain_steps or preset.pretrain_steps),
-                                     *preset.pretrain.argv(), "--eval-every", "100",
-                                     "--val-blocks-per-dataset", str(preset.val_blocks_per_dataset), "--save-every", "10",
-                                     "--export", str(out / "pretrain-model"), "--export-dtype", "fp32", *named,
-                                     *(["--code-init"] if a.code_init else []), *lm],
-                        out / "pretrain-model" / "model.safetensors"))
-    stages.append(Stage("chat", ["train", "lm", "--stage", "chat", "--blocks", str(seq / "blocks-chat"),
-                                 "--blocks", f"{seq / 'blocks-pretrain'}:0.5", "--val-blocks", str(seq / "blocks-chat-val"),
-                                 "--val-blocks", str(seq / "blocks-pretrain-val"), "--init", str(out / "pretrain-model"),
-                                 "--out", str(out / "runs" / "chat"), "--steps", str(a.chat_steps or preset.chat_steps),
-                                 *preset.chat.argv(), "--eval-every", "50",
-                                 "--val-blocks-per-dataset", str(preset.val_blocks_per_dataset), "--save-every", "10",
-                                 "--export", str(out / ("chat-model" if image_steps else "model")),
-                                 "--export-dtype", "fp16", *named, *lm],
-                        out / ("chat-model" if image_steps else "model") / "model.safetensors"))
+
+    def train_stage(name: str, argv: list[str], export: str, dtype: str) -> Stage:
+        """A `train lm` stage: its own flags, then those every LM stage shares; done once exported."""
+        return Stage(name, ["train", "lm", *argv, "--out", str(out / "runs" / name),
+                            "--val-blocks-per-dataset", str(preset.val_blocks_per_dataset), "--save-every", "10",
+                            "--export", str(out / export), "--export-dtype", dtype, *named, *lm],
+                     out / export / "model.safetensors")
+
+    pretrain_blocks, chat_blocks = str(seq / "blocks-pretrain"), str(seq / "blocks-chat")
+    chat_export = "chat-model" if image_steps else "model"
+    stages.append(train_stage("pretrain", ["--blocks", pretrain_blocks, "--val-blocks", str(seq / "blocks-pretrain-val"),
+                                           *(["--init", str(a.init)] if a.init else ["--preset", preset.lm]),
+                                           "--steps", str(a.pretrain_steps or preset.pretrain_steps),
+                                           *preset.pretrain.argv(), "--eval-every", "100",
+                                           *(["--code-init"] if a.code_init else [])], "pretrain-model", "fp32"))
+    held_out = ["--val-blocks", str(seq / "blocks-chat-val"), "--val-blocks", str(seq / "blocks-pretrain-val")]
+    stages.append(train_stage("chat", ["--stage", "chat", "--blocks", chat_blocks, "--blocks", f"{pretrain_blocks}:0.5",
+                                       *held_out, "--init", str(out / "pretrain-model"),
+                                       "--steps", str(a.chat_steps or preset.chat_steps), *preset.chat.argv(),
+                                       "--eval-every", "50"], chat_export, "fp16"))
     if image_steps:  # the chat model, on a mix weighted to image pairs (pretraining and chat blocks kept in)
-        stages.append(Stage("images", ["train", "lm", "--stage", "chat", "--blocks", str(seq / "blocks-images"),
-                                       "--blocks", f"{seq / 'blocks-pretrain'}:0.5", "--blocks", f"{seq / 'blocks-chat'}:0.25",
-                                       "--val-blocks", str(seq / "blocks-chat-val"), "--val-blocks", str(seq / "blocks-pretrain-val"),
-                                       "--init", str(out / "chat-model"), "--out", str(out / "runs" / "images"),
-                                       "--steps", str(image_steps), *preset.images.argv(), "--eval-every", "200",
-                                       "--val-blocks-per-dataset", str(preset.val_blocks_per_dataset), "--save-every", "10",
-                                       "--export", str(out / "model"), "--export-dtype", "fp16", *named, *lm],
-                            out / "model" / "model.safetensors"))
+        stages.append(train_stage("images", ["--stage", "chat", "--blocks", str(seq / "blocks-images"),
+                                             "--blocks", f"{pretrain_blocks}:0.5", "--blocks", f"{chat_blocks}:0.25",
+                                             *held_out, "--init", str(out / chat_export), "--steps", str(image_steps),
+                                             *preset.images.argv(), "--eval-every", "200"], "model", "fp16"))
     tasks = ["--tasks", *preset.eval_tasks] if preset.eval_tasks else []
     stages.append(Stage("eval", ["eval", "report", "--model", str(out / "model"), "--corpus", str(data),
                                  "--chat", str(seq / "chat-test"), "--out", str(out / "eval"),
                                  "--limit", str(a.eval_limit or preset.eval_limit), *tasks,
-                                 "--curves", str(out / "runs" / "pretrain"), "--curves", str(out / "runs" / "chat"),
-                                 *(["--curves", str(out / "runs" / "images")] if image_steps else []), *lm],
+                                 *(x for s in stages if s.argv[:2] == ["train", "lm"]
+                                   for x in ("--curves", str(out / "runs" / s.name))), *lm],
                         out / "eval" / "report.json"))
     return stages
 

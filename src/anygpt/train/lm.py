@@ -91,15 +91,14 @@ def load_init(init: str, specs, seed: int, new_rows: str = "mean"):
     return model, tokenizer
 
 
-def run_specs(sources: list[BlockSource]) -> list:
-    """The modality specs of a run's block folders, which must share one tokenizer: their union,
-    in order of first appearance (a folder built from some datasets only, e.g. image pairs
-    alone, records fewer modalities than the others)."""
-    fp = tokenizer_fingerprint(sources[0].tokenizer())
+def run_specs(sources: list[BlockSource], fingerprint: str) -> list:
+    """The modality specs of a run's block folders, which must all have the tokenizer of
+    `fingerprint` (the first's): their union, in order of first appearance (a folder built from
+    some datasets only, e.g. image pairs alone, records fewer modalities than the others)."""
     specs: dict = {}
-    for s in sources:
+    for i, s in enumerate(sources):
         own = s.specs()
-        if tokenizer_fingerprint(s.tokenizer()) != fp or any(specs.get(x.name, x) != x for x in own):
+        if (i and tokenizer_fingerprint(s.tokenizer()) != fingerprint) or any(specs.get(x.name, x) != x for x in own):
             raise BlockDataError(f"{s.folder}: built with another vocabulary than {sources[0].folder}; "
                                  "all block folders of a run must share one tokenizer (see docs/sequences.md)")
         for x in own:
@@ -109,8 +108,8 @@ def run_specs(sources: list[BlockSource]) -> list:
 
 def build_model(a: argparse.Namespace, sources: list[BlockSource]) -> BuiltModel:
     blocks_tok = sources[0].tokenizer()
-    specs = run_specs(sources)
     fp = tokenizer_fingerprint(blocks_tok)
+    specs = run_specs(sources, fp)
     if a.init:
         model, tok = load_init(a.init, specs, a.seed, a.new_rows)
         if tokenizer_fingerprint(tok) != fp:
