@@ -84,3 +84,22 @@ def test_chat_writes_media_with_the_default_model(tmp_path, modality, suffix):
         audio, rate = sf.read(files[0])
         assert len(audio) > 0.2 * rate and np.isfinite(audio).all() and np.abs(audio).max() > 0
     assert not list(out.rglob("*.tmp*"))
+
+
+def test_the_readme_request_draws_what_it_asks(tmp_path):
+    """The README's first command: anygpt-tiny draws greedily with guidance 1.5 through its
+    text-to-image instruction (its anygpt.json), and the pixel checker reads the request back."""
+    from anygpt.eval.scene_checker import read_scene
+
+    folder = json.loads((asset_paths.ANYGPT_TINY_DIR / "anygpt.json").read_text())
+    assert folder["generation"] == {"image": {"do_sample": False, "cfg_scale": 1.5}}
+    assert folder["instruction_replies"] == ["image"]
+    out = tmp_path / "out"
+    assert cli.main(["chat", "--message", "Draw a big red circle in the middle on a white background.",
+                     "--out", str(out)]) == 0
+    (png,) = out.rglob("*.png")
+    with Image.open(png) as im:
+        scene = read_scene(im)
+    assert scene["background"] == "white"
+    assert [(o["color"], o["shape"], o["size"], o["position"]) for o in scene["objects"]] == \
+        [("red", "circle", "large", "center")]

@@ -32,7 +32,8 @@ from anygpt.modalities.registry import LazyTokenizers
 from anygpt.modalities.base import ModalityTokenizer
 from anygpt.model_parts import ModelParts
 from anygpt.parts import CodesPart, MediaFilePart, TextPart, append_text
-from anygpt.templates import get_chat_template
+from anygpt.instructions import instruction_pool
+from anygpt.templates import get_chat_template, pretraining_prompt
 
 if TYPE_CHECKING:
     from anygpt.lm.engine import Engine
@@ -55,6 +56,10 @@ class AnyGPT:
         self._engines: dict[tuple, object] = {}
         # modality -> {"loader", "path"}: the tokenizers a saved folder names (see lm.checkpoint)
         self.tokenizer_entries: dict[str, dict] = {}
+        # reply modality -> GenerationSettings fields over its preset (anygpt.json's "generation")
+        self.generation_defaults: dict[str, dict] = {}
+        # modalities a plain text request gets through the text-to-media instruction (FolderConfig)
+        self.instruction_replies: list[str] = []
 
     @property
     def lm(self):
@@ -84,6 +89,8 @@ class AnyGPT:
         for modality, load in parts.deferred.items():
             model.tokenizers.defer(modality, load)
         model.tokenizer_entries = dict(parts.tokenizer_entries)
+        model.generation_defaults = dict(parts.generation)
+        model.instruction_replies = list(parts.instruction_replies)
         return model
 
     @classmethod
@@ -100,7 +107,8 @@ class AnyGPT:
         """Write our folder format (safetensors weights, tokenizer, anygpt.json) into `path`: a
         new or empty folder, or one of our model folders (replaced whole, its README kept). A
         folder holding anything else is refused (OutputError), never overwritten."""
-        cfg = FolderConfig(self.layout.specs, self.template.name, self.tokenizer_entries, released=False)
+        cfg = FolderConfig(self.layout.specs, self.template.name, self.tokenizer_entries, released=False,
+                           generation=self.generation_defaults, instruction_replies=self.instruction_replies)
         return save_lm(path, self.lm, self.tokenizer, cfg, flag="save_pretrained's folder")
 
     def set_tokenizer(self, modality: str, tok: ModalityTokenizer) -> None:
@@ -226,10 +234,15 @@ class AnyGPT:
     def _stop_strings(self) -> list[str]:
         return [] if self.turn_end_id is not None else [self.template.bot_end]
 
+    def preset(self, name: str) -> GenerationSettings:
+        """A generation preset (anygpt.lm.generation) with what this model's folder sets over
+        it for that reply modality (e.g. anygpt-tiny draws greedily with guidance)."""
+        return get_preset(name).with_(**self.generation_defaults.get(name, {}))
+
     def _settings(self, preset: str, settings: GenerationSettings | None, engine: str) -> GenerationSettings:
         if engine not in ENGINES:
             raise AnyGPTError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
-        return (settings or get_preset(preset)).check()
+        return (settings or self.preset(preset)).check()
 
     def _reply_settings(self, settings: GenerationSettings, force_modality: str | None) -> GenerationSettings:
         """force_modality "text": a reply without media (the constraint starts no segment)."""
@@ -240,6 +253,11 @@ class AnyGPT:
     def _chat_prompt(self, conversation: Conversation, force_modality: str | None) -> list:
         if not conversation.turns or conversation.turns[-1].role != "user":
             raise AnyGPTError("the conversation must end with a user turn before generate()")
+        last = conversation.turns[-1].parts
+        if force_modality in self.instruction_replies and last and all(isinstance(p, TextPart) for p in last):
+            # the request as the text of the text-to-media instruction the model learnt it from
+            request = " ".join(p.text for p in last).strip()
+            return pretraining_prompt("from_text", instruction_pool(force_modality, "from_text")[0], text=request)
         marker = self.layout[force_modality].spec.start if force_modality not in (None, "text") else None
         return self.template.prompt(conversation.turns, force_modality_start=marker)
 
@@ -312,7 +330,13 @@ class AnyGPT:
         settings = self._reply_settings(self._settings(preset, settings, engine), force_modality)
         if streamer is not None and len(prompts) != 1:
             raise AnyGPTError("a streamer follows one prompt at a time")
-        if engine == "hf" or settings.num_beams > 1:
+        if settings.cfg_scale != 1.0 and force_modality in self.layout.modalities:
+            base = _seed(seed)
+            with _torch_threads(threads):
+                built = [self._guided_reply(p, settings, force_modality, base + i, quantize, streamer)
+                         for i, p in enumerate(prompts)]
+            news, starts = [new for new, _ in built], [start for _, start in built]
+        elif engine == "hf" or settings.num_beams > 1:
             encoded = [self._prompt_ids(p, settings, force_modality) for p in prompts]
             if streamer is not None and encoded[0][1]:
                 streamer.put(torch.tensor(encoded[0][1]))
@@ -326,6 +350,30 @@ class AnyGPT:
             results = self.engine(quantize=quantize, backend=engine).generate([r for r, _ in built], threads=threads)
             news, starts = [r.ids for r in results], [start for _, start in built]
         return [self.reply_parts(new, start, settings) for start, new in zip(starts, news)]
+
+    def _guided_reply(self, prompt: list, settings: GenerationSettings, modality: str, seed: int,
+                      quantize: str | None, streamer) -> tuple[list[int], list[int]]:
+        """A forced fixed-length segment drawn with classifier-free guidance (anygpt.lm.guidance)
+        against the unconditional prompt: the text-to-media pretraining prompt with its caption
+        dropped, as training drops it. It runs on the engine's forward (fp32, or int8 with
+        quantize), whatever the backend. -> (new ids: the codes and the end marker, start)."""
+        from anygpt.data.pretraining import UNCONDITIONAL
+        from anygpt.lm.guidance import guided_segment
+
+        r = self.layout[modality]
+        if not r.spec.frames_per_item or r.spec.num_codebooks != 1:
+            raise AnyGPTError(f"cfg_scale={settings.cfg_scale}: guidance draws fixed-length segments of one "
+                              f"codebook (an image); {modality} segments are not (use cfg_scale 1)")
+        ids, start = self._prompt_ids(prompt, settings, modality)
+        unconditional = pretraining_prompt("from_text", instruction_pool(modality, "from_text")[0], text=UNCONDITIONAL)
+        uncond_ids, _ = self._prompt_ids(unconditional, settings, modality)
+        codes = guided_segment(self.engine(quantize=quantize).model, ids, uncond_ids, (r.code_offset, r.code_end),
+                               r.spec.frames_per_item, settings.cfg_scale, settings, torch.Generator().manual_seed(seed))
+        new = [*codes.tolist(), r.end_id]
+        if streamer is not None:
+            streamer.put(torch.tensor(start + new))
+            streamer.end()
+        return new, start
 
     def decoder_request(self, prompt: list, settings: GenerationSettings, *, force_modality: str | None = None,
                        seed: int = 0, streamer=None, cancel=None, logit_bias: torch.Tensor | None = None):

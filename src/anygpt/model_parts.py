@@ -30,7 +30,9 @@ class ModelParts:
     by the caller; deferred: modality -> a zero-argument load of a tokenizer the folder names (its
     name and path checked, not yet loaded: a model loads only the de-tokenizers its replies use);
     template: chat template name; tokenizer_entries: modality -> {"loader"[, "path"]} as the
-    folder's anygpt.json names them (written back by save_pretrained); folder: where they were read."""
+    folder's anygpt.json names them (written back by save_pretrained); folder: where they were read;
+    generation: reply modality -> the GenerationSettings fields the folder sets over its preset;
+    instruction_replies: see anygpt.lm.checkpoint.FolderConfig."""
 
     lm: Any
     text_tokenizer: Any
@@ -40,6 +42,8 @@ class ModelParts:
     template: str = "MMGPT"
     tokenizer_entries: dict[str, dict] = field(default_factory=dict)
     folder: Path | None = None
+    generation: dict[str, dict] = field(default_factory=dict)  # the folder's generation defaults
+    instruction_replies: list[str] = field(default_factory=list)
 
     @classmethod
     def from_folder(cls, path: str | Path, *, tokenizers: Mapping[str, ModalityTokenizer] | None = None,
@@ -61,4 +65,4 @@ class ModelParts:
                 kwargs = {"path": tokenizer_folder(path, t)} if "path" in t else {}
                 deferred[m] = partial(load_tokenizer, m, t["loader"], **kwargs)
         return cls(lm, text_tokenizer, layout, dict(tokenizers or {}), deferred, template or cfg.chat_template,
-                   dict(cfg.tokenizers), path)
+                   dict(cfg.tokenizers), path, dict(cfg.generation), list(cfg.instruction_replies))

@@ -89,6 +89,14 @@ CASES = [
          damaged_model("m", lambda f: (f / "anygpt.json").write_text(json.dumps(
              {**json.loads((f / "anygpt.json").read_text()), "tokenizers": {"music": {"loader": "compact",
                                                                                        "path": "/tmp"}}})))),
+    Case("chat-model-generation-bad-value", ["chat", "--model", "TMP/m", "--message", "hi", "--out", "TMP/out"], 1,
+         r"anygpt\.json: generation\.image: generation setting cfg_scale=-1: must be a finite number above 0",
+         damaged_model("m", lambda f: (f / "anygpt.json").write_text(json.dumps(
+             {**json.loads((f / "anygpt.json").read_text()), "generation": {"image": {"cfg_scale": -1}}})))),
+    Case("chat-model-generation-unknown-modality", ["chat", "--model", "TMP/m", "--message", "hi", "--out", "TMP/out"],
+         1, r"anygpt\.json: generation\.video: not a modality of this model",
+         damaged_model("m", lambda f: (f / "anygpt.json").write_text(json.dumps(
+             {**json.loads((f / "anygpt.json").read_text()), "generation": {"video": {"do_sample": False}}})))),
     # ------------------------------------------------------------------ chat: outputs and attachments, before any model runs [F8, F9]
     Case("chat-out-is-a-file [F8]", [*CHAT[:-1], "KIT/media/a-file"], 1, r"--out is a file", absent=()),
     Case("chat-out-below-a-file [F8]", [*CHAT[:-1], "KIT/media/a-file/sub"], 1, r"a-file is a file, not a folder",

@@ -15,8 +15,9 @@ Decoding per output modality (the paper evaluates text with beam search and imag
 with top-p 0.7): greedy for text and images by default, top-p sampling for speech and music;
 options `text_beams` (beam search width for text), `text_repetition_penalty`, `image_top_p`,
 `speech_top_p`, `music_top_p`, `seed`, and `image_cfg`: classifier-free guidance for drawing
-at that scale (greedy, against the same prompt with an empty caption: anygpt.lm.guidance; for
-models trained with `cfg_drop` in their blocks; 1, the default: none).
+at that scale (against the same prompt with an empty caption: anygpt.lm.guidance; for models
+trained with `cfg_drop` in their blocks; 1: none; default: the model folder's own setting, as
+`anygpt chat` draws, e.g. 1.5 for anygpt-tiny, else 1).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class AnyGPTSystem:
 
     def __init__(self, model: Any = "anygpt-tiny", seed: int | str = 0, image_top_p: float | str = 0.0,
                  speech_top_p: float | str = 0.7, music_top_p: float | str = 0.9, text_beams: int | str = 1,
-                 text_repetition_penalty: float | str = 1.0, image_cfg: float | str = 1.0,
+                 text_repetition_penalty: float | str = 1.0, image_cfg: float | str | None = None,
                  threads: int | str | None = None):
         from anygpt.loaders import load_model
 
@@ -56,17 +57,17 @@ class AnyGPTSystem:
         self.calls = 0
         self.top_p = {"image": float(image_top_p), "speech": float(speech_top_p), "music": float(music_top_p)}
         self.text = {"num_beams": int(text_beams), "repetition_penalty": float(text_repetition_penalty)}
+        self.image_cfg = self.model.preset("image").cfg_scale if image_cfg is None else float(image_cfg)
         GenerationSettings(**self.text).check()  # a bad option is named before any model call
-        self.image_cfg = float(image_cfg)
-        if self.image_cfg <= 0 or (self.image_cfg != 1.0 and self.top_p["image"] > 0):
-            raise AnyGPTError(f"image_cfg {image_cfg}: guidance needs a scale > 0 and greedy images (image_top_p 0)")
+        GenerationSettings(cfg_scale=self.image_cfg).check()
 
     # ----------------------------------------------------------------- core
     def settings(self, modality: str) -> GenerationSettings:
         if modality == "text":
             return GenerationSettings(max_new_tokens=MAX_NEW["text"], do_sample=False, **self.text)
         top_p = self.top_p.get(modality, 0.0)
-        return GenerationSettings(max_new_tokens=MAX_NEW[modality], do_sample=top_p > 0, top_p=top_p or 1.0)
+        return GenerationSettings(max_new_tokens=MAX_NEW[modality], do_sample=top_p > 0, top_p=top_p or 1.0,
+                                  cfg_scale=self.image_cfg if modality == "image" else 1.0)
 
     def complete(self, parts: list[Part], output: str) -> list[TextPart | CodesPart]:
         """Prompt parts -> the reply's parts (text, or one media segment of `output`)."""
@@ -81,11 +82,6 @@ class AnyGPTSystem:
         return "".join(p.text for p in self.complete(prompt, "text") if isinstance(p, TextPart)).strip()
 
     def from_text(self, modality: str, text: str) -> CodesPart:
-        if modality == "image" and self.image_cfg != 1.0:
-            from anygpt.eval.scene_abilities import draw_codes
-
-            self.calls += 1
-            return CodesPart("image", draw_codes(self.model, text, self.image_cfg))
         prompt = pretraining_prompt("from_text", instruction_pool(modality, "from_text")[0], text=text)
         media = [p for p in self.complete(prompt, modality) if isinstance(p, CodesPart)]
         if not media:

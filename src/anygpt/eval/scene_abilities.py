@@ -12,7 +12,7 @@ objects have their colour, shape, or colour + shape named anywhere in the captio
 (`color_named`, `shape_named`, `kind_named`: the first signs of grounding).
 Text-to-image: the model writes the image codes for each scene's canonical caption (the first
 text_to_image instruction), greedily, with classifier-free guidance at `cfg_scale`
-(anygpt.lm.guidance; 1: none); the image tokenizer decodes them and the pixel scene checker
+(anygpt.lm.guidance through AnyGPT.complete; 1: none); the image tokenizer decodes them and the pixel scene checker
 (anygpt.eval.scene_checker) reads the picture back: `exact`, per attribute (colour, shape,
 size, positions, count, background) and `object_accuracy`.
 Every score is a mean over items in [0, 1]; each row keeps what the model wrote.
@@ -28,7 +28,6 @@ import torch
 from anygpt.data import scenes
 from anygpt.instructions import instruction_pool
 from anygpt.lm.generation import GenerationSettings
-from anygpt.lm.guidance import guided_segment
 from anygpt.parts import CodesPart, TextPart
 from anygpt.templates import pretraining_prompt
 
@@ -74,23 +73,16 @@ def caption_scores(model, items: list[SceneItem], *, beams: int = 1, max_new_tok
     return _means(rows, CAPTION_KEYS), rows
 
 
-def image_prompt_ids(model, text: str) -> torch.Tensor:
-    """The text-to-image prompt for `text`, ending with the image start marker -> ids [L]."""
-    prompt = pretraining_prompt("from_text", instruction_pool("image", "from_text")[0], text=text)
-    ids = model.sequence_encoder.encode(prompt, bos=True)
-    return torch.cat([ids, torch.tensor([model.layout["image"].start_id])])
-
-
 @torch.no_grad()
-def draw_codes(model, text: str, cfg_scale: float = 1.0, unconditional: str = "") -> torch.Tensor:
-    """Greedy image codes LongTensor [K, T] for `text`, guided at cfg_scale against the prompt
-    with the caption `unconditional` (what training's dropped pairs hold)."""
-    r = model.layout["image"]
-    spec = r.spec
-    n = spec.frames_per_item * spec.num_codebooks
-    ids = guided_segment(model.lm, image_prompt_ids(model, text), image_prompt_ids(model, unconditional),
-                         (r.code_offset, r.code_end), n, cfg_scale)
-    return model.layout.ids_to_codes("image", ids)
+def draw_codes(model, text: str, cfg_scale: float = 1.0) -> torch.Tensor:
+    """Greedy image codes LongTensor [K, T] for `text` (the first text_to_image instruction),
+    guided at cfg_scale against the prompt with the caption dropped (AnyGPT's guided replies)."""
+    spec = model.layout["image"].spec
+    settings = GenerationSettings(max_new_tokens=spec.frames_per_item * spec.num_codebooks + 1, do_sample=False,
+                                  cfg_scale=cfg_scale)
+    prompt = pretraining_prompt("from_text", instruction_pool("image", "from_text")[0], text=text)
+    parts = model.complete(prompt, settings=settings, force_modality="image", seed=0)
+    return next(p.codes for p in parts if isinstance(p, CodesPart))
 
 
 @torch.no_grad()

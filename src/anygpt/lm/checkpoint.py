@@ -42,15 +42,25 @@ class FolderConfig:
     # without a path the loader's shipped weights (e.g. {"loader": "compact"})
     tokenizers: dict[str, dict] = field(default_factory=dict)
     released: bool = True
+    # reply modality -> GenerationSettings fields the model was trained for, over that
+    # modality's preset (e.g. {"image": {"do_sample": false, "cfg_scale": 1.5}}); optional
+    generation: dict[str, dict] = field(default_factory=dict)
+    # modalities whose reply to a plain text request is written after the text-to-media
+    # pretraining prompt (the request as its text), not the chat template: where the model
+    # learnt to generate that modality (anygpt-tiny draws so); optional
+    instruction_replies: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {"format": "anygpt/1", "specs": [s.to_dict() for s in self.specs],
-                "chat_template": self.chat_template, "tokenizers": self.tokenizers}
+        out = {"format": "anygpt/1", "specs": [s.to_dict() for s in self.specs],
+               "chat_template": self.chat_template, "tokenizers": self.tokenizers}
+        optional = {"generation": self.generation, "instruction_replies": self.instruction_replies}
+        return {**out, **{k: v for k, v in optional.items() if v}}
 
     @classmethod
     def from_json(cls, d: dict) -> "FolderConfig":
         return cls([TokenSpec.from_dict(s) for s in d["specs"]], d.get("chat_template", "MMGPT"),
-                   d.get("tokenizers", {}), released=False)
+                   d.get("tokenizers", {}), released=False, generation=d.get("generation", {}),
+                   instruction_replies=d.get("instruction_replies", []))
 
 
 def read_folder_config(path: Path) -> FolderConfig:
@@ -61,6 +71,11 @@ def read_folder_config(path: Path) -> FolderConfig:
         folder = FolderConfig.from_json(json.loads(cfg.read_text(encoding="utf-8")))
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{cfg}: not a valid anygpt config ({type(e).__name__}: {e})") from None
+    names = [s.name for s in folder.specs]
+    check_generation_defaults(folder.generation, names, f"{cfg}: generation")
+    if not isinstance(folder.instruction_replies, list) or not set(folder.instruction_replies) <= set(names):
+        raise CheckpointError(f"{cfg}: instruction_replies must be a list of this model's modalities "
+                              f"({', '.join(names)}); it is {folder.instruction_replies!r}")
     for modality, entry in folder.tokenizers.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("loader"), str) \
                 or not isinstance(entry.get("path", ""), str):
@@ -72,6 +87,23 @@ def read_folder_config(path: Path) -> FolderConfig:
             except UnsafePathError as e:
                 raise CheckpointError(f"{cfg}: {e}") from None
     return folder
+
+
+def check_generation_defaults(generation, modalities: list[str], where: str) -> None:
+    """CheckpointError naming the entry unless `generation` maps "text" or a modality of the
+    model to valid GenerationSettings fields."""
+    from anygpt.lm.generation import GenerationSettings
+
+    if not isinstance(generation, dict):
+        raise CheckpointError(f"{where}: must be an object of reply modality -> generation settings")
+    for modality, fields in generation.items():
+        if modality not in ("text", *modalities):
+            raise CheckpointError(f"{where}.{modality}: not a modality of this model "
+                                  f"(text, {', '.join(modalities)})")
+        try:
+            GenerationSettings(**fields).check()
+        except (TypeError, ValueError) as e:  # an unknown field, or one out of range
+            raise CheckpointError(f"{where}.{modality}: {e}") from None
 
 
 def tokenizer_folder(path: Path, entry: dict) -> Path:

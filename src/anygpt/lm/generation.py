@@ -28,6 +28,9 @@ class GenerationSettings:
     # False reproduces the release: no constraint, malformed segments are possible
     constrained: bool = True
     max_frames: dict[str, int] = field(default_factory=dict)
+    # classifier-free guidance of a forced fixed-length media reply (an image): 1 = none; for
+    # models trained with some captions dropped (anygpt.lm.guidance)
+    cfg_scale: float = 1.0
 
     def with_(self, **changes) -> "GenerationSettings":
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -49,6 +52,9 @@ class GenerationSettings:
             raise bad("repetition_penalty", "must be a finite number above 0 (1.0: none)")
         if isinstance(self.num_beams, bool) or not isinstance(self.num_beams, int) or self.num_beams < 1:
             raise bad("num_beams", "must be a whole number of at least 1")
+        if isinstance(self.cfg_scale, bool) or not isinstance(self.cfg_scale, (int, float)) \
+                or not 0 < self.cfg_scale < float("inf"):
+            raise bad("cfg_scale", "must be a finite number above 0 (1.0: no guidance)")
         for name, n in self.max_frames.items():
             if isinstance(n, bool) or not isinstance(n, int) or n < 0:
                 raise GenerationSettingsError(f"generation setting max_frames[{name!r}]={n!r}: must be a whole "

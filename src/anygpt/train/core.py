@@ -276,9 +276,11 @@ class TrainingRun:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         for m in self.modules.values():
             m.train()
+        first = self.step
         try:
             while self.step < self.o.steps and not self._stop:
-                if self.o.max_minutes and time.time() - self.t0 > self.o.max_minutes * 60:
+                # every run makes at least one step, so a tiny --max-minutes still makes progress
+                if self.o.max_minutes and self.step > first and time.time() - self.t0 > self.o.max_minutes * 60:
                     if self.is_main:
                         print(f"\nstopping at --max-minutes {self.o.max_minutes}", flush=True)
                     self.timed_out = True

@@ -352,7 +352,12 @@ class LMTrainer:
             model = self.acc.unwrap_model(self.model)
             self._merged = model.merge_and_unload() if self.a.lora else model
         tokenizers = {} if plain_hf else tokenizer_entries(self.a.tokenizers, self.specs)
-        cfg = None if plain_hf else FolderConfig(self.specs, self.a.template, tokenizers, released=False)
+        generation = {"image": {"do_sample": False, "cfg_scale": self.a.cfg_scale}} if self.a.cfg_scale else {}
+        missing = set(self.a.instruction_replies) - {s.name for s in self.specs}
+        if missing and not plain_hf:
+            raise AnyGPTError(f"--instruction-replies: the blocks have no {', '.join(sorted(missing))} codes")
+        cfg = None if plain_hf else FolderConfig(self.specs, self.a.template, tokenizers, released=False,
+                                                 generation=generation, instruction_replies=self.a.instruction_replies)
         save_lm(folder, self._merged, self.tokenizer, cfg, dtype=EXPORT_DTYPES[self.a.export_dtype],
                 flag="--export-hf" if plain_hf else "--export", inputs=export_inputs(self.a))
         print(f"exported {'HF' if plain_hf else 'anygpt'} model folder {folder}", flush=True)
@@ -460,6 +465,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="modality tokenizers named in the exported anygpt.json and read by --code-init "
                         "(default: the shipped tiny ones)")
     p.add_argument("--template", choices=["MMGPT", "AnyGPT"], default="MMGPT", help="chat template recorded in the export")
+    p.add_argument("--cfg-scale", type=cli_flags.positive_float, default=None, metavar="X",
+                   help="record in the export that the model draws images greedily with classifier-free guidance "
+                        "at this scale (for blocks built with cfg_drop; `anygpt chat` and eval then use it; "
+                        "default: none)")
+    p.add_argument("--instruction-replies", nargs="*", default=[], metavar="MODALITY",
+                   help="record in the export that a text request for these modalities is answered through the "
+                        "text-to-media pretraining instruction, not the chat template (e.g. image; default: none)")
     p.add_argument("--record-ranks", action="store_true", help=argparse.SUPPRESS)
     add_run_args(p, out="runs/lm", steps=2000, save_every=100, log_every=10,
                  export_help="after training, export our model folder (safetensors + anygpt.json) here")
