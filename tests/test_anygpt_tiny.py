@@ -93,7 +93,7 @@ def test_the_readme_request_draws_what_it_asks(tmp_path):
 
     folder = json.loads((asset_paths.ANYGPT_TINY_DIR / "anygpt.json").read_text())
     assert folder["generation"] == {"image": {"do_sample": False, "cfg_scale": 1.5}}
-    assert folder["instruction_replies"] == ["image"]
+    assert folder["instruction_prompts"] == {"image": ["from_text", "to_text"], "speech": ["to_text"]}
     out = tmp_path / "out"
     assert cli.main(["chat", "--message", "Draw a big red circle in the middle on a white background.",
                      "--out", str(out)]) == 0

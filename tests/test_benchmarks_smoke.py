@@ -36,7 +36,7 @@ SMOKE = {
                                (["--smoke", "--skip", "image", "--skip", "music", "--units", "4", "--units-objective",
                                  "phones", "--units-voices-per-sentence", "2"], "phone units 55")],
     "compare_bases.py": [(["--smoke"], "random0 code")],
-    "drawing_routes.py": [(["--smoke"], "| guidance | route | exact |")],
+    "instruction_routes.py": [(["--smoke"], "| ability | guidance | route |")],
     "eval_image_tokenizer.py": [(["--smoke"], "## Linear probes from codes")],
     "eval_music_codec.py": [(["--smoke"], "| system | note F1")],
     "eval_speech_tokenizer.py": [(["--smoke"], "| WER resynthesis, all layers |")],

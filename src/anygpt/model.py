@@ -58,8 +58,9 @@ class AnyGPT:
         self.tokenizer_entries: dict[str, dict] = {}
         # reply modality -> GenerationSettings fields over its preset (anygpt.json's "generation")
         self.generation_defaults: dict[str, dict] = {}
-        # modalities a plain text request gets through the text-to-media instruction (FolderConfig)
-        self.instruction_replies: list[str] = []
+        # modality -> directions a single request is written in as its pretraining instruction
+        # rather than the chat template (FolderConfig.instruction_prompts)
+        self.instruction_prompts: dict[str, list[str]] = {}
 
     @property
     def lm(self):
@@ -90,7 +91,7 @@ class AnyGPT:
             model.tokenizers.defer(modality, load)
         model.tokenizer_entries = dict(parts.tokenizer_entries)
         model.generation_defaults = dict(parts.generation)
-        model.instruction_replies = list(parts.instruction_replies)
+        model.instruction_prompts = dict(parts.instruction_prompts)
         return model
 
     @classmethod
@@ -108,7 +109,7 @@ class AnyGPT:
         new or empty folder, or one of our model folders (replaced whole, its README kept). A
         folder holding anything else is refused (OutputError), never overwritten."""
         cfg = FolderConfig(self.layout.specs, self.template.name, self.tokenizer_entries, released=False,
-                           generation=self.generation_defaults, instruction_replies=self.instruction_replies)
+                           generation=self.generation_defaults, instruction_prompts=self.instruction_prompts)
         return save_lm(path, self.lm, self.tokenizer, cfg, flag="save_pretrained's folder")
 
     def set_tokenizer(self, modality: str, tok: ModalityTokenizer) -> None:
@@ -253,13 +254,30 @@ class AnyGPT:
     def _chat_prompt(self, conversation: Conversation, force_modality: str | None) -> list:
         if not conversation.turns or conversation.turns[-1].role != "user":
             raise AnyGPTError("the conversation must end with a user turn before generate()")
-        last = conversation.turns[-1].parts
-        if force_modality in self.instruction_replies and last and all(isinstance(p, TextPart) for p in last):
-            # the request as the text of the text-to-media instruction the model learnt it from
-            request = " ".join(p.text for p in last).strip()
-            return pretraining_prompt("from_text", instruction_pool(force_modality, "from_text")[0], text=request)
+        routed = self._instruction_prompt(conversation.turns[-1].parts, force_modality)
+        if routed is not None:
+            return routed
         marker = self.layout[force_modality].spec.start if force_modality not in (None, "text") else None
         return self.template.prompt(conversation.turns, force_modality_start=marker)
+
+    def _instruction_prompt(self, parts: list, reply: str | None) -> list | None:
+        """The last user turn's parts as the pretraining instruction the model learnt that
+        ability from, where the folder routes it (instruction_prompts), else None: text alone
+        asking for a `reply` modality routed "from_text" (the request as the instruction's text),
+        or text with one attachment of a modality routed "to_text" and a text reply (the
+        attachment as its media; the request's words are not read). A spoken instruction (no
+        text), several attachments or a reply of another kind keep the chat template."""
+        texts = [p for p in parts if isinstance(p, TextPart)]
+        media = [p for p in parts if not isinstance(p, TextPart)]
+        if not texts:
+            return None
+        if not media and "from_text" in self.instruction_prompts.get(reply, ()):
+            request = " ".join(p.text for p in texts).strip()
+            return pretraining_prompt("from_text", instruction_pool(reply, "from_text")[0], text=request)
+        if len(media) == 1 and reply == "text" and "to_text" in self.instruction_prompts.get(media[0].modality, ()):
+            modality = media[0].modality
+            return pretraining_prompt("to_text", instruction_pool(modality, "to_text")[0], media=media[0])
+        return None
 
     def generate(self, conversation: Conversation, *, preset: str = "text",
                  settings: GenerationSettings | None = None, force_modality: str | None = None,

@@ -32,7 +32,7 @@ class ModelParts:
     template: chat template name; tokenizer_entries: modality -> {"loader"[, "path"]} as the
     folder's anygpt.json names them (written back by save_pretrained); folder: where they were read;
     generation: reply modality -> the GenerationSettings fields the folder sets over its preset;
-    instruction_replies: see anygpt.lm.checkpoint.FolderConfig."""
+    instruction_prompts: see anygpt.lm.checkpoint.FolderConfig."""
 
     lm: Any
     text_tokenizer: Any
@@ -43,7 +43,7 @@ class ModelParts:
     tokenizer_entries: dict[str, dict] = field(default_factory=dict)
     folder: Path | None = None
     generation: dict[str, dict] = field(default_factory=dict)  # the folder's generation defaults
-    instruction_replies: list[str] = field(default_factory=list)
+    instruction_prompts: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def from_folder(cls, path: str | Path, *, tokenizers: Mapping[str, ModalityTokenizer] | None = None,
@@ -65,4 +65,4 @@ class ModelParts:
                 kwargs = {"path": tokenizer_folder(path, t)} if "path" in t else {}
                 deferred[m] = partial(load_tokenizer, m, t["loader"], **kwargs)
         return cls(lm, text_tokenizer, layout, dict(tokenizers or {}), deferred, template or cfg.chat_template,
-                   dict(cfg.tokenizers), path, dict(cfg.generation), list(cfg.instruction_replies))
+                   dict(cfg.tokenizers), path, dict(cfg.generation), dict(cfg.instruction_prompts))

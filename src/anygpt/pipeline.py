@@ -125,9 +125,9 @@ class PipelinePreset:
     tokenizers: tuple[str, ...] = ()  # MODALITY=LOADER defaults (--tokenizers overrides)
     image_steps: int = 0  # a third stage after chat: a schedule weighted to image pairs (0: none)
     images: Schedule = Schedule(2, 4, "2e-4", 20)
-    # guidance its exports draw images with (anygpt.json; with cfg_drop), through the text-to-image
-    # instruction (chat drawing requests too: exact 0.27 against 0.03 through the chat template)
-    cfg_scale: float | None = None
+    cfg_scale: float | None = None  # guidance its exports draw images with (anygpt.json; with cfg_drop)
+    # single requests its exports write as the pretraining instruction (train lm --instruction-prompts)
+    instruction_prompts: tuple[str, ...] = ()
 
 
 PIPELINE_PRESETS = {
@@ -139,13 +139,15 @@ PIPELINE_PRESETS = {
     # speech codes, and 10% of text-to-image captions dropped for guided drawing (greedy at
     # guidance 1.5: 0.23 of test scenes drawn exactly against 0.13 unguided, 0.08 sampled);
     # after chat, 800 steps weighted to image pairs (the shipped model's third stage: captions
-    # 0.19 -> 0.40)
+    # 0.19 -> 0.40); single requests answered through the pretraining instructions, where the
+    # abilities were learnt (drawing exact 0.27 against 0.03 through the chat template)
     "small": PipelinePreset("small", "tiny", 20000, 300, 4000, 200, 40, block_len=1024,
                             shares={"speech-pairs": 0.25, "image-pairs": 0.35, "image-docs": 0.05,
                                     "music-pairs": 0.15, "music-docs": 0.05, "text": 0.15},
                             pretrain=Schedule(4, 4, "2e-4", 20), chat=Schedule(4, 4, "1e-4", 20),
                             val_blocks_per_dataset=16, cfg_drop=0.1, tokenizers=("speech=phones",),
-                            image_steps=800, cfg_scale=1.5),
+                            image_steps=800, cfg_scale=1.5,
+                            instruction_prompts=("image=from_text,to_text", "speech=to_text")),
     # seconds to minutes: the whole chain on a micro corpus with a micro LM (tests, trying it out)
     "micro": PipelinePreset("micro", "micro", 40, 10, 3, 2, 1, ("caption", "asr", "chat")),
 }
@@ -204,7 +206,8 @@ def stages_for(preset: PipelinePreset, out: Path, a: argparse.Namespace) -> list
                             seq / f"blocks-{name}" / "index.json", before=write_configs))
     lm = ["--threads", str(a.threads)]
     named = ["--tokenizers", *(f"{m}={name}" for m, name in tok.items())]  # recorded in the exported anygpt.json
-    named += ["--cfg-scale", str(preset.cfg_scale), "--instruction-replies", "image"] if preset.cfg_scale else []
+    named += ["--cfg-scale", str(preset.cfg_scale)] if preset.cfg_scale else []
+    named += ["--instruction-prompts", *preset.instruction_prompts] if preset.instruction_prompts else []
 
     def train_stage(name: str, argv: list[str], export: str, dtype: str) -> Stage:
         """A `train lm` stage: its own flags, then those every LM stage shares; done once exported."""

@@ -97,6 +97,11 @@ CASES = [
          1, r"anygpt\.json: generation\.video: not a modality of this model",
          damaged_model("m", lambda f: (f / "anygpt.json").write_text(json.dumps(
              {**json.loads((f / "anygpt.json").read_text()), "generation": {"video": {"do_sample": False}}})))),
+    Case("chat-model-instruction-prompts-bad-direction", ["chat", "--model", "TMP/m", "--message", "hi", "--out",
+                                                           "TMP/out"], 1,
+         r"anygpt\.json: instruction_prompts\.image: must be a list of from_text and to_text; it is 'sideways'",
+         damaged_model("m", lambda f: (f / "anygpt.json").write_text(json.dumps(
+             {**json.loads((f / "anygpt.json").read_text()), "instruction_prompts": {"image": "sideways"}})))),
     # ------------------------------------------------------------------ chat: outputs and attachments, before any model runs [F8, F9]
     Case("chat-out-is-a-file [F8]", [*CHAT[:-1], "KIT/media/a-file"], 1, r"--out is a file", absent=()),
     Case("chat-out-below-a-file [F8]", [*CHAT[:-1], "KIT/media/a-file/sub"], 1, r"a-file is a file, not a folder",

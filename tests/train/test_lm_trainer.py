@@ -155,13 +155,16 @@ def test_export_loads_as_anygpt_and_plain_hf(tmp_path, blocks):
     assert "generation" not in json.loads((tmp_path / "again" / "anygpt.json").read_text())
     # how the model draws, recorded in the export for chat and eval to use
     train_lm.main(["--blocks", str(blocks), "--out", str(run), "--steps", "3", "--export-only", "--export",
-                   str(tmp_path / "guided"), "--tokenizers", "--cfg-scale", "1.5", "--instruction-replies", "image", *MICRO])
+                   str(tmp_path / "guided"), "--tokenizers", "--cfg-scale", "1.5", "--instruction-prompts", "image=from_text,to_text",
+                   *MICRO])
     guided = AnyGPT.from_pretrained(tmp_path / "guided")
     assert guided.preset("image") == GenerationSettings(max_new_tokens=200, do_sample=False, cfg_scale=1.5)
-    assert guided.instruction_replies == ["image"] and guided.preset("text") == model.preset("text")
-    with pytest.raises(AnyGPTError, match="--instruction-replies: the blocks have no video codes"):
-        train_lm.main(["--blocks", str(blocks), "--out", str(run), "--steps", "3", "--export-only", "--export",
-                       str(tmp_path / "bad"), "--tokenizers", "--instruction-replies", "video", *MICRO])
+    assert guided.instruction_prompts == {"image": ["from_text", "to_text"]}
+    assert guided.preset("text") == model.preset("text")
+    for bad, error in (("video=to_text", "the blocks have no 'video' codes"), ("image=sideways", "is not MODALITY=DIRECTION")):
+        with pytest.raises(AnyGPTError, match=f"--instruction-prompts: .*{error}"):
+            train_lm.main(["--blocks", str(blocks), "--out", str(run), "--steps", "3", "--export-only", "--export",
+                           str(tmp_path / "bad"), "--tokenizers", "--instruction-prompts", bad, *MICRO])
 
 
 def _hf_base(folder: Path) -> Path:

@@ -28,6 +28,7 @@ from anygpt.modalities import released_specs
 from anygpt.token_spec import TokenSpec
 
 ANYGPT_CONFIG = "anygpt.json"
+INSTRUCTION_DIRECTIONS = ("from_text", "to_text")  # FolderConfig.instruction_prompts
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
 
@@ -45,22 +46,25 @@ class FolderConfig:
     # reply modality -> GenerationSettings fields the model was trained for, over that
     # modality's preset (e.g. {"image": {"do_sample": false, "cfg_scale": 1.5}}); optional
     generation: dict[str, dict] = field(default_factory=dict)
-    # modalities whose reply to a plain text request is written after the text-to-media
-    # pretraining prompt (the request as its text), not the chat template: where the model
-    # learnt to generate that modality (anygpt-tiny draws so); optional
-    instruction_replies: list[str] = field(default_factory=list)
+    # modality -> the directions ("from_text", "to_text") in which a single request is written
+    # as that modality's pretraining instruction rather than the chat template: a text-only
+    # request for a reply of the modality (the request as the instruction's text), or a text
+    # request with one attachment of it for a text reply (the attachment as its media); where
+    # the model learnt the ability (anygpt-tiny's 200 chat steps taught the reply's modality,
+    # not drawing, captioning or transcribing in that format); optional
+    instruction_prompts: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         out = {"format": "anygpt/1", "specs": [s.to_dict() for s in self.specs],
                "chat_template": self.chat_template, "tokenizers": self.tokenizers}
-        optional = {"generation": self.generation, "instruction_replies": self.instruction_replies}
+        optional = {"generation": self.generation, "instruction_prompts": self.instruction_prompts}
         return {**out, **{k: v for k, v in optional.items() if v}}
 
     @classmethod
     def from_json(cls, d: dict) -> "FolderConfig":
         return cls([TokenSpec.from_dict(s) for s in d["specs"]], d.get("chat_template", "MMGPT"),
                    d.get("tokenizers", {}), released=False, generation=d.get("generation", {}),
-                   instruction_replies=d.get("instruction_replies", []))
+                   instruction_prompts=d.get("instruction_prompts", {}))
 
 
 def read_folder_config(path: Path) -> FolderConfig:
@@ -73,9 +77,7 @@ def read_folder_config(path: Path) -> FolderConfig:
         raise CheckpointError(f"{cfg}: not a valid anygpt config ({type(e).__name__}: {e})") from None
     names = [s.name for s in folder.specs]
     check_generation_defaults(folder.generation, names, f"{cfg}: generation")
-    if not isinstance(folder.instruction_replies, list) or not set(folder.instruction_replies) <= set(names):
-        raise CheckpointError(f"{cfg}: instruction_replies must be a list of this model's modalities "
-                              f"({', '.join(names)}); it is {folder.instruction_replies!r}")
+    check_instruction_prompts(folder.instruction_prompts, names, f"{cfg}: instruction_prompts")
     for modality, entry in folder.tokenizers.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("loader"), str) \
                 or not isinstance(entry.get("path", ""), str):
@@ -104,6 +106,19 @@ def check_generation_defaults(generation, modalities: list[str], where: str) -> 
             GenerationSettings(**fields).check()
         except (TypeError, ValueError) as e:  # an unknown field, or one out of range
             raise CheckpointError(f"{where}.{modality}: {e}") from None
+
+
+def check_instruction_prompts(routes, modalities: list[str], where: str) -> None:
+    """CheckpointError naming the entry unless `routes` maps modalities of the model to lists
+    of the directions from_text and to_text."""
+    if not isinstance(routes, dict):
+        raise CheckpointError(f"{where}: must be an object of modality -> directions")
+    for modality, directions in routes.items():
+        if modality not in modalities:
+            raise CheckpointError(f"{where}.{modality}: not a modality of this model ({', '.join(modalities)})")
+        if not isinstance(directions, list) or not set(directions) <= set(INSTRUCTION_DIRECTIONS):
+            raise CheckpointError(f"{where}.{modality}: must be a list of {' and '.join(INSTRUCTION_DIRECTIONS)}; "
+                                  f"it is {directions!r}")
 
 
 def tokenizer_folder(path: Path, entry: dict) -> Path:

@@ -353,11 +353,9 @@ class LMTrainer:
             self._merged = model.merge_and_unload() if self.a.lora else model
         tokenizers = {} if plain_hf else tokenizer_entries(self.a.tokenizers, self.specs)
         generation = {"image": {"do_sample": False, "cfg_scale": self.a.cfg_scale}} if self.a.cfg_scale else {}
-        missing = set(self.a.instruction_replies) - {s.name for s in self.specs}
-        if missing and not plain_hf:
-            raise AnyGPTError(f"--instruction-replies: the blocks have no {', '.join(sorted(missing))} codes")
+        routes = {} if plain_hf else instruction_routes(self.a.instruction_prompts, self.specs)
         cfg = None if plain_hf else FolderConfig(self.specs, self.a.template, tokenizers, released=False,
-                                                 generation=generation, instruction_replies=self.a.instruction_replies)
+                                                 generation=generation, instruction_prompts=routes)
         save_lm(folder, self._merged, self.tokenizer, cfg, dtype=EXPORT_DTYPES[self.a.export_dtype],
                 flag="--export-hf" if plain_hf else "--export", inputs=export_inputs(self.a))
         print(f"exported {'HF' if plain_hf else 'anygpt'} model folder {folder}", flush=True)
@@ -422,6 +420,24 @@ def tokenizer_entries(values: list[str], specs) -> dict[str, dict]:
     return entries
 
 
+def instruction_routes(values: list[str], specs) -> dict[str, list[str]]:
+    """--instruction-prompts image=from_text,to_text ... -> anygpt.json's {"image": ["from_text", "to_text"]}."""
+    from anygpt.lm.checkpoint import INSTRUCTION_DIRECTIONS
+
+    routes = {}
+    known = {s.name for s in specs}
+    for v in values:
+        modality, sep, directions = v.partition("=")
+        if not sep or not directions or not set(directions.split(",")) <= set(INSTRUCTION_DIRECTIONS):
+            raise AnyGPTError(f"--instruction-prompts: {v!r} is not MODALITY=DIRECTION[,DIRECTION] with directions "
+                              f"{' and '.join(INSTRUCTION_DIRECTIONS)} (e.g. image=from_text,to_text)")
+        if modality not in known:
+            raise AnyGPTError(f"--instruction-prompts: the blocks have no {modality!r} codes "
+                              f"(they have {', '.join(sorted(known))})")
+        routes[modality] = directions.split(",")
+    return routes
+
+
 def build_parser() -> argparse.ArgumentParser:
     from anygpt import cli_flags
 
@@ -469,9 +485,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record in the export that the model draws images greedily with classifier-free guidance "
                         "at this scale (for blocks built with cfg_drop; `anygpt chat` and eval then use it; "
                         "default: none)")
-    p.add_argument("--instruction-replies", nargs="*", default=[], metavar="MODALITY",
-                   help="record in the export that a text request for these modalities is answered through the "
-                        "text-to-media pretraining instruction, not the chat template (e.g. image; default: none)")
+    p.add_argument("--instruction-prompts", nargs="*", default=[], metavar="MODALITY=DIRECTIONS",
+                   help="record in the export which single requests are written as the modality's pretraining "
+                        "instruction, not the chat template: from_text (a text request for that modality), "
+                        "to_text (text with one attachment of it, for a text reply); e.g. "
+                        "image=from_text,to_text speech=to_text (default: none)")
     p.add_argument("--record-ranks", action="store_true", help=argparse.SUPPRESS)
     add_run_args(p, out="runs/lm", steps=2000, save_every=100, log_every=10,
                  export_help="after training, export our model folder (safetensors + anygpt.json) here")
