@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             settings = (model.preset if model is not None else get_preset)(name)
         except ValueError as e:
             raise UsageError(f"--preset: {e}") from None
-        settings = settings.with_(max_new_tokens=args.max_new_tokens, cfg_scale=args.cfg_scale if force == "image" else None)
+        guidance = args.cfg_scale if force == "image" else None
+        settings = settings.with_(max_new_tokens=args.max_new_tokens, cfg_scale=guidance)
         return settings.with_(constrained=False) if args.unconstrained else settings
 
     settings_for(None)  # a bad --preset fails before the model loads

@@ -289,7 +289,9 @@ class AnyGPT:
         force_image_generation etc.); "text": a reply without media; "auto": what the last user
         message asks for (anygpt.modality_choice: a modality, or text; a spoken instruction's
         reply gets its speech appended if the model wrote none, unless streamed); None or
-        "none": the model chooses. Constrained settings parse the reply strictly; the
+        "none": the model chooses. A single request the model's folder routes
+        (`instruction_prompts`: _instruction_prompt) is written as its pretraining instruction,
+        not the chat template. Constrained settings parse the reply strictly; the
         unconstrained (release) mode parses leniently and marks repaired segments.
         streamer: a BaseStreamer-shaped object (put/end, e.g. anygpt.lm.streaming.ReplyStreamer)
         that receives the reply's ids as they are written, the forced start marker first.
