@@ -32,8 +32,7 @@ from anygpt.modalities.registry import LazyTokenizers
 from anygpt.modalities.base import ModalityTokenizer
 from anygpt.model_parts import ModelParts
 from anygpt.parts import CodesPart, MediaFilePart, TextPart, append_text
-from anygpt.instructions import instruction_pool
-from anygpt.templates import get_chat_template, pretraining_prompt
+from anygpt.templates import get_chat_template, instruction_prompt
 
 if TYPE_CHECKING:
     from anygpt.lm.engine import Engine
@@ -273,10 +272,9 @@ class AnyGPT:
             return None
         if not media and "from_text" in self.instruction_prompts.get(reply, ()):
             request = " ".join(p.text for p in texts).strip()
-            return pretraining_prompt("from_text", instruction_pool(reply, "from_text")[0], text=request)
+            return instruction_prompt("from_text", reply, text=request)
         if len(media) == 1 and reply == "text" and "to_text" in self.instruction_prompts.get(media[0].modality, ()):
-            modality = media[0].modality
-            return pretraining_prompt("to_text", instruction_pool(modality, "to_text")[0], media=media[0])
+            return instruction_prompt("to_text", media[0].modality, media=media[0])
         return None
 
     def generate(self, conversation: Conversation, *, preset: str = "text",
@@ -385,8 +383,7 @@ class AnyGPT:
             raise AnyGPTError(f"cfg_scale={settings.cfg_scale}: guidance draws fixed-length segments of one "
                               f"codebook (an image); {modality} segments are not (use cfg_scale 1)")
         ids, start = self._prompt_ids(prompt, settings, modality)
-        unconditional = pretraining_prompt("from_text", instruction_pool(modality, "from_text")[0], text=UNCONDITIONAL)
-        uncond_ids, _ = self._prompt_ids(unconditional, settings, modality)
+        uncond_ids, _ = self._prompt_ids(instruction_prompt("from_text", modality, text=UNCONDITIONAL), settings, modality)
         codes = guided_segment(self.engine(quantize=quantize).model, ids, uncond_ids, (r.code_offset, r.code_end),
                                r.spec.frames_per_item, settings.cfg_scale, settings, torch.Generator().manual_seed(seed))
         new = [*codes.tolist(), r.end_id]

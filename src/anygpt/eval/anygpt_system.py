@@ -1,7 +1,7 @@
 """A trained AnyGPT model as a system under test (`--system anygpt --system-option model=...`).
 
 Each ability is one prompt in the format the model was pretrained on (anygpt.templates.
-pretraining_prompt, the first instruction of the pool of that modality and direction):
+instruction_prompt: pretraining_prompt with the first instruction of that modality's pool):
 
     transcribe / caption / describe_music   X -> text: the reply up to its end token
     speak / draw / compose                  text -> X: the reply is forced to start with the
@@ -28,10 +28,9 @@ from typing import Any
 import torch
 
 from anygpt.errors import AnyGPTError
-from anygpt.instructions import instruction_pool
 from anygpt.lm.generation import GenerationSettings
 from anygpt.parts import CodesPart, MediaFilePart, Part, TextPart
-from anygpt.templates import pretraining_prompt
+from anygpt.templates import instruction_prompt
 
 # new tokens per reply: a caption or transcript; 32 image codes; up to 12 s of 25 Hz speech;
 # up to 6 s of 50 Hz x 4 music codes
@@ -78,11 +77,11 @@ class AnyGPTSystem:
 
     def to_text(self, modality: str, path: Path) -> str:
         media = self.model.encode_media(MediaFilePart(modality, Path(path)))
-        prompt = pretraining_prompt("to_text", instruction_pool(modality, "to_text")[0], media=media)
+        prompt = instruction_prompt("to_text", modality, media=media)
         return "".join(p.text for p in self.complete(prompt, "text") if isinstance(p, TextPart)).strip()
 
     def from_text(self, modality: str, text: str) -> CodesPart:
-        prompt = pretraining_prompt("from_text", instruction_pool(modality, "from_text")[0], text=text)
+        prompt = instruction_prompt("from_text", modality, text=text)
         media = [p for p in self.complete(prompt, modality) if isinstance(p, CodesPart)]
         if not media:
             raise AnyGPTError(f"the model wrote no {modality} segment for {text[:60]!r}")

@@ -26,10 +26,9 @@ from dataclasses import dataclass
 import torch
 
 from anygpt.data import scenes
-from anygpt.instructions import instruction_pool
 from anygpt.lm.generation import GenerationSettings
 from anygpt.parts import CodesPart, TextPart
-from anygpt.templates import pretraining_prompt
+from anygpt.templates import instruction_prompt
 
 CAPTION_KEYS = ("object_accuracy", "exact", "background", "count", "sizes", "positions", "color_named",
                 "shape_named", "kind_named")
@@ -61,11 +60,10 @@ def caption_scores(model, items: list[SceneItem], *, beams: int = 1, max_new_tok
     from anygpt.eval.scene_captions import named_attributes, scene_caption_accuracy
 
     codes = encode_scenes(model.tokenizers["image"], [it.spec for it in items])
-    instruction = instruction_pool("image", "to_text")[0]
     settings = GenerationSettings(max_new_tokens=max_new_tokens, do_sample=False, num_beams=beams)
     rows = []
     for it, c in zip(items, codes):
-        prompt = pretraining_prompt("to_text", instruction, media=CodesPart("image", c))
+        prompt = instruction_prompt("to_text", "image", media=CodesPart("image", c))
         parts = model.complete(prompt, settings=settings, seed=0)
         text = "".join(p.text for p in parts if isinstance(p, TextPart)).strip()
         rows.append({"caption": text, "truth": it.caption, "attributes": it.attributes,
@@ -80,8 +78,8 @@ def draw_codes(model, text: str, cfg_scale: float = 1.0) -> torch.Tensor:
     spec = model.layout["image"].spec
     settings = GenerationSettings(max_new_tokens=spec.frames_per_item * spec.num_codebooks + 1, do_sample=False,
                                   cfg_scale=cfg_scale)
-    prompt = pretraining_prompt("from_text", instruction_pool("image", "from_text")[0], text=text)
-    parts = model.complete(prompt, settings=settings, force_modality="image", seed=0)
+    parts = model.complete(instruction_prompt("from_text", "image", text=text), settings=settings,
+                           force_modality="image", seed=0)
     return next(p.codes for p in parts if isinstance(p, CodesPart))
 
 

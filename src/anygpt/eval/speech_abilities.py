@@ -18,10 +18,9 @@ from pathlib import Path
 
 import torch
 
-from anygpt.instructions import instruction_pool
 from anygpt.lm.generation import GenerationSettings
 from anygpt.parts import CodesPart, TextPart
-from anygpt.templates import pretraining_prompt
+from anygpt.templates import instruction_prompt
 
 SPEECH_KEYS = ("word_accuracy", "wer")
 
@@ -50,11 +49,10 @@ def asr_scores(model, items: list[SpokenItem], *, beams: int = 1, max_new_tokens
     """-> ({word_accuracy, wer}, rows {text, transcript, voice})."""
     from anygpt.eval.asr import error_rates
 
-    instruction = instruction_pool("speech", "to_text")[0]
     settings = GenerationSettings(max_new_tokens=max_new_tokens, do_sample=False, num_beams=beams)
     rows = []
     for it in items:
-        prompt = pretraining_prompt("to_text", instruction, media=CodesPart("speech", it.codes))
+        prompt = instruction_prompt("to_text", "speech", media=CodesPart("speech", it.codes))
         parts = model.complete(prompt, settings=settings, seed=0)
         rows.append({"text": it.text, "voice": it.voice,
                      "transcript": "".join(p.text for p in parts if isinstance(p, TextPart)).strip()})
