@@ -45,13 +45,6 @@ def pretraining_pair(
     raise ValueError(f"direction must be 'to_text' or 'from_text', not {direction!r}")
 
 
-def instruction_prompt(direction: str, modality: str, *, media: MediaPart | None = None,
-                       text: str | None = None) -> list[Part]:
-    """pretraining_prompt with the first instruction of the modality's pool for that direction:
-    how the eval, guidance's unconditional stream and the chat's instruction routes ask."""
-    return pretraining_prompt(direction, instruction_pool(modality, direction)[0], media=media, text=text)
-
-
 def pretraining_prompt(direction: str, instruction: str, *, media: MediaPart | None = None,
                        text: str | None = None) -> list[Part]:
     """The start of a pretraining pair, up to where the model's answer begins: what a model
